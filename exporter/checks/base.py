@@ -1,0 +1,74 @@
+"""What every check kind module provides: options parsing, a probe, its families."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from exporter.fields import Reader
+from exporter.samples import Family, Sink
+
+O = TypeVar("O")  # a kind's frozen options dataclass
+O_co = TypeVar("O_co", covariant=True)
+
+
+class CheckFailed(Exception):
+    """The target answered wrongly or not at all; the message is the operator's reason.
+
+    Kinds raise it with a short, secret-free sentence (``connection refused``,
+    ``components.redis.status is "error", expected "ok"``); the runner records it once.
+    """
+
+
+@dataclass(frozen=True)
+class CheckSpec(Generic[O]):
+    """One configured check: the common fields plus its kind's options."""
+
+    name: str
+    kind: str
+    timeout: float
+    min_interval: float
+    labels: tuple[tuple[str, str], ...]
+    options: O
+
+
+class Probe(Protocol):
+    """A live check: owns its connections from creation until :meth:`close`."""
+
+    async def collect(self, out: Sink) -> None:
+        """Write samples to ``out``; raise :class:`CheckFailed` (or anything) to fail."""
+
+    async def close(self) -> None:
+        """Release connections; called on reload (removed checks) and shutdown."""
+
+
+class BaseProbe(Generic[O]):
+    """Convenience base: keeps the spec, closes nothing."""
+
+    def __init__(self, spec: CheckSpec[O]) -> None:
+        self.spec = spec
+        self.options: O = spec.options
+
+    async def collect(self, out: Sink) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Kind(Generic[O]):
+    """A check kind, as listed in the registry (``exporter.checks.KINDS``).
+
+    ``parse`` reads the kind's own keys from the check's mapping through ``reader`` (the
+    common keys are already read) and returns its frozen options; problems go to the
+    reader. ``probe`` builds the live object for a validated spec. ``families`` lists every
+    family ``collect`` may write, for docs and the bundle generator.
+    """
+
+    name: str
+    summary: str
+    parse: Callable[[Reader], O]
+    probe: Callable[[CheckSpec[Any]], Probe]
+    families: tuple[Family, ...]

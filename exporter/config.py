@@ -1,0 +1,201 @@
+"""Loading and validating the exporter's YAML configuration, once, at start and reload."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.checks import KINDS
+from exporter.checks.base import CheckSpec
+from exporter.fields import ConfigError, Problems, Reader, describe
+from exporter.redact import REDACTOR
+
+DEFAULT_TIMEOUT = 5.0
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+# Sections of a profile that only `bundle generate` reads; the exporter skips them.
+BUNDLE_ONLY_KEYS = ("bundle",)
+_ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_SECRET_VAR = re.compile(r"(?i)pass|secret|token|key|cred|auth")
+
+
+@dataclass(frozen=True)
+class Config:
+    checks: tuple[CheckSpec[Any], ...]
+    source: str  # file path, or "<embedded default>"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with every secret masked, for ``/config``."""
+        return {"checks": [_spec_as_dict(spec) for spec in self.checks]}
+
+
+def _spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "timeout": spec.timeout,
+        "min_interval": spec.min_interval,
+    }
+    if spec.labels:
+        out["labels"] = dict(spec.labels)
+    out["options"] = _plain(spec.options)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, str):
+        return REDACTOR.redact_url(value) if "://" in value else REDACTOR.redact(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return REDACTOR.redact(str(value))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+
+
+def interpolate(value: Any, path: str, env: Mapping[str, str], problems: Problems) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string scalar."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match["name"], match["default"]
+            if name in env:
+                result = env[name]
+            elif default is not None:
+                result = default
+            else:
+                problems.add(path, f"environment variable {name} is not set and has no default")
+                return ""
+            if _SECRET_VAR.search(name) and result:
+                REDACTOR.register(result)
+            return result
+
+        return _ENV.sub(substitute, value)
+    if isinstance(value, list):
+        return [interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {
+            k: interpolate(v, f"{path}.{k}" if path else str(k), env, problems)
+            for k, v in value.items()
+        }
+    return value
+
+
+def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML data; raise :class:`ConfigError` listing every problem."""
+    problems = Problems()
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"{source}: expected a mapping with a checks list, got {describe(data)}"])
+    data = interpolate(data, "", os.environ if env is None else env, problems)
+    top = Reader(data, "", problems)
+    top.ignore(*BUNDLE_ONLY_KEYS)
+    specs: list[CheckSpec[Any]] = []
+    names: dict[str, str] = {}
+    for check in top.mappings("checks", required=True):
+        spec = _parse_check(check, names)
+        if spec is not None:
+            specs.append(spec)
+    top.done()
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Config(checks=tuple(specs), source=source)
+
+
+def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
+    name = check.str("name")
+    if isinstance(name, str) and name:
+        if not NAME_PATTERN.fullmatch(name):
+            check.error("name", f"use letters, digits, and _.:- only, got {describe(name)}")
+        elif name in names:
+            check.error("name", f'duplicate name "{name}", first used at {names[name]}')
+        else:
+            names[name] = check.path
+    kind_name = check.str("kind")
+    timeout = check.duration("timeout", DEFAULT_TIMEOUT)
+    min_interval = check.duration("min_interval", 0.0, positive=False)
+    labels = check.labels("labels")
+    for label, _ in labels:
+        if label in ("check", "kind"):
+            check.error("labels", f"label {label} is set by the exporter and cannot be overridden")
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        if isinstance(kind_name, str) and kind_name:
+            check.error("kind", f'unknown kind "{kind_name}" (known: {", ".join(sorted(KINDS))})')
+        check.ignore(*check.data.keys())
+        return None
+    options = kind.parse(check)
+    check.done()
+    return CheckSpec(
+        name=name,
+        kind=kind.name,
+        timeout=timeout,
+        min_interval=min_interval,
+        labels=labels,
+        options=options,
+    )
+
+
+def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{source}: not UTF-8 text"]) from None
+    return load_data(parse_yaml(text, source), source, env)
+
+
+def load_default(listen_port: int, env: Mapping[str, str] | None = None) -> Config:
+    """The embedded default: the disk holding the working directory, and our own health."""
+    text = resources.files("exporter").joinpath("default.yml").read_text(encoding="utf-8")
+    environment = dict(os.environ if env is None else env)
+    environment.setdefault("RUNBOOK_EXPORTER_PORT", str(listen_port))
+    environment.setdefault("RUNBOOK_EXPORTER_CWD", os.getcwd())
+    return load_data(parse_yaml(text, "<embedded default>"), "<embedded default>", environment)

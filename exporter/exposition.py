@@ -1,0 +1,54 @@
+"""Turning check results into the Prometheus and OpenMetrics exposition formats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import chain
+
+from prometheus_client import exposition as text_format
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics_format
+
+from exporter.families import CHECK_DURATION, CHECK_SUCCESS
+from exporter.runner import CheckResult
+from exporter.samples import Sample, to_metrics
+
+OPENMETRICS_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
+TEXT_TYPE = text_format.CONTENT_TYPE_LATEST
+
+
+def result_samples(result: CheckResult, labels: tuple[tuple[str, str], ...]) -> list[Sample]:
+    """The uniform success/duration samples the runner owns for every check."""
+    base = (("check", result.name), *labels, ("kind", result.kind))
+    return [
+        Sample(CHECK_SUCCESS, base, 1.0 if result.success else 0.0),
+        Sample(CHECK_DURATION, base, result.duration),
+    ]
+
+
+def build_metrics(
+    results: Iterable[tuple[CheckResult, tuple[tuple[str, str], ...]]],
+    extra: Sequence[Metric] = (),
+) -> list[Metric]:
+    """All families of one scrape: the uniform ones first, then each kind's samples."""
+    pairs = list(results)
+    uniform = chain.from_iterable(result_samples(r, labels) for r, labels in pairs)
+    own = chain.from_iterable(r.samples for r, _ in pairs)
+    return to_metrics(chain(uniform, own), extra)
+
+
+class _Families:
+    """The minimal collector interface prometheus_client's encoders read."""
+
+    def __init__(self, metrics: Sequence[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Sequence[Metric]:
+        return self._metrics
+
+
+def encode(metrics: Sequence[Metric], accept: str | None) -> tuple[bytes, str]:
+    """Encode for the Accept header: OpenMetrics when asked, else the text format."""
+    if accept and "application/openmetrics-text" in accept:
+        return openmetrics_format.generate_latest(_Families(metrics)), OPENMETRICS_TYPE  # type: ignore[arg-type]
+    return text_format.generate_latest(_Families(metrics)), TEXT_TYPE  # type: ignore[arg-type]

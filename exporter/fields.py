@@ -1,0 +1,306 @@
+"""Typed readers for configuration mappings that collect every problem with its path.
+
+A kind module reads its options through a :class:`Reader`; each accessor either returns a
+parsed value or records an error such as ``checks[2].timeout: expected a duration such as
+5s, got "soon"`` and returns a placeholder, so that one load reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, urlsplit
+
+from exporter.redact import REDACTOR
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 31536000.0,
+}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_duration(text: str) -> float | None:
+    """Parse a Prometheus duration (``1m30s``, ``500ms``) into seconds; None when invalid."""
+    if not text:
+        return None
+    pos = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) else None
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds as the shortest Prometheus duration (``90`` -> ``1m30s``)."""
+    if seconds == 0:
+        return "0s"
+    millis = round(seconds * 1000)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if millis:
+        parts.append(f"{millis}ms")
+    return "".join(parts)
+
+
+def describe(value: object) -> str:
+    """Show a bad value in an error message: strings quoted, long ones cut."""
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f'"{shown}"'
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
+@dataclass
+class Problems:
+    """Shared collector of configuration problems across one load."""
+
+    items: list[str] = field(default_factory=list)
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}" if path else message)
+
+
+class Reader:
+    """Reads one mapping of a configuration, recording problems under ``path``."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, problems: Problems) -> None:
+        self.data = data
+        self.path = path
+        self.problems = problems
+        self._seen: set[str] = set()
+
+    def child_path(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.path}[{key}]"
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str | None, message: str) -> None:
+        self.problems.add(self.child_path(key) if key is not None else self.path, message)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        """The value as written, marking ``key`` as known; records a problem when required."""
+        self._seen.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            self.error(key, "required but missing")
+            return None
+        return default
+
+    def _typed(self, key: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
+        value = self.raw(key, default)
+        if value is None and default is _MISSING:
+            return None
+        if value is default and key not in self.data:
+            return value
+        if isinstance(value, bool) and bool not in kinds:
+            self.error(key, f"expected {what}, got {describe(value)}")
+            return None
+        if not isinstance(value, kinds):
+            self.error(key, f"expected {what}, got {describe(value)}")
+            return None
+        return value
+
+    def str(self, key: str, default: Any = _MISSING, *, non_empty: bool = True) -> Any:
+        value = self._typed(key, default, (str,), "a string")
+        if isinstance(value, str) and non_empty and not value and key in self.data:
+            self.error(key, "must not be empty")
+        return value if value is not None else ("" if default is _MISSING else default)
+
+    def secret(self, key: str, default: Any = _MISSING) -> Any:
+        """A string that is a secret (token, password): registered for redaction."""
+        value = self.str(key, default)
+        if isinstance(value, str) and value:
+            REDACTOR.register(value)
+        return value
+
+    def bool(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._typed(key, default, (bool,), "true or false")
+        return value if value is not None else bool(default is not _MISSING and default)
+
+    def int(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> Any:
+        value = self._typed(key, default, (int,), "a whole number")
+        if isinstance(value, int) and key in self.data:
+            if minimum is not None and value < minimum:
+                self.error(key, f"must be at least {minimum}, got {value}")
+            if maximum is not None and value > maximum:
+                self.error(key, f"must be at most {maximum}, got {value}")
+        return value if value is not None else (0 if default is _MISSING else default)
+
+    def float(self, key: str, default: Any = _MISSING, *, minimum: float | None = None) -> Any:
+        value = self._typed(key, default, (int, float), "a number")
+        if isinstance(value, int | float) and key in self.data:
+            if minimum is not None and value < minimum:
+                self.error(key, f"must be at least {minimum}, got {value}")
+            return float(value)
+        return value if value is not None else (0.0 if default is _MISSING else default)
+
+    def duration(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
+        """A Prometheus duration string (``5s``, ``1m30s``) in seconds."""
+        value = self.raw(key, default)
+        if key not in self.data:
+            return value if value is not None else 0.0
+        seconds = parse_duration(value) if isinstance(value, str) else None
+        if seconds is None:
+            self.error(key, f"expected a duration such as 5s, got {describe(value)}")
+            return 0.0 if default is _MISSING else default
+        if positive and seconds <= 0:
+            self.error(key, f"must be longer than 0s, got {describe(value)}")
+        return seconds
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
+        value = self.str(key, default)
+        if key in self.data and isinstance(value, str) and value not in choices:
+            self.error(key, f"expected one of {', '.join(choices)}, got {describe(value)}")
+            return default if default is not _MISSING else choices[0]
+        return value
+
+    def regex(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.str(key, default)
+        if not isinstance(value, str) or key not in self.data:
+            return value
+        try:
+            return re.compile(value)
+        except re.error as exc:
+            self.error(key, f"invalid regular expression: {exc}")
+            return re.compile("")
+
+    def str_list(self, key: str, default: Any = _MISSING, *, allow_single: bool = True) -> Any:
+        """A list of strings; a single string counts as a one-element list when allowed."""
+        value = self.raw(key, default)
+        if key not in self.data:
+            return tuple(value) if isinstance(value, list | tuple) else value
+        if allow_single and isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error(key, f"expected a list of strings, got {describe(value)}")
+            return ()
+        return tuple(value)
+
+    def url(self, key: str, schemes: tuple[str, ...], default: Any = _MISSING) -> Any:
+        """A URL with one of ``schemes``; its password is registered for redaction."""
+        value = self.str(key, default)
+        if key not in self.data or not isinstance(value, str) or not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError as exc:
+            self.error(key, f"invalid URL: {exc}")
+            return value
+        if parts.scheme not in schemes:
+            self.error(
+                key,
+                f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+                f"got {describe(REDACTOR.redact_url(value))}",
+            )
+        elif not parts.hostname and parts.scheme not in ("unix", "file"):
+            self.error(key, f"URL has no host: {describe(REDACTOR.redact_url(value))}")
+        if parts.password:
+            REDACTOR.register(parts.password)
+        return value
+
+    def split_url(self, value: str) -> SplitResult:
+        return urlsplit(value)
+
+    def labels(self, key: str) -> tuple[tuple[str, str], ...]:
+        """A mapping of Prometheus label names to string values, sorted."""
+        value = self.raw(key, {})
+        if not isinstance(value, Mapping):
+            self.error(key, f"expected a mapping of label names to values, got {describe(value)}")
+            return ()
+        out = []
+        for name, label_value in value.items():
+            if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+                self.error(key, f"invalid label name {describe(name)}")
+                continue
+            if name.startswith("__"):
+                self.error(key, f"label names starting with __ are reserved, got {describe(name)}")
+                continue
+            if not isinstance(label_value, str | int | float) or isinstance(label_value, bool):
+                self.error(f"{key}.{name}", f"expected a string, got {describe(label_value)}")
+                continue
+            out.append((name, str(label_value)))
+        return tuple(sorted(out))
+
+    def mapping(self, key: str, *, required: bool = False) -> Reader | None:
+        value = self.raw(key, _MISSING if required else None)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.error(key, f"expected a mapping, got {describe(value)}")
+            return None
+        return Reader(value, self.child_path(key), self.problems)
+
+    def mappings(self, key: str, *, required: bool = False) -> list[Reader]:
+        """A list of mappings, each read by its own Reader (``key[3].field``)."""
+        value = self.raw(key, _MISSING if required else [])
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(key, f"expected a list, got {describe(value)}")
+            return []
+        readers = []
+        for index, item in enumerate(value):
+            path = f"{self.child_path(key)}[{index}]"
+            if not isinstance(item, Mapping):
+                self.problems.add(path, f"expected a mapping, got {describe(item)}")
+                continue
+            readers.append(Reader(item, path, self.problems))
+        return readers
+
+    def ignore(self, *keys: str) -> None:
+        """Mark keys as known without reading them (read elsewhere)."""
+        self._seen.update(keys)
+
+    def done(self) -> None:
+        """Record every key that no accessor asked for as unknown."""
+        for key in self.data:
+            if key not in self._seen:
+                known = ", ".join(sorted(self._seen)) or "none"
+                self.error(str(key), f"unknown key (known keys here: {known})")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)

@@ -1,0 +1,165 @@
+"""Runs every check on each scrape: concurrently, single-flight, within the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.checks import KINDS
+from exporter.checks.base import CheckFailed, CheckSpec, Kind, Probe
+from exporter.config import Config
+from exporter.logs import event
+from exporter.redact import REDACTOR
+from exporter.samples import Sample, Sink
+
+DEFAULT_MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one run of one check."""
+
+    name: str
+    kind: str
+    success: bool
+    duration: float
+    finished_at: float  # Unix time, for the status page
+    started: float  # event-loop time, for min_interval reuse
+    error: str | None
+    samples: tuple[Sample, ...]
+
+
+class _LiveCheck:
+    def __init__(self, spec: CheckSpec[Any], probe: Probe) -> None:
+        self.spec = spec
+        self.probe = probe
+        self.last: CheckResult | None = None
+        self.inflight: asyncio.Task[CheckResult] | None = None
+
+
+class Runner:
+    """Owns the live probes of one configuration and runs them on demand."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        kinds: Mapping[str, Kind[Any]] = KINDS,
+    ) -> None:
+        self._kinds = kinds
+        self._checks: dict[str, _LiveCheck] = {}
+        self._limit = asyncio.Semaphore(max_concurrency)
+
+    @property
+    def specs(self) -> list[CheckSpec[Any]]:
+        return [live.spec for live in self._checks.values()]
+
+    def last_results(self) -> list[tuple[CheckSpec[Any], CheckResult | None]]:
+        return [(live.spec, live.last) for live in self._checks.values()]
+
+    async def apply(self, config: Config) -> None:
+        """Switch to ``config``: unchanged checks keep their probe, the others are closed."""
+        old = self._checks
+        new: dict[str, _LiveCheck] = {}
+        for spec in config.checks:
+            kept = old.get(spec.name)
+            if kept is not None and kept.spec == spec:
+                new[spec.name] = kept
+            else:
+                new[spec.name] = _LiveCheck(spec, self._kinds[spec.kind].probe(spec))
+        self._checks = new
+        retired = [live for name, live in old.items() if new.get(name) is not live]
+        await self._close(retired)
+
+    async def close(self) -> None:
+        retired, self._checks = list(self._checks.values()), {}
+        await self._close(retired)
+
+    async def _close(self, retired: list[_LiveCheck]) -> None:
+        for live in retired:
+            if live.inflight is not None and not live.inflight.done():
+                live.inflight.cancel()
+        results = await asyncio.gather(
+            *(asyncio.wait_for(live.probe.close(), 5.0) for live in retired),
+            return_exceptions=True,
+        )
+        for live, outcome in zip(retired, results, strict=True):
+            if isinstance(outcome, BaseException):
+                event(logging.WARNING, "closing check failed", check=live.spec.name,
+                      err=REDACTOR.redact(repr(outcome)))
+
+    async def scrape(self, budget: float) -> list[CheckResult]:
+        """Results for every check within ``budget`` seconds, fresh or reused."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + budget
+        pending: dict[str, asyncio.Task[CheckResult]] = {}
+        results: dict[str, CheckResult] = {}
+        for name, live in self._checks.items():
+            last = live.last
+            if last is not None and started - last.started < live.spec.min_interval:
+                results[name] = last
+                continue
+            if live.inflight is None or live.inflight.done():
+                live.inflight = loop.create_task(self._run(live, deadline), name=f"check:{name}")
+            pending[name] = live.inflight
+        if pending:
+            await asyncio.wait(pending.values(), timeout=max(0.0, deadline - loop.time()))
+        for name, task in pending.items():
+            if task.done() and not task.cancelled():
+                results[name] = task.result()
+            else:
+                spec = self._checks[name].spec
+                results[name] = CheckResult(
+                    name=name, kind=spec.kind, success=False,
+                    duration=loop.time() - started, finished_at=time.time(), started=started,
+                    error=f"scrape deadline of {budget:.3g}s passed before the check finished",
+                    samples=(),
+                )
+        return [results[name] for name in self._checks if name in results]
+
+    async def _run(self, live: _LiveCheck, deadline: float) -> CheckResult:
+        loop = asyncio.get_running_loop()
+        spec = live.spec
+        started = loop.time()
+        sink = Sink(spec.name, spec.labels)
+        error: str | None = None
+        limit = min(started + spec.timeout, deadline)
+        try:
+            async with asyncio.timeout_at(limit):
+                async with self._limit:
+                    await live.probe.collect(sink)
+        except TimeoutError:
+            waited = loop.time() - started
+            error = f"timed out after {waited:.3g}s"
+        except CheckFailed as exc:
+            error = str(exc) or "failed"
+        except Exception as exc:  # noqa: BLE001 - a buggy kind must not take the exporter down
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            event(logging.DEBUG, "check raised", check=spec.name, kind=spec.kind,
+                  exc_info=True)
+        if error is not None:
+            error = REDACTOR.redact(error)
+        result = CheckResult(
+            name=spec.name, kind=spec.kind, success=error is None,
+            duration=loop.time() - started, finished_at=time.time(), started=started,
+            error=error, samples=tuple(sink.samples),
+        )
+        self._log_transition(live.last, result)
+        live.last = result
+        return result
+
+    @staticmethod
+    def _log_transition(previous: CheckResult | None, result: CheckResult) -> None:
+        """Log failures once per change of reason, recoveries once, the rest at debug."""
+        if result.error is not None:
+            changed = previous is None or previous.error != result.error
+            event(logging.WARNING if changed else logging.DEBUG, "check failed",
+                  check=result.name, kind=result.kind, reason=result.error,
+                  duration_seconds=round(result.duration, 6))
+        elif previous is not None and previous.error is not None:
+            event(logging.INFO, "check recovered", check=result.name, kind=result.kind)

@@ -1,0 +1,104 @@
+"""Helpers every test area shares: free ports, required binaries, polling, one-shot runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import pytest
+
+from exporter.config import load_data
+from exporter.runner import CheckResult, Runner
+from exporter.samples import Sample
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, debian_package: str) -> str:
+    """Path of ``name``; in CI a missing binary fails the test, locally it skips."""
+    for candidate in (shutil.which(name), *(f"/usr/lib/postgresql/{v}/bin/{name}"
+                                             for v in ("17", "16", "15"))):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    message = f"{name} not found: apt-get install -y {debian_package}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+async def async_wait_until(
+    predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+async def run_checks(
+    checks: list[dict[str, Any]], budget: float = 30.0, env: Mapping[str, str] | None = None
+) -> list[CheckResult]:
+    """Validate ``checks`` as a config, run each once on a fresh runner, close it."""
+    runner = Runner()
+    await runner.apply(load_data({"checks": checks}, "<test>", env or {}))
+    try:
+        return await runner.scrape(budget)
+    finally:
+        await runner.close()
+
+
+async def run_check(check: dict[str, Any], budget: float = 30.0) -> CheckResult:
+    (result,) = await run_checks([check], budget)
+    return result
+
+
+def values(result: CheckResult, family: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Samples of ``family`` keyed by their labels without ``check``."""
+    return {
+        tuple(kv for kv in s.labels if kv[0] != "check"): s.value
+        for s in result.samples
+        if s.family.name == family
+    }
+
+
+def value(result: CheckResult, family: str, **labels: str) -> float:
+    """The one sample of ``family`` with exactly ``labels`` (besides ``check``)."""
+    wanted = tuple(sorted(labels.items()))
+    found = [
+        s.value for s in result.samples
+        if s.family.name == family and tuple(sorted(kv for kv in s.labels if kv[0] != "check")) == wanted
+    ]
+    assert len(found) == 1, f"{family}{labels}: {len(found)} samples in {describe(result.samples)}"
+    return found[0]
+
+
+def describe(samples: tuple[Sample, ...]) -> str:
+    return ", ".join(f"{s.family.name}{dict(s.labels)}={s.value}" for s in samples)
