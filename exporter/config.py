@@ -71,7 +71,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -82,7 +82,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -131,7 +131,9 @@ def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> C
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError([f"{source}: expected a mapping with a checks list, got {describe(data)}"])
+        raise ConfigError(
+            [f"{source}: expected a mapping with a checks list, got {describe(data)}"]
+        )
     data = interpolate(data, "", os.environ if env is None else env, problems)
     top = Reader(data, "", problems)
     top.ignore(*BUNDLE_ONLY_KEYS)

@@ -7,6 +7,7 @@ parsed value or records an error such as ``checks[2].timeout: expected a duratio
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -95,24 +96,26 @@ class Problems:
 class Reader:
     """Reads one mapping of a configuration, recording problems under ``path``."""
 
-    def __init__(self, data: Mapping[str, Any], path: str, problems: Problems) -> None:
+    def __init__(
+        self, data: Mapping[builtins.str, Any], path: builtins.str, problems: Problems
+    ) -> None:
         self.data = data
         self.path = path
         self.problems = problems
-        self._seen: set[str] = set()
+        self._seen: set[builtins.str] = set()
 
-    def child_path(self, key: str | int) -> str:
+    def child_path(self, key: builtins.str | builtins.int) -> builtins.str:
         if isinstance(key, int):
             return f"{self.path}[{key}]"
         return f"{self.path}.{key}" if self.path else key
 
-    def error(self, key: str | None, message: str) -> None:
+    def error(self, key: builtins.str | None, message: builtins.str) -> None:
         self.problems.add(self.child_path(key) if key is not None else self.path, message)
 
-    def has(self, key: str) -> bool:
+    def has(self, key: builtins.str) -> builtins.bool:
         return key in self.data
 
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
+    def raw(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """The value as written, marking ``key`` as known; records a problem when required."""
         self._seen.add(key)
         if key in self.data:
@@ -122,7 +125,9 @@ class Reader:
             return None
         return default
 
-    def _typed(self, key: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
+    def _typed(
+        self, key: builtins.str, default: Any, kinds: tuple[type, ...], what: builtins.str
+    ) -> Any:
         value = self.raw(key, default)
         if value is None and default is _MISSING:
             return None
@@ -136,30 +141,32 @@ class Reader:
             return None
         return value
 
-    def str(self, key: str, default: Any = _MISSING, *, non_empty: bool = True) -> Any:
+    def str(
+        self, key: builtins.str, default: Any = _MISSING, *, non_empty: builtins.bool = True
+    ) -> Any:
         value = self._typed(key, default, (str,), "a string")
         if isinstance(value, str) and non_empty and not value and key in self.data:
             self.error(key, "must not be empty")
         return value if value is not None else ("" if default is _MISSING else default)
 
-    def secret(self, key: str, default: Any = _MISSING) -> Any:
+    def secret(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A string that is a secret (token, password): registered for redaction."""
         value = self.str(key, default)
         if isinstance(value, str) and value:
             REDACTOR.register(value)
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self._typed(key, default, (bool,), "true or false")
         return value if value is not None else bool(default is not _MISSING and default)
 
     def int(
         self,
-        key: str,
+        key: builtins.str,
         default: Any = _MISSING,
         *,
-        minimum: int | None = None,
-        maximum: int | None = None,
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
     ) -> Any:
         value = self._typed(key, default, (int,), "a whole number")
         if isinstance(value, int) and key in self.data:
@@ -169,7 +176,9 @@ class Reader:
                 self.error(key, f"must be at most {maximum}, got {value}")
         return value if value is not None else (0 if default is _MISSING else default)
 
-    def float(self, key: str, default: Any = _MISSING, *, minimum: float | None = None) -> Any:
+    def float(
+        self, key: builtins.str, default: Any = _MISSING, *, minimum: builtins.float | None = None
+    ) -> Any:
         value = self._typed(key, default, (int, float), "a number")
         if isinstance(value, int | float) and key in self.data:
             if minimum is not None and value < minimum:
@@ -177,7 +186,9 @@ class Reader:
             return float(value)
         return value if value is not None else (0.0 if default is _MISSING else default)
 
-    def duration(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
+    def duration(
+        self, key: builtins.str, default: Any = _MISSING, *, positive: builtins.bool = True
+    ) -> Any:
         """A Prometheus duration string (``5s``, ``1m30s``) in seconds."""
         value = self.raw(key, default)
         if key not in self.data:
@@ -190,14 +201,16 @@ class Reader:
             self.error(key, f"must be longer than 0s, got {describe(value)}")
         return seconds
 
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
+    def choice(
+        self, key: builtins.str, choices: tuple[builtins.str, ...], default: Any = _MISSING
+    ) -> Any:
         value = self.str(key, default)
         if key in self.data and isinstance(value, str) and value not in choices:
             self.error(key, f"expected one of {', '.join(choices)}, got {describe(value)}")
             return default if default is not _MISSING else choices[0]
         return value
 
-    def regex(self, key: str, default: Any = _MISSING) -> Any:
+    def regex(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.str(key, default)
         if not isinstance(value, str) or key not in self.data:
             return value
@@ -207,7 +220,9 @@ class Reader:
             self.error(key, f"invalid regular expression: {exc}")
             return re.compile("")
 
-    def str_list(self, key: str, default: Any = _MISSING, *, allow_single: bool = True) -> Any:
+    def str_list(
+        self, key: builtins.str, default: Any = _MISSING, *, allow_single: builtins.bool = True
+    ) -> Any:
         """A list of strings; a single string counts as a one-element list when allowed."""
         value = self.raw(key, default)
         if key not in self.data:
@@ -219,7 +234,9 @@ class Reader:
             return ()
         return tuple(value)
 
-    def url(self, key: str, schemes: tuple[str, ...], default: Any = _MISSING) -> Any:
+    def url(
+        self, key: builtins.str, schemes: tuple[builtins.str, ...], default: Any = _MISSING
+    ) -> Any:
         """A URL with one of ``schemes``; its password is registered for redaction."""
         value = self.str(key, default)
         if key not in self.data or not isinstance(value, str) or not value:
@@ -242,10 +259,10 @@ class Reader:
             REDACTOR.register(parts.password)
         return value
 
-    def split_url(self, value: str) -> SplitResult:
+    def split_url(self, value: builtins.str) -> SplitResult:
         return urlsplit(value)
 
-    def labels(self, key: str) -> tuple[tuple[str, str], ...]:
+    def labels(self, key: builtins.str) -> tuple[tuple[builtins.str, builtins.str], ...]:
         """A mapping of Prometheus label names to string values, sorted."""
         value = self.raw(key, {})
         if not isinstance(value, Mapping):
@@ -265,7 +282,7 @@ class Reader:
             out.append((name, str(label_value)))
         return tuple(sorted(out))
 
-    def mapping(self, key: str, *, required: bool = False) -> Reader | None:
+    def mapping(self, key: builtins.str, *, required: builtins.bool = False) -> Reader | None:
         value = self.raw(key, _MISSING if required else None)
         if value is None:
             return None
@@ -274,7 +291,7 @@ class Reader:
             return None
         return Reader(value, self.child_path(key), self.problems)
 
-    def mappings(self, key: str, *, required: bool = False) -> list[Reader]:
+    def mappings(self, key: builtins.str, *, required: builtins.bool = False) -> list[Reader]:
         """A list of mappings, each read by its own Reader (``key[3].field``)."""
         value = self.raw(key, _MISSING if required else [])
         if value is None:
@@ -291,7 +308,7 @@ class Reader:
             readers.append(Reader(item, path, self.problems))
         return readers
 
-    def ignore(self, *keys: str) -> None:
+    def ignore(self, *keys: builtins.str) -> None:
         """Mark keys as known without reading them (read elsewhere)."""
         self._seen.update(keys)
 
@@ -302,5 +319,5 @@ class Reader:
                 known = ", ".join(sorted(self._seen)) or "none"
                 self.error(str(key), f"unknown key (known keys here: {known})")
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[builtins.str]:
         return iter(self.data)

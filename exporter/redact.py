@@ -13,7 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "<secret>"
 
 # user:password@ in any URL-shaped text, whether or not its password was registered.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@"
+)
 # password=... in libpq keyword DSNs and query strings.
 _KEYWORD = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key)=([^\s&]+)")
 

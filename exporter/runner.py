@@ -89,8 +89,12 @@ class Runner:
         )
         for live, outcome in zip(retired, results, strict=True):
             if isinstance(outcome, BaseException):
-                event(logging.WARNING, "closing check failed", check=live.spec.name,
-                      err=REDACTOR.redact(repr(outcome)))
+                event(
+                    logging.WARNING,
+                    "closing check failed",
+                    check=live.spec.name,
+                    err=REDACTOR.redact(repr(outcome)),
+                )
 
     async def scrape(self, budget: float) -> list[CheckResult]:
         """Results for every check within ``budget`` seconds, fresh or reused."""
@@ -115,8 +119,12 @@ class Runner:
             else:
                 spec = self._checks[name].spec
                 results[name] = CheckResult(
-                    name=name, kind=spec.kind, success=False,
-                    duration=loop.time() - started, finished_at=time.time(), started=started,
+                    name=name,
+                    kind=spec.kind,
+                    success=False,
+                    duration=loop.time() - started,
+                    finished_at=time.time(),
+                    started=started,
                     error=f"scrape deadline of {budget:.3g}s passed before the check finished",
                     samples=(),
                 )
@@ -138,16 +146,20 @@ class Runner:
             error = f"timed out after {waited:.3g}s"
         except CheckFailed as exc:
             error = str(exc) or "failed"
-        except Exception as exc:  # noqa: BLE001 - a buggy kind must not take the exporter down
+        except Exception as exc:
             error = f"unexpected {type(exc).__name__}: {exc}"
-            event(logging.DEBUG, "check raised", check=spec.name, kind=spec.kind,
-                  exc_info=True)
+            event(logging.DEBUG, "check raised", check=spec.name, kind=spec.kind, exc_info=True)
         if error is not None:
             error = REDACTOR.redact(error)
         result = CheckResult(
-            name=spec.name, kind=spec.kind, success=error is None,
-            duration=loop.time() - started, finished_at=time.time(), started=started,
-            error=error, samples=tuple(sink.samples),
+            name=spec.name,
+            kind=spec.kind,
+            success=error is None,
+            duration=loop.time() - started,
+            finished_at=time.time(),
+            started=started,
+            error=error,
+            samples=tuple(sink.samples),
         )
         self._log_transition(live.last, result)
         live.last = result
@@ -158,8 +170,13 @@ class Runner:
         """Log failures once per change of reason, recoveries once, the rest at debug."""
         if result.error is not None:
             changed = previous is None or previous.error != result.error
-            event(logging.WARNING if changed else logging.DEBUG, "check failed",
-                  check=result.name, kind=result.kind, reason=result.error,
-                  duration_seconds=round(result.duration, 6))
+            event(
+                logging.WARNING if changed else logging.DEBUG,
+                "check failed",
+                check=result.name,
+                kind=result.kind,
+                reason=result.error,
+                duration_seconds=round(result.duration, 6),
+            )
         elif previous is not None and previous.error is not None:
             event(logging.INFO, "check recovered", check=result.name, kind=result.kind)

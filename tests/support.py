@@ -28,8 +28,10 @@ def free_port() -> int:
 
 def require_binary(name: str, debian_package: str) -> str:
     """Path of ``name``; in CI a missing binary fails the test, locally it skips."""
-    for candidate in (shutil.which(name), *(f"/usr/lib/postgresql/{v}/bin/{name}"
-                                             for v in ("17", "16", "15"))):
+    for candidate in (
+        shutil.which(name),
+        *(f"/usr/lib/postgresql/{v}/bin/{name}" for v in ("17", "16", "15")),
+    ):
         if candidate and os.path.exists(candidate):
             return candidate
     message = f"{name} not found: apt-get install -y {debian_package}"
@@ -93,8 +95,10 @@ def value(result: CheckResult, family: str, **labels: str) -> float:
     """The one sample of ``family`` with exactly ``labels`` (besides ``check``)."""
     wanted = tuple(sorted(labels.items()))
     found = [
-        s.value for s in result.samples
-        if s.family.name == family and tuple(sorted(kv for kv in s.labels if kv[0] != "check")) == wanted
+        s.value
+        for s in result.samples
+        if s.family.name == family
+        and tuple(sorted(kv for kv in s.labels if kv[0] != "check")) == wanted
     ]
     assert len(found) == 1, f"{family}{labels}: {len(found)} samples in {describe(result.samples)}"
     return found[0]

@@ -9,8 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
 
-O = TypeVar("O")  # a kind's frozen options dataclass
-O_co = TypeVar("O_co", covariant=True)
+OptionsT = TypeVar("OptionsT")  # a kind's frozen options dataclass
 
 
 class CheckFailed(Exception):
@@ -22,7 +21,7 @@ class CheckFailed(Exception):
 
 
 @dataclass(frozen=True)
-class CheckSpec(Generic[O]):
+class CheckSpec(Generic[OptionsT]):
     """One configured check: the common fields plus its kind's options."""
 
     name: str
@@ -30,7 +29,7 @@ class CheckSpec(Generic[O]):
     timeout: float
     min_interval: float
     labels: tuple[tuple[str, str], ...]
-    options: O
+    options: OptionsT
 
 
 class Probe(Protocol):
@@ -43,12 +42,12 @@ class Probe(Protocol):
         """Release connections; called on reload (removed checks) and shutdown."""
 
 
-class BaseProbe(Generic[O]):
+class BaseProbe(Generic[OptionsT]):
     """Convenience base: keeps the spec, closes nothing."""
 
-    def __init__(self, spec: CheckSpec[O]) -> None:
+    def __init__(self, spec: CheckSpec[OptionsT]) -> None:
         self.spec = spec
-        self.options: O = spec.options
+        self.options: OptionsT = spec.options
 
     async def collect(self, out: Sink) -> None:
         raise NotImplementedError
@@ -58,7 +57,7 @@ class BaseProbe(Generic[O]):
 
 
 @dataclass(frozen=True)
-class Kind(Generic[O]):
+class Kind(Generic[OptionsT]):
     """A check kind, as listed in the registry (``exporter.checks.KINDS``).
 
     ``parse`` reads the kind's own keys from the check's mapping through ``reader`` (the
@@ -69,6 +68,6 @@ class Kind(Generic[O]):
 
     name: str
     summary: str
-    parse: Callable[[Reader], O]
+    parse: Callable[[Reader], OptionsT]
     probe: Callable[[CheckSpec[Any]], Probe]
     families: tuple[Family, ...]

@@ -1,0 +1,249 @@
+"""Command line: serve (default), validate, check, bundle."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.config import Config, load_default, load_file
+from exporter.exposition import build_metrics, encode
+from exporter.fields import ConfigError, parse_duration
+from exporter.logs import LEVELS, event, setup
+from exporter.redact import REDACTOR
+from exporter.runner import CheckResult, Runner
+from exporter.server import DEFAULT_TIMEOUT_OFFSET, Exporter, make_app
+from exporter.webconfig import NO_WEB_CONFIG, WebConfig, load_web_config
+
+DEFAULT_LISTEN = ":9711"
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """``:9711`` (all interfaces), ``127.0.0.1:9711`` or ``[::1]:9711``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f'expected [host]:port such as :9711, got "{text}"')
+    return (host.strip("[]") or None), int(port)
+
+
+def _duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f'expected a duration such as 500ms, got "{text}"')
+    return seconds
+
+
+def _config_flag(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Subcommands suppress the default so a flag given before the command survives.
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="FILE",
+        default=None if top else argparse.SUPPRESS,
+        help="YAML configuration (default: the embedded default config)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runbook-exporter",
+        description="Prometheus exporter for the checks operations runbooks write down.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _config_flag(parser, top=True)
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=DEFAULT_LISTEN,
+        help="address to listen on (default %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="exporter-toolkit web config: TLS and basic auth",
+    )
+    parser.add_argument(
+        "--web.scrape-timeout-offset",
+        dest="timeout_offset",
+        type=_duration,
+        default=DEFAULT_TIMEOUT_OFFSET,
+        help="subtracted from Prometheus' scrape timeout (default 500ms)",
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
+    parser.add_argument(
+        "--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    validate = commands.add_parser("validate", help="validate a config and exit")
+    _config_flag(validate)
+    check = commands.add_parser("check", help="run every check once and print the result")
+    _config_flag(check)
+    check.add_argument("--format", choices=("text", "openmetrics", "table"), default="text")
+    _add_bundle(commands)
+    return parser
+
+
+def _add_bundle(commands: Any) -> None:
+    try:
+        bundle_cli = importlib.import_module("exporter.bundle.cli")
+    except ImportError:  # the bundle generator is not part of this build
+        return
+    bundle_cli.add_parser(commands)
+
+
+def _load(config_file: str | None, listen: str = DEFAULT_LISTEN) -> Config:
+    if config_file:
+        return load_file(config_file)
+    _, port = parse_listen_address(listen)
+    return load_default(port)
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print("invalid configuration:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {REDACTOR.redact(problem)}", file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config_file)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_FAILED
+    kinds: dict[str, int] = {}
+    for spec in config.checks:
+        kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    print(f"{config.source}: valid, {len(config.checks)} checks ({summary or 'none'})")
+    return EXIT_OK
+
+
+async def run_once(config: Config) -> list[CheckResult]:
+    runner = Runner()
+    await runner.apply(config)
+    try:
+        budget = max((spec.timeout for spec in config.checks), default=1.0) + 1.0
+        return await runner.scrape(budget)
+    finally:
+        await runner.close()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config_file)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    results = asyncio.run(run_once(config))
+    if args.format == "table":
+        print(format_table(results))
+    else:
+        labels = {spec.name: spec.labels for spec in config.checks}
+        metrics = build_metrics((r, labels[r.name]) for r in results)
+        accept = "application/openmetrics-text" if args.format == "openmetrics" else None
+        sys.stdout.write(encode(metrics, accept)[0].decode())
+    return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
+
+
+def format_table(results: Sequence[CheckResult]) -> str:
+    rows = [("CHECK", "KIND", "RESULT", "DURATION", "ERROR")]
+    for r in results:
+        rows.append(
+            (
+                r.name,
+                r.kind,
+                "ok" if r.success else "FAIL",
+                f"{r.duration * 1000:.1f}ms",
+                r.error or "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
+        for row in rows
+    ).rstrip()
+
+
+async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig) -> int:
+    host, port = parse_listen_address(args.listen)
+    exporter = Exporter(
+        config, lambda: _load(args.config_file, args.listen), timeout_offset=args.timeout_offset
+    )
+    await exporter.start()
+    auth = web_config.check_password if web_config.basic_auth_users else None
+    runner = web.AppRunner(make_app(exporter, auth), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=web_config.ssl_context())
+    try:
+        await site.start()
+    except OSError as exc:
+        event(logging.ERROR, "cannot listen", address=args.listen, err=exc.strerror or str(exc))
+        await runner.cleanup()
+        await exporter.stop()
+        return EXIT_FAILED
+    event(
+        logging.INFO,
+        "listening",
+        address=args.listen,
+        tls=web_config.tls is not None,
+        config=config.source,
+        checks=len(config.checks),
+        version=__version__,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(exporter.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await stop.wait()
+    event(logging.INFO, "shutting down")
+    await runner.cleanup()
+    for task in reloads:
+        task.cancel()
+    await exporter.stop()
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config_file, args.listen)
+        web_config = load_web_config(args.web_config) if args.web_config else NO_WEB_CONFIG
+    except ValueError as exc:
+        event(logging.ERROR, "invalid flag", err=str(exc))
+        return EXIT_INVALID
+    except ConfigError as exc:
+        event(logging.ERROR, "invalid configuration", problems=exc.problems)
+        return EXIT_FAILED
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(serve(args, config, web_config))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup(args.log_level, args.log_format)
+    if args.command == "validate":
+        return cmd_validate(args)
+    if args.command == "check":
+        return cmd_check(args)
+    if args.command == "bundle":
+        return int(importlib.import_module("exporter.bundle.cli").run(args))
+    return cmd_serve(args)

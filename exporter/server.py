@@ -1,0 +1,250 @@
+"""The HTTP side: /metrics, health, reload, status page and effective config."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import gzip
+import html
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import ProcessCollector
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.exposition import build_metrics, encode
+from exporter.fields import ConfigError
+from exporter.logs import event
+from exporter.redact import REDACTOR
+from exporter.runner import Runner
+
+DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' own default scrape_timeout
+DEFAULT_TIMEOUT_OFFSET = 0.5
+
+ConfigLoader = Callable[[], Config]
+
+
+@dataclass
+class ReloadState:
+    """What the reload metrics and the status page say about the configuration."""
+
+    source: str
+    successful: bool = True
+    success_timestamp: float = field(default_factory=time.time)
+    last_error: str | None = None
+
+
+def scrape_budget(header: str | None, offset: float, default: float) -> float:
+    """Seconds a scrape may take: Prometheus' timeout header minus ``offset``.
+
+    A missing, unparsable, zero or negative header falls back to ``default``; an offset
+    larger than the timeout leaves half the timeout rather than nothing.
+    """
+    try:
+        timeout = float(header) if header is not None else default
+    except ValueError:
+        timeout = default
+    if not timeout > 0 or timeout != timeout or timeout == float("inf"):
+        timeout = default
+    return timeout - offset if timeout > offset else timeout / 2
+
+
+class Exporter:
+    """The running exporter: a runner plus the config that feeds it, and its reloads."""
+
+    def __init__(
+        self,
+        config: Config,
+        loader: ConfigLoader,
+        *,
+        runner: Runner | None = None,
+        timeout_offset: float = DEFAULT_TIMEOUT_OFFSET,
+        default_scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT,
+    ) -> None:
+        self.config = config
+        self.loader = loader
+        self.runner = runner or Runner()
+        self.timeout_offset = timeout_offset
+        self.default_scrape_timeout = default_scrape_timeout
+        self.reload_state = ReloadState(source=config.source)
+        self.ready = False
+        self._reload_lock = asyncio.Lock()
+        self._process = ProcessCollector(registry=None)
+
+    async def start(self) -> None:
+        await self.runner.apply(self.config)
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.runner.close()
+
+    async def reload(self) -> bool:
+        """Load the config again; keep the old one when the new one is invalid."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(self.loader)
+            except ConfigError as exc:
+                self.reload_state.successful = False
+                self.reload_state.last_error = REDACTOR.redact(str(exc))
+                event(
+                    logging.ERROR,
+                    "reload refused, keeping the previous configuration",
+                    source=self.reload_state.source,
+                    problems=exc.problems,
+                )
+                return False
+            await self.runner.apply(config)
+            self.config = config
+            self.reload_state = ReloadState(source=config.source)
+            event(
+                logging.INFO,
+                "configuration reloaded",
+                source=config.source,
+                checks=len(config.checks),
+            )
+            return True
+
+    def own_metrics(self) -> list[Metric]:
+        build = GaugeMetricFamily(
+            "runbook_exporter_build_info",
+            "Version of the exporter; always 1.",
+            labels=["version"],
+        )
+        build.add_metric([__version__], 1)
+        ok = GaugeMetricFamily(
+            "runbook_exporter_config_last_reload_successful",
+            "1 when the last configuration (re)load succeeded.",
+            value=1 if self.reload_state.successful else 0,
+        )
+        when = GaugeMetricFamily(
+            "runbook_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+            value=self.reload_state.success_timestamp,
+        )
+        return [build, ok, when, *self._process.collect()]
+
+    async def scrape(self, timeout_header: str | None) -> list[Metric]:
+        budget = scrape_budget(timeout_header, self.timeout_offset, self.default_scrape_timeout)
+        results = await self.runner.scrape(budget)
+        labels = {spec.name: spec.labels for spec in self.runner.specs}
+        return build_metrics(((r, labels.get(r.name, ())) for r in results), self.own_metrics())
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None) -> web.Application:
+    """The aiohttp application; ``auth`` checks basic-auth credentials when set."""
+    middlewares: list[Middleware] = [_basic_auth(auth)] if auth is not None else []
+    app = web.Application(middlewares=middlewares)
+
+    async def metrics(request: web.Request) -> web.Response:
+        families = await exporter.scrape(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+        body, content_type = encode(families, request.headers.get("Accept"))
+        headers = {"Content-Type": content_type}
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="Healthy.\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if exporter.ready:
+            return web.Response(text="Ready.\n")
+        return web.Response(text="Not ready.\n", status=503)
+
+    async def reload(_: web.Request) -> web.Response:
+        if await exporter.reload():
+            return web.Response(text="Reloaded.\n")
+        return web.Response(
+            text=f"Reload refused, previous configuration kept:\n"
+            f"{exporter.reload_state.last_error}\n",
+            status=400,
+        )
+
+    async def config(_: web.Request) -> web.Response:
+        body = json.dumps(exporter.config.redacted(), indent=2, sort_keys=False)
+        return web.Response(text=REDACTOR.redact(body) + "\n", content_type="application/json")
+
+    async def status(_: web.Request) -> web.Response:
+        return web.Response(text=render_status(exporter), content_type="text/html")
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    app.router.add_get("/config", config)
+    app.router.add_get("/", status)
+    return app
+
+
+def _basic_auth(check: Callable[[str, str], bool]) -> Middleware:
+    challenge = {"WWW-Authenticate": 'Basic realm="runbook-exporter"'}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                user, password = "", ""
+            # bcrypt is deliberately slow: keep it off the event loop.
+            allowed: bool = bool(user) and await asyncio.to_thread(check, user, password)
+            if allowed:
+                return await handler(request)
+        return web.Response(status=401, text="Unauthorized\n", headers=challenge)
+
+    return middleware
+
+
+def render_status(exporter: Exporter) -> str:
+    """The HTML status page: one row per check, plus the reload state."""
+    esc = html.escape
+    rows = []
+    for spec, result in exporter.runner.last_results():
+        if result is None:
+            state, duration, when, error = "not run yet", "", "", ""
+        else:
+            state = "ok" if result.success else "FAILED"
+            duration = f"{result.duration * 1000:.1f} ms"
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.finished_at))
+            error = result.error or ""
+        rows.append(
+            f"<tr class='{'ok' if state == 'ok' else 'bad'}'><td>{esc(spec.name)}</td>"
+            f"<td>{esc(spec.kind)}</td><td>{esc(state)}</td><td>{esc(duration)}</td>"
+            f"<td>{esc(when)}</td><td>{esc(REDACTOR.redact(error))}</td></tr>"
+        )
+    reload = exporter.reload_state
+    reload_line = (
+        "last reload succeeded"
+        if reload.successful
+        else f"last reload FAILED, previous configuration kept: {reload.last_error}"
+    )
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>runbook-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}
+tr.bad td{{color:#a00}}pre{{white-space:pre-wrap}}</style></head>
+<body><h1>runbook-exporter {esc(__version__)}</h1>
+<p><a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
+<a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
+<p>Configuration: {esc(exporter.config.source)} ({len(exporter.config.checks)} checks);
+<span class="{"ok" if reload.successful else "bad"}">{esc(REDACTOR.redact(reload_line))}</span></p>
+<table><tr><th>Check</th><th>Kind</th><th>Last result</th><th>Duration</th>
+<th>Last run</th><th>Last error</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
