@@ -108,7 +108,7 @@ def interpolate(value: Any, path: str, env: Mapping[str, str], problems: Problem
             elif default is not None:
                 result = default
             else:
-                problems.add(path, f"environment variable {name} is not set and has no default")
+                problems.settle(path, f"environment variable {name} is not set and has no default")
                 return ""
             if _SECRET_VAR.search(name) and result:
                 REDACTOR.register(result)
@@ -145,7 +145,7 @@ def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> C
             specs.append(spec)
     top.done()
     if problems.items:
-        raise ConfigError(problems.items)
+        raise ConfigError(problems.ordered())
     return Config(checks=tuple(specs), source=source)
 
 

@@ -14,7 +14,9 @@ from exporter.runner import CheckResult
 from exporter.samples import Sample, to_metrics
 
 OPENMETRICS_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
-TEXT_TYPE = text_format.CONTENT_TYPE_LATEST
+# prometheus_client now labels its output version=1.0.0, which Prometheus 2.x does not know;
+# the bytes are the classic 0.0.4 format (no UTF-8 names here), so say that.
+TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def result_samples(result: CheckResult, labels: tuple[tuple[str, str], ...]) -> list[Sample]:

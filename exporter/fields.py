@@ -8,6 +8,7 @@ parsed value or records an error such as ``checks[2].timeout: expected a duratio
 from __future__ import annotations
 
 import builtins
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -88,9 +89,28 @@ class Problems:
     """Shared collector of configuration problems across one load."""
 
     items: list[str] = field(default_factory=list)
+    # Paths whose value is already known to be broken (an unset ${VAR}): later problems
+    # there would only repeat the first one.
+    settled: set[str] = field(default_factory=set)
 
     def add(self, path: str, message: str) -> None:
+        if path in self.settled:
+            return
         self.items.append(f"{path}: {message}" if path else message)
+
+    def settle(self, path: str, message: str) -> None:
+        """Record ``message`` and silence any further problem at ``path``."""
+        self.add(path, message)
+        self.settled.add(path)
+
+    def ordered(self) -> list[str]:
+        """Problems grouped by top-level list item (checks[0] first), other keys last."""
+        return sorted(self.items, key=_item_index)
+
+
+def _item_index(problem: str) -> int:
+    match = re.match(r"[^.\[:]*\[(\d+)\]", problem)
+    return int(match.group(1)) if match else 1 << 30
 
 
 class Reader:
@@ -315,7 +335,12 @@ class Reader:
     def done(self) -> None:
         """Record every key that no accessor asked for as unknown."""
         for key in self.data:
-            if key not in self._seen:
+            if key in self._seen:
+                continue
+            close = difflib.get_close_matches(str(key), self._seen, n=1)
+            if close:
+                self.error(str(key), f'unknown key, did you mean "{close[0]}"?')
+            else:
                 known = ", ".join(sorted(self._seen)) or "none"
                 self.error(str(key), f"unknown key (known keys here: {known})")
 

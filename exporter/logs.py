@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from exporter.redact import REDACTOR
 
@@ -52,8 +52,8 @@ class JsonFormatter(logging.Formatter):
         return REDACTOR.redact(json.dumps(_fields(record), default=str))
 
 
-def setup(level: str = "info", fmt: str = "logfmt") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup(level: str = "info", fmt: str = "logfmt", stream: IO[str] | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel({"warn": logging.WARNING}.get(level, level.upper()))

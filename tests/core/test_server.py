@@ -1,0 +1,205 @@
+"""The HTTP server in-process on a real loopback socket: /metrics, reload, status, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from exporter import logs
+from exporter.config import load_file
+from exporter.server import Exporter, make_app, scrape_budget
+
+SECRET = "pa55-w0rd-never-shown"
+
+GOOD = f"""
+checks:
+  - name: cache
+    kind: test
+    url: "redis://:${{REDIS_PASSWORD}}@127.0.0.1:6379/0"
+    mode: fail
+    message: "NOAUTH for redis://:{SECRET}@127.0.0.1:6379 password {SECRET}"
+  - {{name: fine, kind: test, labels: {{team: ops}}}}
+"""
+
+
+@pytest.fixture
+def log_stream() -> AsyncIterator[io.StringIO]:
+    stream = io.StringIO()
+    logs.setup("debug", "logfmt", stream)
+    yield stream
+    logs.LOGGER.handlers.clear()
+    logs.LOGGER.propagate = True
+    logs.LOGGER.setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+async def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
+) -> AsyncIterator[tuple[str, Path, Exporter]]:
+    monkeypatch.setenv("REDIS_PASSWORD", SECRET)
+    path = tmp_path / "config.yml"
+    path.write_text(GOOD)
+    exporter = Exporter(load_file(path), lambda: load_file(path))
+    await exporter.start()
+    server = TestServer(make_app(exporter), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")), path, exporter
+    await server.close()
+    await exporter.stop()
+
+
+async def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.get(url, headers=headers) as resp,
+    ):
+        body = await resp.read()
+        if resp.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return resp.status, body.decode(), dict(resp.headers)
+
+
+async def post(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.post(url) as resp:
+        return resp.status, await resp.text()
+
+
+async def test_metrics_has_uniform_series_for_every_check(
+    served: tuple[str, Path, Exporter],
+) -> None:
+    base, _, _ = served
+    status, body, headers = await get(f"{base}/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'runbook_exporter_check_success{check="cache",kind="test"} 0.0' in body
+    assert 'runbook_exporter_check_success{check="fine",kind="test",team="ops"} 1.0' in body
+    assert 'runbook_exporter_check_duration_seconds{check="fine",kind="test",team="ops"}' in body
+    assert 'runbook_exporter_build_info{version="' in body
+    assert "runbook_exporter_config_last_reload_successful 1.0" in body
+    assert "runbook_exporter_config_last_reload_success_timestamp_seconds " in body
+    assert "process_resident_memory_bytes " in body
+    assert 'test_probe_value{check="fine",team="ops"}' in body
+
+
+async def test_openmetrics_and_gzip_by_request_headers(served: tuple[str, Path, Exporter]) -> None:
+    base, _, _ = served
+    status, body, headers = await get(
+        f"{base}/metrics",
+        Accept="application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
+        **{"Accept-Encoding": "gzip"},
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["Content-Encoding"] == "gzip"
+    assert body.endswith("# EOF\n")
+
+
+async def test_fifty_concurrent_scrapes_all_succeed(served: tuple[str, Path, Exporter]) -> None:
+    base, _, _ = served
+    replies = await asyncio.gather(*(get(f"{base}/metrics") for _ in range(50)))
+    assert {status for status, _, _ in replies} == {200}
+    assert all('check_success{check="fine",kind="test",team="ops"} 1.0' in b for _, b, _ in replies)
+
+
+@pytest.mark.parametrize(
+    ("header", "budget"),
+    [
+        (None, 9.5),
+        ("10", 9.5),
+        ("0", 9.5),
+        ("-3", 9.5),
+        ("garbage", 9.5),
+        ("nan", 9.5),
+        ("inf", 9.5),
+        ("2.5", 2.0),
+        ("0.4", 0.2),
+    ],
+)
+def test_scrape_budget_from_timeout_header(header: str | None, budget: float) -> None:
+    assert scrape_budget(header, 0.5, 10.0) == pytest.approx(budget)
+
+
+async def test_hanging_check_bounded_by_scrape_timeout_header(
+    served: tuple[str, Path, Exporter],
+) -> None:
+    base, path, _ = served
+    path.write_text("checks:\n  - {name: stuck, kind: test, mode: hang, timeout: 1h}\n")
+    assert (await post(f"{base}/-/reload"))[0] == 200
+    status, body, _ = await get(f"{base}/metrics", **{"X-Prometheus-Scrape-Timeout-Seconds": "1"})
+    assert status == 200
+    assert 'runbook_exporter_check_success{check="stuck",kind="test"} 0.0' in body
+    _, page, _ = await get(f"{base}/")
+    assert "deadline" in page or "timed out" in page
+
+
+async def test_valid_reload_replaces_checks(served: tuple[str, Path, Exporter]) -> None:
+    base, path, exporter = served
+    path.write_text("checks:\n  - {name: only, kind: test}\n")
+    assert await post(f"{base}/-/reload") == (200, "Reloaded.\n")
+    _, body, _ = await get(f"{base}/metrics")
+    assert 'check_success{check="only",kind="test"} 1.0' in body
+    assert 'check="fine"' not in body
+    assert [s.name for s in exporter.runner.specs] == ["only"]
+
+
+async def test_invalid_reload_is_refused_and_old_config_keeps_serving(
+    served: tuple[str, Path, Exporter],
+    log_stream: io.StringIO,
+) -> None:
+    base, path, _ = served
+    path.write_text("checks:\n  - {name: x, kind: test, timeout: soon}\n")
+    status, text = await post(f"{base}/-/reload")
+    assert status == 400
+    assert 'checks[0].timeout: expected a duration such as 5s, got "soon"' in text
+    _, body, _ = await get(f"{base}/metrics")
+    assert "runbook_exporter_config_last_reload_successful 0.0" in body
+    assert 'check_success{check="fine",kind="test",team="ops"} 1.0' in body
+    _, page, _ = await get(f"{base}/")
+    assert "last reload FAILED" in page
+    assert "reload refused" in log_stream.getvalue()
+
+
+async def test_status_page_lists_checks_and_links(served: tuple[str, Path, Exporter]) -> None:
+    base, _, _ = served
+    await get(f"{base}/metrics")
+    status, page, _ = await get(f"{base}/")
+    assert status == 200
+    assert '<a href="/metrics">' in page
+    assert '<a href="/config">' in page
+    assert "<td>cache</td><td>test</td><td>FAILED</td>" in page
+    assert "<td>fine</td><td>test</td><td>ok</td>" in page
+
+
+async def test_health_and_readiness(served: tuple[str, Path, Exporter]) -> None:
+    base, _, exporter = served
+    assert (await get(f"{base}/-/healthy"))[0] == 200
+    assert (await get(f"{base}/-/ready"))[0] == 200
+    exporter.ready = False
+    assert (await get(f"{base}/-/ready"))[0] == 503
+
+
+async def test_no_secret_in_metrics_config_status_or_logs(
+    served: tuple[str, Path, Exporter],
+    log_stream: io.StringIO,
+) -> None:
+    base, _, _ = served
+    pages: list[Callable[[], object]] = []
+    seen = []
+    for path in ("/metrics", "/", "/config"):
+        status, body, _ = await get(f"{base}{path}")
+        assert status == 200
+        seen.append(body)
+    assert "<secret>" in seen[2]  # /config shows the URL with its password masked
+    assert "NOAUTH" in seen[1]  # the status page shows the (redacted) reason
+    everything = "\n".join([*seen, log_stream.getvalue()])
+    assert "check failed" in log_stream.getvalue()
+    assert SECRET not in everything
+    assert not pages
