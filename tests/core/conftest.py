@@ -7,7 +7,6 @@ and dispatch treat them exactly like shipped kinds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +35,7 @@ class Behaviour:
         self.closed: list[str] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self.running = asyncio.Event()
 
 
 BEHAVIOUR = Behaviour()
@@ -44,6 +44,7 @@ BEHAVIOUR = Behaviour()
 class TestProbe(BaseProbe[TestOptions]):
     async def collect(self, out: Sink) -> None:
         BEHAVIOUR.started += 1
+        BEHAVIOUR.running.set()
         out.add(PROBE_VALUE, BEHAVIOUR.started)
         mode = self.options.mode
         if mode == "hang":
@@ -77,8 +78,8 @@ TEST_KIND = Kind(
 
 
 @pytest.fixture(autouse=True)
-def test_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[Behaviour]:
+def test_kind(monkeypatch: pytest.MonkeyPatch) -> Behaviour:
     global BEHAVIOUR
     BEHAVIOUR = Behaviour()
     monkeypatch.setitem(KINDS, "test", TEST_KIND)
-    yield BEHAVIOUR
+    return BEHAVIOUR

@@ -75,9 +75,7 @@ async def test_concurrent_scrapes_share_one_inflight_run(test_kind: Behaviour) -
     test_kind.gate.clear()
     runner = await started_runner({"name": "slow", "kind": "test", "mode": "gate"})
     scrapes = [asyncio.create_task(runner.scrape(budget=30)) for _ in range(50)]
-    await asyncio.sleep(0)  # let every scrape register before opening the gate
-    while test_kind.started == 0:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(test_kind.running.wait(), 30)
     test_kind.gate.set()
     results = await asyncio.gather(*scrapes)
     await runner.close()
