@@ -5,7 +5,7 @@ from pathlib import Path
 from exporter.checks import KINDS
 from exporter.metricsdoc import TARGET, render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_metrics_reference_is_generated_from_the_kinds() -> None:
