@@ -1,0 +1,221 @@
+"""Named queries shared by the SQL kinds (postgres, sqlite) and timestamp parsing (mongodb).
+
+A named query either returns one timestamp (``type: freshness``) that becomes
+``freshness_timestamp_seconds{item=<name>}``, or numbers (``type: value``) that become
+``db_query_value{query,column,label}``. Label columns keep the family's label names fixed:
+their values, joined with ``/``, form the one ``label`` label; ``max_rows`` bounds how many
+label values a query can produce.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from exporter.families import FRESHNESS
+from exporter.fields import Reader, describe
+from exporter.samples import Family, Sink
+
+DB_PING_SECONDS = Family(
+    "db_ping_duration_seconds",
+    "gauge",
+    "Round trip of the cheapest request the database answers (SELECT 1, ping).",
+)
+QUERY_VALUE = Family(
+    "db_query_value",
+    "gauge",
+    "A number returned by a named query; label joins the query's label columns with /.",
+    ("query", "column", "label"),
+)
+QUERY_SUCCESS = Family(
+    "db_query_success",
+    "gauge",
+    "1 when the named query ran and returned the expected shape, else 0.",
+    ("query",),
+)
+QUERY_SECONDS = Family(
+    "db_query_duration_seconds",
+    "gauge",
+    "Time the named query took (also when it failed).",
+    ("query",),
+)
+QUERY_FAMILIES = (FRESHNESS, QUERY_VALUE, QUERY_SUCCESS, QUERY_SECONDS)
+
+QUERY_TYPES = ("freshness", "value")
+DEFAULT_MAX_ROWS = 100
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
+# Unix times in these ranges are taken as milli-, micro- or nanoseconds: Node's Date.now()
+# writes milliseconds, and seconds will not reach 1e11 before the year 5138.
+_EPOCH_SCALES = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
+
+
+class QueryFailed(Exception):
+    """One named query failed; the message is the operator's reason (no secrets, no SQL)."""
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    sql: str
+    type: str  # "freshness" | "value"
+    labels: tuple[str, ...]  # label columns
+    max_rows: int
+
+
+def parse_queries(reader: Reader, key: str = "queries") -> tuple[NamedQuery, ...]:
+    """The ``queries:`` list of a SQL check."""
+    queries: list[NamedQuery] = []
+    seen: dict[str, str] = {}
+    for item in reader.mappings(key):
+        name = item.str("name")
+        if isinstance(name, str) and name:
+            if not _NAME.fullmatch(name):
+                item.error("name", f"use letters, digits and _.:- only, got {describe(name)}")
+            elif name in seen:
+                item.error("name", f'duplicate query name "{name}", first used at {seen[name]}')
+            else:
+                seen[name] = item.path
+        sql = item.str("sql")
+        kind = item.choice("type", QUERY_TYPES)
+        labels = item.str_list("labels", [])
+        if len(set(labels)) != len(labels):
+            item.error("labels", "lists a column twice")
+        max_rows = item.int("max_rows", DEFAULT_MAX_ROWS, minimum=1, maximum=10_000)
+        item.done()
+        queries.append(NamedQuery(name, sql, kind, tuple(labels), max_rows))
+    return tuple(queries)
+
+
+def to_unix_seconds(value: Any) -> float:
+    """A timestamp as Unix seconds: datetime (naive = UTC), date, epoch number, ISO 8601 text.
+
+    Raises :class:`ValueError` with a short description of what was found instead.
+    """
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+    if isinstance(value, bool):
+        raise ValueError(f"a boolean ({value})")
+    if isinstance(value, int | float | Decimal):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"{number}, not a time")
+        for limit, scale in _EPOCH_SCALES:
+            if abs(number) >= limit:
+                return number / scale
+        return number
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return to_unix_seconds(float(text))
+        except ValueError:
+            pass
+        try:
+            return to_unix_seconds(datetime.fromisoformat(text))
+        except ValueError:
+            shown = describe(value)
+            raise ValueError(f"text {shown} that is neither ISO 8601 nor a number") from None
+    if value is None:
+        raise ValueError("NULL")
+    raise ValueError(f"a {type(value).__name__}")
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    raise ValueError(type(value).__name__)
+
+
+def record_rows(
+    query: NamedQuery, columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Sink
+) -> None:
+    """Turn one query's result into samples, or raise :class:`QueryFailed` before writing any."""
+    if len(rows) > query.max_rows:
+        raise QueryFailed(f"returned {len(rows)} rows, more than max_rows {query.max_rows}")
+    index = {name: i for i, name in enumerate(columns)}
+    missing = [c for c in query.labels if c not in index]
+    if missing:
+        raise QueryFailed(
+            f"has no column {', '.join(missing)} named in labels (columns: {', '.join(columns)})"
+        )
+    if not query.labels and len(rows) > 1:
+        raise QueryFailed(f"returned {len(rows)} rows, expected one (or name label columns)")
+    if query.type == "freshness" and not query.labels and not rows:
+        raise QueryFailed("returned no rows, expected one timestamp")
+    data_columns = [c for c in columns if c not in query.labels]
+    label_at = [index[c] for c in query.labels]
+    pending: list[tuple[Family, float, dict[str, str]]] = []
+    seen_labels: set[str] = set()
+    for row in rows:
+        label = "/".join("" if row[i] is None else str(row[i]) for i in label_at)
+        if label in seen_labels:
+            raise QueryFailed(
+                f'returned two rows labelled "{label}": add the column that tells them apart '
+                "to labels, or aggregate"
+            )
+        seen_labels.add(label)
+        if query.type == "freshness":
+            if len(data_columns) != 1:
+                raise QueryFailed(
+                    f"expected one timestamp column besides labels, got {len(data_columns)} "
+                    f"({', '.join(data_columns)})"
+                )
+            raw = row[index[data_columns[0]]]
+            if raw is None and query.labels:
+                continue  # a source without data yet: no sample rather than a failure
+            try:
+                seconds = to_unix_seconds(raw)
+            except ValueError as exc:
+                raise QueryFailed(f"expected a timestamp, got {exc}") from None
+            item = f"{query.name}/{label}" if query.labels else query.name
+            pending.append((FRESHNESS, seconds, {"item": item}))
+        else:
+            if not data_columns:
+                raise QueryFailed("returned no number column besides the label columns")
+            for column in data_columns:
+                try:
+                    number = _number(row[index[column]])
+                except ValueError as exc:
+                    raise QueryFailed(f"column {column} is {exc}, expected a number") from None
+                if number is not None:
+                    labels = {"query": query.name, "column": column, "label": label}
+                    pending.append((QUERY_VALUE, number, labels))
+    for family, number, labels in pending:
+        out.add(family, number, **labels)
+
+
+Execute = Callable[[NamedQuery], Awaitable[tuple[Sequence[str], Sequence[Sequence[Any]]]]]
+
+
+async def run_queries(queries: Sequence[NamedQuery], execute: Execute, out: Sink) -> list[str]:
+    """Run each query through ``execute``; returns the failure reasons (``query x: ...``).
+
+    ``execute`` raises :class:`QueryFailed` for a problem of that query alone; anything
+    else (the connection died) propagates and fails the whole check.
+    """
+    failures: list[str] = []
+    for query in queries:
+        started = time.perf_counter()
+        try:
+            columns, rows = await execute(query)
+            record_rows(query, columns, rows, out)
+        except QueryFailed as exc:
+            failures.append(f"query {query.name}: {exc}")
+            ok = False
+        else:
+            ok = True
+        out.add(QUERY_SECONDS, time.perf_counter() - started, query=query.name)
+        out.add(QUERY_SUCCESS, 1.0 if ok else 0.0, query=query.name)
+    return failures

@@ -1,0 +1,233 @@
+"""``postgres``: server connections by state, availability, version, named queries.
+
+Read-only towards the server: every statement runs in a ``READ ONLY`` transaction with
+``SET LOCAL statement_timeout`` below the check timeout, so a slow query is cancelled by
+the server itself rather than abandoned on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from exporter.checks._queries import (
+    DB_PING_SECONDS,
+    QUERY_FAMILIES,
+    NamedQuery,
+    QueryFailed,
+    parse_queries,
+    run_queries,
+)
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
+from exporter.fields import Reader
+from exporter.samples import Family, Sink
+
+VERSION_INFO = Family(
+    "postgres_server_version_info",
+    "gauge",
+    "Always 1; the version label is the server's server_version.",
+    ("version",),
+)
+IN_RECOVERY = Family(
+    "postgres_in_recovery",
+    "gauge",
+    "1 when the server is a standby replaying WAL (pg_is_in_recovery), else 0.",
+)
+
+# pg_stat_activity.state values as label values without spaces; "waiting" (on a lock)
+# is taken out of "active" so that the states add up to the client connections.
+STATES = {
+    "active": "active",
+    "idle": "idle",
+    "idle in transaction": "idle_in_transaction",
+    "idle in transaction (aborted)": "idle_in_transaction_aborted",
+    "fastpath function call": "fastpath_function_call",
+    "disabled": "disabled",
+    "waiting": "waiting",
+    "unknown": "unknown",  # state is NULL for other users' sessions without pg_monitor
+}
+ALWAYS_REPORTED = ("active", "idle", "idle_in_transaction", "idle_in_transaction_aborted",
+                   "waiting")
+
+CONNECTIONS_SQL = """
+SELECT CASE WHEN wait_event_type = 'Lock' THEN 'waiting' ELSE coalesce(state, 'unknown') END,
+       count(*)::int
+FROM pg_stat_activity
+WHERE backend_type = 'client backend'
+GROUP BY 1
+"""
+SERVER_SQL = """
+SELECT current_setting('server_version'),
+       current_setting('max_connections')::int
+         - current_setting('superuser_reserved_connections')::int
+         - coalesce(current_setting('reserved_connections', true)::int, 0),
+       pg_is_in_recovery()
+"""
+
+# Share of the check timeout the statements may use; the rest is for connecting and
+# for the server's cancel to arrive before the runner gives up.
+STATEMENT_SHARE = 0.8
+MIN_STATEMENT_MS = 10
+
+
+@dataclass(frozen=True)
+class PostgresOptions:
+    dsn: str
+    queries: tuple[NamedQuery, ...]
+
+
+def parse(reader: Reader) -> PostgresOptions:
+    dsn = reader.url("dsn", ("postgresql", "postgres"))
+    return PostgresOptions(dsn=dsn, queries=parse_queries(reader))
+
+
+class _ConnectionLost(Exception):
+    """The connection broke (server restarted or stopped): the pool must be rebuilt."""
+
+
+def reason(exc: BaseException) -> str:
+    """A short operator reason for a driver or socket error, without the DSN."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+class PostgresProbe(BaseProbe[PostgresOptions]):
+    def __init__(self, spec: CheckSpec[PostgresOptions]) -> None:
+        super().__init__(spec)
+        self._pool: asyncpg.Pool | None = None
+
+    async def collect(self, out: Sink) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.timeout * STATEMENT_SHARE
+        reused = self._pool is not None
+        written = len(out.samples)
+        try:
+            await self._collect_once(out, deadline)
+        except _ConnectionLost as lost:
+            await self._drop_pool()
+            # A pool from an earlier scrape whose server restarted since: connect anew
+            # once, unless samples were written already (they would be doubled).
+            if not reused or len(out.samples) != written:
+                raise CheckFailed(f"connection lost: {lost}") from None
+            try:
+                await self._collect_once(out, deadline)
+            except _ConnectionLost as again:
+                await self._drop_pool()
+                raise CheckFailed(f"connection lost: {again}") from None
+
+    async def _collect_once(self, out: Sink, deadline: float) -> None:
+        pool = await self._connect()
+        try:
+            async with pool.acquire() as conn:
+                await self._server_stats(conn, out, deadline)
+                failures = await run_queries(
+                    self.options.queries,
+                    lambda query: self._execute(conn, query.sql, deadline),
+                    out,
+                )
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+            raise _ConnectionLost(reason(exc)) from None
+        if failures:
+            raise CheckFailed("; ".join(failures))
+
+    async def _connect(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        try:
+            pool = await asyncpg.create_pool(
+                self.options.dsn,
+                min_size=1,
+                max_size=2,
+                timeout=self.spec.timeout * STATEMENT_SHARE,
+                server_settings={"application_name": "runbook-exporter"},
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise CheckFailed(f"connect: {reason(exc)}") from None
+        self._pool = pool
+        return pool
+
+    async def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+
+    async def _server_stats(self, conn: Any, out: Sink, deadline: float) -> None:
+        try:
+            async with conn.transaction(readonly=True):
+                await self._limit(conn, deadline)
+                started = time.perf_counter()
+                await conn.fetchval("SELECT 1")
+                out.add(DB_PING_SECONDS, time.perf_counter() - started)
+                version, max_connections, in_recovery = await conn.fetchrow(SERVER_SQL)
+                by_state = dict.fromkeys(ALWAYS_REPORTED, 0)
+                for state, count in await conn.fetch(CONNECTIONS_SQL):
+                    label = STATES.get(state, "unknown")
+                    by_state[label] = by_state.get(label, 0) + count
+        except asyncpg.PostgresError as exc:
+            if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
+                raise _ConnectionLost(reason(exc)) from None
+            raise CheckFailed(f"reading server statistics: {reason(exc)}") from None
+        except QueryFailed as exc:
+            raise CheckFailed(f"reading server statistics: {exc}") from None
+        out.add(VERSION_INFO, 1, version=str(version))
+        out.add(IN_RECOVERY, 1 if in_recovery else 0)
+        out.add(DB_POOL_MAX_CONNECTIONS, max_connections)
+        for state, count in by_state.items():
+            out.add(DB_POOL_CONNECTIONS, count, state=state)
+
+    async def _limit(self, conn: Any, deadline: float) -> int:
+        """``SET LOCAL statement_timeout`` to the time left; fails the query when none is."""
+        left_ms = int((deadline - asyncio.get_running_loop().time()) * 1000)
+        if left_ms < MIN_STATEMENT_MS:
+            raise QueryFailed("not started: the check timeout is used up by earlier queries")
+        # An integer we computed, not user text: safe to format into the statement.
+        await conn.execute(f"SET LOCAL statement_timeout = {left_ms}")
+        return left_ms
+
+    async def _execute(
+        self, conn: Any, sql: str, deadline: float
+    ) -> tuple[list[str], list[Any]]:
+        limit_ms = 0
+        try:
+            async with conn.transaction(readonly=True):
+                limit_ms = await self._limit(conn, deadline)
+                statement = await conn.prepare(sql)
+                columns = [attribute.name for attribute in statement.get_attributes()]
+                rows = await statement.fetch()
+        except asyncpg.QueryCanceledError:
+            raise QueryFailed(f"cancelled by statement_timeout ({limit_ms}ms)") from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
+                raise _ConnectionLost(reason(exc)) from None
+            raise QueryFailed(reason(exc)) from None
+        return columns, list(rows)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), 3.0)
+        except (TimeoutError, OSError, asyncpg.InterfaceError):
+            pool.terminate()
+
+
+KIND = Kind(
+    name="postgres",
+    summary="PostgreSQL connections by state vs max_connections, version, named queries.",
+    parse=parse,
+    probe=PostgresProbe,
+    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
+              IN_RECOVERY, *QUERY_FAMILIES),
+)
