@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 
 from prometheus_client import exposition as text_format
@@ -59,3 +59,41 @@ def encode(metrics: Sequence[Metric], accept: str | None) -> tuple[bytes, str]:
 # The encoders only call .collect(); they are typed against CollectorRegistry.
 _openmetrics: Callable[[_Families], bytes] = openmetrics_format.generate_latest
 _text: Callable[[_Families], bytes] = text_format.generate_latest
+
+
+_EOF = b"# EOF\n"
+
+
+class Renderer:
+    """Encodes scrapes, reusing the checks' bytes while every result is the same object.
+
+    With ``min_interval`` most scrapes reuse every result; re-encoding thousands of
+    unchanged series each time would dominate the scrape, so only the exporter's own
+    (always fresh) families are encoded again.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[bool, tuple[tuple[CheckResult, ...], bytes]] = {}
+
+    def render(
+        self,
+        results: Sequence[CheckResult],
+        labels: Mapping[str, tuple[tuple[str, str], ...]],
+        own: Sequence[Metric],
+        accept: str | None,
+    ) -> tuple[bytes, str]:
+        openmetrics = bool(accept and "application/openmetrics-text" in accept)
+        key = tuple(results)
+        cached = self._cache.get(openmetrics)
+        if cached is not None and len(cached[0]) == len(key) and all(
+            a is b for a, b in zip(cached[0], key, strict=True)
+        ):
+            checks = cached[1]
+        else:
+            metrics = build_metrics((r, labels.get(r.name, ())) for r in key)
+            checks = encode(metrics, accept)[0].removesuffix(_EOF)
+            self._cache[openmetrics] = (key, checks)
+        head, content_type = encode(own, accept)
+        if openmetrics:
+            return head.removesuffix(_EOF) + checks + _EOF, content_type
+        return head + checks, content_type

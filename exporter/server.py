@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.exposition import build_metrics, encode
+from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
 from exporter.redact import REDACTOR
@@ -78,6 +78,7 @@ class Exporter:
         self.ready = False
         self._reload_lock = asyncio.Lock()
         self._process = ProcessCollector(registry=None)
+        self._renderer = Renderer()
 
     async def start(self) -> None:
         await self.runner.apply(self.config)
@@ -132,11 +133,12 @@ class Exporter:
         )
         return [build, ok, when, *self._process.collect()]
 
-    async def scrape(self, timeout_header: str | None) -> list[Metric]:
+    async def scrape(self, timeout_header: str | None, accept: str | None) -> tuple[bytes, str]:
+        """One scrape's body and content type."""
         budget = scrape_budget(timeout_header, self.timeout_offset, self.default_scrape_timeout)
         results = await self.runner.scrape(budget)
         labels = {spec.name: spec.labels for spec in self.runner.specs}
-        return build_metrics(((r, labels.get(r.name, ())) for r in results), self.own_metrics())
+        return self._renderer.render(results, labels, self.own_metrics(), accept)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -148,8 +150,10 @@ def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None)
     app = web.Application(middlewares=middlewares)
 
     async def metrics(request: web.Request) -> web.Response:
-        families = await exporter.scrape(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
-        body, content_type = encode(families, request.headers.get("Accept"))
+        body, content_type = await exporter.scrape(
+            request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+            request.headers.get("Accept"),
+        )
         headers = {"Content-Type": content_type}
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             body = gzip.compress(body, compresslevel=5)

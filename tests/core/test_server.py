@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from exporter import logs
 from exporter.config import load_file
 from exporter.server import Exporter, make_app, scrape_budget
+from tests.core.conftest import Behaviour
 
 SECRET = "pa55-w0rd-never-shown"
 
@@ -203,3 +204,20 @@ async def test_no_secret_in_metrics_config_status_or_logs(
     assert "check failed" in log_stream.getvalue()
     assert SECRET not in everything
     assert not pages
+
+
+async def test_reused_results_render_the_same_series_in_both_formats(
+    served: tuple[str, Path, Exporter], test_kind: Behaviour,
+) -> None:
+    base, path, _ = served
+    path.write_text("checks:\n  - {name: cached, kind: test, min_interval: 1h}\n")
+    assert (await post(f"{base}/-/reload"))[0] == 200
+    bodies = [(await get(f"{base}/metrics"))[1] for _ in range(3)]
+    series = [b[b.index("# HELP runbook_exporter_check_success"):] for b in bodies]
+    assert series[0] == series[1] == series[2]
+    assert test_kind.started == 1
+    _, om, _ = await get(f"{base}/metrics", Accept="application/openmetrics-text")
+    assert om.count("# EOF") == 1
+    assert om.endswith("# EOF\n")
+    assert 'test_probe_value{check="cached"} 1.0' in om
+    assert "runbook_exporter_build_info" in om
