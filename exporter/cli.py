@@ -20,7 +20,7 @@ from exporter.exposition import build_metrics, encode
 from exporter.fields import ConfigError, parse_duration
 from exporter.logs import LEVELS, event, setup
 from exporter.redact import REDACTOR
-from exporter.runner import CheckResult, Runner
+from exporter.runner import DEFAULT_MAX_CONCURRENCY, CheckResult, Runner
 from exporter.server import DEFAULT_TIMEOUT_OFFSET, Exporter, make_app
 from exporter.webconfig import NO_WEB_CONFIG, WebConfig, load_web_config
 
@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration,
         default=DEFAULT_TIMEOUT_OFFSET,
         help="subtracted from Prometheus' scrape timeout (default 500ms)",
+    )
+    parser.add_argument(
+        "--checks.max-concurrency",
+        dest="max_concurrency",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENCY,
+        help="checks running at once across all scrapes (default %(default)s)",
     )
     parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
     parser.add_argument(
@@ -178,7 +185,10 @@ def format_table(results: Sequence[CheckResult]) -> str:
 async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig) -> int:
     host, port = parse_listen_address(args.listen)
     exporter = Exporter(
-        config, lambda: _load(args.config_file, args.listen), timeout_offset=args.timeout_offset
+        config,
+        lambda: _load(args.config_file, args.listen),
+        runner=Runner(max_concurrency=args.max_concurrency),
+        timeout_offset=args.timeout_offset,
     )
     await exporter.start()
     auth = web_config.check_password if web_config.basic_auth_users else None
