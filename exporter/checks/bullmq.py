@@ -1,0 +1,518 @@
+"""``bullmq``: BullMQ queue state read straight from Redis, counted as getJobCounts() counts.
+
+Per queue ``<prefix>:<queue>``, BullMQ keeps ``wait``, ``paused`` and ``active`` lists,
+``delayed``, ``prioritized``, ``waiting-children``, ``completed`` and ``failed`` sorted sets,
+a ``meta`` hash (``paused`` field), an ``events`` stream and, when workers record metrics,
+``metrics:completed`` / ``metrics:failed`` hashes. Its getCounts script answers LLEN for
+the lists (less one for a legacy ``0:`` delay marker at the tail of ``wait``/``paused``,
+which it also RPOPs) and ZCARD for the sets. This module reads the same keys with plain
+read commands only, in one MULTI/EXEC per batch of queues, so the numbers are the script's
+without its side effect and consistent within a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+
+from exporter.checks._redis_conn import RedisConnOptions, make_client, parse_conn, reason
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.fields import Reader, describe
+from exporter.logs import event
+from exporter.samples import Family, Sink
+
+STATES = (
+    "waiting", "paused", "active", "delayed", "prioritized", "waiting-children",
+    "completed", "failed",
+)
+COUNTER_SOURCES = ("auto", "metrics", "events", "off")
+DEFAULT_MAX_QUEUES = 1000
+DEFAULT_DISCOVERY_INTERVAL = 60.0
+
+BATCH_QUEUES = 250  # queues per MULTI/EXEC round trip
+SCAN_COUNT = 2000  # keys per SCAN step: few round trips, short server work per step
+EVENTS_PAGE = 1000  # stream entries per XRANGE
+EVENTS_MAX_PAGES = 20  # per queue per scrape; the rest is read on the next scrape
+TIMESTAMP_BATCH = 1000
+
+JOBS = Family(
+    "bullmq_queue_jobs", "gauge",
+    "Jobs in each state, as BullMQ's Queue.getJobCounts() counts them.",
+    ("prefix", "queue", "state"),
+)
+PAUSED = Family(
+    "bullmq_queue_paused", "gauge", "1 when the queue is paused (meta.paused), else 0.",
+    ("prefix", "queue"),
+)
+OLDEST_WAITING = Family(
+    "bullmq_queue_oldest_waiting_job_timestamp_seconds", "gauge",
+    "Creation time of the job next in line in the wait list; absent when nothing waits.",
+    ("prefix", "queue"),
+)
+COMPLETED = Family(
+    "bullmq_jobs_completed_total", "counter",
+    "Jobs completed, including those removed on completion.",
+    ("prefix", "queue"),
+)
+FAILED = Family(
+    "bullmq_jobs_failed_total", "counter",
+    "Jobs failed with no retries left, including those removed on failure.",
+    ("prefix", "queue"),
+)
+QUEUES = Family(
+    "bullmq_queues", "gauge", "Queues reported under the prefix by this scrape.", ("prefix",)
+)
+CAP_REACHED = Family(
+    "bullmq_queues_cap_reached", "gauge",
+    "1 when discovery found more queues than max_queues and reported only the first ones.",
+    ("prefix",),
+)
+SKIPPED = Family(
+    "bullmq_queues_skipped", "gauge",
+    "Queues left out of this scrape because a key is unreadable (wrong type); see the logs.",
+    ("prefix",),
+)
+
+_FINISHED = ("completed", "failed")
+_LOG = logging.WARNING
+
+
+@dataclass(frozen=True)
+class BullmqOptions:
+    conn: RedisConnOptions
+    prefixes: tuple[str, ...]
+    queues: tuple[str, ...]  # empty: discover
+    discover_id_keys: bool
+    max_queues: int
+    discovery_interval: float
+    counters: str
+
+
+def parse(reader: Reader) -> BullmqOptions:
+    conn = parse_conn(reader)
+    prefixes = _names(reader, "prefix", ("bull",), what="prefix")
+    queues = _names(reader, "queues", (), what="queue name")
+    for name in queues:
+        if ":" in name:
+            reader.error("queues", f"BullMQ queue names cannot contain ':', got {describe(name)}")
+    discover_id_keys = reader.bool("discover_id_keys", False)
+    max_queues = reader.int("max_queues", DEFAULT_MAX_QUEUES, minimum=1)
+    interval = reader.duration("discovery_interval", DEFAULT_DISCOVERY_INTERVAL, positive=False)
+    counters = reader.choice("counters", COUNTER_SOURCES, "auto")
+    if reader.has("queues"):
+        for key in ("discover_id_keys", "max_queues", "discovery_interval"):
+            if reader.has(key):
+                reader.error(key, "only used with discovery; leave it out when queues are listed")
+    return BullmqOptions(
+        conn=conn,
+        prefixes=prefixes,
+        queues=queues,
+        discover_id_keys=bool(discover_id_keys),
+        max_queues=int(max_queues),
+        discovery_interval=float(interval),
+        counters=str(counters),
+    )
+
+
+def _names(reader: Reader, key: str, default: tuple[str, ...], *, what: str) -> tuple[str, ...]:
+    value = reader.str_list(key, default)
+    if not reader.has(key) or not isinstance(value, tuple):
+        return default
+    if not value:
+        hint = " (leave queues out to discover them)" if key == "queues" else ""
+        reader.error(key, f"must not be empty{hint}")
+        return default
+    seen: set[str] = set()
+    for name in value:
+        if not name:
+            reader.error(key, f"a {what} must not be empty")
+        elif name in seen:
+            reader.error(key, f"duplicate {what} {describe(name)}")
+        seen.add(name)
+    return tuple(value)
+
+
+@dataclass
+class _Counter:
+    """One lifetime counter of one queue: where it comes from and how to continue it."""
+
+    source: Literal["metrics", "events"] | None = None
+    events: int = 0  # finished jobs seen in the events stream since following began
+    offset: int = 0  # added to the metrics count so a switch from events does not jump
+    value: int = 0
+
+
+@dataclass
+class _QueueState:
+    stream_id: str | None = None  # last events-stream id read; None: not positioned yet
+    counters: dict[str, _Counter] = field(
+        default_factory=lambda: {name: _Counter() for name in _FINISHED}
+    )
+
+
+@dataclass
+class _Read:
+    """What one scrape learned about one queue."""
+
+    prefix: str
+    queue: str
+    counts: dict[str, int]
+    paused: bool
+    next_job: str | None
+    entries: list[tuple[str, dict[str, str]]]
+    metrics: dict[str, int | None]
+    events_full: bool = False
+    oldest: float | None = None
+
+
+@dataclass
+class _Discovery:
+    at: float
+    queues: tuple[str, ...]
+    capped: bool
+
+
+class _Skip(Exception):
+    """A queue's keys could not be read; the message says which key and why."""
+
+
+class BullmqProbe(BaseProbe[BullmqOptions]):
+    def __init__(self, spec: CheckSpec[BullmqOptions]) -> None:
+        super().__init__(spec)
+        self._client: Redis | None = None
+        self._discovered: dict[str, _Discovery] = {}
+        self._states: dict[tuple[str, str], _QueueState] = {}
+        self._logged: dict[tuple[str, str], str] = {}
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def collect(self, out: Sink) -> None:
+        if self._client is None:
+            self._client = make_client(self.options.conn, self.spec.timeout)
+        try:
+            await self._collect(self._client, out)
+        except rexc.RedisError as exc:
+            raise CheckFailed(reason(exc, self.options.conn.where)) from None
+
+    async def _collect(self, client: Redis, out: Sink) -> None:
+        options = self.options
+        targets: list[tuple[str, str]] = []
+        capped: dict[str, bool] = {}
+        for prefix in options.prefixes:
+            if options.queues:
+                names, capped[prefix] = options.queues, False
+            else:
+                names, capped[prefix] = await self._discover(client, prefix)
+            targets.extend((prefix, name) for name in names)
+
+        reads: list[_Read] = []
+        skipped: dict[str, int] = dict.fromkeys(options.prefixes, 0)
+        missing: list[str] = []
+        problems: list[str] = []
+        for start in range(0, len(targets), BATCH_QUEUES):
+            batch = targets[start : start + BATCH_QUEUES]
+            for target, outcome in zip(batch, await self._read_batch(client, batch), strict=True):
+                prefix, queue = target
+                if isinstance(outcome, _Read):
+                    reads.append(outcome)
+                    self._logged.pop(target, None)
+                elif outcome is None:
+                    if options.queues:
+                        missing.append(f"{prefix}:{queue}")
+                else:
+                    skipped[prefix] += 1
+                    self._log_skip(target, str(outcome))
+                    if options.queues:
+                        problems.append(f"{prefix}:{queue}: {outcome}")
+        await self._follow_full_streams(client, reads)
+        await self._read_oldest(client, reads)
+
+        for read in reads:
+            self._write_queue(out, read)
+        for prefix in options.prefixes:
+            out.add(QUEUES, sum(1 for r in reads if r.prefix == prefix), prefix=prefix)
+            out.add(CAP_REACHED, 1 if capped[prefix] else 0, prefix=prefix)
+            out.add(SKIPPED, skipped[prefix], prefix=prefix)
+        # Forget counters of queues that are gone, so memory follows the live queues.
+        seen = {(r.prefix, r.queue) for r in reads}
+        for key in [k for k in self._states if k not in seen]:
+            del self._states[key]
+
+        if missing:
+            problems.insert(0, "no such queue (no meta hash, no id key): " + ", ".join(missing))
+        if problems:
+            raise CheckFailed("; ".join(problems))
+
+    async def _discover(self, client: Redis, prefix: str) -> tuple[tuple[str, ...], bool]:
+        """Queue names under ``prefix``, cached for ``discovery_interval``."""
+        now = time.monotonic()
+        cached = self._discovered.get(prefix)
+        if cached is not None and now - cached.at < self.options.discovery_interval:
+            return cached.queues, cached.capped
+        suffixes = ("meta", "id") if self.options.discover_id_keys else ("meta",)
+        found: set[str] = set()
+        for suffix in suffixes:
+            pattern = f"{_glob_escape(prefix)}:*:{suffix}"
+            head, tail = f"{prefix}:", f":{suffix}"
+            async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
+                name = key[len(head) : -len(tail)]
+                # BullMQ refuses ':' in queue names; such keys belong to something else.
+                if name and ":" not in name:
+                    found.add(name)
+        names = tuple(sorted(found))
+        capped = len(names) > self.options.max_queues
+        if capped:
+            event(_LOG, "bullmq queue discovery capped", check=self.spec.name, prefix=prefix,
+                  found=len(names), max_queues=self.options.max_queues)
+            names = names[: self.options.max_queues]
+        self._discovered[prefix] = _Discovery(now, names, capped)
+        return names, capped
+
+    async def _read_batch(
+        self, client: Redis, batch: Sequence[tuple[str, str]]
+    ) -> list[_Read | _Skip | None]:
+        """One MULTI/EXEC for the batch: every count of every queue, consistent per batch."""
+        pipe = client.pipeline(transaction=True)
+        layouts: list[tuple[int, bool, str]] = []  # (replies, reads events, events mode)
+        for prefix, queue in batch:
+            base = f"{prefix}:{queue}:"
+            pipe.exists(base + "meta", base + "id")
+            pipe.hget(base + "meta", "paused")
+            pipe.llen(base + "wait")
+            pipe.lrange(base + "wait", -2, -1)
+            pipe.llen(base + "paused")
+            pipe.lindex(base + "paused", -1)
+            pipe.llen(base + "active")
+            for zset in ("delayed", "prioritized", "waiting-children", "completed", "failed"):
+                pipe.zcard(base + zset)
+            replies = 12
+            if self.options.counters in ("auto", "metrics"):
+                pipe.hget(base + "metrics:completed", "count")
+                pipe.hget(base + "metrics:failed", "count")
+                replies += 2
+            mode = self._events_mode((prefix, queue))
+            if mode == "position":
+                pipe.xrevrange(base + "events", max="+", min="-", count=1)
+                replies += 1
+            elif mode == "follow":
+                state = self._states[(prefix, queue)]
+                pipe.xrange(base + "events", min=_after(state.stream_id or "0-0"), max="+",
+                            count=EVENTS_PAGE)
+                replies += 1
+            layouts.append((replies, mode != "none", mode))
+        results = await pipe.execute(raise_on_error=False)
+        outcomes: list[_Read | _Skip | None] = []
+        position = 0
+        for (prefix, queue), (replies, _, mode) in zip(batch, layouts, strict=True):
+            chunk = results[position : position + replies]
+            position += replies
+            try:
+                outcomes.append(self._parse_queue(prefix, queue, chunk, mode))
+            except _Skip as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _events_mode(self, key: tuple[str, str]) -> str:
+        """``position`` (find the stream's end), ``follow`` (read new entries) or ``none``."""
+        if self.options.counters in ("off", "metrics"):
+            return "none"
+        state = self._states.get(key)
+        if state is None:
+            return "position"
+        if self.options.counters == "auto" and all(
+            c.source == "metrics" for c in state.counters.values()
+        ):
+            # Both counters come from worker metrics: the stream is not needed, and its
+            # position goes stale; find its end again if a counter falls back to it.
+            state.stream_id = None
+            return "none"
+        return "position" if state.stream_id is None else "follow"
+
+    def _parse_queue(
+        self, prefix: str, queue: str, replies: list[Any], mode: str
+    ) -> _Read | None:
+        names: tuple[str, ...] = (
+            "meta", "meta", "wait", "wait", "paused", "paused", "active",
+            "delayed", "prioritized", "waiting-children", "completed", "failed",
+            "metrics:completed", "metrics:failed", "events",
+        )
+        if self.options.counters not in ("auto", "metrics"):
+            names = names[:12] + names[14:]
+        for index, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                key = f"{prefix}:{queue}:{names[index] if index < len(names) else '?'}"
+                raise _Skip(f"{key}: {_error_text(reply)}")
+        if int(replies[0]) == 0:
+            return None  # neither meta nor id: never used, or obliterated since discovery
+        tail: list[str] = list(replies[3])
+        next_job = tail[-1] if tail else None
+        if next_job is not None and _is_marker(next_job):
+            next_job = tail[0] if len(tail) == 2 else None
+        counts = {
+            "waiting": _list_count(int(replies[2]), tail[-1] if tail else None),
+            "paused": _list_count(int(replies[4]), replies[5]),
+            "active": int(replies[6]),
+            "delayed": int(replies[7]),
+            "prioritized": int(replies[8]),
+            "waiting-children": int(replies[9]),
+            "completed": int(replies[10]),
+            "failed": int(replies[11]),
+        }
+        position = 12
+        metrics: dict[str, int | None] = dict.fromkeys(_FINISHED)
+        if self.options.counters in ("auto", "metrics"):
+            for name, raw in zip(_FINISHED, replies[12:14], strict=True):
+                metrics[name] = _int_or_none(raw)
+            position = 14
+        entries: list[tuple[str, dict[str, str]]] = []
+        if mode != "none":
+            entries = list(replies[position] or [])
+        state = self._states.setdefault((prefix, queue), _QueueState())
+        if mode == "position":
+            state.stream_id = entries[0][0] if entries else "0-0"
+            entries = []
+        return _Read(
+            prefix=prefix, queue=queue, counts=counts, paused=replies[1] is not None,
+            next_job=next_job, entries=entries, metrics=metrics,
+            events_full=mode == "follow" and len(entries) == EVENTS_PAGE,
+        )
+
+    async def _follow_full_streams(self, client: Redis, reads: list[_Read]) -> None:
+        """Read further pages of busy event streams, a bounded number per scrape."""
+        pending = [r for r in reads if r.events_full]
+        for _ in range(EVENTS_MAX_PAGES - 1):
+            if not pending:
+                return
+            pipe = client.pipeline(transaction=False)
+            for read in pending:
+                pipe.xrange(f"{read.prefix}:{read.queue}:events", min=_after(read.entries[-1][0]),
+                            max="+", count=EVENTS_PAGE)
+            results = await pipe.execute(raise_on_error=False)
+            still: list[_Read] = []
+            for read, page in zip(pending, results, strict=True):
+                if isinstance(page, Exception) or not page:
+                    continue
+                read.entries.extend(page)
+                if len(page) == EVENTS_PAGE:
+                    still.append(read)
+            pending = still
+
+    async def _read_oldest(self, client: Redis, reads: list[_Read]) -> None:
+        """Second round trip: the creation time of each queue's next waiting job."""
+        waiting = [r for r in reads if r.next_job is not None]
+        for start in range(0, len(waiting), TIMESTAMP_BATCH):
+            chunk = waiting[start : start + TIMESTAMP_BATCH]
+            pipe = client.pipeline(transaction=False)
+            for read in chunk:
+                pipe.hget(f"{read.prefix}:{read.queue}:{read.next_job}", "timestamp")
+            for read, raw in zip(chunk, await pipe.execute(raise_on_error=False), strict=True):
+                millis = None if isinstance(raw, Exception) else _int_or_none(raw)
+                # A job taken by a worker meanwhile keeps its hash; a removed one has none.
+                if millis is not None and millis > 0:
+                    read.oldest = millis / 1000.0
+
+    def _write_queue(self, out: Sink, read: _Read) -> None:
+        labels = {"prefix": read.prefix, "queue": read.queue}
+        for name in STATES:
+            out.add(JOBS, read.counts[name], state=name, **labels)
+        out.add(PAUSED, 1 if read.paused else 0, **labels)
+        if read.oldest is not None:
+            out.add(OLDEST_WAITING, read.oldest, **labels)
+        if self.options.counters == "off":
+            return
+        state = self._states[(read.prefix, read.queue)]
+        finished = {name: 0 for name in _FINISHED}
+        for entry_id, fields in read.entries:
+            kind = fields.get("event")
+            if kind in finished:
+                finished[kind] += 1
+            state.stream_id = entry_id
+        for name, family in (("completed", COMPLETED), ("failed", FAILED)):
+            counter = state.counters[name]
+            counter.events += finished[name]
+            _advance(counter, read.metrics[name], self.options.counters)
+            out.add(family, counter.value, **labels)
+
+    def _log_skip(self, target: tuple[str, str], why: str) -> None:
+        if self._logged.get(target) != why:
+            self._logged[target] = why
+            event(_LOG, "bullmq queue skipped", check=self.spec.name, prefix=target[0],
+                  queue=target[1], reason=why)
+
+
+def _advance(counter: _Counter, metric: int | None, mode: str) -> None:
+    """Pick the counter's source for this scrape and update its value without jumps."""
+    if mode == "events" or (mode == "auto" and metric is None):
+        if counter.source == "metrics":
+            # The metrics hash went away (obliterated queue, metrics turned off): go on
+            # from the last value with the stream, which was positioned meanwhile.
+            counter.events = counter.value
+        counter.source = "events"
+        counter.value = counter.events
+        return
+    count = metric or 0
+    if counter.source == "events":
+        # Workers started recording metrics: continue from the events-based value.
+        counter.offset = counter.value - count
+    elif counter.source is None:
+        counter.offset = 0
+    counter.source = "metrics"
+    counter.value = max(count + counter.offset, 0)
+
+
+def _list_count(length: int, tail: str | None) -> int:
+    """LLEN as getCounts reports it: a legacy ``0:<ts>`` marker at the tail is not a job."""
+    if tail is not None and _is_marker(tail):
+        return length - 1 if length > 1 else 0
+    return length
+
+
+def _is_marker(item: str) -> bool:
+    return item.startswith("0:")
+
+
+def _after(stream_id: str) -> str:
+    """The smallest stream id greater than ``stream_id`` (exclusive ranges need Redis 6.2)."""
+    millis, _, seq = stream_id.partition("-")
+    return f"{millis}-{int(seq or 0) + 1}"
+
+
+def _int_or_none(raw: Any) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_text(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def _glob_escape(text: str) -> str:
+    return _GLOB.sub(r"\\\1", text)
+
+
+KIND = Kind(
+    name="bullmq",
+    summary="BullMQ queues: jobs per state as getJobCounts(), paused, queue age, "
+    "lifetime completed/failed.",
+    parse=parse,
+    probe=BullmqProbe,
+    families=(JOBS, PAUSED, OLDEST_WAITING, COMPLETED, FAILED, QUEUES, CAP_REACHED, SKIPPED),
+)

@@ -1,0 +1,163 @@
+"""``redis``: PING round trip and server health from INFO (memory, clients, persistence, role).
+
+Works for Redis and Valkey; sends only ``PING`` and ``INFO``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+
+from exporter.checks._redis_conn import RedisConnOptions, make_client, parse_conn, reason
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.fields import Reader
+from exporter.samples import Family, Sink
+
+PING_SECONDS = Family(
+    "redis_ping_duration_seconds", "gauge", "Round trip of one PING on an open connection."
+)
+MEMORY_USED = Family("redis_memory_used_bytes", "gauge", "Memory used by Redis (used_memory).")
+MEMORY_MAX = Family(
+    "redis_memory_max_bytes", "gauge", "The maxmemory setting in bytes; 0 means no limit."
+)
+CONNECTED_CLIENTS = Family(
+    "redis_connected_clients", "gauge", "Client connections, replicas excluded."
+)
+BLOCKED_CLIENTS = Family(
+    "redis_blocked_clients", "gauge", "Clients waiting in a blocking call (BLMOVE, XREAD...)."
+)
+REJECTED_CONNECTIONS = Family(
+    "redis_rejected_connections_total", "counter", "Connections refused because of maxclients."
+)
+EVICTED_KEYS = Family(
+    "redis_evicted_keys_total", "counter", "Keys evicted because of the maxmemory limit."
+)
+RDB_LAST_BGSAVE_SUCCESS = Family(
+    "redis_rdb_last_bgsave_success", "gauge", "1 when the last RDB background save succeeded."
+)
+RDB_LAST_SAVE_TIME = Family(
+    "redis_rdb_last_save_timestamp_seconds", "gauge", "Unix time of the last successful RDB save."
+)
+AOF_ENABLED = Family("redis_aof_enabled", "gauge", "1 when the append-only file is enabled.")
+AOF_LAST_WRITE_SUCCESS = Family(
+    "redis_aof_last_write_success", "gauge", "1 when the last write to the AOF succeeded."
+)
+AOF_LAST_REWRITE_SUCCESS = Family(
+    "redis_aof_last_rewrite_success", "gauge", "1 when the last AOF rewrite succeeded."
+)
+ROLE_INFO = Family(
+    "redis_role_info", "gauge", "Replication role of the server (master or replica); always 1.",
+    ("role",),
+)
+SERVER_INFO = Family(
+    "redis_server_info", "gauge", "Server implementation (redis or valkey) and version; always 1.",
+    ("server", "version"),
+)
+UPTIME = Family("redis_uptime_seconds", "gauge", "Seconds since the server started.")
+
+# (family, INFO field): plain numbers copied as they are.
+_NUMBERS = (
+    (MEMORY_USED, "used_memory"),
+    (MEMORY_MAX, "maxmemory"),
+    (CONNECTED_CLIENTS, "connected_clients"),
+    (BLOCKED_CLIENTS, "blocked_clients"),
+    (REJECTED_CONNECTIONS, "rejected_connections"),
+    (EVICTED_KEYS, "evicted_keys"),
+    (RDB_LAST_SAVE_TIME, "rdb_last_save_time"),
+    (AOF_ENABLED, "aof_enabled"),
+    (UPTIME, "uptime_in_seconds"),
+)
+# (family, INFO field): 1 when the field says "ok".
+_STATUSES = (
+    (RDB_LAST_BGSAVE_SUCCESS, "rdb_last_bgsave_status"),
+    (AOF_LAST_WRITE_SUCCESS, "aof_last_write_status"),
+    (AOF_LAST_REWRITE_SUCCESS, "aof_last_bgrewrite_status"),
+)
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    conn: RedisConnOptions
+
+
+def parse(reader: Reader) -> RedisOptions:
+    return RedisOptions(conn=parse_conn(reader))
+
+
+class RedisProbe(BaseProbe[RedisOptions]):
+    def __init__(self, spec: CheckSpec[RedisOptions]) -> None:
+        super().__init__(spec)
+        self._client: Redis | None = None
+
+    async def collect(self, out: Sink) -> None:
+        if self._client is None:
+            self._client = make_client(self.options.conn, self.spec.timeout)
+        where = self.options.conn.where
+        try:
+            # The first command may have to connect (and authenticate): time the second.
+            await self._client.ping()
+            started = time.perf_counter()
+            await self._client.ping()
+            ping = time.perf_counter() - started
+            info = await self._client.info()
+        except rexc.RedisError as exc:
+            raise CheckFailed(reason(exc, where)) from None
+        out.add(PING_SECONDS, ping)
+        write_info(out, info)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def write_info(out: Sink, info: Mapping[str, Any]) -> None:
+    """Samples from a parsed INFO reply; fields a server does not report are left out."""
+    for family, field in _NUMBERS:
+        number = _number(info.get(field))
+        if number is not None:
+            out.add(family, number)
+    for family, field in _STATUSES:
+        if field in info:
+            out.add(family, 1.0 if str(info[field]) == "ok" else 0.0)
+    role = str(info.get("role", ""))
+    if role:
+        out.add(ROLE_INFO, 1, role="replica" if role in ("slave", "replica") else role)
+    server, version = _server(info)
+    out.add(SERVER_INFO, 1, server=server, version=version)
+
+
+def _server(info: Mapping[str, Any]) -> tuple[str, str]:
+    if "valkey_version" in info or str(info.get("server_name", "")) == "valkey":
+        return "valkey", str(info.get("valkey_version", info.get("redis_version", "")))
+    return "redis", str(info.get("redis_version", ""))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+KIND = Kind(
+    name="redis",
+    summary="Redis/Valkey PING latency, memory vs maxmemory, clients, persistence, role.",
+    parse=parse,
+    probe=RedisProbe,
+    families=(
+        PING_SECONDS, MEMORY_USED, MEMORY_MAX, CONNECTED_CLIENTS, BLOCKED_CLIENTS,
+        REJECTED_CONNECTIONS, EVICTED_KEYS, RDB_LAST_BGSAVE_SUCCESS, RDB_LAST_SAVE_TIME,
+        AOF_ENABLED, AOF_LAST_WRITE_SUCCESS, AOF_LAST_REWRITE_SUCCESS, ROLE_INFO, SERVER_INFO,
+        UPTIME,
+    ),
+)

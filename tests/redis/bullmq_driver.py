@@ -1,0 +1,192 @@
+"""Drives the official ``bullmq`` PyPI package; run inside a side venv (.cache/bullmq-v5|v6).
+
+Not a test module: tests/redis/conftest.py runs it as a subprocess with the venv's Python,
+so that two majors of the package (2.26.x writes BullMQ's v5 layout, 3.x the v6 layout)
+can be exercised against the same exporter. Every command prints one JSON line last.
+
+    bullmq_driver.py populate URL PREFIX NAME    queues NAME-all, NAME-children, NAME-paused
+    bullmq_driver.py counts URL PREFIX QUEUE...  getJobCounts() of every state per queue
+    bullmq_driver.py finish URL PREFIX QUEUE OK FAIL [metrics]
+                                                 OK jobs completed and FAIL failed, all
+                                                 removed on finish (removeOnComplete/Fail)
+    bullmq_driver.py hold URL PREFIX QUEUE N     (internal) take N jobs and never finish
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from bullmq import FlowProducer, Queue, Worker
+
+STATES = (
+    "active", "completed", "delayed", "failed", "paused", "prioritized", "waiting",
+    "waiting-children",
+)
+HOUR_MS = 3_600_000
+
+
+def opts(url: str, prefix: str) -> dict[str, Any]:
+    return {"connection": url, "prefix": prefix}
+
+
+async def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def counts(url: str, prefix: str, names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        queue = Queue(name, opts(url, prefix))
+        try:
+            out[name] = await queue.getJobCounts(*STATES)
+            out[name]["is_paused"] = bool(await queue.isPaused())
+        finally:
+            await queue.close()
+    return out
+
+
+async def run_worker(url: str, prefix: str, name: str, ok: int, fail: int,
+                     extra: dict[str, Any]) -> None:
+    """Process until ``ok`` jobs completed and ``fail`` failed, then close the worker."""
+    done = {"completed": 0, "failed": 0}
+
+    async def process(job: Any, token: Any) -> Any:
+        if job.name == "bad":
+            raise RuntimeError("planned failure")
+        return {"ok": True}
+
+    worker = Worker(name, process, {**opts(url, prefix), **extra})
+    worker.on("completed", lambda *a: done.__setitem__("completed", done["completed"] + 1))
+    worker.on("failed", lambda *a: done.__setitem__("failed", done["failed"] + 1))
+
+    async def finished() -> bool:
+        return done["completed"] >= ok and done["failed"] >= fail
+
+    try:
+        await wait_for(finished, f"{ok} completed and {fail} failed jobs in {name}")
+    finally:
+        await worker.close()
+
+
+async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
+    all_q, children_q, paused_q = f"{base}-all", f"{base}-children", f"{base}-paused"
+    queue = Queue(all_q, opts(url, prefix))
+    paused = Queue(paused_q, opts(url, prefix))
+    # Both majors accept (connection, options); 3.x also takes one mapping.
+    flows = FlowProducer(url, {"prefix": prefix})
+    try:
+        # completed and failed: a worker runs 3 good and 2 bad jobs, then stops.
+        for i in range(3):
+            await queue.add("good", {"i": i})
+        for i in range(2):
+            await queue.add("bad", {"i": i})
+        await run_worker(url, prefix, all_q, 3, 2, {})
+
+        # active: a worker in another process takes 2 jobs and is killed holding them;
+        # with no worker left, nothing moves them back (no stalled-jobs check runs).
+        for i in range(2):
+            await queue.add("hold", {"i": i})
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "hold", url, prefix, all_q, "2",
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+
+        async def holding() -> bool:
+            return (await queue.getJobCounts("active"))["active"] >= 2
+
+        try:
+            await wait_for(holding, "2 active jobs")
+        finally:
+            holder.kill()
+            await holder.wait()
+
+        # waiting, delayed, prioritized, waiting-children (children wait in their queue).
+        first = await queue.add("wait", {"i": 0})
+        for i in range(1, 4):
+            await queue.add("wait", {"i": i})
+        for i in range(2):
+            await queue.add("later", {"i": i}, {"delay": HOUR_MS})
+        for i in range(3):
+            await queue.add("urgent", {"i": i}, {"priority": i + 1})
+        await flows.add({
+            "name": "parent", "queueName": all_q, "data": {},
+            "children": [
+                {"name": "child", "queueName": children_q, "data": {"i": i}} for i in range(2)
+            ],
+        })
+
+        # paused: 3 jobs, pause, 2 more and one prioritized.
+        paused_first = await paused.add("wait", {"i": 0})
+        for i in range(1, 3):
+            await paused.add("wait", {"i": i})
+        await paused.pause()
+        for i in range(3, 5):
+            await paused.add("wait", {"i": i})
+        await paused.add("urgent", {}, {"priority": 1})
+    finally:
+        await flows.close()
+        await queue.close()
+        await paused.close()
+    result = await counts(url, prefix, [all_q, children_q, paused_q])
+    return {
+        "counts": result,
+        "oldest_waiting_ms": {all_q: first.timestamp, paused_q: paused_first.timestamp},
+    }
+
+
+async def finish(url: str, prefix: str, name: str, ok: int, fail: int, metrics: bool) -> None:
+    queue = Queue(name, opts(url, prefix))
+    try:
+        removal = {"removeOnComplete": True, "removeOnFail": True}
+        for i in range(ok):
+            await queue.add("good", {"i": i}, removal)
+        for i in range(fail):
+            await queue.add("bad", {"i": i}, removal)
+    finally:
+        await queue.close()
+    extra = {"metrics": {"maxDataPoints": 60}} if metrics else {}
+    await run_worker(url, prefix, name, ok, fail, extra)
+
+
+async def hold(url: str, prefix: str, name: str, n: int) -> None:
+    forever = asyncio.Event()
+
+    async def process(job: Any, token: Any) -> Any:
+        await forever.wait()
+
+    worker = Worker(name, process, {**opts(url, prefix), "concurrency": n})
+    await forever.wait()  # killed by the parent
+    await worker.close()
+
+
+def main(argv: list[str]) -> None:
+    command, url, prefix, *rest = argv
+    version = importlib.metadata.version("bullmq")
+    if command == "populate":
+        result: Any = asyncio.run(populate(url, prefix, rest[0]))
+    elif command == "counts":
+        result = asyncio.run(counts(url, prefix, rest))
+    elif command == "finish":
+        asyncio.run(finish(url, prefix, rest[0], int(rest[1]), int(rest[2]),
+                           rest[3:] == ["metrics"]))
+        result = {}
+    elif command == "hold":
+        asyncio.run(hold(url, prefix, rest[0], int(rest[1])))
+        return
+    else:
+        raise SystemExit(f"unknown command {command}")
+    print(json.dumps({"bullmq": version, "pid": os.getpid(), **result}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
