@@ -1,0 +1,170 @@
+"""``sqlite``: opens a database file read-only, reports size, WAL size, pages, named queries.
+
+The file is opened as ``file:<path>?mode=ro`` with ``PRAGMA query_only``, so the exporter
+can never create, change or lock it for writing. A fresh connection per run: no lock or
+file handle is held between scrapes, and a file replaced by a restore is seen at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiosqlite
+
+from exporter.checks._queries import (
+    DB_PING_SECONDS,
+    QUERY_FAMILIES,
+    NamedQuery,
+    QueryFailed,
+    parse_queries,
+    run_queries,
+)
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.fields import Reader
+from exporter.samples import Family, Sink
+
+DATABASE_BYTES = Family("sqlite_database_size_bytes", "gauge", "Size of the database file.")
+WAL_BYTES = Family(
+    "sqlite_wal_size_bytes", "gauge", "Size of the -wal file; 0 when there is none."
+)
+PAGES = Family("sqlite_pages", "gauge", "Pages in the database (PRAGMA page_count).")
+FREE_PAGES = Family(
+    "sqlite_free_pages", "gauge", "Unused pages on the freelist (PRAGMA freelist_count)."
+)
+PAGE_BYTES = Family("sqlite_page_size_bytes", "gauge", "Page size (PRAGMA page_size).")
+
+DEFAULT_BUSY_TIMEOUT = 1.0
+# Share of the check timeout the statements may use before SQLite interrupts them.
+STATEMENT_SHARE = 0.8
+_PROGRESS_STEPS = 1000  # SQLite VM steps between deadline checks
+
+
+@dataclass(frozen=True)
+class SqliteOptions:
+    path: str
+    busy_timeout: float
+    queries: tuple[NamedQuery, ...]
+
+
+def parse(reader: Reader) -> SqliteOptions:
+    path = reader.str("path")
+    busy_timeout = reader.duration("busy_timeout", DEFAULT_BUSY_TIMEOUT)
+    return SqliteOptions(path=path, busy_timeout=busy_timeout, queries=parse_queries(reader))
+
+
+def _file_sizes(path: str) -> tuple[int, int]:
+    """Database and WAL size; raises :class:`CheckFailed` when the file cannot be read."""
+    try:
+        size = os.stat(path).st_size
+        # Opening tells "permission denied" apart from "missing" before SQLite's
+        # catch-all "unable to open database file".
+        os.close(os.open(path, os.O_RDONLY))
+    except FileNotFoundError:
+        raise CheckFailed(f"{path}: no such file") from None
+    except PermissionError:
+        raise CheckFailed(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise CheckFailed(f"{path}: {exc.strerror or exc}") from None
+    try:
+        wal = os.stat(path + "-wal").st_size
+    except OSError:
+        wal = 0
+    return size, wal
+
+
+class SqliteProbe(BaseProbe[SqliteOptions]):
+    def __init__(self, spec: CheckSpec[SqliteOptions]) -> None:
+        super().__init__(spec)
+        self._path = os.path.abspath(spec.options.path)
+        # SQLite's busy handler sleeps outside the progress handler's reach: keep it
+        # well inside the check timeout.
+        self._busy = min(spec.options.busy_timeout, spec.timeout / 2)
+
+    def _reason(self, exc: sqlite3.Error) -> str:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return f"database is locked (another process held a lock for over {self._busy:g}s)"
+        if "not a database" in text:
+            return f"{self._path}: file is not an SQLite database"
+        if text == "interrupted":
+            return "interrupted: the check timeout was near"
+        return text
+
+    async def collect(self, out: Sink) -> None:
+        database_bytes, wal_bytes = await asyncio.to_thread(_file_sizes, self._path)
+        deadline = time.monotonic() + self.spec.timeout * STATEMENT_SHARE
+        started = time.perf_counter()
+        try:
+            conn = await aiosqlite.connect(
+                f"file:{quote(self._path)}?mode=ro",
+                uri=True,
+                timeout=self._busy,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            raise CheckFailed(f"open: {self._reason(exc)}") from None
+        try:
+            await conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+            try:
+                await conn.execute("PRAGMA query_only = 1")
+                await conn.execute("SELECT 1")
+                # Reading the schema takes a shared lock and checks the header: the
+                # cheapest statement that fails on a locked or foreign file.
+                await conn.execute("SELECT count(*) FROM sqlite_master")
+                ping = time.perf_counter() - started
+                pages = await self._pragma(conn, "page_count")
+                free_pages = await self._pragma(conn, "freelist_count")
+                page_bytes = await self._pragma(conn, "page_size")
+            except sqlite3.Error as exc:
+                raise CheckFailed(self._reason(exc)) from None
+            out.add(DB_PING_SECONDS, ping)
+            out.add(DATABASE_BYTES, database_bytes)
+            out.add(WAL_BYTES, wal_bytes)
+            out.add(PAGES, pages)
+            out.add(FREE_PAGES, free_pages)
+            out.add(PAGE_BYTES, page_bytes)
+            failures = await run_queries(
+                self.options.queries, lambda query: self._execute(conn, query), out
+            )
+        finally:
+            await conn.close()
+        if failures:
+            raise CheckFailed("; ".join(failures))
+
+    async def _pragma(self, conn: aiosqlite.Connection, name: str) -> int:
+        async with conn.execute(f"PRAGMA {name}") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    async def _execute(
+        self, conn: aiosqlite.Connection, query: NamedQuery
+    ) -> tuple[list[str], list[Any]]:
+        try:
+            async with conn.execute(query.sql) as cursor:
+                columns = [d[0] for d in cursor.description or ()]
+                # one row more than allowed is enough to report "too many"
+                rows = await cursor.fetchmany(query.max_rows + 1)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise CheckFailed(self._reason(exc)) from None  # the next query would wait too
+            raise QueryFailed(self._reason(exc)) from None
+        except (sqlite3.Error, ValueError) as exc:
+            raise QueryFailed(self._reason(exc) if isinstance(exc, sqlite3.Error)
+                              else str(exc)) from None
+        return columns, list(rows)
+
+
+KIND = Kind(
+    name="sqlite",
+    summary="SQLite file opened read-only: opens and answers, size, WAL size, named queries.",
+    parse=parse,
+    probe=SqliteProbe,
+    families=(DB_PING_SECONDS, DATABASE_BYTES, WAL_BYTES, PAGES, FREE_PAGES, PAGE_BYTES,
+              *QUERY_FAMILIES),
+)
