@@ -1,5 +1,5 @@
 """The sqlite kind against real SQLite files: plain, WAL, locked by another process, broken."""
-# ruff: noqa: S608 - the SQL is test data
+# ruff: noqa: S608, ASYNC240 - SQL is test data; tests inspect files synchronously on purpose
 
 from __future__ import annotations
 
@@ -152,7 +152,8 @@ def exclusively_locked(db: Path) -> Iterator[subprocess.Popen[str]]:
          "sys.stdin.read()\n"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
-    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout is not None
+    assert holder.stdin is not None
     assert holder.stdout.readline().strip() == "locked"
     yield holder
     holder.stdin.close()
