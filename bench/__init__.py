@@ -1,0 +1,1 @@
+"""Benchmarks of runbook-exporter against the exporters it replaces (python -m bench)."""

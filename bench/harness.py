@@ -1,0 +1,420 @@
+"""Processes, /proc readings, HTTP fetches and the real servers the scenarios start.
+
+Every server listens on 127.0.0.1 on a free port and is stopped by its context manager;
+every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Unavailable(Exception):
+    """A binary or environment a scenario needs is missing; the message says how to fix it."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def binary(name: str, debian_package: str) -> str:
+    """Path of a Debian binary, or :class:`Unavailable` with the install command."""
+    for candidate in (
+        shutil.which(name),
+        *(f"/usr/lib/postgresql/{v}/bin/{name}" for v in ("17", "16", "15")),
+    ):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    raise Unavailable(f"{name} not found: apt-get install -y {debian_package}")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            value = predicate()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- /proc ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User+system CPU of ``pid`` (plus its reaped children's when ``children``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is the state (field 3 in proc(5)); utime is field 14, stime 15, cutime 16...
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a server and all its children, live or exited (PostgreSQL's backends)."""
+    total = cpu_seconds(pid, children=True)
+    for child in _children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_seconds(child)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            stat = (entry / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# --- HTTP ------------------------------------------------------------------------------
+
+
+def fetch(url: str, timeout: float = 60.0, headers: dict[str, str] | None = None) -> bytes:
+    """GET ``url`` (http://127.0.0.1:PORT/path) on a new connection; raise unless 200."""
+    rest = url.removeprefix("http://")
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", "/" + path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {url}: {response.status} {body[:200]!r}")
+        return body
+    finally:
+        conn.close()
+
+
+def timed_fetch(url: str, timeout: float = 60.0) -> tuple[float, bytes]:
+    started = time.perf_counter()
+    body = fetch(url, timeout)
+    return time.perf_counter() - started, body
+
+
+def samples_of(body: bytes, name: str) -> list[tuple[str, float]]:
+    """(labels text, value) of every sample of metric ``name`` in a text exposition."""
+    found = []
+    for line in body.decode().splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            head, _, value = line.rpartition(" ")
+            found.append((head[len(name) :], float(value)))
+    return found
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """A started server process; ``pid`` is the process whose CPU and RSS are measured."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int
+    pid: int = 0
+
+    def __post_init__(self) -> None:
+        self.pid = self.pid or self.proc.pid
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss(self) -> int:
+        return rss_bytes(self.pid)
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.proc.returncode}): {self.tail()}")
+
+    def tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-1500:]
+        except OSError:
+            return ""
+
+
+@contextlib.contextmanager
+def started(
+    name: str,
+    argv: Sequence[str],
+    workdir: Path,
+    port: int,
+    ready: Callable[[], Any],
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Service]:
+    """Start ``argv``, wait for ``ready()``, yield the service, then stop it (TERM, KILL)."""
+    log = workdir / f"{name}-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+    service = Service(name, proc, log, port)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            service.alive()
+            with contextlib.suppress(OSError, http.client.HTTPException, RuntimeError):
+                if ready():
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready after {timeout}s: {service.tail()}")
+            time.sleep(0.05)
+        yield service
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def ours(
+    workdir: Path, config: dict[str, Any], tag: str = "ours"
+) -> contextlib.AbstractContextManager[Service]:
+    """This exporter, as users run it: the console entry point serving /metrics."""
+    path = workdir / f"{tag}.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(path),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--log.level",
+        "error",
+    ]
+    return started(tag, argv, workdir, port, lambda: fetch(f"http://127.0.0.1:{port}/-/ready"))
+
+
+def peer(
+    name: str,
+    debian_package: str,
+    args: Sequence[str],
+    workdir: Path,
+    env: dict[str, str] | None = None,
+) -> contextlib.AbstractContextManager[Service]:
+    """A Go exporter from Debian listening on a free loopback port."""
+    exe = binary(name, debian_package)
+    port = free_port()
+    argv = [exe, *args, f"--web.listen-address=127.0.0.1:{port}"]
+    return started(
+        name, argv, workdir, port, lambda: fetch(f"http://127.0.0.1:{port}/metrics"), env=env
+    )
+
+
+# --- real servers ----------------------------------------------------------------------
+
+
+@dataclass
+class Redis:
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[Redis]:
+    exe = binary("redis-server", "redis-server")
+    port = free_port()
+    argv = [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
+    import redis as redis_client
+
+    def ping() -> bool:
+        with redis_client.Redis(port=port, socket_timeout=1) as client:
+            return bool(client.ping())
+
+    with started("redis-server", argv, workdir, port, ping) as service:
+        yield Redis(port, service.pid)
+
+
+@dataclass
+class Postgres:
+    port: int
+    pid: int  # the postmaster: its tree's CPU is the server's
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
+
+
+@contextlib.contextmanager
+def postgres_cluster(workdir: Path) -> Iterator[Postgres]:
+    """A throwaway cluster run as ``nobody`` (PostgreSQL refuses root), trust auth."""
+    initdb = binary("initdb", "postgresql")
+    postgres = binary("postgres", "postgresql")
+    runas: list[str] = []
+    if os.geteuid() == 0:
+        runas = [binary("runuser", "util-linux"), "-u", "nobody", "--"]
+    base = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    data = base / "data"
+    if runas:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(base, nobody.pw_uid, nobody.pw_gid)
+    subprocess.run(
+        [*runas, initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    port = free_port()
+    argv = [
+        *runas,
+        postgres,
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-k",
+        str(base),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "max_connections=50",
+    ]
+
+    def accepting() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    try:
+        with started("postgres", argv, workdir, port, accepting) as service:
+            # runuser execs nothing: postgres is its child; measure the postmaster.
+            postmaster = int((data / "postmaster.pid").read_text().split()[0])
+            service.pid = postmaster
+            try:
+                yield Postgres(port, postmaster)
+            finally:
+                # runuser may not pass TERM on: ask the postmaster for a fast shutdown.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(postmaster, signal.SIGINT)
+                with contextlib.suppress(RuntimeError):
+                    wait_until(lambda: not Path(f"/proc/{postmaster}").exists(), 15, "postgres")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def targets(workdir: Path, kind: str, count: int) -> Iterator[list[int]]:
+    """``count`` loopback TCP listeners or HTTP /health servers in a helper process."""
+    log = workdir / f"targets-{kind}-{count}.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.targets", kind, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.PIPE,
+            cwd=REPO,
+        )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"target helper failed: {log.read_text()[-800:]}")
+        yield list(json.loads(line))
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        stop(proc)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+# --- statistics ------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Context:
+    """What every scenario gets: sizes, repetitions and a scratch directory."""
+
+    workdir: Path
+    quick: bool
+    repeat: int
+    log: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr))

@@ -1,0 +1,109 @@
+"""Measuring one exporter process: wall per scrape, CPU per scrape, RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench.harness import Service, fetch, median, samples_of
+
+
+@dataclass
+class Run:
+    wall: float  # seconds for the whole batch (one scrape, or all probes)
+    cpu: float  # exporter process CPU seconds during it
+    server_cpu: float = float("nan")  # the target server's CPU (Redis, PostgreSQL)
+    commands: float = float("nan")  # commands the target server processed
+    reads: float = float("nan")  # read events of the target server (≈ round trips)
+
+
+@dataclass
+class Summary:
+    wall: float
+    cpu: float
+    rss: int
+    server_cpu: float = float("nan")
+    commands: float = float("nan")
+    reads: float = float("nan")
+
+
+def summarize(runs: Sequence[Run], rss: int) -> Summary:
+    return Summary(
+        wall=median([r.wall for r in runs]),
+        cpu=median([r.cpu for r in runs]),
+        rss=rss,
+        server_cpu=median([r.server_cpu for r in runs]),
+        commands=median([r.commands for r in runs]),
+        reads=median([r.reads for r in runs]),
+    )
+
+
+def check_successes(body: bytes) -> tuple[int, int]:
+    """(successful, total) checks in one of our scrapes."""
+    found = samples_of(body, "runbook_exporter_check_success")
+    return sum(1 for _, v in found if v == 1.0), len(found)
+
+
+def measure(
+    service: Service,
+    action: Callable[[], object],
+    runs: int,
+    *,
+    server: Callable[[], tuple[float, float, float]] | None = None,
+    warmup: int = 1,
+) -> Summary:
+    """Run ``action`` ``warmup`` times untimed, then ``runs`` times measured.
+
+    ``server`` reads (cpu seconds, commands, reads) of the target server before and
+    after each run, so its deltas are per run.
+    """
+    for _ in range(warmup):
+        action()
+    measured = []
+    for _ in range(runs):
+        before = server() if server else (float("nan"),) * 3
+        cpu0 = service.cpu()
+        started = time.perf_counter()
+        action()
+        wall = time.perf_counter() - started
+        cpu = service.cpu() - cpu0
+        after = server() if server else (float("nan"),) * 3
+        measured.append(
+            Run(wall, cpu, after[0] - before[0], after[1] - before[1], after[2] - before[2])
+        )
+    service.alive()
+    return summarize(measured, service.rss())
+
+
+def scrape(url: str) -> Callable[[], bytes]:
+    def action() -> bytes:
+        return fetch(url)
+
+    return action
+
+
+def probe_all(urls: Sequence[str], check: Callable[[bytes], bool]) -> Callable[[], None]:
+    """GET every URL at once, as a Prometheus with one job per target would; all must pass."""
+
+    async def run() -> None:
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def one(url: str) -> bool:
+                async with session.get(url) as response:
+                    return response.status == 200 and check(await response.read())
+
+            results = await asyncio.gather(*(one(u) for u in urls))
+        failed = results.count(False)
+        if failed:
+            raise RuntimeError(f"{failed} of {len(urls)} probes failed")
+
+    def action() -> None:
+        asyncio.run(run())
+
+    return action

@@ -1,0 +1,11 @@
+"""placeholder"""
+
+from bench.harness import Context, Unavailable
+from bench.report import Section
+
+TITLE = "postgres"
+WHAT = ""
+
+
+def run(ctx: Context) -> Section:
+    raise Unavailable("not wired yet")
