@@ -1,0 +1,1 @@
+def alertmanager_files(profiles, **kw): return {}

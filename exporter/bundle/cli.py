@@ -1,0 +1,80 @@
+"""``runbook-exporter bundle generate|check``: profiles -> rules, routing, dashboards, docs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from exporter.bundle.generate import generate, stale, write
+from exporter.bundle.profile import load_profiles
+from exporter.fields import ConfigError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bundle = subparsers.add_parser(
+        "bundle",
+        help="generate or check the alert rules, Alertmanager routing, dashboards and "
+        "runbook pages from profiles/*.yml",
+    )
+    actions = bundle.add_subparsers(dest="bundle_action", required=True)
+    for name, text in (
+        ("generate", "write rules/, alertmanager/, dashboards/ and docs/runbooks/"),
+        ("check", "exit 1 when the committed files differ from a fresh generation"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--profiles", default="profiles", type=Path,
+                            help="directory of profile YAML files (default: profiles)")
+        action.add_argument("--output", default=".", type=Path,
+                            help="directory the files are written to or compared with "
+                            "(default: the current directory)")
+        if name == "generate":
+            action.add_argument(
+                "--drill-factor", type=float, default=1.0, metavar="F",
+                help="multiply every `for`, evaluation interval, freshness window and "
+                "group/repeat interval by F (thresholds unchanged), for drills; "
+                "write to another --output",
+            )
+            action.add_argument(
+                "--webhook-url", default=None, metavar="URL",
+                help="send every receiver to this webhook instead of the real channels "
+                "(drills); routes, grouping and inhibitions stay as generated",
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        profiles = load_profiles(args.profiles)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    drill_factor = getattr(args, "drill_factor", 1.0)
+    webhook_url = getattr(args, "webhook_url", None)
+    if not drill_factor > 0:
+        print(f"--drill-factor must be above 0, got {drill_factor}", file=sys.stderr)
+        return 2
+    files = generate(profiles, drill_factor=drill_factor, webhook_url=webhook_url)
+    if args.bundle_action == "generate":
+        if (drill_factor != 1.0 or webhook_url) and args.output.resolve() == Path.cwd():
+            print("a drill bundle differs from the committed one: give --output DIR",
+                  file=sys.stderr)
+            return 2
+        changed = write(files, args.output)
+        print(f"{len(files)} files from {len(profiles)} profiles, {len(changed)} changed")
+        return 0
+    differing = stale(files, args.output)
+    if differing:
+        print("generated files differ from profiles/ (run `runbook-exporter bundle "
+              "generate`):", file=sys.stderr)
+        for path in differing:
+            print(f"  {path}", file=sys.stderr)
+        return 1
+    print(f"{len(files)} generated files match {len(profiles)} profiles")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runbook-exporter")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(argv))

@@ -1,0 +1,1 @@
+def docs_files(profiles, **kw): return {}

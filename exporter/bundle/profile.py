@@ -1,0 +1,520 @@
+"""A runbook profile: the exporter checks of one system plus its ``bundle:`` section.
+
+The ``bundle:`` section holds everything the generator needs and the exporter ignores:
+each alert (query, comparison, threshold written once, ``for``, severity, the runbook
+section and a quote of the line it implements, a small test), and the routing (severity
+to receiver, P1-P4 response windows). It is read with the same :class:`Reader` as the
+checks, so a bad profile reports every problem with its exact path.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter.bundle.known import EXTERNAL_METRICS
+from exporter.config import load_data, parse_yaml
+from exporter.fields import ConfigError, Problems, Reader, describe, parse_duration
+
+NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
+SLUG = re.compile(r"[a-z][a-z0-9-]*")
+OPERATORS = (">", ">=", "<", "<=", "==", "!=")
+UNITS = ("seconds", "ratio", "percent", "bytes", "count", "bool")
+SHAPES = ("gauge", "rate", "age")
+RECEIVER_TYPES = ("pagerduty", "slack", "email", "sms", "opsgenie")
+PRIORITIES = ("P1", "P2", "P3", "P4")
+DEFAULT_DOCS_URL = "https://github.com/runbook-exporter/runbook-exporter/blob/main/docs/runbooks"
+# ``{threshold}``, ``{window}``, ``{threshold * 2}``: a placeholder never contains the
+# ``=``/``"`` of a PromQL label matcher, so both can share one string.
+_ARITHMETIC = r"[-+*/(). 0-9A-Za-z_]*[-+*/( ][-+*/(). 0-9A-Za-z_]*"
+PLACEHOLDER = re.compile(rf"\{{([A-Za-z_][A-Za-z0-9_]*|{_ARITHMETIC})\}}")
+# The only Go template the summaries and descriptions use: the alert's labels.
+LABEL_REF = re.compile(r"\{\{\s*\$labels\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+CHECK_MATCHER = re.compile(r'\bcheck\s*(=~|=)\s*"([^"]*)"')
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """One input series of an alert's promtool test, in terms of the threshold.
+
+    ``gauge``: a constant value; ``rate``: a counter growing by this much per second;
+    ``age``: a timestamp this many seconds behind the evaluation time.
+    """
+
+    series: str
+    shape: str
+    quiet: str
+    fire: str
+
+
+@dataclass(frozen=True)
+class AlertTest:
+    series: tuple[SeriesInput, ...]
+    labels: tuple[tuple[str, str], ...]  # labels the firing alert carries from its series
+    value: str | None  # expected alert value, an expression over threshold/fire/quiet
+    settle: float  # seconds the inputs run before the alert may fire (rate windows)
+
+
+@dataclass(frozen=True)
+class Alert:
+    short: str  # name inside the profile, e.g. RedisDown
+    name: str  # prefix + short, the Prometheus alertname
+    query: str  # PromQL template of the signal; the rule is `query op threshold`
+    op: str
+    threshold: float
+    threshold_text: str  # as written in the profile: 2h, 0.8
+    window_threshold: bool  # a duration threshold (freshness window): drills scale it
+    for_: float
+    severity: str
+    unit: str
+    section: str
+    quote: str
+    summary: str
+    description: str
+    steps: tuple[str, ...]
+    signal: str  # alerts of one signal at several severities share it (inhibition)
+    depends_on: tuple[str, ...]  # short names of alerts whose firing makes this one noise
+    exporter: str  # which exporter produces the metrics: runbook-exporter, node_exporter...
+    window: str  # range of rates in rules; dashboards use $__rate_interval
+    panel_title: str
+    test: AlertTest
+
+    def expr(self, threshold: float | None = None) -> str:
+        value = self.threshold if threshold is None else threshold
+        return f"{fill(self.query, window=self.window)} {self.op} {number(value)}"
+
+
+@dataclass(frozen=True)
+class Severity:
+    name: str
+    priority: str
+    response: float  # seconds: the runbook's response window, used as repeat_interval
+    receivers: tuple[str, ...]
+    response_text: str  # as the runbook writes it
+
+
+@dataclass(frozen=True)
+class Receiver:
+    name: str
+    type: str
+    target: str  # slack channel, email address, or empty
+
+
+@dataclass(frozen=True)
+class Exporter:
+    job: str  # the Prometheus job label its targets get
+    source: str  # which exporter: a key of exporter.bundle.known.EXTERNAL_METRICS
+    what: str  # what to run and where, for the docs
+
+
+@dataclass(frozen=True)
+class Profile:
+    slug: str  # file stem: surveillance-tracker
+    title: str
+    runbook: str  # file name of the runbook in ../shared/runbooks
+    prefix: str
+    docs_url: str
+    evaluation_interval: float
+    group_wait: float
+    group_interval: float
+    severities: tuple[Severity, ...]
+    receivers: tuple[Receiver, ...]
+    exporters: tuple[Exporter, ...]
+    alerts: tuple[Alert, ...]
+    checks: tuple[tuple[str, str], ...]  # (name, kind) of the profile's exporter checks
+    routing_notes: str
+
+    def severity(self, name: str) -> Severity:
+        return next(s for s in self.severities if s.name == name)
+
+    def alert(self, short: str) -> Alert:
+        return next(a for a in self.alerts if a.short == short)
+
+
+def number(value: float) -> str:
+    """A threshold as PromQL and YAML write it: 80 not 80.0, 0.5, 536870912."""
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+_OPS: dict[type, Callable[..., float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+
+
+def evaluate(text: str, names: Mapping[str, float]) -> float:
+    """Arithmetic over named numbers (``threshold * 2 + 60``); raises ValueError."""
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            if isinstance(node.value, bool):
+                raise ValueError("booleans are not numbers here")
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in names:
+                raise ValueError(f"unknown name {node.id} (known: {', '.join(sorted(names))})")
+            return float(names[node.id])
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.operand))
+        raise ValueError("only numbers, names and + - * / are allowed")
+
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"not an arithmetic expression: {text!r}") from None
+    try:
+        return walk(tree)
+    except ZeroDivisionError:
+        raise ValueError("division by zero") from None
+
+
+def fill(template: str, **values: str | float) -> str:
+    """Replace ``{name}`` and ``{arithmetic}`` placeholders; leave PromQL matchers alone."""
+    numbers = {k: v for k, v in values.items() if isinstance(v, int | float)}
+
+    def substitute(match: re.Match[str]) -> str:
+        inner = match[1].strip()
+        if inner in values:
+            value = values[inner]
+            return value if isinstance(value, str) else number(value)
+        return number(evaluate(inner, numbers))
+
+    return PLACEHOLDER.sub(substitute, template)
+
+
+def placeholders(template: str) -> list[str]:
+    return [m[1].strip() for m in PLACEHOLDER.finditer(template)]
+
+
+def check_names(query: str) -> list[str]:
+    """Check names a query selects with ``check="x"`` or ``check=~"a|b"``."""
+    names: list[str] = []
+    for match in CHECK_MATCHER.finditer(query):
+        names.extend(match[2].split("|") if match[1] == "=~" else [match[2]])
+    return names
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _threshold(reader: Reader, key: str) -> tuple[float, str, bool]:
+    raw = reader.raw(key)
+    if isinstance(raw, bool) or raw is None:
+        if raw is not None:
+            reader.error(key, f"expected a number or a duration such as 2h, got {describe(raw)}")
+        return 0.0, "0", False
+    if isinstance(raw, int | float):
+        return float(raw), number(float(raw)), False
+    if isinstance(raw, str):
+        seconds = parse_duration(raw)
+        if seconds is not None:
+            return seconds, raw, True
+    reader.error(key, f"expected a number or a duration such as 2h, got {describe(raw)}")
+    return 0.0, "0", False
+
+
+def _expression(reader: Reader, key: str, names: Mapping[str, float]) -> str:
+    raw = reader.raw(key)
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return number(float(raw))
+    if not isinstance(raw, str) or not raw:
+        if raw is not None:
+            reader.error(key, f"expected a number or an expression such as threshold + 1, "
+                              f"got {describe(raw)}")
+        return "0"
+    try:
+        evaluate(raw, names)
+    except ValueError as exc:
+        reader.error(key, str(exc))
+    return raw
+
+
+def _template(reader: Reader, key: str, allowed: tuple[str, ...], default: Any = None) -> str:
+    value = reader.str(key) if default is None else reader.str(key, default)
+    if not isinstance(value, str):
+        return ""
+    if "{{" in LABEL_REF.sub("", value):
+        reader.error(key, "the only template allowed is {{ $labels.NAME }}; "
+                          "write {value} and {threshold} for the numbers")
+    for name in placeholders(value):
+        try:
+            evaluate(name, dict.fromkeys(allowed, 1.0))
+        except ValueError as exc:
+            reader.error(key, f"placeholder {{{name}}}: {exc}")
+    return value
+
+
+def _read_test(reader: Reader, threshold: float) -> AlertTest:
+    names = {"threshold": threshold}
+    series: list[SeriesInput] = []
+    for entry in reader.mappings("series", required=True):
+        template = _template(entry, "series", ("threshold",))
+        shape = ""
+        quiet = fire = "0"
+        for candidate in SHAPES:
+            values = entry.mapping(candidate)
+            if values is None:
+                continue
+            if shape:
+                entry.error(candidate, f"give one of {', '.join(SHAPES)}, not both {shape} "
+                                       f"and {candidate}")
+                continue
+            shape = candidate
+            quiet = _expression(values, "quiet", names)
+            fire = _expression(values, "fire", names)
+            values.done()
+        if not shape:
+            entry.error(None, f"needs one of {', '.join(SHAPES)} with quiet and fire values")
+        entry.done()
+        series.append(SeriesInput(template, shape, quiet, fire))
+    if not series and not reader.has("series"):
+        pass  # reported as missing by mappings()
+    elif isinstance(reader.raw("series", []), list) and not reader.raw("series", []):
+        reader.error("series", "needs at least one input series")
+    labels = reader.labels("labels")
+    value = None
+    if reader.has("value"):
+        value = _expression(reader, "value", {**names, "fire": 1.0, "quiet": 1.0})
+    elif len(series) != 1 or series[0].shape == "rate":
+        reader.error("value", "required when the test has several series or a rate: "
+                              "the alert's value as an expression over threshold")
+    settle = reader.duration("settle", 1800.0)
+    reader.done()
+    return AlertTest(tuple(series), labels, value, settle)
+
+
+def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | None:
+    short = reader.str("name")
+    if isinstance(short, str) and short and not NAME.fullmatch(short):
+        reader.error("name", f"use CamelCase letters and digits, got {describe(short)}")
+    query = _template(reader, "query", ("window",))
+    op = reader.choice("op", OPERATORS)
+    threshold, threshold_text, window_threshold = _threshold(reader, "threshold")
+    for_ = reader.duration("for", 0.0, positive=False)
+    severity = reader.str("severity")
+    if isinstance(severity, str) and severity and severity not in severities:
+        reader.error("severity", f'unknown severity "{severity}" (routing defines: '
+                                 f'{", ".join(sorted(severities)) or "none"})')
+    unit = reader.choice("unit", UNITS)
+    section = reader.str("section")
+    quote = reader.str("quote")
+    summary = _template(reader, "summary", ("threshold", "value"))
+    description = _template(reader, "description", ("threshold", "value"))
+    steps = reader.str_list("steps", allow_single=False)
+    if not steps and reader.has("steps"):
+        reader.error("steps", "list at least one runbook step")
+    signal = reader.str("signal", "")
+    depends_on = reader.str_list("depends_on", ())
+    exporter = reader.str("exporter", "runbook-exporter")
+    window = reader.str("window", "5m")
+    if isinstance(window, str) and parse_duration(window) is None:
+        reader.error("window", f"expected a duration such as 5m, got {describe(window)}")
+    panel_title = reader.str("panel", "")
+    test_reader = reader.mapping("test", required=True)
+    test = (
+        _read_test(test_reader, threshold)
+        if test_reader is not None
+        else AlertTest((), (), None, 0.0)
+    )
+    reader.done()
+    if not isinstance(short, str) or not short:
+        return None
+    return Alert(
+        short=short,
+        name=prefix + short,
+        query=query,
+        op=op,
+        threshold=threshold,
+        threshold_text=threshold_text,
+        window_threshold=window_threshold,
+        for_=for_,
+        severity=severity,
+        unit=unit,
+        section=section,
+        quote=quote,
+        summary=summary,
+        description=description,
+        steps=tuple(steps),
+        signal=signal or _snake(short),
+        depends_on=tuple(depends_on),
+        exporter=exporter,
+        window=window,
+        panel_title=panel_title or short,
+        test=test,
+    )
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def read_bundle(
+    bundle: Reader, slug: str, checks: tuple[tuple[str, str], ...]
+) -> Profile | None:
+    title = bundle.str("title")
+    runbook = bundle.str("runbook")
+    prefix = bundle.str("prefix")
+    if isinstance(prefix, str) and prefix and not NAME.fullmatch(prefix):
+        bundle.error("prefix", f"use CamelCase letters and digits, got {describe(prefix)}")
+    docs_url = bundle.str("docs_url", DEFAULT_DOCS_URL)
+    evaluation_interval = bundle.duration("evaluation_interval", 60.0)
+
+    routing = bundle.mapping("routing", required=True)
+    receivers: list[Receiver] = []
+    severities: list[Severity] = []
+    group_wait, group_interval, notes = 30.0, 300.0, ""
+    if routing is not None:
+        group_wait = routing.duration("group_wait", 30.0)
+        group_interval = routing.duration("group_interval", 300.0)
+        notes = routing.str("notes", "")
+        for entry in routing.mappings("receivers", required=True):
+            name = entry.str("name")
+            if isinstance(name, str) and name and not SLUG.fullmatch(name):
+                entry.error("name", f"use lower-case letters, digits and -, got {describe(name)}")
+            kind = entry.choice("type", RECEIVER_TYPES)
+            target = entry.str("target", "")
+            if kind in ("slack", "email") and not target:
+                entry.error("target", f"a {kind} receiver needs its channel or address")
+            entry.done()
+            receivers.append(Receiver(name, kind, target))
+        known = {r.name for r in receivers}
+        for entry in routing.mappings("severities", required=True):
+            name = entry.str("name")
+            priority = entry.choice("priority", PRIORITIES)
+            response_raw = entry.raw("response")
+            response = entry.duration("response")
+            targets = entry.str_list("receivers")
+            for target in targets:
+                if target not in known:
+                    entry.error("receivers", f'unknown receiver "{target}" (known: '
+                                             f'{", ".join(sorted(known))})')
+            entry.done()
+            severities.append(
+                Severity(name, priority, response, tuple(targets), str(response_raw))
+            )
+        routing.done()
+    severity_names = {s.name for s in severities}
+
+    exporters: list[Exporter] = []
+    for entry in bundle.mappings("exporters"):
+        job = entry.str("job")
+        source = entry.choice("source", tuple(sorted(EXTERNAL_METRICS)))
+        exporters.append(Exporter(job, source, entry.str("what")))
+        entry.done()
+
+    alerts: list[Alert] = []
+    seen: dict[str, str] = {}
+    for entry in bundle.mappings("alerts", required=True):
+        alert = _read_alert(entry, prefix if isinstance(prefix, str) else "", severity_names)
+        if alert is None:
+            continue
+        if alert.short in seen:
+            entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
+            continue
+        seen[alert.short] = entry.path
+        check_set = {name for name, _ in checks}
+        for name in check_names(alert.query):
+            if name not in check_set:
+                entry.error("query", f'selects check "{name}", which the profile does not define')
+        exporter_jobs = {"runbook-exporter", *(e.job for e in exporters)}
+        if alert.exporter not in exporter_jobs:
+            entry.error("exporter", f'unknown exporter "{alert.exporter}" (listed under '
+                                    f'bundle.exporters: {", ".join(sorted(exporter_jobs))})')
+        alerts.append(alert)
+    for index, alert in enumerate(alerts):
+        for dependency in alert.depends_on:
+            if dependency not in seen:
+                bundle.error(f"alerts[{index}].depends_on",
+                             f'unknown alert "{dependency}" in this profile')
+    bundle.done()
+    if bundle.problems.items:
+        return None
+    return Profile(
+        slug=slug,
+        title=title,
+        runbook=runbook,
+        prefix=prefix,
+        docs_url=docs_url.rstrip("/"),
+        evaluation_interval=evaluation_interval,
+        group_wait=group_wait,
+        group_interval=group_interval,
+        severities=tuple(severities),
+        receivers=tuple(receivers),
+        exporters=tuple(exporters),
+        alerts=tuple(alerts),
+        checks=checks,
+        routing_notes=notes,
+    )
+
+
+def load_profile_data(data: Any, source: str, slug: str) -> Profile:
+    """Validate a parsed profile: its checks as an exporter config, then ``bundle:``."""
+    problems: list[str] = []
+    checks: tuple[tuple[str, str], ...] = ()
+    try:
+        # Defaults of ${VAR:-default} only: generation must not depend on the environment.
+        config = load_data(data, source, env={})
+        checks = tuple((spec.name, spec.kind) for spec in config.checks)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if not isinstance(data, Mapping):
+        raise ConfigError(problems or [f"{source}: expected a mapping"])
+    collected = Problems()
+    top = Reader(data, "", collected)
+    bundle = top.mapping("bundle", required=True)
+    profile = read_bundle(bundle, slug, checks) if bundle is not None else None
+    problems.extend(collected.items)
+    if problems or profile is None:
+        raise ConfigError(problems or [f"{source}: invalid profile"])
+    return profile
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    return load_profile_data(parse_yaml(text, str(path)), str(path), path.stem)
+
+
+def load_profiles(directory: str | Path) -> list[Profile]:
+    """Every ``*.yml`` profile of a directory, sorted by name; all problems at once."""
+    profiles: list[Profile] = []
+    problems: list[str] = []
+    files = sorted(Path(directory).glob("*.yml"))
+    if not files:
+        raise ConfigError([f"{directory}: no *.yml profiles"])
+    for path in files:
+        try:
+            profiles.append(load_profile(path))
+        except ConfigError as exc:
+            problems.extend(
+                p if p.startswith(str(path)) else f"{path}: {p}" for p in exc.problems
+            )
+    if problems:
+        raise ConfigError(problems)
+    prefixes: dict[str, str] = {}
+    for profile in profiles:
+        if profile.prefix in prefixes:
+            problems.append(f"profiles/{profile.slug}.yml: bundle.prefix: "
+                            f'"{profile.prefix}" already used by {prefixes[profile.prefix]}')
+        prefixes[profile.prefix] = profile.slug
+    if problems:
+        raise ConfigError(problems)
+    return profiles

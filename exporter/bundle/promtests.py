@@ -1,0 +1,116 @@
+"""promtool unit tests for every alert, built from each alert's ``test:`` block.
+
+For each alert two tests: the inputs just on the quiet side of the threshold stay silent
+after the alert's ``for`` has long elapsed; the inputs on the firing side stay silent one
+evaluation before ``for`` elapses and then fire with the expected labels and annotations
+(runbook_url included). Inputs are written in terms of the threshold, so the numbers in
+the tests come from the same place as the numbers in the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporter.bundle.profile import LABEL_REF, Alert, Profile, evaluate, fill, number
+from exporter.bundle.render import GENERATED, dump_yaml, threshold_text, value_text
+from exporter.bundle.rules import alert_annotations, alert_labels, runbook_url
+from exporter.fields import format_duration
+
+STEP = 60.0  # seconds between input samples and between rule evaluations
+
+
+def _values(shape: str, value: float, steps: int) -> str:
+    if shape == "gauge":
+        return f"{number(value)}+0x{steps}"
+    if shape == "rate":  # a counter growing by `value` per second
+        return f"0+{number(value * STEP)}x{steps}"
+    # age: a timestamp `value` seconds behind the evaluation time at every step
+    return f"{number(-value)}+{number(STEP)}x{steps}"
+
+
+def _inputs(alert: Alert, side: str, steps: int) -> list[dict[str, str]]:
+    names = {"threshold": alert.threshold}
+    out = []
+    for entry in alert.test.series:
+        value = evaluate(entry.quiet if side == "quiet" else entry.fire, names)
+        series = fill(entry.series, threshold=alert.threshold)
+        out.append({"series": series, "values": _values(entry.shape, value, steps)})
+    return out
+
+
+def expected_value(alert: Alert) -> float:
+    names = {"threshold": alert.threshold}
+    first = alert.test.series[0]
+    fire = evaluate(first.fire, names)
+    quiet = evaluate(first.quiet, names)
+    if alert.test.value is None:
+        return fire
+    return evaluate(alert.test.value, {**names, "fire": fire, "quiet": quiet})
+
+
+def expected_annotations(
+    profile: Profile, alert: Alert, alert_labels: dict[str, str]
+) -> dict[str, str]:
+    """The annotations as Prometheus renders them for the firing test alert."""
+    rendered = value_text(alert.unit, expected_value(alert))
+    values = {"threshold": threshold_text(alert), "value": rendered}
+
+    def render(template: str) -> str:
+        text = fill(template, **values)
+        return LABEL_REF.sub(lambda m: alert_labels.get(m[1], ""), text)
+
+    out = alert_annotations(profile, alert)
+    out["summary"] = render(alert.summary)
+    out["description"] = render(alert.description)
+    out["runbook_url"] = runbook_url(profile, alert)
+    return out
+
+
+def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
+    starts_late = any(entry.shape == "rate" for entry in alert.test.series)
+    start = STEP if starts_late else 0.0  # a rate needs two samples
+    settle = max(alert.test.settle, STEP)
+    end = start + alert.for_ + settle
+    steps = int(end // STEP) + 2
+    at_end = format_duration(end)
+    exp_labels = {**dict(alert.test.labels), **alert_labels(profile, alert)}
+    quiet = {
+        "name": f"{alert.name}: quiet just short of {threshold_text(alert)}",
+        "interval": format_duration(STEP),
+        "input_series": _inputs(alert, "quiet", steps),
+        "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
+    }
+    checks: list[dict[str, Any]] = []
+    if alert.for_ >= STEP:
+        before = start + alert.for_ - STEP
+        checks.append(
+            {"eval_time": format_duration(before), "alertname": alert.name, "exp_alerts": []}
+        )
+    checks.append(
+        {
+            "eval_time": at_end,
+            "alertname": alert.name,
+            "exp_alerts": [
+                {
+                    "exp_labels": exp_labels,
+                    "exp_annotations": expected_annotations(profile, alert, exp_labels),
+                }
+            ],
+        }
+    )
+    fire = {
+        "name": f"{alert.name}: fires past {threshold_text(alert)} once for elapses",
+        "interval": format_duration(STEP),
+        "input_series": _inputs(alert, "fire", steps),
+        "alert_rule_test": checks,
+    }
+    return [quiet, fire]
+
+
+def promtool_tests(profile: Profile, rules_path: str) -> str:
+    data = {
+        "rule_files": [rules_path],
+        "evaluation_interval": format_duration(STEP),
+        "tests": [t for alert in profile.alerts for t in alert_tests(profile, alert)],
+    }
+    return dump_yaml(data, GENERATED.format(source=f"profiles/{profile.slug}.yml"))

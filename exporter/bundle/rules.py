@@ -1,0 +1,102 @@
+"""Prometheus rule files: one group of alerts per profile, rendered from its thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from exporter.bundle.profile import Alert, Profile, fill, number
+from exporter.bundle.render import (
+    GENERATED,
+    dump_yaml,
+    threshold_text,
+    value_template,
+)
+from exporter.fields import format_duration
+
+
+def anchor(alert: Alert) -> str:
+    """The docs page anchor of an alert's section (GitHub lower-cases heading text)."""
+    return alert.name.lower()
+
+
+def runbook_url(profile: Profile, alert: Alert) -> str:
+    return f"{profile.docs_url}/{profile.slug}.md#{anchor(alert)}"
+
+
+def alert_labels(profile: Profile, alert: Alert) -> dict[str, str]:
+    severity = profile.severity(alert.severity)
+    return {
+        "severity": alert.severity,
+        "priority": severity.priority,
+        "runbook": profile.slug,
+        "signal": alert.signal,
+    }
+
+
+def alert_annotations(profile: Profile, alert: Alert) -> dict[str, str]:
+    values = {"threshold": threshold_text(alert), "value": value_template(alert.unit)}
+    return {
+        "summary": fill(alert.summary, **values),
+        "description": fill(alert.description, **values),
+        "runbook_url": runbook_url(profile, alert),
+    }
+
+
+def rule(profile: Profile, alert: Alert) -> dict[str, Any]:
+    out: dict[str, Any] = {"alert": alert.name, "expr": alert.expr()}
+    if alert.for_:
+        out["for"] = format_duration(alert.for_)
+    out["labels"] = alert_labels(profile, alert)
+    out["annotations"] = alert_annotations(profile, alert)
+    return out
+
+
+def recording_rules(profile: Profile) -> list[dict[str, Any]]:
+    """Each alert's threshold as a series, so dashboards and ad-hoc queries can compare
+    against the number the alert uses instead of a copy of it."""
+    return [
+        {
+            "record": "runbook_alert_threshold",
+            "expr": f"vector({number(alert.threshold)})",
+            "labels": {"alertname": alert.name, "runbook": profile.slug},
+        }
+        for alert in profile.alerts
+    ]
+
+
+def rules_file(profile: Profile) -> str:
+    interval = format_duration(profile.evaluation_interval)
+    data = {
+        "groups": [
+            {
+                "name": f"{profile.slug}.alerts",
+                "interval": interval,
+                "rules": [rule(profile, alert) for alert in profile.alerts],
+            },
+            {
+                "name": f"{profile.slug}.thresholds",
+                "interval": interval,
+                "rules": recording_rules(profile),
+            },
+        ]
+    }
+    return dump_yaml(data, GENERATED.format(source=f"profiles/{profile.slug}.yml"))
+
+
+def drill(profile: Profile, factor: float) -> Profile:
+    """The profile with every `for`, evaluation interval, freshness window and
+    notification interval multiplied by ``factor``; value thresholds unchanged."""
+
+    def alert(a: Alert) -> Alert:
+        threshold = a.threshold * factor if a.window_threshold else a.threshold
+        return replace(a, for_=a.for_ * factor, threshold=threshold)
+
+    return replace(
+        profile,
+        evaluation_interval=profile.evaluation_interval * factor,
+        group_wait=profile.group_wait * factor,
+        group_interval=profile.group_interval * factor,
+        severities=tuple(replace(s, response=s.response * factor) for s in profile.severities),
+        alerts=tuple(alert(a) for a in profile.alerts),
+    )

@@ -1,0 +1,29 @@
+"""Fixtures of the bundle tests: the committed profiles and one fresh generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.bundle.generate import generate
+from exporter.bundle.profile import Profile, load_profiles
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILES = ROOT / "profiles"
+
+
+@pytest.fixture(scope="session")
+def profiles() -> list[Profile]:
+    return load_profiles(PROFILES)
+
+
+@pytest.fixture(scope="session")
+def bundle(profiles: list[Profile], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh generation written to a temporary directory."""
+    out = tmp_path_factory.mktemp("bundle")
+    for relative, text in generate(profiles).items():
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return out

@@ -1,0 +1,168 @@
+"""Prometheus rules: promtool accepts every file, and a promtool unit test per alert
+proves it stays silent short of its threshold and fires past it with the right labels,
+annotations and runbook_url."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import promql_parser
+import pytest
+import yaml
+
+from exporter.bundle.known import EXTERNAL_METRICS
+from exporter.bundle.profile import Profile
+from exporter.bundle.promtests import promtool_tests
+from exporter.bundle.rules import drill, rules_file
+from exporter.checks import KINDS
+from exporter.families import CHECK_DURATION, CHECK_SUCCESS
+from tests.support import require_binary
+
+from .conftest import ROOT
+
+EXPORTER_METRICS = {
+    family.name
+    for kind in KINDS.values()
+    for family in kind.families
+} | {CHECK_SUCCESS.name, CHECK_DURATION.name}
+
+
+def _promtool() -> str:
+    return require_binary("promtool", "prometheus")
+
+
+def test_every_profile_has_alerts(profiles: list[Profile]) -> None:
+    assert [p.slug for p in profiles] == [
+        "face-recognition",
+        "opsconductor-pulse",
+        "rta-cctv",
+        "smart-city",
+        "surveillance-tracker",
+    ]
+    for profile in profiles:
+        assert len(profile.alerts) >= 5, profile.slug
+        names = [a.name for a in profile.alerts]
+        assert all(n.startswith(profile.prefix) for n in names)
+        assert len(set(names)) == len(names)
+
+
+def test_promtool_check_rules(bundle: Path, profiles: list[Profile]) -> None:
+    promtool = _promtool()
+    files = sorted((bundle / "rules").glob("*.rules.yml"))
+    assert len(files) == len(profiles)
+    result = subprocess.run(
+        [promtool, "check", "rules", *map(str, files)], capture_output=True, text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for profile in profiles:
+        expected = 2 * len(profile.alerts)  # each alert plus its threshold recording rule
+        assert f"SUCCESS: {expected} rules found" in result.stdout
+
+
+def test_promtool_unit_tests_cover_every_alert(
+    bundle: Path, profiles: list[Profile], tmp_path: Path
+) -> None:
+    promtool = _promtool()
+    for profile in profiles:
+        rules = bundle / "rules" / f"{profile.slug}.rules.yml"
+        tests = tmp_path / f"{profile.slug}.test.yml"
+        tests.write_text(promtool_tests(profile, str(rules)), encoding="utf-8")
+        data = yaml.safe_load(tests.read_text())
+        tested = {
+            check["alertname"]
+            for case in data["tests"]
+            for check in case["alert_rule_test"]
+            if check["exp_alerts"]
+        }
+        assert tested == {a.name for a in profile.alerts}
+        result = subprocess.run(
+            [promtool, "test", "rules", str(tests)], capture_output=True, text=True,
+            check=False,
+        )
+        assert result.returncode == 0, f"{profile.slug}:\n{result.stdout}{result.stderr}"
+
+
+def test_unit_tests_fail_when_a_threshold_drifts(
+    bundle: Path, profiles: list[Profile], tmp_path: Path
+) -> None:
+    """The unit tests are not vacuous: a rule whose threshold moved breaks them."""
+    promtool = _promtool()
+    profile = profiles[0]
+    tests = tmp_path / "tests.yml"
+    moved = tmp_path / "moved.rules.yml"
+    alert = next(a for a in profile.alerts if a.op == ">" and a.threshold > 0)
+    text = rules_file(profile).replace(alert.expr(), alert.expr(alert.threshold * 2))
+    assert text != rules_file(profile)
+    moved.write_text(text)
+    tests.write_text(promtool_tests(profile, str(moved)))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(tests)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert f"{alert.name}: fires past" in result.stdout + result.stderr
+
+
+def test_drill_scales_windows_not_values(profiles: list[Profile], tmp_path: Path) -> None:
+    promtool = _promtool()
+    for profile in profiles:
+        drilled = drill(profile, 0.1)
+        for before, after in zip(profile.alerts, drilled.alerts, strict=True):
+            assert after.for_ == pytest.approx(before.for_ * 0.1)
+            if before.window_threshold:
+                assert after.threshold == pytest.approx(before.threshold * 0.1)
+            else:
+                assert after.threshold == before.threshold
+        assert drilled.evaluation_interval == pytest.approx(profile.evaluation_interval * 0.1)
+        path = tmp_path / f"{profile.slug}.rules.yml"
+        path.write_text(rules_file(drilled))
+        result = subprocess.run(
+            [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _selectors(node: object) -> list[promql_parser.VectorSelector]:
+    if isinstance(node, promql_parser.VectorSelector):
+        return [node]
+    if isinstance(node, promql_parser.MatrixSelector):
+        return [node.vector_selector]
+    children: list[object] = []
+    for attribute in ("lhs", "rhs", "expr", "param"):
+        child = getattr(node, attribute, None)
+        if child is not None and not isinstance(child, str | int | float):
+            children.append(child)
+    children.extend(getattr(node, "args", None) or [])
+    return [s for child in children for s in _selectors(child)]
+
+
+def metric_names(query: str) -> set[str]:
+    return {s.name for s in _selectors(promql_parser.parse(query)) if s.name}
+
+
+def test_rules_use_only_declared_metrics(profiles: list[Profile]) -> None:
+    """Every metric an alert reads is declared by a check kind of this exporter (its
+    Kind.families or exporter/families.py) or is a standard metric of the exporter the
+    profile names; a renamed family breaks this test, not production alerts."""
+    for profile in profiles:
+        for alert in profile.alerts:
+            names = metric_names(alert.expr())
+            assert names, alert.name
+            if alert.exporter == "runbook-exporter":
+                unknown = names - EXPORTER_METRICS
+            else:
+                job = next(e for e in profile.exporters if e.job == alert.exporter)
+                unknown = names - EXTERNAL_METRICS[job.source]
+            assert not unknown, f"{alert.name} reads undeclared metrics {sorted(unknown)}"
+
+
+def test_committed_rules_pass_promtool() -> None:
+    promtool = _promtool()
+    files = sorted((ROOT / "rules").glob("*.rules.yml"))
+    assert files
+    result = subprocess.run(
+        [promtool, "check", "rules", *map(str, files)], capture_output=True, text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
