@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -221,3 +222,19 @@ async def test_reused_results_render_the_same_series_in_both_formats(
     assert om.endswith("# EOF\n")
     assert 'test_probe_value{check="cached"} 1.0' in om
     assert "runbook_exporter_build_info" in om
+
+
+def test_json_log_lines_are_parseable_and_redacted() -> None:
+    stream = io.StringIO()
+    logs.setup("info", "json", stream)
+    try:
+        logs.event(logging.WARNING, "check failed", check="db",
+                   reason=f"auth failed for postgresql://app:{SECRET}@127.0.0.1/db")
+        logs.event(logging.DEBUG, "not shown at info")
+    finally:
+        logs.LOGGER.handlers.clear()
+        logs.LOGGER.propagate = True
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["msg"], record["check"]) == ("warn", "check failed", "db")
+    assert record["reason"] == "auth failed for postgresql://app:<secret>@127.0.0.1/db"
