@@ -1,11 +1,17 @@
-"""``tcp``: is a port accepting connections, and how long does connecting take."""
+"""``tcp``: is a port accepting connections, how long does connecting take; optionally a
+TLS handshake and a send/expect exchange (``PING`` -> ``+PONG``), all within the timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+import ssl
 import time
 from dataclasses import dataclass
 
+from exporter.checks._timestamps import cert_not_after
 from exporter.checks.base import BaseProbe, CheckFailed, Kind
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
@@ -15,12 +21,109 @@ CONNECT_SECONDS = Family(
     "gauge",
     "Time to establish the TCP connection.",
 )
+TLS_SECONDS = Family(
+    "tcp_tls_handshake_duration_seconds",
+    "gauge",
+    "Time of the TLS handshake after the TCP connection was established.",
+)
+TLS_EXPIRY = Family(
+    "tcp_tls_cert_expiry_timestamp_seconds",
+    "gauge",
+    "Unix time when the server's TLS certificate expires.",
+)
+EXPECT_MATCHED = Family(
+    "tcp_expect_matched",
+    "gauge",
+    "1 when the data received matched the expect pattern, 0 when it did not.",
+)
+
+# How much of the reply ``expect`` looks at: a banner or a short reply, not a stream.
+EXPECT_READ_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """How to verify a server's certificate (shared with the http kind)."""
+
+    ca_file: str | None = None
+    insecure: bool = False
+    server_name: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """A client context; raises OSError/ssl.SSLError when ``ca_file`` is unusable."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def parse_tls_mapping(tls: Reader) -> TlsOptions:
+    """The keys of a ``tls:`` mapping, with the CA file checked at load time."""
+    ca_file = tls.str("ca_file", None)
+    options = TlsOptions(
+        ca_file=ca_file or None,
+        insecure=tls.bool("insecure", False),
+        server_name=tls.str("server_name", None) or None,
+    )
+    if options.ca_file:
+        try:
+            options.context()
+        except OSError as exc:
+            tls.error("ca_file", f"cannot read {options.ca_file}: {exc.strerror or exc}")
+        except ssl.SSLError:
+            tls.error("ca_file", f"{options.ca_file} holds no PEM certificate")
+    tls.done()
+    return options
+
+
+def os_reason(exc: OSError) -> str:
+    """``Connection refused`` rather than asyncio's ``Connect call failed ('::1', 80)``."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def tls_failure(exc: BaseException) -> str:
+    """A short operator reason for a failed handshake."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, OSError):
+        return os_reason(exc)
+    return str(exc) or type(exc).__name__
+
+
+def own_budget(timeout: float) -> float:
+    """The time a probe allows itself: a little under the check timeout.
+
+    Stopping first lets the probe say which step was slow and write its 0s, instead of
+    the runner's generic "timed out".
+    """
+    return max(timeout * 0.9, timeout - 0.5)
+
+
+def peer_cert_expiry(ssl_object: object) -> float | None:
+    """``notAfter`` of the peer's leaf certificate, or None when there is none to read."""
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    try:
+        return cert_not_after(der)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
 class TcpOptions:
     host: str
     port: int
+    tls: TlsOptions | None = None
+    send: str | None = None
+    expect: re.Pattern[str] | None = None
 
 
 def parse_address(reader: Reader, key: str) -> tuple[str, int]:
@@ -38,29 +141,129 @@ def parse_address(reader: Reader, key: str) -> tuple[str, int]:
 
 def parse(reader: Reader) -> TcpOptions:
     host, port = parse_address(reader, "address")
-    return TcpOptions(host=host, port=port)
+    tls: TlsOptions | None = None
+    raw_tls = reader.data.get("tls")
+    if isinstance(raw_tls, bool):
+        tls = TlsOptions() if reader.bool("tls") else None
+    elif raw_tls is not None and not isinstance(raw_tls, dict):
+        reader.raw("tls")
+        reader.error("tls", "expected true, false or a mapping with ca_file, insecure, server_name")
+    else:
+        tls_reader = reader.mapping("tls")
+        tls = parse_tls_mapping(tls_reader) if tls_reader is not None else None
+    send = reader.str("send", None)
+    expect = reader.regex("expect", None)
+    return TcpOptions(host=host, port=port, tls=tls, send=send or None, expect=expect)
 
 
 class TcpProbe(BaseProbe[TcpOptions]):
+    @property
+    def _address(self) -> str:
+        host = self.options.host
+        return f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
+
     async def collect(self, out: Sink) -> None:
+        budget = own_budget(self.spec.timeout)
+        step = "connect"
+        received = bytearray()
+        try:
+            async with asyncio.timeout(budget):
+                started = time.perf_counter()
+                try:
+                    reader, writer = await asyncio.open_connection(
+                        self.options.host, self.options.port
+                    )
+                except OSError as exc:
+                    raise CheckFailed(f"connect to {self._address}: {os_reason(exc)}") from None
+                out.add(CONNECT_SECONDS, time.perf_counter() - started)
+                try:
+                    if self.options.tls is not None:
+                        step = "TLS handshake"
+                        await self._handshake(writer, self.options.tls, out)
+                    if self.options.send is not None:
+                        step = "send"
+                        writer.write(self.options.send.encode())
+                        await writer.drain()
+                    if self.options.expect is not None:
+                        step = "expect"
+                        await self._expect(reader, self.options.expect, received, out)
+                finally:
+                    await _close(writer)
+        except TimeoutError:
+            if step != "expect":
+                raise CheckFailed(
+                    f"{step} to {self._address}: no answer within {budget:.3g}s"
+                ) from None
+            out.add(EXPECT_MATCHED, 0)
+            raise CheckFailed(
+                f"expect /{self.options.expect.pattern if self.options.expect else ''}/ "
+                f"did not match within {budget:.3g}s; {_excerpt(received)}"
+            ) from None
+        except (ConnectionError, ssl.SSLError) as exc:
+            if step == "expect":
+                out.add(EXPECT_MATCHED, 0)
+            raise CheckFailed(f"{step} to {self._address}: {tls_failure(exc)}") from None
+
+    async def _handshake(
+        self, writer: asyncio.StreamWriter, tls: TlsOptions, out: Sink
+    ) -> None:
         started = time.perf_counter()
         try:
-            _, writer = await asyncio.open_connection(self.options.host, self.options.port)
-        except OSError as exc:
-            raise CheckFailed(f"connect to {self.options.host}:{self.options.port}: "
-                              f"{exc.strerror or exc}") from None
-        out.add(CONNECT_SECONDS, time.perf_counter() - started)
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass  # the peer reset after accepting: reachability is what was asked
+            await writer.start_tls(
+                tls.context(), server_hostname=tls.server_name or self.options.host
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise CheckFailed(f"TLS handshake with {self._address}: {tls_failure(exc)}") from None
+        out.add(TLS_SECONDS, time.perf_counter() - started)
+        expiry = peer_cert_expiry(writer.get_extra_info("ssl_object"))
+        if expiry is not None:
+            out.add(TLS_EXPIRY, expiry)
+
+    async def _expect(
+        self,
+        reader: asyncio.StreamReader,
+        pattern: re.Pattern[str],
+        received: bytearray,
+        out: Sink,
+    ) -> None:
+        while True:
+            text = received.decode("utf-8", errors="replace")
+            if pattern.search(text):
+                out.add(EXPECT_MATCHED, 1)
+                return
+            if len(received) >= EXPECT_READ_LIMIT:
+                break
+            chunk = await reader.read(EXPECT_READ_LIMIT - len(received))
+            if not chunk:
+                break
+            received += chunk
+        out.add(EXPECT_MATCHED, 0)
+        ended = "limit reached" if len(received) >= EXPECT_READ_LIMIT else "connection closed"
+        raise CheckFailed(
+            f"expect /{pattern.pattern}/ did not match ({ended}); {_excerpt(received)}"
+        )
+
+
+def _excerpt(received: bytearray) -> str:
+    """What the server said, shortened: the operator's best clue to a failed expect."""
+    if not received:
+        return "received nothing"
+    text = bytes(received[:60]).decode("utf-8", errors="replace")
+    more = "..." if len(received) > 60 else ""
+    return f"received {len(received)} bytes: {text!r}{more}"
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    # A peer that never answers the TLS close must not hold the check open.
+    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
 KIND = Kind(
     name="tcp",
-    summary="Port reachability and connect time.",
+    summary="Port reachability and connect time; optional TLS handshake and send/expect.",
     parse=parse,
     probe=TcpProbe,
-    families=(CONNECT_SECONDS,),
+    families=(CONNECT_SECONDS, TLS_SECONDS, TLS_EXPIRY, EXPECT_MATCHED),
 )

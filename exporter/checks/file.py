@@ -1,0 +1,113 @@
+"""``file``: freshness (mtime) and size of a file, or of the newest file matching a glob.
+
+Backups (``smartcity_YYYYmmdd_HHMMSS.sql.gz``) and exports (``exports/latest.json``) go
+stale silently; their mtime as ``freshness_timestamp_seconds`` lets PromQL compute the
+age. A missing file is a failure with a reason, never a size of 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import stat
+from dataclasses import dataclass
+
+from exporter.checks.base import BaseProbe, CheckFailed, Kind
+from exporter.families import FRESHNESS
+from exporter.fields import Reader
+from exporter.samples import Family, Sink
+
+SIZE = Family(
+    "file_size_bytes",
+    "gauge",
+    "Size of the file (for a glob: of the newest matching file).",
+)
+MATCHES = Family(
+    "file_matches",
+    "gauge",
+    "Regular files matching the glob (1 for an existing path).",
+)
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    path: str | None  # exactly one of path and glob
+    glob: str | None
+    item: str
+
+
+@dataclass(frozen=True)
+class _Found:
+    matches: int
+    mtime: float
+    size: int
+
+
+def parse(reader: Reader) -> FileOptions:
+    path = reader.str("path", None) or None
+    pattern = reader.str("glob", None) or None
+    if not reader.has("path") and not reader.has("glob"):
+        reader.error(None, "set path (one file) or glob (the newest matching file)")
+    elif path is not None and pattern is not None:
+        reader.error("glob", "set either path or glob, not both")
+    if path is not None and glob.has_magic(path):
+        reader.error("path", f'"{path}" contains wildcards: use glob for a pattern')
+    item = reader.str("item", None) or path or pattern or ""
+    return FileOptions(path=path, glob=pattern, item=item)
+
+
+def _stat_path(path: str) -> _Found:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return _Found(matches=0, mtime=0.0, size=0)
+    except OSError as exc:
+        raise CheckFailed(f"cannot stat {path}: {exc.strerror or exc}") from None
+    return _Found(matches=1, mtime=info.st_mtime, size=info.st_size)
+
+
+def _newest(pattern: str) -> _Found:
+    matches = 0
+    newest: os.stat_result | None = None
+    for name in glob.iglob(pattern, recursive=True):
+        try:
+            info = os.stat(name)
+        except OSError:
+            continue  # removed between listing and stat (backup rotation): not a match
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        matches += 1
+        if newest is None or info.st_mtime > newest.st_mtime:
+            newest = info
+    if newest is None:
+        return _Found(matches=0, mtime=0.0, size=0)
+    return _Found(matches=matches, mtime=newest.st_mtime, size=newest.st_size)
+
+
+class FileProbe(BaseProbe[FileOptions]):
+    async def collect(self, out: Sink) -> None:
+        options = self.options
+        # A slow network filesystem must not stall the event loop (and the other checks).
+        if options.glob is not None:
+            found = await asyncio.to_thread(_newest, options.glob)
+            out.add(MATCHES, found.matches)
+            if found.matches == 0:
+                raise CheckFailed(f"no regular file matches {options.glob}")
+        else:
+            assert options.path is not None  # parse guarantees path or glob
+            found = await asyncio.to_thread(_stat_path, options.path)
+            out.add(MATCHES, found.matches)
+            if found.matches == 0:
+                raise CheckFailed(f"{options.path} does not exist")
+        out.add(FRESHNESS, found.mtime, item=options.item)
+        out.add(SIZE, found.size)
+
+
+KIND = Kind(
+    name="file",
+    summary="Freshness (mtime) and size of a file, or of the newest file matching a glob.",
+    parse=parse,
+    probe=FileProbe,
+    families=(FRESHNESS, SIZE, MATCHES),
+)

@@ -1,0 +1,701 @@
+"""``http``: health endpoints: status code, latency, TLS expiry, and what the JSON body says.
+
+blackbox_exporter's http prober and json_exporter in one check, shaped for ``/health``
+documents: the overall status field, per-component status (so a down Redis component
+pages separately from the app), timestamps inside the body as freshness (one per list
+element when asked, e.g. ``/api/sources``) and numeric values. Every problem with the
+response, its JSON, a path or a type fails the check with a reason naming the path.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from exporter.checks._jsonpath import JsonPath, PathError, json_type
+from exporter.checks._timestamps import cert_not_after, parse_timestamp
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.tcp import (
+    TlsOptions,
+    os_reason,
+    own_budget,
+    parse_tls_mapping,
+    tls_failure,
+)
+from exporter.families import FRESHNESS
+from exporter.fields import Reader, describe
+from exporter.redact import REDACTOR
+from exporter.samples import Family, Sink
+
+USER_AGENT = "runbook-exporter"
+DEFAULT_BODY_LIMIT = 1024 * 1024
+DEFAULT_OK = ("ok", "up", "healthy", "pass")
+DEFAULT_MAX_ITEMS = 100
+METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+# Header names whose values are credentials: registered with the redactor.
+_SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|cookie|session")
+_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
+               "GB": 1000**3, "GiB": 1024**3}
+_STATUS_CODE = re.compile(r"([1-5])xx")
+_MAX_REASONS = 3
+
+UP = Family(
+    "http_probe_up",
+    "gauge",
+    "1 when the status code is valid and the JSON health status (if configured) is ok.",
+)
+STATUS_CODE = Family(
+    "http_probe_status_code", "gauge", "Status code of the final response."
+)
+DURATION = Family(
+    "http_probe_duration_seconds",
+    "gauge",
+    "Time from sending the request to the end of the response body.",
+)
+RESPONSE_SIZE = Family(
+    "http_probe_response_size_bytes", "gauge", "Bytes of the response body (decompressed)."
+)
+TLS_EXPIRY = Family(
+    "http_probe_tls_cert_expiry_timestamp_seconds",
+    "gauge",
+    "Unix time when the server's TLS certificate expires.",
+)
+COMPONENT_UP = Family(
+    "http_component_up",
+    "gauge",
+    "1 when the component's status in the health document is ok.",
+    ("component",),
+)
+JSON_VALUE = Family(
+    "http_json_value",
+    "gauge",
+    "A number read from the response body (the values option).",
+    ("item", "field"),
+)
+
+
+@dataclass(frozen=True)
+class ComponentsOptions:
+    path: JsonPath
+    status_field: JsonPath
+    name_field: JsonPath
+    ok: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Extract:
+    """One freshness or values entry: a path, either once or in each element of a list."""
+
+    path: JsonPath
+    item: str  # the label when ``each`` is None
+    each: JsonPath | None
+    item_field: JsonPath | None
+    field: str  # the ``field`` label of values
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    url: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    valid_status_codes: tuple[tuple[int, int], ...] = ((200, 299),)
+    follow_redirects: bool = True
+    max_redirects: int = 10
+    tls: TlsOptions = TlsOptions()  # noqa: RUF009 - frozen, so one shared default is safe
+    basic_auth: BasicAuth | None = None
+    bearer_token: str | None = None
+    body_size_limit: int = DEFAULT_BODY_LIMIT
+    status_path: JsonPath | None = None
+    status_ok: tuple[str, ...] = DEFAULT_OK
+    components: ComponentsOptions | None = None
+    freshness: tuple[Extract, ...] = ()
+    values: tuple[Extract, ...] = ()
+    max_items: int = DEFAULT_MAX_ITEMS
+
+    @property
+    def wants_json(self) -> bool:
+        return bool(self.status_path or self.components or self.freshness or self.values)
+
+
+# --- options -------------------------------------------------------------------------
+
+
+def _json_path(
+    reader: Reader, key: str, default: str | None = None, *, required: bool = False
+) -> JsonPath | None:
+    text = reader.str(key, non_empty=False) if required else reader.str(key, default,
+                                                                      non_empty=False)
+    if not isinstance(text, str):
+        return None
+    try:
+        return JsonPath.parse(text)
+    except ValueError as exc:
+        reader.error(key, str(exc))
+        return None
+
+
+def _normalized(value: object) -> str | None:
+    """A status value as compared with the ok lists: case-insensitive text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value).strip().lower()
+    return None
+
+
+def _ok_list(reader: Reader, key: str) -> tuple[str, ...]:
+    values = reader.str_list(key, list(DEFAULT_OK))
+    if reader.has(key) and not values:
+        reader.error(key, "expected at least one value")
+    return tuple(v.strip().lower() for v in values)
+
+
+def _status_codes(reader: Reader) -> tuple[tuple[int, int], ...]:
+    raw = reader.raw("valid_status_codes", None)
+    if raw is None:
+        return ((200, 299),)
+    items = raw if isinstance(raw, list) else [raw]
+    ranges: list[tuple[int, int]] = []
+    bad = False
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool) and 100 <= item <= 599:
+            ranges.append((item, item))
+        elif isinstance(item, str) and (match := _STATUS_CODE.fullmatch(item)):
+            first = int(match[1]) * 100
+            ranges.append((first, first + 99))
+        else:
+            bad = True
+            reader.error(
+                "valid_status_codes",
+                f"expected status codes such as 200 or 2xx, got {describe(item)}",
+            )
+    if not ranges and not bad:
+        reader.error("valid_status_codes", "expected at least one status code")
+    return tuple(ranges) or ((200, 299),)
+
+
+def _body_limit(reader: Reader) -> int:
+    raw = reader.raw("body_size_limit", DEFAULT_BODY_LIMIT)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+        return raw
+    if isinstance(raw, str) and (match := _SIZE.fullmatch(raw.strip())) and int(match[1]) > 0:
+        return int(match[1]) * _SIZE_UNITS[match[2]]
+    reader.error("body_size_limit", f"expected a size such as 1MiB or 65536, got {describe(raw)}")
+    return DEFAULT_BODY_LIMIT
+
+
+def _headers(reader: Reader) -> tuple[tuple[str, str], ...]:
+    headers = reader.mapping("headers")
+    if headers is None:
+        return ()
+    out = []
+    for name in headers:
+        value = headers.raw(name)
+        if not isinstance(value, str):
+            headers.error(name, f"expected a string, got {describe(value)}")
+            continue
+        if _SECRET_HEADER.search(name):
+            REDACTOR.register(value)
+        out.append((name, value))
+    return tuple(out)
+
+
+def _components(reader: Reader) -> ComponentsOptions | None:
+    if isinstance(reader.data.get("components"), str):
+        path = _json_path(reader, "components")
+        if path is None:
+            return None
+        return ComponentsOptions(path, JsonPath.parse("status"), JsonPath.parse("name"),
+                                 DEFAULT_OK)
+    sub = reader.mapping("components")
+    if sub is None:
+        return None
+    path = _json_path(sub, "path", required=True)
+    status_field = _json_path(sub, "status_field", "status")
+    name_field = _json_path(sub, "name_field", "name")
+    ok = _ok_list(sub, "ok")
+    sub.done()
+    if path is None or status_field is None or name_field is None:
+        return None
+    return ComponentsOptions(path, status_field, name_field, ok)
+
+
+def _extracts(reader: Reader, key: str, *, values: bool) -> tuple[Extract, ...]:
+    out = []
+    for entry in reader.mappings(key):
+        path = _json_path(entry, "path", required=True)
+        each = _json_path(entry, "each")
+        item_field = _json_path(entry, "item_field")
+        item = entry.str("item", None)
+        field = entry.str("field", None) if values else None
+        entry.done()
+        if path is None:
+            continue
+        if each is None and item_field is not None:
+            entry.error("item_field", "only used with each (one item per element)")
+        if each is not None and item is not None:
+            entry.error(
+                "item", "set item for one path, or each (with item_field) for one per element"
+            )
+        out.append(
+            Extract(
+                path=path,
+                item=item or path.text,
+                each=each,
+                item_field=item_field,
+                field=field or path.last,
+            )
+        )
+    return tuple(out)
+
+
+def _auth(reader: Reader, url: str) -> tuple[BasicAuth | None, str | None]:
+    basic: BasicAuth | None = None
+    sub = reader.mapping("basic_auth")
+    if sub is not None:
+        basic = BasicAuth(sub.str("username"), sub.secret("password", ""))
+        sub.done()
+    token = reader.secret("bearer_token", None) or None
+    if basic is not None and token is not None:
+        reader.error("bearer_token", "set either basic_auth or bearer_token, not both")
+    if basic is not None and isinstance(url, str) and "@" in url.partition("://")[2].split("/")[0]:
+        reader.error("basic_auth", "the url already holds credentials (user:password@)")
+    return basic, token
+
+
+def parse(reader: Reader) -> HttpOptions:
+    url = reader.url("url", ("http", "https"))
+    method = reader.choice("method", METHODS, "GET")
+    body = reader.str("body", None, non_empty=False)
+    tls_reader = reader.mapping("tls")
+    tls = parse_tls_mapping(tls_reader) if tls_reader is not None else TlsOptions()
+    basic, token = _auth(reader, url)
+    return HttpOptions(
+        url=url if isinstance(url, str) else "",
+        method=method,
+        headers=_headers(reader),
+        body=body,
+        valid_status_codes=_status_codes(reader),
+        follow_redirects=reader.bool("follow_redirects", True),
+        max_redirects=reader.int("max_redirects", 10, minimum=1, maximum=100),
+        tls=tls,
+        basic_auth=basic,
+        bearer_token=token,
+        body_size_limit=_body_limit(reader),
+        status_path=_json_path(reader, "status_path"),
+        status_ok=_ok_list(reader, "status_ok"),
+        components=_components(reader),
+        freshness=_extracts(reader, "freshness", values=False),
+        values=_extracts(reader, "values", values=True),
+        max_items=reader.int("max_items", DEFAULT_MAX_ITEMS, minimum=1),
+    )
+
+
+# --- probing -------------------------------------------------------------------------
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"
+
+
+def _client_failure(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS: {tls_failure(exc.certificate_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        return f"TLS: {tls_failure(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connect to {exc.host}:{exc.port}: {os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server closed the connection without a response"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response body was cut off"
+    return f"request failed: {type(exc).__name__}: {exc}"
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number, got {json_type(value)} {_short(value)}".rstrip())
+
+
+def _short(value: object) -> str:
+    if isinstance(value, str):
+        return f'"{value[:40]}"' if len(value) <= 40 else f'"{value[:37]}..."'
+    if isinstance(value, int | float | bool):
+        return json.dumps(value)
+    return ""
+
+
+class _Problems:
+    """Reasons gathered while reading one response; the first few become the failure."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, reason: str) -> None:
+        self.items.append(reason)
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        shown = "; ".join(self.items[:_MAX_REASONS])
+        more = len(self.items) - _MAX_REASONS
+        raise CheckFailed(shown + (f" (and {more} more)" if more > 0 else ""))
+
+
+class _PeerCert:
+    """The certificate of the last TLS handshake made through one probe's context."""
+
+    def __init__(self) -> None:
+        self.der: bytes | None = None
+
+    def recording(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        """``context``, changed to note each server certificate it sees.
+
+        aiohttp releases the connection as soon as a short body is in, before the caller
+        could ask it for the certificate; the SSL object itself is the reliable witness.
+        """
+        record = self
+
+        class Recording(ssl.SSLObject):
+            def do_handshake(self) -> None:
+                super().do_handshake()
+                record.der = self.getpeercert(binary_form=True)
+
+        context.sslobject_class = Recording
+        return context
+
+
+class HttpProbe(BaseProbe[HttpOptions]):
+    def __init__(self, spec: CheckSpec[HttpOptions]) -> None:
+        super().__init__(spec)
+        self._client: aiohttp.ClientSession | None = None
+        self._peer = _PeerCert()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._client is None or self._client.closed:
+            try:
+                context = self._peer.recording(self.options.tls.context())
+            except (OSError, ssl.SSLError) as exc:
+                raise CheckFailed(f"tls.ca_file: {tls_failure(exc)}") from None
+            headers = {"User-Agent": USER_AGENT, **dict(self.options.headers)}
+            if self.options.bearer_token:
+                headers["Authorization"] = f"Bearer {self.options.bearer_token}"
+            basic = self.options.basic_auth
+            if basic is not None:
+                credentials = f"{basic.username}:{basic.password}".encode()
+                headers["Authorization"] = f"Basic {base64.b64encode(credentials).decode()}"
+            self._client = aiohttp.ClientSession(
+                # A fresh connection per probe, as blackbox does: the duration includes
+                # connecting, and every probe sees the certificate the server serves now.
+                connector=aiohttp.TCPConnector(ssl=context, force_close=True),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers=headers,
+                trust_env=False,
+            )
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def collect(self, out: Sink) -> None:
+        options = self.options
+        session = self._session()
+        budget = own_budget(self.spec.timeout)
+        problems = _Problems()
+        started = time.perf_counter()
+        status: int | None = None
+        self._peer.der = None
+        try:
+            async with session.request(
+                options.method,
+                options.url,
+                data=options.body.encode() if options.body is not None else None,
+                allow_redirects=options.follow_redirects,
+                max_redirects=options.max_redirects,
+                timeout=aiohttp.ClientTimeout(total=budget),
+                server_hostname=options.tls.server_name,
+            ) as response:
+                status = response.status
+                out.add(STATUS_CODE, status)
+                expiry = self._cert_expiry(response)
+                if expiry is not None:
+                    out.add(TLS_EXPIRY, expiry)
+                body = await self._read_body(response)
+        except TimeoutError:
+            out.add(UP, 0)
+            waited = "response" if status is None else f"body (status {status})"
+            raise CheckFailed(f"no complete {waited} within {budget:.3g}s") from None
+        except aiohttp.ClientError as exc:
+            out.add(UP, 0)
+            raise CheckFailed(_client_failure(exc)) from None
+        except CheckFailed:
+            out.add(UP, 0)
+            raise
+        out.add(DURATION, time.perf_counter() - started)
+        out.add(RESPONSE_SIZE, len(body))
+
+        up = any(low <= status <= high for low, high in options.valid_status_codes)
+        if not up:
+            problems.add(f"status {status}, expected {self._expected_codes()}")
+        if options.wants_json:
+            doc = self._parse_json(body, problems)
+            if doc is _INVALID:
+                out.add(UP, 0)
+                problems.raise_if_any()
+            up = self._health_status(doc, problems) and up
+            out.add(UP, 1 if up else 0)
+            self._components(doc, out, problems)
+            self._freshness(doc, out, problems)
+            self._values(doc, out, problems)
+        else:
+            out.add(UP, 1 if up else 0)
+        problems.raise_if_any()
+
+    def _cert_expiry(self, response: aiohttp.ClientResponse) -> float | None:
+        if response.url.scheme != "https" or self._peer.der is None:
+            return None
+        try:
+            return cert_not_after(self._peer.der)
+        except ValueError:
+            return None
+
+    def _expected_codes(self) -> str:
+        parts = []
+        for low, high in self.options.valid_status_codes:
+            if low == high:
+                parts.append(str(low))
+            elif high - low == 99 and low % 100 == 0:
+                parts.append(f"{low // 100}xx")
+            else:
+                parts.append(f"{low}-{high}")
+        return " or ".join(parts)
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self.options.body_size_limit
+        too_large = f"body larger than body_size_limit of {_size_text(limit)}"
+        if response.content_length is not None and response.content_length > limit:
+            raise CheckFailed(f"{too_large} (Content-Length {response.content_length})")
+        chunks = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise CheckFailed(too_large)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _parse_json(body: bytes, problems: _Problems) -> Any:
+        if not body.strip():
+            problems.add("body is empty, expected JSON")
+            return _INVALID
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as exc:
+            what = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
+            problems.add(
+                f"body is not valid JSON: {what} at line {exc.lineno} column {exc.colno}"
+            )
+        except UnicodeDecodeError:
+            problems.add("body is not valid JSON: not UTF-8 text")
+        except RecursionError:
+            problems.add("body is not usable JSON: nested too deeply")
+        return _INVALID
+
+    def _health_status(self, doc: Any, problems: _Problems) -> bool:
+        path = self.options.status_path
+        if path is None:
+            return True
+        try:
+            value = path.find(doc)
+        except PathError as exc:
+            problems.add(str(exc))
+            return False
+        normalized = _normalized(value)
+        if normalized is None:
+            problems.add(f"{path.text} is {json_type(value)}, expected a status such as ok")
+            return False
+        if normalized not in self.options.status_ok:
+            expected = ", ".join(self.options.status_ok)
+            problems.add(f"{path.text} is {_short(value)}, expected {expected}")
+            return False
+        return True
+
+    def _elements(
+        self,
+        doc: Any,
+        path: JsonPath,
+        name_field: JsonPath | None,
+        problems: _Problems,
+        *,
+        keys_name_objects: bool = False,
+    ) -> Iterator[tuple[str, str, Any]]:
+        """(label, where, element) for each element of the list or object at ``path``.
+
+        Elements of a list are named by ``name_field``; those of an object by their key,
+        or by ``name_field`` when given (unless ``keys_name_objects``). Stops at
+        ``max_items`` elements.
+        """
+        try:
+            container = path.find(doc)
+        except PathError as exc:
+            problems.add(str(exc))
+            return
+        prefix = "" if path.is_root else path.text
+        if isinstance(container, dict):
+            pairs: list[tuple[str, Any]] = [(f"{prefix}.{k}".lstrip("."), v)
+                                            for k, v in container.items()]
+            keys: list[str | None] = [str(k) for k in container]
+            if keys_name_objects:
+                name_field = None
+        elif isinstance(container, list):
+            if name_field is None:
+                problems.add(f"{path.text} is a list: set item_field to name its elements")
+                return
+            pairs = [(f"{prefix}[{i}]", v) for i, v in enumerate(container)]
+            keys = [None] * len(container)
+        else:
+            problems.add(f"{path.text} is {json_type(container)}, expected a list or an object")
+            return
+        limit = self.options.max_items
+        if len(pairs) > limit:
+            problems.add(
+                f"{path.text} has {len(pairs)} elements, more than max_items {limit}; "
+                f"only the first {limit} are exported"
+            )
+        for (where, element), key in zip(pairs[:limit], keys[:limit], strict=True):
+            label = key
+            if name_field is not None:
+                try:
+                    name = name_field.find(element, where)
+                except PathError as exc:
+                    problems.add(str(exc))
+                    continue
+                if isinstance(name, bool) or not isinstance(name, str | int | float):
+                    problems.add(
+                        f"{where}.{name_field.text} is {json_type(name)}, expected a name"
+                    )
+                    continue
+                label = str(name)
+            assert label is not None
+            yield label, where, element
+
+    def _components(self, doc: Any, out: Sink, problems: _Problems) -> None:
+        options = self.options.components
+        if options is None:
+            return
+        seen: set[str] = set()
+        elements = self._elements(doc, options.path, options.name_field, problems,
+                                  keys_name_objects=True)
+        for name, where, component in elements:
+            if name in seen:
+                problems.add(f"{where}: duplicate component name \"{name}\"")
+                continue
+            seen.add(name)
+            if isinstance(component, dict):
+                try:
+                    status = options.status_field.find(component, where)
+                except PathError as exc:
+                    out.add(COMPONENT_UP, 0, component=name)
+                    problems.add(str(exc))
+                    continue
+            else:
+                status = component  # {"redis": "up"}: the value is the status
+            normalized = _normalized(status)
+            out.add(COMPONENT_UP, 1 if normalized in options.ok else 0, component=name)
+
+    def _extracted(
+        self, doc: Any, extract: Extract, problems: _Problems
+    ) -> Iterator[tuple[str, str, Any]]:
+        """(item label, where, value) for an entry: once, or per element with ``each``."""
+        if extract.each is None:
+            try:
+                yield extract.item, extract.path.text, extract.path.find(doc)
+            except PathError as exc:
+                problems.add(str(exc))
+            return
+        for item, where, element in self._elements(
+            doc, extract.each, extract.item_field, problems
+        ):
+            try:
+                value = extract.path.find(element, where)
+            except PathError as exc:
+                problems.add(str(exc))
+                continue
+            shown = where if extract.path.is_root else f"{where}.{extract.path.text}"
+            yield item, shown, value
+
+    def _freshness(self, doc: Any, out: Sink, problems: _Problems) -> None:
+        seen: set[str] = set()
+        for extract in self.options.freshness:
+            for item, where, value in self._extracted(doc, extract, problems):
+                try:
+                    timestamp = parse_timestamp(value)
+                except ValueError as exc:
+                    problems.add(f"{where}: {exc}")
+                    continue
+                if item in seen:
+                    problems.add(f'{where}: freshness item "{item}" already exported')
+                    continue
+                seen.add(item)
+                out.add(FRESHNESS, timestamp, item=item)
+
+    def _values(self, doc: Any, out: Sink, problems: _Problems) -> None:
+        seen: set[tuple[str, str]] = set()
+        for extract in self.options.values:
+            for item, where, value in self._extracted(doc, extract, problems):
+                try:
+                    number = _number(value)
+                except ValueError as exc:
+                    problems.add(f"{where}: {exc}")
+                    continue
+                if (item, extract.field) in seen:
+                    problems.add(f'{where}: value item "{item}" field "{extract.field}" '
+                                 "already exported")
+                    continue
+                seen.add((item, extract.field))
+                out.add(JSON_VALUE, number, item=item, field=extract.field)
+
+
+_INVALID: Any = object()
+
+KIND = Kind(
+    name="http",
+    summary="HTTP(S) health endpoint: status, latency, TLS expiry, JSON status, "
+    "components, freshness and values from the body.",
+    parse=parse,
+    probe=HttpProbe,
+    families=(UP, STATUS_CODE, DURATION, RESPONSE_SIZE, TLS_EXPIRY, COMPONENT_UP, FRESHNESS,
+              JSON_VALUE),
+)

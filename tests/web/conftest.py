@@ -1,0 +1,72 @@
+"""Fixtures for the http/tcp/file/disk kinds: real aiohttp servers on loopback, a test CA."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+
+Serve = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start an aiohttp app on 127.0.0.1 (optionally TLS); returns its base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> str:
+        runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        scheme = "https" if ssl_context is not None else "http"
+        return f"{scheme}://{host}:{port}"
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def release() -> AsyncIterator[asyncio.Event]:
+    """Set at teardown: slow handlers wait on it, so no server outlives its test."""
+    event = asyncio.Event()
+    yield event
+    event.set()
+
+
+@dataclass(frozen=True)
+class LoopbackCA:
+    ca: trustme.CA
+    ca_file: Path
+
+    def server_context(self, *, expired: bool = False) -> tuple[ssl.SSLContext, float]:
+        """A server context for 127.0.0.1/localhost and its certificate's notAfter.
+
+        ``expired`` makes a certificate that ended yesterday.
+        """
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        not_after = now - dt.timedelta(days=1) if expired else now + dt.timedelta(days=90)
+        cert = self.ca.issue_cert(
+            "127.0.0.1", "localhost", not_before=now - dt.timedelta(days=30), not_after=not_after
+        )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        return context, not_after.timestamp()
+
+
+@pytest.fixture
+def test_ca(tmp_path: Path) -> LoopbackCA:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return LoopbackCA(ca, ca_file)
