@@ -142,55 +142,71 @@ def pg(pg_cluster: PgCluster) -> PgCluster:
     return pg_cluster
 
 
-@dataclass
 class Bouncer:
-    port: int
-    pool_size: int
+    """A PgBouncer process in front of the cluster: database ``app`` with pool_size 1."""
 
-    def dsn(self, user: str, password: str, database: str) -> str:
+    pool_size = 1
+
+    def __init__(self, pg_cluster: PgCluster) -> None:
+        self.binary = require_binary("pgbouncer", "pgbouncer")
+        self.root = _owned_tempdir("rbx-pgb-")
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        (self.root / "userlist.txt").write_text(
+            f'"{APP_USER}" "{APP_PASSWORD}"\n"{STATS_USER}" "{STATS_PASSWORD}"\n'
+        )
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"app = host=127.0.0.1 port={pg_cluster.port} dbname=app pool_size={self.pool_size}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = scram-sha-256\nauth_file = {self.root}/userlist.txt\n"
+            f"admin_users = {STATS_USER}\nstats_users = {STATS_USER}\n"
+            "pool_mode = session\ndefault_pool_size = 1\nmax_client_conn = 50\n"
+            f"logfile = {self.root}/pgbouncer.log\npidfile = {self.root}/pgbouncer.pid\n"
+        )
+        if os.geteuid() == 0:
+            for name in ("userlist.txt", "pgbouncer.ini"):
+                shutil.chown(self.root / name, "nobody", "nogroup")
+
+    def dsn(self, user: str = STATS_USER, password: str = STATS_PASSWORD,
+            database: str = "pgbouncer") -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
 
-
-@pytest.fixture(scope="session")
-def pgbouncer(pg_cluster: PgCluster) -> Iterator[Bouncer]:
-    binary = require_binary("pgbouncer", "pgbouncer")
-    root = _owned_tempdir("rbx-pgb-")
-    port = free_port()
-    (root / "userlist.txt").write_text(
-        f'"{APP_USER}" "{APP_PASSWORD}"\n"{STATS_USER}" "{STATS_PASSWORD}"\n'
-    )
-    (root / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"app = host=127.0.0.1 port={pg_cluster.port} dbname=app pool_size=1\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = scram-sha-256\nauth_file = {root}/userlist.txt\n"
-        f"admin_users = {STATS_USER}\nstats_users = {STATS_USER}\n"
-        "pool_mode = session\ndefault_pool_size = 1\nmax_client_conn = 50\n"
-        f"logfile = {root}/pgbouncer.log\npidfile = {root}/pgbouncer.pid\n"
-    )
-    for name in ("userlist.txt", "pgbouncer.ini"):
-        if os.geteuid() == 0:
-            shutil.chown(root / name, "nobody", "nogroup")
-    process = subprocess.Popen(
-        [binary, str(root / "pgbouncer.ini")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **_owner_kwargs(),
-    )
-    try:
-        wait_until(lambda: process.poll() is not None or _port_open(port), 30,
+    def start(self) -> None:
+        process = subprocess.Popen(
+            [self.binary, str(self.root / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **_owner_kwargs(),
+        )
+        self.process = process
+        wait_until(lambda: process.poll() is not None or _port_open(self.port), 30,
                    "pgbouncer to listen")
         if process.poll() is not None:
-            stderr = process.stderr.read().decode() if process.stderr else ""
-            log = (root / "pgbouncer.log").read_text() if (root / "pgbouncer.log").exists() else ""
-            pytest.fail(f"pgbouncer exited: {stderr}{log}")
-        yield Bouncer(port=port, pool_size=1)
-    finally:
+            log = self.root / "pgbouncer.log"
+            pytest.fail(f"pgbouncer exited: {log.read_text() if log.exists() else ''}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
         process.terminate()
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
-        if process.stderr:
-            process.stderr.close()
-        shutil.rmtree(root, ignore_errors=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pgbouncer(pg: PgCluster) -> Iterator[Bouncer]:
+    """A fresh PgBouncer per test (it starts in milliseconds): pools start empty."""
+    bouncer = Bouncer(pg)
+    bouncer.start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.remove()
