@@ -291,7 +291,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             pipe.llen(base + "wait")
             pipe.lrange(base + "wait", -2, -1)
             pipe.llen(base + "paused")
-            pipe.lindex(base + "paused", -1)
+            pipe.lrange(base + "paused", -2, -1)
             pipe.llen(base + "active")
             for zset in ("delayed", "prioritized", "waiting-children", "completed", "failed"):
                 pipe.zcard(base + zset)
@@ -354,13 +354,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 raise _Skip(f"{key}: {_error_text(reply)}")
         if int(replies[0]) == 0:
             return None  # neither meta nor id: never used, or obliterated since discovery
-        tail: list[str] = list(replies[3])
-        next_job = tail[-1] if tail else None
-        if next_job is not None and _is_marker(next_job):
-            next_job = tail[0] if len(tail) == 2 else None
+        wait_tail: list[str] = list(replies[3])
+        paused_tail: list[str] = list(replies[5])
+        # The v5 layout moves a paused queue's jobs to the paused list: they wait there.
+        next_job = _next_job(wait_tail) or _next_job(paused_tail)
         counts = {
-            "waiting": _list_count(int(replies[2]), tail[-1] if tail else None),
-            "paused": _list_count(int(replies[4]), replies[5]),
+            "waiting": _list_count(int(replies[2]), wait_tail),
+            "paused": _list_count(int(replies[4]), paused_tail),
             "active": int(replies[6]),
             "delayed": int(replies[7]),
             "prioritized": int(replies[8]),
@@ -470,11 +470,18 @@ def _advance(counter: _Counter, metric: int | None, mode: str) -> None:
     counter.value = max(count + counter.offset, 0)
 
 
-def _list_count(length: int, tail: str | None) -> int:
+def _list_count(length: int, tail: list[str]) -> int:
     """LLEN as getCounts reports it: a legacy ``0:<ts>`` marker at the tail is not a job."""
-    if tail is not None and _is_marker(tail):
+    if tail and _is_marker(tail[-1]):
         return length - 1 if length > 1 else 0
     return length
+
+
+def _next_job(tail: list[str]) -> str | None:
+    """The id a worker takes next (the list's tail), stepping over a legacy marker."""
+    if tail and _is_marker(tail[-1]):
+        tail = tail[:-1]
+    return tail[-1] if tail else None
 
 
 def _is_marker(item: str) -> bool:

@@ -175,7 +175,7 @@ def main(argv: list[str]) -> None:
     if command == "populate":
         result: Any = asyncio.run(populate(url, prefix, rest[0]))
     elif command == "counts":
-        result = asyncio.run(counts(url, prefix, rest))
+        result = {"counts": asyncio.run(counts(url, prefix, rest))}
     elif command == "finish":
         asyncio.run(finish(url, prefix, rest[0], int(rest[1]), int(rest[2]),
                            rest[3:] == ["metrics"]))

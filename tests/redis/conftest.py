@@ -1,0 +1,138 @@
+"""Real Redis servers (Debian ``redis-server``) and the official ``bullmq`` package.
+
+``redis_server`` starts a throwaway server on a free loopback port (no persistence); tests
+can kill and restart it on the same port. ``bullmq`` runs tests/redis/bullmq_driver.py
+inside the side venvs made by scripts/test-setup.d/bullmq.sh, one per BullMQ layout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support import IN_CI, free_port, require_binary, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("bullmq_driver.py")
+# layout name -> side venv; 2.26.x is the Python port of BullMQ 5, 3.x of BullMQ 6.
+VENVS = {"v5": ROOT / ".cache" / "bullmq-v5", "v6": ROOT / ".cache" / "bullmq-v6"}
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1:``port``; ``kill``/``start`` keep the port."""
+
+    def __init__(self, binary: str, workdir: Path, *args: str, password: str | None = None):
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.password = password
+        self.args = args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+            "--logfile", str(self.workdir / "redis.log"), *self.args,
+        ]
+        if self.password:
+            command += ["--requirepass", self.password]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_until(self._answers, timeout=20, what=f"redis-server on port {self.port}")
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            log = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"redis-server exited with {self.process.returncode}: {log}")
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except redis.exceptions.ConnectionError:
+            return False
+
+    def client(self) -> redis.Redis:
+        """A synchronous client for arranging data (use as a context manager)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                           decode_responses=True, socket_timeout=10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start servers with extra arguments (``--maxmemory 512mb``) or a password."""
+    binary = require_binary("redis-server", "redis-server")
+    servers: list[RedisServer] = []
+
+    def start(*args: str, password: str | None = None) -> RedisServer:
+        workdir = tmp_path / f"redis{len(servers)}"
+        workdir.mkdir()
+        server = RedisServer(binary, workdir, *args, password=password)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def redis_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
+    return redis_factory()
+
+
+class Bullmq:
+    """Runs the driver with one BullMQ major; ``run`` returns its JSON result."""
+
+    def __init__(self, layout: str) -> None:
+        self.layout = layout
+        self.python = VENVS[layout] / "bin" / "python"
+
+    def run(self, *args: str, timeout: float = 180) -> dict[str, Any]:
+        done = subprocess.run(
+            [str(self.python), str(DRIVER), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if done.returncode != 0:
+            raise AssertionError(
+                f"bullmq driver ({self.layout}) {args[0]} failed with {done.returncode}:\n"
+                f"{done.stderr[-4000:]}"
+            )
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+
+def require_bullmq(layout: str) -> Bullmq:
+    driver = Bullmq(layout)
+    if not driver.python.exists():
+        message = (f"side venv {VENVS[layout]} with the bullmq package is missing: "
+                   "bash scripts/test-setup.d/bullmq.sh")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return driver
+
+
+@pytest.fixture(params=["v5", "v6"])
+def bullmq(request: pytest.FixtureRequest) -> Bullmq:
+    """The official bullmq package, once per layout (2.26.x: v5, 3.x: v6)."""
+    return require_bullmq(request.param)
