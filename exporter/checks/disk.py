@@ -45,8 +45,8 @@ class _Usage:
 
 
 def parse(reader: Reader) -> DiskOptions:
-    paths = reader.str_list("path")
-    if reader.has("path") and isinstance(reader.data.get("path"), list) and not paths:
+    paths = reader.str_list("path") or ()
+    if reader.data.get("path") == []:
         reader.error("path", "expected at least one path")
     for index, path in enumerate(paths):
         if not path:

@@ -26,7 +26,7 @@ SIZE = Family(
 MATCHES = Family(
     "file_matches",
     "gauge",
-    "Regular files matching the glob (1 for an existing path).",
+    "Regular files matching the glob; for a path, 1 when it exists and 0 when not.",
 )
 
 

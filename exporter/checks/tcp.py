@@ -89,6 +89,8 @@ def tls_failure(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            return "the server does not speak TLS here (WRONG_VERSION_NUMBER)"
         return exc.reason or str(exc)
     if isinstance(exc, OSError):
         return os_reason(exc)
