@@ -76,8 +76,10 @@ class _Der:
         start = pos + 2
         if length & 0x80:
             count = length & 0x7F
-            if count == 0 or count > 4 or start + count > len(data):
+            if count == 0 or count > 4:
                 raise ValueError("unsupported length in certificate")
+            if start + count > len(data):
+                raise ValueError("truncated certificate")
             length = int.from_bytes(data[start : start + count], "big")
             start += count
         end = start + length

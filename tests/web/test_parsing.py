@@ -1,0 +1,109 @@
+"""Timestamp, certificate-date and dotted-path parsing shared by the http and tcp kinds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from typing import Any
+
+import pytest
+import trustme
+
+from exporter.checks._jsonpath import JsonPath, PathError
+from exporter.checks._timestamps import cert_not_after, parse_timestamp
+
+WHEN = dt.datetime(2026, 11, 22, 20, 15, 30, tzinfo=dt.UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-22T20:15:30Z", WHEN),
+        ("2026-11-22T20:15:30.250Z", WHEN + 0.25),
+        ("2026-11-22T21:15:30+01:00", WHEN),
+        ("2026-11-22T20:15:30", WHEN),  # no zone: UTC
+        ("2026-11-22", WHEN - (20 * 3600 + 15 * 60 + 30)),
+        (int(WHEN), WHEN),
+        (WHEN * 1000, WHEN),
+        (f"{int(WHEN * 1000)}", WHEN),
+        (" 1795378530 ", WHEN),
+        (0, 0.0),
+    ],
+)
+def test_timestamps_are_read_in_every_form(raw: Any, expected: float) -> None:
+    assert parse_timestamp(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (True, "expected a timestamp, got true"),
+        (None, "expected a timestamp, got null"),
+        (-5, "expected a timestamp, got -5"),
+        (float("nan"), "expected a timestamp, got nan"),
+        ("last tuesday", 'expected an ISO 8601 time or epoch seconds, got "last tuesday"'),
+        ([1], "expected a timestamp, got a list"),
+    ],
+)
+def test_non_timestamps_are_refused_with_a_reason(raw: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        parse_timestamp(raw)
+
+
+@pytest.mark.parametrize("year", [2027, 2049, 2050, 2055])
+def test_certificate_not_after_in_utctime_and_generalizedtime(year: int) -> None:
+    """RFC 5280: UTCTime up to 2049, GeneralizedTime from 2050 on."""
+    not_after = dt.datetime(year, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    cert = trustme.CA().issue_cert("example.test", not_after=not_after)
+    der = ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
+    assert cert_not_after(der) == not_after.timestamp()
+
+
+def test_garbage_is_not_a_certificate() -> None:
+    with pytest.raises(ValueError, match="not a certificate"):
+        cert_not_after(b"\x04\x03abc")
+    with pytest.raises(ValueError, match="truncated certificate"):
+        cert_not_after(b"\x30\x82\x05")
+
+
+DOC = {"components": {"redis": {"status": "ok"}}, "sources": [{"id": "a"}, {"id": "b"}]}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (".", DOC),
+        ("", DOC),
+        ("components.redis.status", "ok"),
+        ("sources.1.id", "b"),
+    ],
+)
+def test_paths_find_values(path: str, expected: Any) -> None:
+    assert JsonPath.parse(path).find(DOC) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("components.db.status", 'components.db.status: no key "db" in components'),
+        ("sources.id", "sources.id: sources is a list, not an object"),
+        ("sources.5.id", "sources.5.id: sources has 2 elements, no index 5"),
+        ("components.redis.status.code",
+         "components.redis.status.code: components.redis.status is a string, not an object"),
+    ],
+)
+def test_paths_that_lead_nowhere_say_where_they_stop(path: str, message: str) -> None:
+    with pytest.raises(PathError) as caught:
+        JsonPath.parse(path).find(DOC)
+    assert str(caught.value) == message
+
+
+def test_paths_inside_an_element_name_the_element() -> None:
+    with pytest.raises(PathError) as caught:
+        JsonPath.parse("state.health").find({"state": {}}, "checks[2]")
+    assert str(caught.value) == 'checks[2].state.health: no key "health" in checks[2].state'
+
+
+def test_empty_segments_are_refused() -> None:
+    with pytest.raises(ValueError, match="empty segment"):
+        JsonPath.parse("a..b")
