@@ -13,6 +13,12 @@ import sys
 
 from bullmq import FlowProducer, Queue, Worker  # type: ignore[import-not-found]
 
+# Every state getJobCounts knows; its default list leaves "prioritized" out.
+STATES = (
+    "waiting", "paused", "active", "delayed", "prioritized", "waiting-children",
+    "completed", "failed",
+)  # fmt: skip
+
 
 async def make(url: str, name: str, plan: dict[str, int]) -> None:
     queue = Queue(name, {"connection": url})
@@ -34,16 +40,16 @@ async def make(url: str, name: str, plan: dict[str, int]) -> None:
         for i in range(plan["prioritized"]):
             await queue.add("urgent", {"n": i}, {"priority": 1 + i})
         for i in range(plan["waiting-children"]):
-            # The parent waits for one child that sits in another queue's wait list.
+            # The parent waits for one child in the same queue's wait list (counted there).
             await flows.add(
                 {
                     "name": "parent",
                     "queueName": name,
                     "data": {"n": i},
-                    "children": [{"name": "child", "queueName": f"{name}-children", "data": {}}],
+                    "children": [{"name": "child", "queueName": name, "data": {}}],
                 }
             )
-        for i in range(plan["waiting"] + plan["paused"]):
+        for i in range(plan["waiting"] + plan["paused"] - plan["waiting-children"]):
             await queue.add("work", {"n": i})
         if plan["paused"]:
             await queue.pause()
@@ -62,7 +68,8 @@ async def counts(url: str, names: list[str]) -> None:
     for name in names:
         queue = Queue(name, {"connection": url})
         try:
-            out[name] = await queue.getJobCounts()
+            out[name] = await queue.getJobCounts(*STATES)
+            out[name]["is_paused"] = bool(await queue.isPaused())
         finally:
             await queue.close()
     print(json.dumps(out))

@@ -26,6 +26,7 @@ class Section:
     what: str
     header: Sequence[str] = ()
     rows: list[Sequence[str]] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # more Markdown blocks after the table
     notes: list[str] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     skipped: str | None = None
@@ -91,10 +92,13 @@ def render(
     for section in sections:
         out += [f"## {section.title}", "", section.what, ""]
         if section.skipped:
-            out += [f"_Skipped: {section.skipped}_", ""]
+            reason = " ".join(section.skipped.split())
+            out += [f"_Skipped: {reason}_", ""]
             continue
         if section.header:
             out += [table(section.header, section.rows), ""]
+        for block in section.extra:
+            out += [block, ""]
         out += [f"- {note}" for note in section.notes]
         if section.notes:
             out.append("")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -29,6 +31,7 @@ class Summary:
     server_cpu: float = float("nan")
     commands: float = float("nan")
     reads: float = float("nan")
+    outputs: list[Any] = field(default_factory=list)  # what each measured action returned
 
 
 def summarize(runs: Sequence[Run], rss: int) -> Summary:
@@ -50,33 +53,40 @@ def check_successes(body: bytes) -> tuple[int, int]:
 
 def measure(
     service: Service,
-    action: Callable[[], object],
+    action: Callable[[], Any],
     runs: int,
     *,
     server: Callable[[], tuple[float, float, float]] | None = None,
-    warmup: int = 1,
+    min_run: float = 0.3,
 ) -> Summary:
-    """Run ``action`` ``warmup`` times untimed, then ``runs`` times measured.
+    """One untimed warm-up ``action``, then ``runs`` measured runs; values are per action.
 
-    ``server`` reads (cpu seconds, commands, reads) of the target server before and
-    after each run, so its deltas are per run.
+    A run repeats ``action`` until it lasts about ``min_run`` seconds (at most 50 times),
+    because /proc counts CPU in 10 ms ticks. ``server`` reads (cpu seconds, commands,
+    reads) of the target server, before and after each run.
     """
-    for _ in range(warmup):
-        action()
+    started = time.perf_counter()
+    action()
+    warm = time.perf_counter() - started
+    per_run = max(1, min(50, math.ceil(min_run / max(warm, 1e-3))))
+    nothing = (float("nan"),) * 3
     measured = []
+    outputs = []
     for _ in range(runs):
-        before = server() if server else (float("nan"),) * 3
+        before = server() if server else nothing
         cpu0 = service.cpu()
         started = time.perf_counter()
-        action()
+        for _ in range(per_run):
+            outputs.append(action())
         wall = time.perf_counter() - started
         cpu = service.cpu() - cpu0
-        after = server() if server else (float("nan"),) * 3
-        measured.append(
-            Run(wall, cpu, after[0] - before[0], after[1] - before[1], after[2] - before[2])
-        )
+        after = server() if server else nothing
+        deltas = [(a - b) / per_run for a, b in zip(after, before, strict=True)]
+        measured.append(Run(wall / per_run, cpu / per_run, *deltas))
     service.alive()
-    return summarize(measured, service.rss())
+    summary = summarize(measured, service.rss())
+    summary.outputs = outputs
+    return summary
 
 
 def scrape(url: str) -> Callable[[], bytes]:

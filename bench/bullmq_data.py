@@ -1,0 +1,154 @@
+"""BullMQ queues written straight into Redis in BullMQ 5's layout (bullmq 2.26.x on PyPI).
+
+Creating 1,000 queues through the real package takes minutes; writing the same keys with
+pipelines takes about a second. The layout mirrors what the real package writes (see
+bench/bullmq_real.py, which the bench runs once per run to cross-check this writer):
+
+    <prefix>:<queue>:meta              hash  opts.maxLenEvents, paused=1 when paused
+    <prefix>:<queue>:id                string last job id
+    <prefix>:<queue>:<id>              hash  one per job (name, data, opts, timestamp, ...)
+    <prefix>:<queue>:wait | paused     list  waiting jobs (paused holds them while paused)
+    <prefix>:<queue>:active            list  + <id>:lock string per active job
+    <prefix>:<queue>:delayed           zset  score (fire time ms) * 4096 + (id & 0xfff)
+    <prefix>:<queue>:prioritized       zset  score priority * 2**32 + pc; pc string
+    <prefix>:<queue>:waiting-children  zset  parent ids; <parent>:dependencies set
+    <prefix>:<queue>:completed|failed  zset  score finishedOn
+    <prefix>:<queue>:marker            zset  "0" at 0 while jobs wait
+    <prefix>:<queue>:events            stream added/completed/failed events
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+STATES = (
+    "waiting", "paused", "active", "delayed", "prioritized", "waiting-children",
+    "completed", "failed",
+)  # fmt: skip
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Jobs per state in one queue; ``waiting`` includes one child per waiting parent."""
+
+    waiting: int = 5
+    active: int = 2
+    delayed: int = 3
+    prioritized: int = 2
+    waiting_children: int = 1
+    completed: int = 10
+    failed: int = 3
+
+    def counts(self, paused: bool) -> dict[str, int]:
+        """What BullMQ's getJobCounts answers for a queue written with this plan."""
+        return {
+            "waiting": 0 if paused else self.waiting,
+            "paused": self.waiting if paused else 0,
+            "active": self.active,
+            "delayed": self.delayed,
+            "prioritized": self.prioritized,
+            "waiting-children": self.waiting_children,
+            "completed": self.completed,
+            "failed": self.failed,
+        }
+
+    def as_json(self, paused: bool) -> str:
+        """The plan in bench/bullmq_real.py's terms."""
+        return json.dumps(self.counts(paused))
+
+
+def queue_names(count: int) -> list[str]:
+    return [f"queue-{i:04d}" for i in range(count)]
+
+
+def is_paused(index: int) -> bool:
+    """Every tenth queue is paused, so the paused layout is part of every size."""
+    return index % 10 == 9
+
+
+def write_queues(client: redis.Redis, prefix: str, names: list[str], plan: Plan) -> None:
+    """Write every queue, one pipeline each."""
+    now = int(time.time() * 1000) - HOUR_MS  # jobs created an hour ago
+    for index, name in enumerate(names):
+        pipe = client.pipeline(transaction=False)
+        _queue(pipe, f"{prefix}:{name}:", plan, is_paused(index), now)
+        pipe.execute()
+
+
+def _job(
+    pipe: redis.client.Pipeline, base: str, job_id: int | str, stamp: int, **extra: object
+) -> None:
+    fields: dict[str, str | int] = {
+        "name": "work",
+        "data": json.dumps({"n": job_id}),
+        "opts": json.dumps({"attempts": 0, "delay": extra.get("delay", 0)}),
+        "timestamp": stamp,
+        "delay": 0,
+        "priority": 0,
+    }
+    fields.update({k: v if isinstance(v, int | str) else json.dumps(v) for k, v in extra.items()})
+    pipe.hset(f"{base}{job_id}", mapping=fields)
+    pipe.xadd(f"{base}events", {"event": "added", "jobId": str(job_id), "name": "work"})
+
+
+def _queue(pipe: redis.client.Pipeline, base: str, plan: Plan, paused: bool, now: int) -> None:
+    meta: dict[str, str | int] = {"opts.maxLenEvents": 10000}
+    if paused:
+        meta["paused"] = 1
+    pipe.hset(f"{base}meta", mapping=meta)
+    job_id = 0
+
+    def next_id() -> int:
+        nonlocal job_id
+        job_id += 1
+        return job_id
+
+    for _ in range(plan.completed):
+        jid = next_id()
+        _job(pipe, base, jid, now, processedOn=now + 5, finishedOn=now + 9, atm=1, ats=1,
+             returnvalue=json.dumps({"ok": True}))  # fmt: skip
+        pipe.zadd(f"{base}completed", {str(jid): now + 9})
+        pipe.xadd(f"{base}events", {"event": "completed", "jobId": str(jid), "prev": "active"})
+    for _ in range(plan.failed):
+        jid = next_id()
+        _job(pipe, base, jid, now, processedOn=now + 5, finishedOn=now + 9, atm=1, ats=1,
+             failedReason=json.dumps("boom"))  # fmt: skip
+        pipe.zadd(f"{base}failed", {str(jid): now + 9})
+        pipe.xadd(f"{base}events", {"event": "failed", "jobId": str(jid), "prev": "active"})
+    for _ in range(plan.active):
+        jid = next_id()
+        _job(pipe, base, jid, now, processedOn=now + 5, ats=1)
+        pipe.lpush(f"{base}active", str(jid))
+        pipe.set(f"{base}{jid}:lock", f"token-{jid}", px=HOUR_MS)
+    for _ in range(plan.delayed):
+        jid = next_id()
+        _job(pipe, base, jid, now, delay=2 * HOUR_MS)
+        pipe.zadd(f"{base}delayed", {str(jid): (now + 2 * HOUR_MS) * 4096 + (jid & 0xFFF)})
+    for n in range(plan.prioritized):
+        jid = next_id()
+        _job(pipe, base, jid, now, priority=1 + n)
+        pipe.zadd(f"{base}prioritized", {str(jid): (1 + n) * 2**32 + n + 1})
+    if plan.prioritized:
+        pipe.set(f"{base}pc", plan.prioritized)
+    waiting_list = f"{base}paused" if paused else f"{base}wait"
+    for n in range(plan.waiting):
+        jid = next_id()
+        if n < plan.waiting_children:
+            # A parent waiting for this child: a uuid-like id in BullMQ, any id works.
+            parent = f"parent-{jid}"
+            _job(pipe, base, parent, now)
+            pipe.zadd(f"{base}waiting-children", {parent: now})
+            pipe.sadd(f"{base}{parent}:dependencies", f"{base}{jid}")
+            _job(pipe, base, jid, now, parentKey=f"{base}{parent}",
+                 parent={"id": parent, "queueKey": base.rstrip(":")})  # fmt: skip
+        else:
+            _job(pipe, base, jid, now)
+        pipe.lpush(waiting_list, str(jid))  # LPUSH: the oldest job is at the tail
+    if plan.waiting and not paused:
+        pipe.zadd(f"{base}marker", {"0": 0})
+    pipe.set(f"{base}id", job_id)
