@@ -462,8 +462,9 @@ def _advance(counter: _Counter, metric: int | None, mode: str) -> None:
         return
     count = metric or 0
     if counter.source == "events":
-        # Workers started recording metrics: continue from the events-based value.
-        counter.offset = counter.value - count
+        # Workers started recording metrics: continue from the events-based count, which
+        # already includes this scrape's stream entries (read in the same MULTI/EXEC).
+        counter.offset = counter.events - count
     elif counter.source is None:
         counter.offset = 0
     counter.source = "metrics"
