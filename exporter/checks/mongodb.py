@@ -1,0 +1,250 @@
+"""``mongodb``: ping latency, serverStatus connections, newest value of a field (freshness).
+
+Uses PyMongo's native asyncio API (``pymongo.AsyncMongoClient``). Motor, the former
+async driver, is deprecated since May 2025 and past end of life. One client per check,
+created on the first run and kept: it monitors the servers and reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from bson.decimal128 import Decimal128
+from bson.timestamp import Timestamp
+from pymongo import AsyncMongoClient
+from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
+
+from exporter.checks._queries import (
+    DB_PING_SECONDS,
+    QUERY_SECONDS,
+    QUERY_SUCCESS,
+    QueryFailed,
+    to_unix_seconds,
+)
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, FRESHNESS
+from exporter.fields import Reader, describe
+from exporter.redact import REDACTOR
+from exporter.samples import Family, Sink
+
+CONNECTIONS = Family(
+    "mongodb_connections",
+    "gauge",
+    "serverStatus connections: current, available, active.",
+    ("state",),
+)
+VERSION_INFO = Family(
+    "mongodb_server_version_info",
+    "gauge",
+    "Always 1; the version label is the server's.",
+    ("version",),
+)
+
+SCHEMES = ("mongodb://", "mongodb+srv://")
+# Share of the check timeout given to the driver (server selection and each operation).
+DRIVER_SHARE = 0.8
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
+# mongodb://user:password@host1,host2/db?options: several hosts, so not urlsplit-able
+_URL = re.compile(r"^mongodb(?:\+srv)?://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?"
+                  r"(?P<hosts>[^/?]+)(?:/(?P<db>[^?]*))?(?:\?.*)?$")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    name: str
+    database: str
+    collection: str
+    field: str
+    filter: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class MongoOptions:
+    url: str
+    freshness: tuple[Freshness, ...]
+
+
+def _parse_url(reader: Reader) -> tuple[str, str]:
+    url = reader.str("url")
+    if not isinstance(url, str) or not url:
+        return "", ""
+    match = _URL.match(url)
+    if match is None:
+        shown = describe(REDACTOR.redact(url))
+        if not url.startswith(SCHEMES):
+            reader.error("url", f"expected a URL starting with mongodb:// or mongodb+srv://, "
+                                f"got {shown}")
+        else:
+            reader.error("url", f"invalid MongoDB URL: {shown}")
+        return url, ""
+    if match["pw"]:
+        REDACTOR.register(match["pw"])
+    return url, match["db"] or ""
+
+
+def parse(reader: Reader) -> MongoOptions:
+    url, default_db = _parse_url(reader)
+    lookups: list[Freshness] = []
+    seen: dict[str, str] = {}
+    for item in reader.mappings("freshness"):
+        name = item.str("name")
+        if isinstance(name, str) and name:
+            if not _NAME.fullmatch(name):
+                item.error("name", f"use letters, digits and _.:- only, got {describe(name)}")
+            elif name in seen:
+                item.error("name", f'duplicate name "{name}", first used at {seen[name]}')
+            else:
+                seen[name] = item.path
+        database = item.str("database", default_db or None)
+        if not database and not item.has("database"):
+            item.error("database", "required when the url names no database")
+        collection = item.str("collection")
+        field = item.str("field")
+        raw_filter = item.raw("filter", {})
+        if not isinstance(raw_filter, Mapping):
+            item.error("filter", f"expected a mapping such as {{source: gps}}, "
+                                 f"got {describe(raw_filter)}")
+            raw_filter = {}
+        item.done()
+        lookups.append(Freshness(name, database or "", collection, field,
+                                 tuple(raw_filter.items())))
+    return MongoOptions(url=url, freshness=tuple(lookups))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OperationFailure):
+        details = exc.details or {}
+        message = str(details.get("errmsg") or (exc.args[0] if exc.args else ""))
+        code = details.get("codeName")
+        return f"{message} ({code})" if code else message
+    text = str(exc)
+    if isinstance(exc, ServerSelectionTimeoutError):
+        # Drop the long topology description; the first part names host and error.
+        text = "no server reachable: " + text.split(", Timeout:")[0]
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, ObjectId):
+        return value.generation_time.timestamp()
+    if isinstance(value, Timestamp):
+        return float(value.time)
+    if isinstance(value, Decimal128):
+        return to_unix_seconds(value.to_decimal())
+    return to_unix_seconds(value)
+
+
+def _field(doc: Mapping[str, Any], path: str) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+class MongoProbe(BaseProbe[MongoOptions]):
+    def __init__(self, spec: CheckSpec[MongoOptions]) -> None:
+        super().__init__(spec)
+        self._client: AsyncMongoClient[dict[str, Any]] | None = None
+
+    def _connect(self) -> AsyncMongoClient[dict[str, Any]]:
+        if self._client is None:
+            budget_ms = int(self.spec.timeout * DRIVER_SHARE * 1000)
+            self._client = AsyncMongoClient(
+                self.options.url,
+                appname="runbook-exporter",
+                tz_aware=True,
+                maxPoolSize=2,
+                minPoolSize=0,
+                serverSelectionTimeoutMS=budget_ms,
+                connectTimeoutMS=budget_ms,
+                timeoutMS=budget_ms,  # client-side operation timeout, also sent as maxTimeMS
+            )
+        return self._client
+
+    async def collect(self, out: Sink) -> None:
+        try:
+            client = self._connect()
+        except (PyMongoError, ValueError, TypeError) as exc:
+            raise CheckFailed(f"client: {_reason(exc)}") from None
+        try:
+            started = time.perf_counter()
+            await client.admin.command("ping")
+            ping = time.perf_counter() - started
+            status = await client.admin.command(
+                {"serverStatus": 1, "repl": 0, "metrics": 0, "locks": 0}
+            )
+        except PyMongoError as exc:
+            raise CheckFailed(_reason(exc)) from None
+        out.add(DB_PING_SECONDS, ping)
+        out.add(VERSION_INFO, 1, version=str(status.get("version", "")))
+        connections = status.get("connections")
+        if not isinstance(connections, Mapping) or "current" not in connections:
+            raise CheckFailed("serverStatus has no connections section")
+        current = int(connections["current"])
+        available = int(connections.get("available", 0))
+        out.add(CONNECTIONS, current, state="current")
+        out.add(CONNECTIONS, available, state="available")
+        out.add(DB_POOL_MAX_CONNECTIONS, current + available)
+        if "active" in connections:  # since MongoDB 4.0.7
+            active = int(connections["active"])
+            out.add(CONNECTIONS, active, state="active")
+            out.add(DB_POOL_CONNECTIONS, active, state="active")
+            out.add(DB_POOL_CONNECTIONS, current - active, state="idle")
+        else:
+            out.add(DB_POOL_CONNECTIONS, current, state="idle")
+        failures = []
+        for lookup in self.options.freshness:
+            started = time.perf_counter()
+            try:
+                out.add(FRESHNESS, await self._newest(client, lookup), item=lookup.name)
+                ok = True
+            except QueryFailed as exc:
+                failures.append(f"freshness {lookup.name}: {exc}")
+                ok = False
+            out.add(QUERY_SECONDS, time.perf_counter() - started, query=lookup.name)
+            out.add(QUERY_SUCCESS, 1.0 if ok else 0.0, query=lookup.name)
+        if failures:
+            raise CheckFailed("; ".join(failures))
+
+    async def _newest(self, client: AsyncMongoClient[dict[str, Any]], lookup: Freshness) -> float:
+        projection = {lookup.field: 1} if lookup.field == "_id" else {lookup.field: 1, "_id": 0}
+        collection = client[lookup.database][lookup.collection]
+        try:
+            doc = await collection.find_one(
+                dict(lookup.filter), projection=projection, sort=[(lookup.field, -1)]
+            )
+        except OperationFailure as exc:
+            raise QueryFailed(_reason(exc)) from None
+        except PyMongoError as exc:  # the server went away: the whole check fails
+            raise CheckFailed(_reason(exc)) from None
+        value = _field(doc, lookup.field) if doc is not None else None
+        if value is None:
+            raise QueryFailed(
+                f"no document in {lookup.database}.{lookup.collection} has {lookup.field}"
+            )
+        try:
+            return _timestamp(value)
+        except ValueError as exc:
+            raise QueryFailed(f"{lookup.field} is {exc}, expected a time") from None
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+KIND = Kind(
+    name="mongodb",
+    summary="MongoDB ping, serverStatus connections, freshness of a collection field.",
+    parse=parse,
+    probe=MongoProbe,
+    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, CONNECTIONS, DB_PING_SECONDS,
+              VERSION_INFO, FRESHNESS, QUERY_SUCCESS, QUERY_SECONDS),
+)

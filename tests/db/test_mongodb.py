@@ -1,0 +1,171 @@
+"""The mongodb kind: the real pymongo AsyncMongoClient against a wire-protocol peer.
+
+No MongoDB server is available from the registries these tests install from, so
+``mongo_peer.MongoPeer`` (an asyncio server speaking OP_MSG with pymongo's ``bson``) stands
+in for ``mongod``; everything on the client side is the production code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from exporter.config import load_data
+from exporter.fields import ConfigError
+from exporter.runner import Runner
+from tests.db.mongo_peer import MAX_INCOMING, VERSION, MongoPeer
+from tests.support import run_check, value, values
+
+NEWEST = datetime(2026, 3, 2, 8, 15, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[MongoPeer]:
+    server = MongoPeer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def check(peer: MongoPeer, **extra: Any) -> dict[str, Any]:
+    return {"name": "faces", "kind": "mongodb", "timeout": "5s",
+            "url": f"mongodb://127.0.0.1:{peer.port}/face-recognition?directConnection=true",
+            **extra}
+
+
+async def test_ping_connections_and_version(peer: MongoPeer) -> None:
+    result = await run_check(check(peer))
+    assert result.success, result.error
+    assert value(result, "db_ping_duration_seconds") > 0
+    assert value(result, "mongodb_server_version_info", version=VERSION) == 1
+    raw = {dict(k)["state"]: v for k, v in values(result, "mongodb_connections").items()}
+    # the driver's monitor and its pooled connection, one of them running serverStatus
+    assert raw["current"] >= 1
+    assert raw["active"] == 1
+    assert raw["available"] == MAX_INCOMING - raw["current"]
+    assert value(result, "db_pool_max_connections") == MAX_INCOMING
+    assert value(result, "db_pool_connections", state="active") == 1
+    assert value(result, "db_pool_connections", state="idle") == raw["current"] - 1
+    assert {"ping", "serverStatus"} <= set(peer.commands)
+
+
+async def test_freshness_lookups(peer: MongoPeer) -> None:
+    oid = ObjectId.from_datetime(datetime(2026, 1, 5, tzinfo=UTC))
+    peer.collections[("face-recognition", "detections")] = [
+        {"_id": ObjectId.from_datetime(datetime(2026, 1, 1, tzinfo=UTC)), "camera": "gate",
+         "seen_at": datetime(2026, 3, 1, tzinfo=UTC), "meta": {"ms": 1_700_000_000_000}},
+        {"_id": oid, "camera": "gate", "seen_at": NEWEST, "meta": {"ms": 1_772_000_000_000}},
+        {"_id": ObjectId.from_datetime(datetime(2026, 1, 3, tzinfo=UTC)), "camera": "lobby",
+         "seen_at": datetime(2026, 3, 3, tzinfo=UTC)},
+    ]
+    peer.collections[("audit", "events")] = [{"_id": 1, "at": "2026-02-01T10:00:00Z"}]
+    result = await run_check(check(peer, freshness=[
+        {"name": "detections", "collection": "detections", "field": "seen_at"},
+        {"name": "gate", "collection": "detections", "field": "seen_at",
+         "filter": {"camera": "gate"}},
+        {"name": "by_id", "collection": "detections", "field": "_id"},
+        {"name": "millis", "collection": "detections", "field": "meta.ms"},
+        {"name": "audit", "database": "audit", "collection": "events", "field": "at"},
+    ]))
+    assert result.success, result.error
+    fresh = {dict(k)["item"]: v for k, v in values(result, "freshness_timestamp_seconds").items()}
+    assert fresh == {
+        "detections": datetime(2026, 3, 3, tzinfo=UTC).timestamp(),
+        "gate": NEWEST.timestamp(),
+        "by_id": oid.generation_time.timestamp(),
+        "millis": 1_772_000_000.0,
+        "audit": datetime(2026, 2, 1, 10, tzinfo=UTC).timestamp(),
+    }
+    assert set(values(result, "db_query_success").values()) == {1}
+
+
+async def test_failing_lookup_keeps_other_samples(peer: MongoPeer) -> None:
+    peer.collections[("face-recognition", "detections")] = [{"_id": 1, "label": "x"}]
+    result = await run_check(check(peer, freshness=[
+        {"name": "empty", "collection": "nothing", "field": "seen_at"},
+        {"name": "text", "collection": "detections", "field": "label"},
+    ]))
+    assert not result.success
+    assert result.error == (
+        "freshness empty: no document in face-recognition.nothing has seen_at; "
+        'freshness text: label is text "x" that is neither ISO 8601 nor a number, '
+        "expected a time"
+    )
+    assert value(result, "db_query_success", query="empty") == 0
+    assert value(result, "db_pool_max_connections") == MAX_INCOMING
+
+
+async def test_refused_server_status_fails_with_the_server_reason(peer: MongoPeer) -> None:
+    peer.failures["serverStatus"] = {
+        "ok": 0.0, "code": 13, "codeName": "Unauthorized",
+        "errmsg": "not authorized on admin to execute command { serverStatus: 1 }",
+    }
+    result = await run_check(check(peer))
+    assert not result.success
+    assert result.error == (
+        "not authorized on admin to execute command { serverStatus: 1 } (Unauthorized)"
+    )
+
+
+async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPeer) -> None:
+    runner = Runner()
+    await runner.apply(load_data({"checks": [check(peer, timeout="2s")]}, "<test>", {}))
+    try:
+        (first,) = await runner.scrape(30)
+        assert first.success, first.error
+
+        peer.stalled.add("serverStatus")
+        (hung,) = await runner.scrape(30)
+        assert not hung.success
+        assert "timed out" in (hung.error or "").lower()
+        peer.stalled.clear()
+
+        await peer.stop()
+        (down,) = await runner.scrape(30)
+        assert not down.success
+        # refused by the pool's connect, or by server selection once the monitor saw it
+        assert f"127.0.0.1:{peer.port}" in (down.error or "")
+        assert "Connect call failed" in (down.error or "")
+
+        await peer.start()  # same port
+        (back,) = await runner.scrape(30)
+        assert back.success, back.error
+    finally:
+        await runner.close()
+
+
+async def test_password_is_not_shown_in_config_errors() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_data({"checks": [{"name": "m", "kind": "mongodb",
+                               "url": "mongodb://u:hunter2-xyz@h:1/db?x=1",
+                               "freshness": [{"name": "f", "collection": "c"}]}]}, "<t>", {})
+    assert caught.value.problems == ["checks[0].freshness[0].field: required but missing"]
+
+
+@pytest.mark.parametrize(
+    ("options", "problems"),
+    [
+        ({}, ["checks[0].url: required but missing"]),
+        ({"url": "http://u:topsecret@h/db"},
+         ['checks[0].url: expected a URL starting with mongodb:// or mongodb+srv://, '
+          'got "http://u:<secret>@h/db"']),
+        ({"url": "mongodb://h1:27017,h2:27017/?replicaSet=rs0",
+          "freshness": [{"name": "f", "collection": "c", "field": "t", "filter": [1]},
+                        {"name": "f", "database": "d", "collection": "c", "field": "t"}]},
+         ["checks[0].freshness[0].database: required when the url names no database",
+          "checks[0].freshness[0].filter: expected a mapping such as {source: gps}, "
+          "got a list",
+          'checks[0].freshness[1].name: duplicate name "f", first used at '
+          "checks[0].freshness[0]"]),
+    ],
+)
+def test_bad_options(options: dict[str, Any], problems: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_data({"checks": [{"name": "m", "kind": "mongodb", **options}]}, "<test>", {})
+    assert caught.value.problems == problems
