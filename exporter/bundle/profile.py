@@ -259,7 +259,7 @@ def _template(reader: Reader, key: str, allowed: tuple[str, ...], default: Any =
     return value
 
 
-def _read_test(reader: Reader, threshold: float) -> AlertTest:
+def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest:
     names = {"threshold": threshold}
     series: list[SeriesInput] = []
     for entry in reader.mappings("series", required=True):
@@ -290,9 +290,10 @@ def _read_test(reader: Reader, threshold: float) -> AlertTest:
     value = None
     if reader.has("value"):
         value = _expression(reader, "value", {**names, "fire": 1.0, "quiet": 1.0})
-    elif len(series) != 1 or series[0].shape == "rate":
-        reader.error("value", "required when the test has several series or a rate: "
-                              "the alert's value as an expression over threshold")
+    elif shows_value and (len(series) != 1 or series[0].shape == "rate"):
+        reader.error("value", "required when the summary or description shows {value} and "
+                              "the test has several series or a rate: the alert's value as "
+                              "an expression over threshold and fire")
     settle = reader.duration("settle", 1800.0)
     reader.done()
     return AlertTest(tuple(series), labels, value, settle)
@@ -327,7 +328,7 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
     panel_title = reader.str("panel", "")
     test_reader = reader.mapping("test", required=True)
     test = (
-        _read_test(test_reader, threshold)
+        _read_test(test_reader, threshold, "value" in placeholders(summary + description))
         if test_reader is not None
         else AlertTest((), (), None, 0.0)
     )
@@ -364,7 +365,7 @@ def _snake(name: str) -> str:
 
 
 def read_bundle(
-    bundle: Reader, slug: str, checks: tuple[tuple[str, str], ...]
+    bundle: Reader, slug: str, checks: tuple[tuple[str, str], ...] | None
 ) -> Profile | None:
     title = bundle.str("title")
     runbook = bundle.str("runbook")
@@ -427,8 +428,8 @@ def read_bundle(
             entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
             continue
         seen[alert.short] = entry.path
-        check_set = {name for name, _ in checks}
-        for name in check_names(alert.query):
+        check_set = {name for name, _ in checks or ()}
+        for name in check_names(alert.query) if checks is not None else ():
             if name not in check_set:
                 entry.error("query", f'selects check "{name}", which the profile does not define')
         exporter_jobs = {"runbook-exporter", *(e.job for e in exporters)}
@@ -457,7 +458,7 @@ def read_bundle(
         receivers=tuple(receivers),
         exporters=tuple(exporters),
         alerts=tuple(alerts),
-        checks=checks,
+        checks=checks or (),
         routing_notes=notes,
     )
 
@@ -465,7 +466,7 @@ def read_bundle(
 def load_profile_data(data: Any, source: str, slug: str) -> Profile:
     """Validate a parsed profile: its checks as an exporter config, then ``bundle:``."""
     problems: list[str] = []
-    checks: tuple[tuple[str, str], ...] = ()
+    checks: tuple[tuple[str, str], ...] | None = None  # None: the checks are invalid
     try:
         # Defaults of ${VAR:-default} only: generation must not depend on the environment.
         config = load_data(data, source, env={})
