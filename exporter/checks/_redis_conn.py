@@ -55,12 +55,11 @@ def parse_conn(reader: Reader) -> RedisConnOptions:
     password = reader.secret("password", None)
     ca_file = reader.str("tls_ca_file", None)
     insecure = reader.bool("tls_insecure_skip_verify", False)
-    if isinstance(url, str) and not url.startswith("rediss://"):
-        if reader.has("tls_ca_file"):
-            reader.error("tls_ca_file", "only used with a rediss:// URL")
-        if reader.has("tls_insecure_skip_verify"):
-            reader.error("tls_insecure_skip_verify", "only used with a rediss:// URL")
-    if isinstance(ca_file, str) and ca_file and not os.path.isfile(ca_file):
+    tls = isinstance(url, str) and url.startswith("rediss://")
+    for key in ("tls_ca_file", "tls_insecure_skip_verify"):
+        if reader.has(key) and not tls:
+            reader.error(key, "only used with a rediss:// URL")
+    if tls and isinstance(ca_file, str) and ca_file and not os.path.isfile(ca_file):
         reader.error("tls_ca_file", f'no such file "{ca_file}"')
     return RedisConnOptions(
         url=url if isinstance(url, str) else "",

@@ -1,0 +1,194 @@
+"""bullmq kind when things go wrong: Redis down and back, bad keys, missing queues, caps,
+bad configuration. Real redis-server; queue keys written in BullMQ's layout directly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from exporter.config import load_data
+from exporter.fields import ConfigError
+from exporter.runner import Runner
+from tests.redis.conftest import RedisServer
+from tests.support import run_check, run_checks, value, values
+
+
+def make_queue(server: RedisServer, name: str, waiting: int = 0, prefix: str = "bull") -> None:
+    """A queue as BullMQ lays it out: meta hash, job hashes, ids in the wait list."""
+    with server.client() as client:
+        client.hset(f"{prefix}:{name}:meta", mapping={"opts.maxLenEvents": 10000})
+        for job in range(1, waiting + 1):
+            client.hset(f"{prefix}:{name}:{job}", mapping={"name": "j", "timestamp": 1000 * job})
+            client.lpush(f"{prefix}:{name}:wait", str(job))
+
+
+async def test_redis_killed_then_restarted_fails_then_recovers(redis_server: RedisServer) -> None:
+    make_queue(redis_server, "ingest", waiting=3)
+    checks = [
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "discovery_interval": "0s"},
+        {"name": "r", "kind": "redis", "url": redis_server.url},
+    ]
+    runner = Runner()
+    await runner.apply(load_data({"checks": checks}, "<test>", {}))
+    try:
+        queues, server = await runner.scrape(30)
+        assert queues.success, queues.error
+        assert server.success, server.error
+        assert value(queues, "bullmq_queue_jobs", prefix="bull", queue="ingest",
+                     state="waiting") == 3
+
+        redis_server.kill()
+        for _ in range(2):  # the pooled connections die first, then connecting fails
+            queues, server = await runner.scrape(30)
+            assert not queues.success
+            assert not server.success
+            port = redis_server.port
+            assert queues.error == server.error == f"redis 127.0.0.1:{port}: connection refused"
+            assert not values(queues, "bullmq_queue_jobs")  # nothing stale is reported
+
+        redis_server.start()  # same port, empty dataset
+        make_queue(redis_server, "ingest", waiting=1)
+        queues, server = await runner.scrape(30)
+        assert queues.success, queues.error
+        assert server.success, server.error
+        assert value(queues, "bullmq_queue_jobs", prefix="bull", queue="ingest",
+                     state="waiting") == 1
+        assert value(server, "redis_uptime_seconds") < 60
+    finally:
+        await runner.close()
+
+
+async def test_wrong_type_key_skips_the_queue_with_a_logged_reason(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_queue(redis_server, "good", waiting=2)
+    make_queue(redis_server, "broken", waiting=1)
+    with redis_server.client() as client:
+        client.delete("bull:broken:active")
+        client.set("bull:broken:active", "not a list")
+    caplog.set_level(logging.WARNING, logger="runbook_exporter")
+
+    discovered = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url})
+    assert discovered.success, discovered.error
+    assert value(discovered, "bullmq_queues_skipped", prefix="bull") == 1
+    assert value(discovered, "bullmq_queues", prefix="bull") == 1
+    assert value(discovered, "bullmq_queue_jobs", prefix="bull", queue="good",
+                 state="waiting") == 2
+    assert not [k for k in values(discovered, "bullmq_queue_jobs") if ("queue", "broken") in k]
+    skipped = [r for r in caplog.records if r.getMessage() == "bullmq queue skipped"]
+    assert len(skipped) == 1
+    assert "bull:broken:active: WRONGTYPE" in skipped[0].__dict__["fields"]["reason"]
+
+    # Asked for by name, the broken queue fails the check; the good one is still reported.
+    listed = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
+                              "queues": ["good", "broken"]})
+    assert not listed.success
+    assert (listed.error or "").startswith("bull:broken: bull:broken:active: WRONGTYPE")
+    assert value(listed, "bullmq_queue_jobs", prefix="bull", queue="good", state="waiting") == 2
+
+
+async def test_listed_queue_that_does_not_exist_fails_the_check(
+    redis_server: RedisServer,
+) -> None:
+    make_queue(redis_server, "mail", waiting=1)
+    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
+                              "queues": ["mail", "mial"]})
+    assert not result.success
+    assert result.error == "no such queue (no meta hash, no id key): bull:mial"
+    assert value(result, "bullmq_queue_jobs", prefix="bull", queue="mail", state="waiting") == 1
+    assert value(result, "bullmq_queues", prefix="bull") == 1
+
+
+async def test_discovery_cap_reports_instead_of_exploding(redis_server: RedisServer) -> None:
+    for name in ("e", "d", "c", "b", "a"):
+        make_queue(redis_server, name)
+    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
+                              "max_queues": 3})
+    assert result.success, result.error
+    assert value(result, "bullmq_queues_cap_reached", prefix="bull") == 1
+    assert value(result, "bullmq_queues", prefix="bull") == 3
+    queues = {dict(k)["queue"] for k in values(result, "bullmq_queue_paused")}
+    assert queues == {"a", "b", "c"}
+
+
+async def test_prefixes_and_legacy_id_key_discovery(redis_server: RedisServer) -> None:
+    make_queue(redis_server, "ingest", waiting=1)
+    make_queue(redis_server, "exports", waiting=2, prefix="app*1")  # glob characters
+    with redis_server.client() as client:
+        client.set("app*1:legacy:id", 7)  # a Bull 3 queue: no meta hash
+        client.lpush("app*1:legacy:wait", "7")
+        client.set("appx1:other:meta", "not a queue of this prefix")
+        client.hset("bull:job:with:colons:meta", "x", 1)  # not a queue name
+    base = {"name": "q", "kind": "bullmq", "url": redis_server.url, "prefix": ["bull", "app*1"]}
+
+    plain = await run_check(base)
+    assert plain.success, plain.error
+    assert {(dict(k)["prefix"], dict(k)["queue"]) for k in values(plain, "bullmq_queue_paused")} \
+        == {("bull", "ingest"), ("app*1", "exports")}
+
+    legacy = await run_check({**base, "discover_id_keys": True})
+    assert legacy.success, legacy.error
+    assert value(legacy, "bullmq_queue_jobs", prefix="app*1", queue="legacy",
+                 state="waiting") == 1
+    assert value(legacy, "bullmq_queues", prefix="app*1") == 2
+
+
+async def test_password_from_environment_and_auth_failure(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    server = redis_factory(password="s3cret-pw")
+    make_queue(server, "ingest", waiting=1)
+    url = f"redis://:${{REDIS_PASSWORD}}@127.0.0.1:{server.port}/0"
+    check = {"name": "q", "kind": "bullmq", "url": url}
+
+    (good,) = await run_checks([check], env={"REDIS_PASSWORD": "s3cret-pw"})
+    assert good.success, good.error
+    (bad,) = await run_checks([check], env={"REDIS_PASSWORD": "wrong-pw"})
+    assert not bad.success
+    assert (bad.error or "").startswith(f"redis 127.0.0.1:{server.port}: authentication failed")
+    assert "wrong-pw" not in (bad.error or "")
+    (none,) = await run_checks([{"name": "q", "kind": "bullmq", "url": server.url}])
+    assert not none.success
+    assert "authentication failed" in (none.error or "")
+
+
+@pytest.mark.parametrize(
+    ("options", "problems"),
+    [
+        ({}, ["checks[0].url: required but missing"]),
+        ({"url": "http://127.0.0.1:6379"},
+         ['checks[0].url: expected a URL starting with redis:// or rediss:// or unix://, '
+          'got "http://127.0.0.1:6379"']),
+        ({"url": "redis://127.0.0.1:6379/zero"},
+         ['checks[0].url: database must be a number such as /0, got "/zero"']),
+        ({"url": "redis://:pw@127.0.0.1:99999/0"},
+         ["checks[0].url: invalid URL: Port out of range 0-65535"]),
+        ({"url": "redis://h/0", "prefix": []}, ["checks[0].prefix: must not be empty"]),
+        ({"url": "redis://h/0", "prefix": ["bull", "bull"]},
+         ['checks[0].prefix: duplicate prefix "bull"']),
+        ({"url": "redis://h/0", "queues": []},
+         ["checks[0].queues: must not be empty (leave queues out to discover them)"]),
+        ({"url": "redis://h/0", "queues": ["a:b"]},
+         ['checks[0].queues: BullMQ queue names cannot contain \':\', got "a:b"']),
+        ({"url": "redis://h/0", "queues": ["a"], "max_queues": 5},
+         ["checks[0].max_queues: only used with discovery; leave it out when queues are listed"]),
+        ({"url": "redis://h/0", "max_queues": 0},
+         ["checks[0].max_queues: must be at least 1, got 0"]),
+        ({"url": "redis://h/0", "counters": "sometimes"},
+         ['checks[0].counters: expected one of auto, metrics, events, off, got "sometimes"']),
+        ({"url": "redis://h/0", "discovery_interval": "soon"},
+         ['checks[0].discovery_interval: expected a duration such as 5s, got "soon"']),
+        ({"url": "redis://h/0", "tls_ca_file": "/etc/ssl/certs/ca-certificates.crt"},
+         ["checks[0].tls_ca_file: only used with a rediss:// URL"]),
+        ({"url": "rediss://h/0", "tls_ca_file": "/nonexistent/ca.pem"},
+         ['checks[0].tls_ca_file: no such file "/nonexistent/ca.pem"']),
+    ],
+)
+def test_bad_options_are_reported_with_their_path(
+    options: dict[str, object], problems: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_data({"checks": [{"name": "q", "kind": "bullmq", **options}]}, "<test>", {})
+    assert caught.value.problems == problems
