@@ -58,13 +58,22 @@ def parse(reader: Reader) -> SqliteOptions:
     return SqliteOptions(path=path, busy_timeout=busy_timeout, queries=parse_queries(reader))
 
 
-def _file_sizes(path: str) -> tuple[int, int]:
-    """Database and WAL size; raises :class:`CheckFailed` when the file cannot be read."""
+@dataclass(frozen=True)
+class _FileState:
+    database_bytes: int
+    wal_bytes: int
+    wal_mode: bool  # header bytes 18-19 say WAL
+    shm_exists: bool
+
+
+def _file_state(path: str) -> _FileState:
+    """Sizes and journal mode; raises :class:`CheckFailed` when the file cannot be read."""
     try:
         size = os.stat(path).st_size
         # Opening tells "permission denied" apart from "missing" before SQLite's
         # catch-all "unable to open database file".
-        os.close(os.open(path, os.O_RDONLY))
+        with open(path, "rb") as file:
+            header = file.read(20)
     except FileNotFoundError:
         raise CheckFailed(f"{path}: no such file") from None
     except PermissionError:
@@ -75,7 +84,12 @@ def _file_sizes(path: str) -> tuple[int, int]:
         wal = os.stat(path + "-wal").st_size
     except OSError:
         wal = 0
-    return size, wal
+    return _FileState(
+        database_bytes=size,
+        wal_bytes=wal,
+        wal_mode=header.startswith(b"SQLite format 3\0") and header[18:20] == b"\x02\x02",
+        shm_exists=os.path.exists(path + "-shm"),
+    )
 
 
 class SqliteProbe(BaseProbe[SqliteOptions]):
@@ -97,12 +111,18 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
         return text
 
     async def collect(self, out: Sink) -> None:
-        database_bytes, wal_bytes = await asyncio.to_thread(_file_sizes, self._path)
+        state = await asyncio.to_thread(_file_state, self._path)
+        uri = f"file:{quote(self._path)}?mode=ro"
+        if state.wal_mode and not state.shm_exists:
+            # A WAL database nobody has open: even a read-only SQLite connection would
+            # create -wal and -shm owned by the exporter's user, which can lock the
+            # engine out of its own database. Read the quiescent file as immutable.
+            uri += "&immutable=1"
         deadline = time.monotonic() + self.spec.timeout * STATEMENT_SHARE
         started = time.perf_counter()
         try:
             conn = await aiosqlite.connect(
-                f"file:{quote(self._path)}?mode=ro",
+                uri,
                 uri=True,
                 timeout=self._busy,
                 isolation_level=None,
@@ -124,8 +144,8 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
             except sqlite3.Error as exc:
                 raise CheckFailed(self._reason(exc)) from None
             out.add(DB_PING_SECONDS, ping)
-            out.add(DATABASE_BYTES, database_bytes)
-            out.add(WAL_BYTES, wal_bytes)
+            out.add(DATABASE_BYTES, state.database_bytes)
+            out.add(WAL_BYTES, state.wal_bytes)
             out.add(PAGES, pages)
             out.add(FREE_PAGES, free_pages)
             out.add(PAGE_BYTES, page_bytes)

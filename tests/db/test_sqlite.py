@@ -140,6 +140,18 @@ async def test_wal_database_is_read_while_a_writer_keeps_it_open(tmp_path: Path)
         writer.close()
 
 
+async def test_closed_wal_database_is_read_without_creating_wal_or_shm(tmp_path: Path) -> None:
+    """A read-only SQLite connection would create -wal/-shm owned by the exporter's user."""
+    path = tmp_path / "wal.sqlite"
+    make_db(path, wal=True).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wal.sqlite"]
+    result = await run_check(check(path, queries=QUERIES))
+    assert result.success, result.error
+    assert value(result, "freshness_timestamp_seconds", item="ingest") == NEWEST.timestamp()
+    assert value(result, "sqlite_wal_size_bytes") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wal.sqlite"]
+
+
 @pytest.fixture
 def exclusively_locked(db: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding BEGIN EXCLUSIVE on ``db`` (rollback-journal mode)."""
