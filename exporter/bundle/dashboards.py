@@ -1,1 +1,305 @@
-def dashboard_files(profiles, **kw): return {}
+"""Grafana dashboards, one per profile, built with Grafana's grafana-foundation-sdk.
+
+One time-series panel per alert: the alert's own query (rates over ``$__rate_interval``,
+every selector narrowed to the ``job``/``instance`` variables), the alert's threshold as
+the panel's threshold step, the alert's unit. Plus Grafana provisioning files.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+with warnings.catch_warnings():
+    # The SDK nudges towards the v2 dashboard schema, which Grafana only provisions from
+    # files behind a feature flag; the classic JSON model loads in every Grafana >= 10.
+    warnings.filterwarnings("ignore", "Prefer using dashboardv2", DeprecationWarning)
+    from grafana_foundation_sdk.builders import common as common_builders
+    from grafana_foundation_sdk.builders import dashboard as dash
+    from grafana_foundation_sdk.builders import prometheus, timeseries
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import common as common_models
+    from grafana_foundation_sdk.models import dashboard as models
+
+from exporter.bundle.profile import Alert, Profile, fill
+from exporter.bundle.render import GENERATED, dump_yaml, grafana_unit, threshold_text
+from exporter.bundle.rules import runbook_url
+from exporter.fields import format_duration
+
+DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
+SCOPE = 'job=~"$job",instance=~"$instance"'
+PANEL_WIDTH, PANEL_HEIGHT = 12, 8
+SEVERITY_COLORS = ("red", "orange", "yellow", "blue")
+DASHBOARDS_PATH = "/var/lib/grafana/dashboards/runbook-exporter"
+
+_KEYWORDS = {"bool", "and", "or", "unless", "offset", "inf", "nan", "atan2"}
+_AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count",
+                 "count_values", "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
+_GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+
+
+def dashboard_uid(profile: Profile) -> str:
+    return f"runbook-{profile.slug}"[:40]
+
+
+def panel_id(index: int) -> int:
+    """Panel id of the alert at ``index`` in its profile; rows come after all panels."""
+    return index + 1
+
+
+def _closing(text: str, start: int, open_char: str, close_char: str) -> int:
+    """Index just past the bracket matching ``text[start]``, skipping string literals."""
+    depth, i = 0, start
+    while i < len(text):
+        char = text[i]
+        if char in "\"'`":
+            i = text.index(char, i + 1) + 1 if char == "`" else _string_end(text, i)
+            continue
+        if char == open_char:
+            depth += 1
+        elif char == close_char:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    raise ValueError(f"unbalanced {open_char} in {text!r}")
+
+
+def _string_end(text: str, start: int) -> int:
+    quote, i = text[start], start + 1
+    while text[i] != quote:
+        i += 2 if text[i] == "\\" else 1
+    return i + 1
+
+
+def scoped(query: str, matchers: str = SCOPE) -> str:
+    """``query`` with ``matchers`` added to every series selector.
+
+    A small PromQL scanner: identifiers followed by ``(`` are functions, the label list
+    after by/without/on/ignoring/group_* is copied as is, keywords stay, and every other
+    identifier is a metric name whose ``{...}`` gets the matchers (or gains one).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(query):
+        char = query[i]
+        if char in "\"'`":
+            end = _string_end(query, i)
+            out.append(query[i:end])
+            i = end
+        elif char == "[":
+            end = _closing(query, i, "[", "]")
+            out.append(query[i:end])
+            i = end
+        elif char.isdigit() or (char == "." and query[i + 1 : i + 2].isdigit()):
+            end = i + 1  # a number, or a duration such as 5m after offset
+            while end < len(query) and (
+                query[end].isalnum()
+                or query[end] == "."
+                or (query[end] in "+-" and query[end - 1] in "eE")
+            ):
+                end += 1
+            out.append(query[i:end])
+            i = end
+        elif char.isalpha() or char in "_:":
+            end = i
+            while end < len(query) and (query[end].isalnum() or query[end] in "_:"):
+                end += 1
+            word = query[i:end]
+            after = end
+            while after < len(query) and query[after] == " ":
+                after += 1
+            following = query[after : after + 1]
+            if word in _GROUPING and following == "(":
+                close = _closing(query, after, "(", ")")
+                out.append(query[i:close])
+                i = close
+            elif (
+                following == "("
+                or word in _KEYWORDS
+                or (word in _AGGREGATIONS and query[after:].startswith(("by", "without")))
+            ):
+                out.append(word)
+                i = end
+            elif following == "{":
+                close = _closing(query, after, "{", "}")
+                inner = query[after + 1 : close - 1].strip()
+                out.append(f"{word}{{{inner + ',' if inner else ''}{matchers}}}")
+                i = close
+            else:
+                out.append(f"{word}{{{matchers}}}")
+                i = end
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def panel_query(alert: Alert) -> str:
+    return scoped(fill(alert.query, window="$__rate_interval"))
+
+
+def _thresholds(profile: Profile, alert: Alert) -> dash.ThresholdsConfig:
+    rank = [s.name for s in profile.severities].index(alert.severity)
+    bad = SEVERITY_COLORS[min(rank, len(SEVERITY_COLORS) - 1)]
+    below_is_bad = alert.op in ("<", "<=")
+    steps = [
+        models.Threshold(value=None, color=bad if below_is_bad else "green"),
+        models.Threshold(value=alert.threshold, color="green" if below_is_bad else bad),
+    ]
+    return dash.ThresholdsConfig().mode(models.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def _legend(alert: Alert) -> str:
+    labels = [name for name, _ in alert.test.labels if name not in ("kind",)]
+    return " ".join(f"{{{{{name}}}}}" for name in labels) or alert.short
+
+
+def _panel(profile: Profile, index: int, alert: Alert, x: int, y: int) -> timeseries.Panel:
+    description = (
+        f"{alert.name} ({alert.severity}): fires when this is "
+        f"{alert.op} {threshold_text(alert)}"
+        + (f" for {format_duration(alert.for_)}" if alert.for_ else "")
+        + f". Runbook: {alert.section}."
+    )
+    return (
+        timeseries.Panel()
+        .id(panel_id(index))
+        .title(alert.panel_title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(
+            prometheus.Dataquery()
+            .ref_id("A")
+            .expr(panel_query(alert))
+            .legend_format(_legend(alert))
+            .datasource(DATASOURCE)
+        )
+        .unit(grafana_unit(alert.unit))
+        .min(0)
+        .legend(
+            common_builders.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(common_models.LegendDisplayMode.LIST)
+            .placement(common_models.LegendPlacement.BOTTOM)
+        )
+        .thresholds(_thresholds(profile, alert))
+        .thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common_models.GraphThresholdsStyleMode.LINE_AND_AREA
+            )
+        )
+        .links([
+            dash.DashboardLink(f"Runbook: {alert.name}")
+            .type(models.DashboardLinkType.LINK)
+            .url(runbook_url(profile, alert))
+            .target_blank(True)
+        ])
+        .grid_pos(models.GridPos(h=PANEL_HEIGHT, w=PANEL_WIDTH, x=x, y=y))
+    )
+
+
+def build(profile: Profile) -> dict[str, Any]:
+    builder = (
+        dash.Dashboard(f"{profile.title} (runbook alerts)")
+        .uid(dashboard_uid(profile))
+        .tags(["runbook-exporter", profile.slug])
+        .description(f"One panel per alert of profiles/{profile.slug}.yml; threshold "
+                     "steps are the alert thresholds.")
+        .editable()
+        .time("now-6h", "now")
+        .timezone("browser")
+        .refresh("1m")
+        .with_variable(
+            dash.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        )
+        .with_variable(
+            dash.QueryVariable("job")
+            .label("job")
+            .datasource(DATASOURCE)
+            .query("label_values(up, job)")
+            .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(models.VariableOption(selected=True, text="All", value="$__all"))
+        )
+        .with_variable(
+            dash.QueryVariable("instance")
+            .label("instance")
+            .datasource(DATASOURCE)
+            .query('label_values(up{job=~"$job"}, instance)')
+            .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(models.VariableOption(selected=True, text="All", value="$__all"))
+        )
+    )
+    y = 0
+    row_id = len(profile.alerts) + 1
+    for severity in profile.severities:
+        members = [(i, a) for i, a in enumerate(profile.alerts) if a.severity == severity.name]
+        if not members:
+            continue
+        builder = builder.with_row(
+            dash.Row(f"{severity.name} ({severity.priority}, respond within "
+                     f"{severity.response_text})")
+            .id(row_id)
+            .grid_pos(models.GridPos(h=1, w=24, x=0, y=y))
+        )
+        row_id += 1
+        y += 1
+        for position, (index, alert) in enumerate(members):
+            x = (position % 2) * PANEL_WIDTH
+            builder = builder.with_panel(_panel(profile, index, alert, x, y))
+            if position % 2 == 1 or position == len(members) - 1:
+                y += PANEL_HEIGHT
+    data: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    return data
+
+
+def provisioning_files() -> dict[str, str]:
+    header = GENERATED.format(source="exporter/bundle/dashboards.py")
+    providers = {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": "runbook-exporter",
+                "folder": "Runbooks",
+                "type": "file",
+                "disableDeletion": True,
+                "allowUiUpdates": False,
+                "updateIntervalSeconds": 60,
+                "options": {"path": DASHBOARDS_PATH, "foldersFromFilesStructure": False},
+            }
+        ],
+    }
+    datasources = {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": "Prometheus",
+                "uid": "prometheus",
+                "type": "prometheus",
+                "access": "proxy",
+                "url": "http://prometheus:9090",
+                "isDefault": True,
+                "jsonData": {"timeInterval": "15s"},
+            }
+        ],
+    }
+    return {
+        "dashboards/provisioning/dashboards/runbook-exporter.yml": dump_yaml(providers, header),
+        "dashboards/provisioning/datasources/prometheus.yml": dump_yaml(datasources, header),
+    }
+
+
+def dashboard_files(profiles: list[Profile]) -> dict[str, str]:
+    files = {
+        f"dashboards/{p.slug}.json": json.dumps(build(p), indent=2, sort_keys=True) + "\n"
+        for p in profiles
+    }
+    files.update(provisioning_files())
+    return files

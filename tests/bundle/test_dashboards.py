@@ -1,0 +1,126 @@
+"""Dashboards: one per profile with a stable uid and the datasource/job/instance
+variables; one panel per alert whose query parses as PromQL, reads only known metrics,
+rates over $__rate_interval, and whose threshold step is the alert's threshold."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+import yaml
+
+from exporter.bundle.dashboards import dashboard_uid, panel_id, scoped
+from exporter.bundle.known import EXTERNAL_METRICS
+from exporter.bundle.profile import Profile
+from exporter.bundle.render import grafana_unit
+
+from .test_rules import EXPORTER_METRICS, _selectors
+
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$job": "job", "$instance": "instance"}
+
+
+def _load(bundle: Path, profile: Profile) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((bundle / "dashboards" / f"{profile.slug}.json").read_text())
+    return data
+
+
+def _as_promql(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, expr
+    return expr
+
+
+def test_dashboard_identity_and_variables(bundle: Path, profiles: list[Profile]) -> None:
+    uids = set()
+    for profile in profiles:
+        data = _load(bundle, profile)
+        assert data["uid"] == dashboard_uid(profile)
+        uids.add(data["uid"])
+        variables = {v["name"]: v for v in data["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        assert variables["job"]["type"] == variables["instance"]["type"] == "query"
+        assert "$job" in variables["instance"]["query"]
+    assert len(uids) == len(profiles)
+
+
+def _alert_panels(data: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    return {p["id"]: p for p in data["panels"] if p["type"] == "timeseries"}
+
+
+def test_one_panel_per_alert_with_its_threshold_and_unit(
+    bundle: Path, profiles: list[Profile]
+) -> None:
+    for profile in profiles:
+        panels = _alert_panels(_load(bundle, profile))
+        assert len(panels) == len(profile.alerts)
+        for index, alert in enumerate(profile.alerts):
+            panel = panels[panel_id(index)]
+            assert panel["title"] == alert.panel_title
+            assert panel["datasource"]["uid"] == "${datasource}"
+            defaults = panel["fieldConfig"]["defaults"]
+            steps = defaults["thresholds"]["steps"]
+            assert steps[0]["value"] is None
+            assert [s["value"] for s in steps[1:]] == [alert.threshold], alert.name
+            assert defaults["unit"] == grafana_unit(alert.unit)
+            assert alert.name in panel["description"]
+            assert panel["links"][0]["url"].endswith(f"#{alert.name.lower()}")
+
+
+def test_panel_queries_parse_and_use_known_metrics(
+    bundle: Path, profiles: list[Profile]
+) -> None:
+    for profile in profiles:
+        panels = _alert_panels(_load(bundle, profile))
+        for index, alert in enumerate(profile.alerts):
+            (target,) = panels[panel_id(index)]["targets"]
+            expr = target["expr"]
+            if "rate(" in expr or "increase(" in expr:
+                windows = re.findall(r"\[([^\]]+)\]", expr)
+                assert "$__rate_interval" in windows or "1h" in windows or "2h" in windows
+                assert "[5m]" not in expr
+            tree = promql_parser.parse(_as_promql(expr))
+            selectors = _selectors(tree)
+            assert selectors
+            if alert.exporter == "runbook-exporter":
+                known = EXPORTER_METRICS
+            else:
+                job = next(e for e in profile.exporters if e.job == alert.exporter)
+                known = EXTERNAL_METRICS[job.source]
+            for selector in selectors:
+                assert selector.name in known, f"{alert.name}: {selector.name}"
+                names = {m.name for m in selector.matchers.matchers}
+                assert {"job", "instance"} <= names, f"{alert.name}: {expr}"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("up", 'up{S}'),
+        ('up{job="a"} == 0', 'up{job="a",S} == 0'),
+        ("sum by (le, job) (rate(x_bucket[5m]))", "sum by (le, job) (rate(x_bucket{S}[5m]))"),
+        ("time() - f{a=\"}{\"}", 'time() - f{a="}{",S}'),
+        ("a / (b > 0) * 100", "a{S} / (b{S} > 0) * 100"),
+        ("1 - x offset 5m", "1 - x{S} offset 5m"),
+        ("a and on (job) b", "a{S} and on (job) b{S}"),
+        ("1e-3 * a", "1e-3 * a{S}"),
+    ],
+)
+def test_scoped_adds_matchers_to_every_selector(query: str, expected: str) -> None:
+    assert scoped(query, "S") == expected
+
+
+def test_provisioning_points_grafana_at_the_dashboards(bundle: Path) -> None:
+    provider = yaml.safe_load(
+        (bundle / "dashboards/provisioning/dashboards/runbook-exporter.yml").read_text()
+    )
+    assert provider["providers"][0]["type"] == "file"
+    datasource = yaml.safe_load(
+        (bundle / "dashboards/provisioning/datasources/prometheus.yml").read_text()
+    )
+    assert datasource["datasources"][0]["type"] == "prometheus"

@@ -1,0 +1,159 @@
+"""Generation is deterministic, the committed files equal a fresh generation, and
+``bundle check`` names the files that drifted; bad profiles fail with exact paths."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.bundle.generate import generate
+from exporter.bundle.profile import Profile, load_profile_data, load_profiles
+from exporter.config import load_file
+from exporter.fields import ConfigError
+
+from .conftest import PROFILES, ROOT
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter.bundle", *args], cwd=cwd, capture_output=True,
+        text=True, check=False,
+    )
+
+
+def test_generation_is_deterministic(profiles: list[Profile]) -> None:
+    assert generate(profiles) == generate(load_profiles(PROFILES))
+
+
+def test_committed_files_equal_a_fresh_generation(profiles: list[Profile]) -> None:
+    for relative, text in generate(profiles).items():
+        path = ROOT / relative
+        assert path.is_file(), f"{relative} not committed: run `runbook-exporter bundle generate`"
+        assert path.read_text(encoding="utf-8") == text, f"{relative} differs"
+    result = _cli("check")
+    assert result.returncode == 0, result.stderr
+    assert "generated files match 5 profiles" in result.stdout
+
+
+def test_check_names_drifted_files(tmp_path: Path) -> None:
+    shutil.copytree(PROFILES, tmp_path / "profiles")
+    assert _cli("generate", cwd=tmp_path).returncode == 0
+    assert _cli("check", cwd=tmp_path).returncode == 0
+    rules = tmp_path / "rules" / "smart-city.rules.yml"
+    rules.write_text(rules.read_text().replace("> 0.9", "> 0.95"))
+    (tmp_path / "dashboards" / "rta-cctv.json").unlink()
+    (tmp_path / "rules" / "old.rules.yml").write_text("groups: []\n")
+    result = _cli("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[1:] == [
+        "  dashboards/rta-cctv.json",
+        "  rules/old.rules.yml",
+        "  rules/smart-city.rules.yml",
+    ]
+
+
+def test_drill_generation_goes_elsewhere(tmp_path: Path) -> None:
+    result = _cli("generate", "--drill-factor", "0.1", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "rules" / "smart-city.rules.yml").read_text()
+    assert "interval: 6s" in text  # 1m evaluation interval x 0.1
+    assert "> 6\n" in text or "> 6 " in text  # TelemetryStale: 60s freshness window x 0.1
+    assert "!= 536870912" in text  # value thresholds unchanged
+    refused = _cli("generate", "--drill-factor", "0.1")
+    assert refused.returncode == 2
+    assert "--output" in refused.stderr
+
+
+@pytest.mark.parametrize("path", sorted(PROFILES.glob("*.yml")), ids=lambda p: p.stem)
+def test_every_profile_is_a_valid_exporter_config(path: Path) -> None:
+    config = load_file(path, env={})
+    assert config.checks
+    assert len({spec.name for spec in config.checks}) == len(config.checks)
+
+
+BAD = [
+    ({"bundle": {"title": "t"}}, "checks: required but missing"),
+    ({"prefix": "lower"}, 'bundle.prefix: use CamelCase letters and digits, got "lower"'),
+    ({"alerts[0].op": "=>"},
+     'bundle.alerts[0].op: expected one of >, >=, <, <=, ==, !=, got "=>"'),
+    ({"alerts[0].threshold": "soon"},
+     'bundle.alerts[0].threshold: expected a number or a duration such as 2h, got "soon"'),
+    ({"alerts[0].severity": "urgent"},
+     'bundle.alerts[0].severity: unknown severity "urgent" '
+     "(routing defines: critical, info, warning)"),
+    ({"alerts[0].query": 'up{check="nope"}'},
+     'bundle.alerts[0].query: selects check "nope", which the profile does not define'),
+    ({"alerts[0].depends_on": ["Ghost"]},
+     'bundle.alerts[0].depends_on: unknown alert "Ghost" in this profile'),
+    ({"alerts[0].summary": "{{ $value }}"},
+     "bundle.alerts[0].summary: the only template allowed is {{ $labels.NAME }}; "
+     "write {value} and {threshold} for the numbers"),
+    ({"alerts[0].test.series[0].gauge.fire": "threshold ** 2"},
+     "bundle.alerts[0].test.series[0].gauge.fire: only numbers, names and + - * / are allowed"),
+    ({"alerts[0].test.series[0].gauge.fire": "limit + 1"},
+     "bundle.alerts[0].test.series[0].gauge.fire: unknown name limit (known: threshold)"),
+    ({"alerts[0].colour": "red"}, "bundle.alerts[0].colour: unknown key"),
+    ({"routing.severities[0].receivers": ["nobody"]},
+     'bundle.routing.severities[0].receivers: unknown receiver "nobody" (known: chat, pager)'),
+]
+
+
+def _minimal() -> dict[str, object]:
+    return {
+        "checks": [{"name": "web", "kind": "tcp", "address": "127.0.0.1:80"}],
+        "bundle": {
+            "title": "T", "runbook": "t.md", "prefix": "T",
+            "routing": {
+                "receivers": [{"name": "pager", "type": "pagerduty"},
+                              {"name": "chat", "type": "slack", "target": "#c"}],
+                "severities": [
+                    {"name": "critical", "priority": "P1", "response": "15m",
+                     "receivers": ["pager"]},
+                    {"name": "warning", "priority": "P2", "response": "1h", "receivers": ["chat"]},
+                    {"name": "info", "priority": "P4", "response": "24h", "receivers": ["chat"]},
+                ],
+            },
+            "alerts": [{
+                "name": "WebDown", "query": 'runbook_exporter_check_success{check="web"}',
+                "op": "<", "threshold": 1, "for": "1m", "severity": "critical", "unit": "bool",
+                "section": "s", "quote": "q", "summary": "down", "description": "d",
+                "steps": ["restart"],
+                "test": {"series": [{"series": 'runbook_exporter_check_success{check="web"}',
+                                     "gauge": {"quiet": "threshold", "fire": "0"}}]},
+            }],
+        },
+    }
+
+
+def _set(data: dict[str, object], dotted: str, value: object) -> None:
+    node: object = data
+    parts = dotted.replace("]", "").replace("[", ".").split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]  # type: ignore[index]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+
+
+def test_minimal_profile_loads() -> None:
+    profile = load_profile_data(_minimal(), "<test>", "t")
+    assert profile.alerts[0].name == "TWebDown"
+
+
+@pytest.mark.parametrize(("change", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_profiles_name_the_path(change: dict[str, object], message: str) -> None:
+    data = _minimal()
+    for dotted, value in change.items():
+        if dotted == "bundle":
+            data = {"bundle": value}
+        else:
+            _set(data, f"bundle.{dotted}", value)
+    with pytest.raises(ConfigError) as caught:
+        load_profile_data(data, "<test>", "t")
+    assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
