@@ -305,14 +305,18 @@ def redis_server(workdir: Path) -> Iterator[Redis]:
 class Postgres:
     port: int
     pid: int  # the postmaster: its tree's CPU is the server's
+    log: Path  # the server's stderr
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
 
 
 @contextlib.contextmanager
-def postgres_cluster(workdir: Path) -> Iterator[Postgres]:
-    """A throwaway cluster run as ``nobody`` (PostgreSQL refuses root), trust auth."""
+def postgres_cluster(workdir: Path, *settings: str) -> Iterator[Postgres]:
+    """A throwaway cluster run as ``nobody`` (PostgreSQL refuses root), trust auth.
+
+    ``settings`` are extra ``name=value`` server settings (``log_statement=all``).
+    """
     initdb = binary("initdb", "postgresql")
     postgres = binary("postgres", "postgresql")
     runas: list[str] = []
@@ -346,6 +350,8 @@ def postgres_cluster(workdir: Path) -> Iterator[Postgres]:
         "-c",
         "max_connections=50",
     ]
+    for setting in settings:
+        argv += ["-c", setting]
 
     def accepting() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -357,7 +363,7 @@ def postgres_cluster(workdir: Path) -> Iterator[Postgres]:
             postmaster = int((data / "postmaster.pid").read_text().split()[0])
             service.pid = postmaster
             try:
-                yield Postgres(port, postmaster)
+                yield Postgres(port, postmaster, service.log)
             finally:
                 # runuser may not pass TERM on: ask the postmaster for a fast shutdown.
                 with contextlib.suppress(ProcessLookupError):

@@ -1,11 +1,177 @@
-"""placeholder"""
+"""/metrics under load: ~10,000 cached series, 16 concurrent scrapers, RSS across scrapes."""
 
-from bench.harness import Context, Unavailable
-from bench.report import Section
+from __future__ import annotations
 
-TITLE = "load"
-WHAT = ""
+import asyncio
+import math
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench.harness import Context, Service, fetch, median, ours, percentile, targets
+from bench.report import Section, Target, mib, ms
+
+TITLE = "/metrics under load"
+WHAT = (
+    "This exporter with `tcp` checks to one loopback port, each with `min_interval: 1h`, "
+    "so every scrape after the first serves cached results (3 series per check: success, "
+    "duration, connect time; ~10,000 series in all). 16 concurrent scrapers (wrk, 2 "
+    "threads, keep-alive, `Accept-Encoding: gzip` as Prometheus sends) hammer `/metrics` "
+    "in slices of a few seconds until the scrape count is reached or the time budget is "
+    "spent; latency percentiles and req/s are medians over the slices. RSS is read after "
+    "the warm-up slice and after the last one (leak check)."
+)
+SCRAPERS = 16
+GOAL_P99 = 0.050
+GOAL_RSS = 0.05
+
+
+@dataclass
+class Slice:
+    requests: int
+    seconds: float
+    p50: float
+    p99: float
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
 
 
 def run(ctx: Context) -> Section:
-    raise Unavailable("not wired yet")
+    series, scrapes, budget = (1_000, 300, 8.0) if ctx.quick else (10_000, 10_000, 90.0)
+    checks = math.ceil(series / 3)
+    section = Section("load", TITLE, WHAT, header=[
+        "series", "scrapes", "scrapers", "client", "p50", "p99", "req/s", "RSS after warm-up",
+        "RSS at end", "RSS change",
+    ])  # fmt: skip
+    with targets(ctx.workdir, "tcp", 1) as (port,):
+        config = {"checks": [
+            {"name": f"port-{i:05d}", "kind": "tcp", "address": f"127.0.0.1:{port}",
+             "min_interval": "1h"}
+            for i in range(checks)
+        ]}  # fmt: skip
+        with ours(ctx.workdir, config) as exporter:
+            url = f"{exporter.base}/metrics"
+            first = time.perf_counter()
+            body = fetch(url)
+            first = time.perf_counter() - first
+            served = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+            client = "wrk" if shutil.which("wrk") else "aiohttp"
+            slices, rss = hammer(ctx, exporter, url, scrapes, budget, client)
+    done = sum(s.requests for s in slices)
+    errors = sum(s.errors for s in slices)
+    measured = slices[1:] or slices  # the first slice warms up
+    p50 = median([s.p50 for s in measured])
+    p99 = median([s.p99 for s in measured])
+    rate = median([s.rate for s in measured])
+    change = (rss[-1] - rss[0]) / rss[0]
+    section.rows.append([
+        f"{served:,}", f"{done:,}", str(SCRAPERS), client, ms(p50), ms(p99), f"{rate:,.0f}",
+        mib(rss[0]), mib(rss[-1]), f"{change:+.1%}",
+    ])  # fmt: skip
+    section.notes += [
+        f"First scrape (runs all {checks:,} checks, nothing cached): {ms(first)}.",
+        f"{len(slices)} slices; RSS after each: " + ", ".join(mib(r) for r in rss) + ".",
+    ]
+    if errors:
+        section.notes.append(f"{errors} requests failed or timed out (wrk socket errors/non-2xx).")
+    if done < scrapes:
+        section.notes.append(
+            f"Stopped at the time budget ({budget:.0f} s) after {done:,} of {scrapes:,} "
+            f"scrapes; at {rate:,.0f} req/s the full count would take "
+            f"{scrapes / max(rate, 1e-9):,.0f} s."
+        )
+    section.targets += [
+        Target(f"p99 under {GOAL_P99 * 1000:.0f} ms, {served:,} series, {SCRAPERS} scrapers",
+               f"{ms(p99)} (p50 {ms(p50)}, {rate:,.0f} req/s)", p99 < GOAL_P99),
+        Target(f"RSS flat (±{GOAL_RSS:.0%}) across {scrapes:,} scrapes",
+               f"{change:+.1%} over {done:,} scrapes ({mib(rss[0])} → {mib(rss[-1])})",
+               abs(change) <= GOAL_RSS if done >= scrapes else None),
+    ]  # fmt: skip
+    return section
+
+
+def hammer(
+    ctx: Context, exporter: Service, url: str, scrapes: int, budget: float, client: str
+) -> tuple[list[Slice], list[int]]:
+    """Slices of load until ``scrapes`` requests are done or ``budget`` seconds are spent."""
+    slices: list[Slice] = []
+    rss: list[int] = []
+    deadline = time.monotonic() + budget
+    done = 0
+    length = 1.0  # seconds; the first slice is a warm-up and a rate estimate
+    while done < scrapes and time.monotonic() < deadline:
+        piece = wrk(url, length) if client == "wrk" else asyncio.run(aio(url, length))
+        exporter.alive()
+        slices.append(piece)
+        rss.append(exporter.rss())
+        done += piece.requests
+        left = scrapes - done
+        rate = max(piece.rate, 1.0)
+        length = max(1.0, min(5.0, left / rate, deadline - time.monotonic()))
+        ctx.log(f"  load: {done:,} scrapes, p99 {ms(piece.p99)}, rss {mib(rss[-1])}")
+    return slices, rss
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, seconds: float) -> Slice:
+    whole = max(1, round(seconds))
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{SCRAPERS}", f"-d{whole}s", "--timeout", "10s", "--latency",
+         "-H", "Accept-Encoding: gzip", url],
+        capture_output=True, text=True, check=True, timeout=whole + 30,
+    ).stdout  # fmt: skip
+    requests = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if not (requests and p50 and p99):
+        raise RuntimeError(f"cannot read wrk output: {out}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    return Slice(int(requests.group(1)), _seconds(requests.group(2)), _seconds(p50.group(1)),
+                 _seconds(p99.group(1)), errors)  # fmt: skip
+
+
+async def aio(url: str, seconds: float) -> Slice:
+    """The same load from an aiohttp client when wrk is not installed (slower client)."""
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    headers = {"Accept-Encoding": "gzip"}
+    timeout = aiohttp.ClientTimeout(total=10)
+
+    async def scraper(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            try:
+                async with session.get(url, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+            except (aiohttp.ClientError, TimeoutError):
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(scraper(session) for _ in range(SCRAPERS)))
+    elapsed = time.perf_counter() - began
+    return Slice(len(latencies), elapsed, percentile(latencies, 50), percentile(latencies, 99),
+                 errors)  # fmt: skip

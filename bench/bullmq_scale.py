@@ -1,0 +1,203 @@
+"""How the bullmq check scales with the number of queues.
+
+Writes N queues straight into Redis in BullMQ's layout (meta hash, wait/active lists,
+delayed/prioritized/completed/failed sets, job hashes, an events stream), then scrapes them
+through the real runner and reports, per N: the first scrape (SCAN discovery + positioning
+on the event streams), the median of later scrapes, and the Redis commands one scrape sends
+(from INFO commandstats deltas).
+
+    .venv/bin/python bench/bullmq_scale.py                     # starts its own redis-server
+    .venv/bin/python bench/bullmq_scale.py --url redis://127.0.0.1:6379/15 --sizes 10 100
+
+With --url the given database is FLUSHED: point it at a scratch server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from exporter.config import load_data
+from exporter.runner import Runner
+
+JOBS_PER_QUEUE = {
+    "wait": 20,
+    "active": 2,
+    "delayed": 5,
+    "prioritized": 3,
+    "completed": 50,
+    "failed": 5,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found: apt-get install -y redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--logfile",
+            str(Path(workdir) / "redis.log"),
+        ],
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with redis.Redis.from_url(url) as client:
+                client.ping()
+            return process, url
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def populate(client: redis.Redis, queues: int) -> None:
+    """N queues in BullMQ's v5/v6 layout; job hashes only for waiting jobs (queue age)."""
+    now = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    for q in range(queues):
+        base = f"bull:queue{q:05d}:"
+        pipe.hset(base + "meta", mapping={"opts.maxLenEvents": 10000, "version": "bullmq:5"})
+        job = 0
+        for state, count in JOBS_PER_QUEUE.items():
+            ids = [str(job + i) for i in range(count)]
+            job += count
+            if state in ("wait", "active"):
+                pipe.lpush(base + state, *ids)
+                if state == "wait":
+                    for i in ids:
+                        pipe.hset(base + i, mapping={"name": "j", "timestamp": now - 1000})
+            else:
+                pipe.zadd(base + state, {i: now for i in ids})
+        for i in range(10):
+            pipe.xadd(base + "events", {"event": "completed", "jobId": str(i)})
+        if q % 100 == 99:
+            pipe.execute()
+    pipe.execute()
+
+
+def commands(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(
+        int(v["calls"])
+        for k, v in stats.items()
+        if k not in ("cmdstat_info", "cmdstat_config|resetstat")
+    )
+
+
+async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+        populate(client, queues)
+    runner = Runner()
+    await runner.apply(
+        load_data(
+            {
+                "checks": [
+                    {
+                        "name": "bench",
+                        "kind": "bullmq",
+                        "url": url,
+                        "timeout": "30s",
+                        "max_queues": max(queues, 1),
+                    }
+                ]
+            },
+            "<bench>",
+            {},
+        )
+    )
+    try:
+        started = time.perf_counter()
+        (first,) = await runner.scrape(60)
+        cold = time.perf_counter() - started
+        if not first.success:
+            raise SystemExit(f"scrape failed: {first.error}")
+        samples = len(first.samples)
+        timings = []
+        per_scrape = []
+        with redis.Redis.from_url(url) as client:
+            for _ in range(rounds):
+                client.config_resetstat()
+                before = commands(client)
+                started = time.perf_counter()
+                (result,) = await runner.scrape(60)
+                timings.append(time.perf_counter() - started)
+                per_scrape.append(commands(client) - before)
+                if not result.success:
+                    raise SystemExit(f"scrape failed: {result.error}")
+    finally:
+        await runner.close()
+    return {
+        "queues": queues,
+        "cold_ms": cold * 1000,
+        "warm_median_ms": statistics.median(timings) * 1000,
+        "warm_max_ms": max(timings) * 1000,
+        "commands": statistics.median(per_scrape),
+        "samples": samples,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="scratch Redis (its database is flushed)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    process = None
+    with tempfile.TemporaryDirectory() as workdir:
+        url = args.url
+        if url is None:
+            process, url = start_redis(workdir)
+        try:
+            rows = [await measure(url, n, args.rounds) for n in args.sizes]
+        finally:
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=20)
+    print(
+        f"{'queues':>7} {'first scrape':>13} {'later (median)':>15} {'later (max)':>12} "
+        f"{'cmds/scrape':>12} {'cmds/queue':>11} {'samples':>8}"
+    )
+    for row in rows:
+        print(
+            f"{row['queues']:>7} {row['cold_ms']:>10.1f} ms {row['warm_median_ms']:>12.1f} ms "
+            f"{row['warm_max_ms']:>9.1f} ms {row['commands']:>12.0f} "
+            f"{row['commands'] / row['queues']:>11.1f} {row['samples']:>8}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
