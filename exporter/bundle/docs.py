@@ -29,10 +29,11 @@ def _condition(alert: Alert) -> str:
 
 
 def _panel_link(profile: Profile, alert: Alert) -> str:
+    """The panel's title and its path under the Grafana root URL."""
     index = profile.alerts.index(alert)
     return (
-        f"[{alert.panel_title}](/d/{dashboard_uid(profile)}/{profile.slug}"
-        f"?viewPanel={panel_id(index)})"
+        f"{alert.panel_title} (`/d/{dashboard_uid(profile)}/{profile.slug}"
+        f"?viewPanel={panel_id(index)}`)"
     )
 
 
@@ -62,11 +63,10 @@ def _alert_section(profile: Profile, alert: Alert) -> list[str]:
         f"{severity.response_text}) — "
         + fill(alert.summary, value="(value)", threshold=threshold_text(alert)),
         "",
-        f"**What fired:** `{alert.expr()}`"
-        + (f" held for {format_duration(alert.for_)}" if alert.for_ else "")
-        + f", i.e. the signal is {_condition(alert)}.",
+        f"**What fired:** `{alert.expr()}` "
+        + (f"was true for {format_duration(alert.for_)}." if alert.for_ else "was true."),
         "",
-        f"**Runbook** ({alert.section}): {_code(_cell(alert.quote))}",
+        f"**Runbook** ({alert.section}): {_code(' / '.join(alert.quote.splitlines()))}",
         "",
         "**Steps:**",
         "",
