@@ -6,8 +6,8 @@ a ``meta`` hash (``paused`` field), an ``events`` stream and, when workers recor
 ``metrics:completed`` / ``metrics:failed`` hashes. Its getCounts script answers LLEN for
 the lists (less one for a legacy ``0:`` delay marker at the tail of ``wait``/``paused``,
 which it also RPOPs) and ZCARD for the sets. This module reads the same keys with plain
-read commands only, in one MULTI/EXEC per batch of queues, so the numbers are the script's
-without its side effect and consistent within a queue.
+read commands only, in one MULTI/EXEC per batch of queues (one round trip), so the numbers
+are the script's without its side effect, and consistent within a batch.
 """
 
 from __future__ import annotations
@@ -20,9 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis import exceptions as rexc
-from redis.asyncio import Redis
 
-from exporter.checks._redis_conn import RedisConnOptions, make_client, parse_conn, reason
+from exporter.checks._redis_conn import (
+    CommandTemplate,
+    Key,
+    RawRedis,
+    RedisConnOptions,
+    pack_text,
+    parse_conn,
+    reason,
+)
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader, describe
 from exporter.logs import event
@@ -166,7 +173,7 @@ class _Read:
     counts: dict[str, int]
     paused: bool
     next_job: str | None
-    entries: list[tuple[str, dict[str, str]]]
+    entries: list[Any]  # events stream entries: [id, [field, value, ...]]
     metrics: dict[str, int | None]
     events_full: bool = False
     oldest: float | None = None
@@ -183,28 +190,46 @@ class _Skip(Exception):
     """A queue's keys could not be read; the message says which key and why."""
 
 
+# Every count of one queue, in the order _parse_queue reads them; keys follow the base
+# ``<prefix>:<queue>:``. The last two only when counters may come from worker metrics.
+_QUEUE_READS: tuple[tuple[str, ...], ...] = (
+    ("EXISTS", Key("meta"), Key("id")),
+    ("HGET", Key("meta"), "paused"),
+    ("LLEN", Key("wait")),
+    ("LRANGE", Key("wait"), "-2", "-1"),
+    ("LLEN", Key("paused")),
+    ("LRANGE", Key("paused"), "-2", "-1"),
+    ("LLEN", Key("active")),
+    ("ZCARD", Key("delayed")),
+    ("ZCARD", Key("prioritized")),
+    ("ZCARD", Key("waiting-children")),
+    ("ZCARD", Key("completed")),
+    ("ZCARD", Key("failed")),
+    ("HGET", Key("metrics:completed"), "count"),
+    ("HGET", Key("metrics:failed"), "count"),
+)
+_READS = CommandTemplate(_QUEUE_READS[:12])
+_READS_WITH_METRICS = CommandTemplate(_QUEUE_READS)
+
+
 class BullmqProbe(BaseProbe[BullmqOptions]):
     def __init__(self, spec: CheckSpec[BullmqOptions]) -> None:
         super().__init__(spec)
-        self._client: Redis | None = None
+        self._redis = RawRedis(spec.options.conn)
         self._discovered: dict[str, _Discovery] = {}
         self._states: dict[tuple[str, str], _QueueState] = {}
         self._logged: dict[tuple[str, str], str] = {}
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self._redis.close()
 
     async def collect(self, out: Sink) -> None:
-        if self._client is None:
-            self._client = make_client(self.options.conn, self.spec.timeout)
         try:
-            await self._collect(self._client, out)
+            await self._collect(out)
         except rexc.RedisError as exc:
             raise CheckFailed(reason(exc, self.options.conn.where)) from None
 
-    async def _collect(self, client: Redis, out: Sink) -> None:
+    async def _collect(self, out: Sink) -> None:
         options = self.options
         targets: list[tuple[str, str]] = []
         capped: dict[str, bool] = {}
@@ -212,7 +237,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             if options.queues:
                 names, capped[prefix] = options.queues, False
             else:
-                names, capped[prefix] = await self._discover(client, prefix)
+                names, capped[prefix] = await self._discover(prefix)
             targets.extend((prefix, name) for name in names)
 
         reads: list[_Read] = []
@@ -221,7 +246,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         problems: list[str] = []
         for start in range(0, len(targets), BATCH_QUEUES):
             batch = targets[start : start + BATCH_QUEUES]
-            for target, outcome in zip(batch, await self._read_batch(client, batch), strict=True):
+            for target, outcome in zip(batch, await self._read_batch(batch), strict=True):
                 prefix, queue = target
                 if isinstance(outcome, _Read):
                     reads.append(outcome)
@@ -234,8 +259,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     self._log_skip(target, str(outcome))
                     if options.queues:
                         problems.append(f"{prefix}:{queue}: {outcome}")
-        await self._follow_full_streams(client, reads)
-        await self._read_oldest(client, reads)
+        await self._follow_full_streams(reads)
+        await self._read_oldest(reads)
 
         for read in reads:
             self._write_queue(out, read)
@@ -253,8 +278,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         if problems:
             raise CheckFailed("; ".join(problems))
 
-    async def _discover(self, client: Redis, prefix: str) -> tuple[tuple[str, ...], bool]:
-        """Queue names under ``prefix``, cached for ``discovery_interval``."""
+    async def _discover(self, prefix: str) -> tuple[tuple[str, ...], bool]:
+        """Queue names under ``prefix`` by SCAN (never KEYS), cached ``discovery_interval``."""
         now = time.monotonic()
         cached = self._discovered.get(prefix)
         if cached is not None and now - cached.at < self.options.discovery_interval:
@@ -263,12 +288,23 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         found: set[str] = set()
         for suffix in suffixes:
             pattern = f"{_glob_escape(prefix)}:*:{suffix}"
-            head, tail = f"{prefix}:", f":{suffix}"
-            async for key in client.scan_iter(match=pattern, count=SCAN_COUNT):
-                name = key[len(head) : -len(tail)]
-                # BullMQ refuses ':' in queue names; such keys belong to something else.
-                if name and ":" not in name:
-                    found.add(name)
+            head, tail = len(prefix) + 1, len(suffix) + 1
+            cursor = "0"
+            while True:
+                (reply,) = await self._redis.execute(
+                    [("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)]
+                )
+                if isinstance(reply, Exception):
+                    raise reply
+                cursor, keys = reply
+                for key in keys:
+                    name = key[head:-tail]
+                    # BullMQ refuses ':' in queue names (such keys belong to something
+                    # else) and names are JavaScript strings, so valid UTF-8.
+                    if name and ":" not in name and name.isprintable():
+                        found.add(name)
+                if cursor == "0":
+                    break
         names = tuple(sorted(found))
         capped = len(names) > self.options.max_queues
         if capped:
@@ -278,44 +314,45 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._discovered[prefix] = _Discovery(now, names, capped)
         return names, capped
 
-    async def _read_batch(
-        self, client: Redis, batch: Sequence[tuple[str, str]]
-    ) -> list[_Read | _Skip | None]:
+    async def _read_batch(self, batch: Sequence[tuple[str, str]]) -> list[_Read | _Skip | None]:
         """One MULTI/EXEC for the batch: every count of every queue, consistent per batch."""
-        pipe = client.pipeline(transaction=True)
-        layouts: list[tuple[int, bool, str]] = []  # (replies, reads events, events mode)
+        metrics = self.options.counters in ("auto", "metrics")
+        template = _READS_WITH_METRICS if metrics else _READS
+        parts = [pack_text([("MULTI",)])]
+        count = 2  # MULTI, EXEC
+        modes: list[str] = []
         for prefix, queue in batch:
             base = f"{prefix}:{queue}:"
-            pipe.exists(base + "meta", base + "id")
-            pipe.hget(base + "meta", "paused")
-            pipe.llen(base + "wait")
-            pipe.lrange(base + "wait", -2, -1)
-            pipe.llen(base + "paused")
-            pipe.lrange(base + "paused", -2, -1)
-            pipe.llen(base + "active")
-            for zset in ("delayed", "prioritized", "waiting-children", "completed", "failed"):
-                pipe.zcard(base + zset)
-            replies = 12
-            if self.options.counters in ("auto", "metrics"):
-                pipe.hget(base + "metrics:completed", "count")
-                pipe.hget(base + "metrics:failed", "count")
-                replies += 2
+            parts.append(template.render(base))
+            count += template.count
             mode = self._events_mode((prefix, queue))
             if mode == "position":
-                pipe.xrevrange(base + "events", max="+", min="-", count=1)
-                replies += 1
+                parts.append(pack_text([("XREVRANGE", base + "events", "+", "-", "COUNT", 1)]))
+                count += 1
             elif mode == "follow":
                 state = self._states[(prefix, queue)]
-                pipe.xrange(base + "events", min=_after(state.stream_id or "0-0"), max="+",
-                            count=EVENTS_PAGE)
-                replies += 1
-            layouts.append((replies, mode != "none", mode))
-        results = await pipe.execute(raise_on_error=False)
+                parts.append(pack_text([(
+                    "XRANGE", base + "events", _after(state.stream_id or "0-0"), "+",
+                    "COUNT", EVENTS_PAGE,
+                )]))
+                count += 1
+            modes.append(mode)
+        parts.append(pack_text([("EXEC",)]))
+        payload = "".join(parts).encode("utf-8", "surrogateescape")
+        replies = await self._redis.execute_packed(payload, count)
+        # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the first.
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        results: list[Any] = replies[-1]
+        if results is None:
+            raise rexc.ResponseError("EXEC was aborted")
         outcomes: list[_Read | _Skip | None] = []
         position = 0
-        for (prefix, queue), (replies, _, mode) in zip(batch, layouts, strict=True):
-            chunk = results[position : position + replies]
-            position += replies
+        for (prefix, queue), mode in zip(batch, modes, strict=True):
+            size = (14 if metrics else 12) + (0 if mode == "none" else 1)
+            chunk = results[position : position + size]
+            position += size
             try:
                 outcomes.append(self._parse_queue(prefix, queue, chunk, mode))
             except _Skip as exc:
@@ -346,37 +383,38 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             "delayed", "prioritized", "waiting-children", "completed", "failed",
             "metrics:completed", "metrics:failed", "events",
         )
-        if self.options.counters not in ("auto", "metrics"):
+        metrics_read = self.options.counters in ("auto", "metrics")
+        if not metrics_read:
             names = names[:12] + names[14:]
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 key = f"{prefix}:{queue}:{names[index] if index < len(names) else '?'}"
                 raise _Skip(f"{key}: {_error_text(reply)}")
-        if int(replies[0]) == 0:
+        if replies[0] == 0:
             return None  # neither meta nor id: never used, or obliterated since discovery
-        wait_tail: list[str] = list(replies[3])
-        paused_tail: list[str] = list(replies[5])
+        wait_tail: list[str] = replies[3]
+        paused_tail: list[str] = replies[5]
         # The v5 layout moves a paused queue's jobs to the paused list: they wait there.
         next_job = _next_job(wait_tail) or _next_job(paused_tail)
         counts = {
-            "waiting": _list_count(int(replies[2]), wait_tail),
-            "paused": _list_count(int(replies[4]), paused_tail),
-            "active": int(replies[6]),
-            "delayed": int(replies[7]),
-            "prioritized": int(replies[8]),
-            "waiting-children": int(replies[9]),
-            "completed": int(replies[10]),
-            "failed": int(replies[11]),
+            "waiting": _list_count(replies[2], wait_tail),
+            "paused": _list_count(replies[4], paused_tail),
+            "active": replies[6],
+            "delayed": replies[7],
+            "prioritized": replies[8],
+            "waiting-children": replies[9],
+            "completed": replies[10],
+            "failed": replies[11],
         }
         position = 12
         metrics: dict[str, int | None] = dict.fromkeys(_FINISHED)
-        if self.options.counters in ("auto", "metrics"):
-            for name, raw in zip(_FINISHED, replies[12:14], strict=True):
-                metrics[name] = _int_or_none(raw)
+        if metrics_read:
+            metrics["completed"] = _int_or_none(replies[12])
+            metrics["failed"] = _int_or_none(replies[13])
             position = 14
-        entries: list[tuple[str, dict[str, str]]] = []
+        entries: list[Any] = []
         if mode != "none":
-            entries = list(replies[position] or [])
+            entries = replies[position] or []
         state = self._states.setdefault((prefix, queue), _QueueState())
         if mode == "position":
             state.stream_id = entries[0][0] if entries else "0-0"
@@ -387,19 +425,19 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             events_full=mode == "follow" and len(entries) == EVENTS_PAGE,
         )
 
-    async def _follow_full_streams(self, client: Redis, reads: list[_Read]) -> None:
+    async def _follow_full_streams(self, reads: list[_Read]) -> None:
         """Read further pages of busy event streams, a bounded number per scrape."""
         pending = [r for r in reads if r.events_full]
         for _ in range(EVENTS_MAX_PAGES - 1):
             if not pending:
                 return
-            pipe = client.pipeline(transaction=False)
-            for read in pending:
-                pipe.xrange(f"{read.prefix}:{read.queue}:events", min=_after(read.entries[-1][0]),
-                            max="+", count=EVENTS_PAGE)
-            results = await pipe.execute(raise_on_error=False)
+            pages = await self._redis.execute([
+                ("XRANGE", f"{r.prefix}:{r.queue}:events", _after(r.entries[-1][0]), "+",
+                 "COUNT", EVENTS_PAGE)
+                for r in pending
+            ])
             still: list[_Read] = []
-            for read, page in zip(pending, results, strict=True):
+            for read, page in zip(pending, pages, strict=True):
                 if isinstance(page, Exception) or not page:
                     continue
                 read.entries.extend(page)
@@ -407,15 +445,15 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     still.append(read)
             pending = still
 
-    async def _read_oldest(self, client: Redis, reads: list[_Read]) -> None:
+    async def _read_oldest(self, reads: list[_Read]) -> None:
         """Second round trip: the creation time of each queue's next waiting job."""
         waiting = [r for r in reads if r.next_job is not None]
         for start in range(0, len(waiting), TIMESTAMP_BATCH):
             chunk = waiting[start : start + TIMESTAMP_BATCH]
-            pipe = client.pipeline(transaction=False)
-            for read in chunk:
-                pipe.hget(f"{read.prefix}:{read.queue}:{read.next_job}", "timestamp")
-            for read, raw in zip(chunk, await pipe.execute(raise_on_error=False), strict=True):
+            replies = await self._redis.execute([
+                ("HGET", f"{r.prefix}:{r.queue}:{r.next_job}", "timestamp") for r in chunk
+            ])
+            for read, raw in zip(chunk, replies, strict=True):
                 millis = None if isinstance(raw, Exception) else _int_or_none(raw)
                 # A job taken by a worker meanwhile keeps its hash; a removed one has none.
                 if millis is not None and millis > 0:
@@ -431,9 +469,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         if self.options.counters == "off":
             return
         state = self._states[(read.prefix, read.queue)]
-        finished = {name: 0 for name in _FINISHED}
+        finished = dict.fromkeys(_FINISHED, 0)
         for entry_id, fields in read.entries:
-            kind = fields.get("event")
+            # Entries are [id, [field, value, ...]]; BullMQ writes "event" first.
+            kind = _field(fields, "event")
             if kind in finished:
                 finished[kind] += 1
             state.stream_id = entry_id
@@ -448,6 +487,15 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             self._logged[target] = why
             event(_LOG, "bullmq queue skipped", check=self.spec.name, prefix=target[0],
                   queue=target[1], reason=why)
+
+
+def _field(fields: list[str], name: str) -> str | None:
+    if fields and fields[0] == name:
+        return fields[1]
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == name:
+            return fields[index + 1]
+    return None
 
 
 def _advance(counter: _Counter, metric: int | None, mode: str) -> None:
