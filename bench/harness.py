@@ -353,9 +353,12 @@ def postgres_cluster(workdir: Path, *settings: str) -> Iterator[Postgres]:
     for setting in settings:
         argv += ["-c", setting]
 
+    isready = binary("pg_isready", "postgresql")
+
     def accepting() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
+        # A TCP accept is not enough: "the database system is starting up" until ready.
+        probe = [isready, "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+        return subprocess.run(probe, check=False, timeout=10).returncode == 0
 
     try:
         with started("postgres", argv, workdir, port, accepting) as service:
