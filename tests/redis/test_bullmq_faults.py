@@ -3,8 +3,10 @@ bad configuration. Real redis-server; queue keys written in BullMQ's layout dire
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +194,63 @@ def test_bad_options_are_reported_with_their_path(
     with pytest.raises(ConfigError) as caught:
         load_data({"checks": [{"name": "q", "kind": "bullmq", **options}]}, "<test>", {})
     assert caught.value.problems == problems
+
+
+async def test_restart_between_scrapes_is_redialled_within_the_scrape(
+    redis_server: RedisServer,
+) -> None:
+    make_queue(redis_server, "ingest", waiting=2)
+    check = {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["ingest"]}
+    runner = Runner()
+    await runner.apply(load_data({"checks": [check]}, "<test>", {}))
+    try:
+        (before,) = await runner.scrape(30)
+        assert before.success, before.error
+        redis_server.restart()  # the kept connection is now dead
+        make_queue(redis_server, "ingest", waiting=5)
+        (after,) = await runner.scrape(30)
+        assert after.success, after.error
+        assert value(after, "bullmq_queue_jobs", prefix="bull", queue="ingest",
+                     state="waiting") == 5
+    finally:
+        await runner.close()
+
+
+async def test_server_that_never_answers_times_out_and_is_hung_up_on() -> None:
+    """A loopback peer that accepts and reads but never replies (a hung Redis)."""
+    hung_up = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        hung_up.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        result = await run_check({"name": "q", "kind": "bullmq", "timeout": "500ms",
+                                  "url": f"redis://127.0.0.1:{port}/0"})
+        assert not result.success
+        assert (result.error or "").startswith("timed out after")
+        await asyncio.wait_for(hung_up.wait(), 10)
+
+
+async def test_read_only_acl_user_over_unix_socket(
+    redis_factory: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    """The documented ACL (+@read +multi +exec) is enough; username from its own key."""
+    sock = tmp_path / "redis.sock"
+    server = redis_factory("--unixsocket", str(sock), "--unixsocketperm", "700")
+    make_queue(server, "ingest", waiting=3)
+    with server.client() as client:
+        client.acl_setuser("monitor", enabled=True, passwords=["+watch-only"], keys=["~*"],
+                           commands=["+@read", "+multi", "+exec", "+ping", "+info"])
+    result = await run_check({"name": "q", "kind": "bullmq", "url": f"unix://{sock}?db=0",
+                              "username": "monitor", "password": "watch-only"})
+    assert result.success, result.error
+    assert value(result, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="waiting") == 3
+    denied = await run_check({"name": "q", "kind": "bullmq", "url": f"unix://{sock}",
+                              "username": "monitor", "password": "guess"})
+    assert not denied.success
+    assert (denied.error or "").startswith(f"redis {sock}: authentication failed (WRONGPASS")

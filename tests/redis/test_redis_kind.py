@@ -1,4 +1,5 @@
-"""redis kind against real redis-server processes: INFO fields, roles, refusals, TLS."""
+"""redis kind against real redis-server processes: INFO fields, roles, refusals, TLS
+(TLS for the bullmq kind too)."""
 
 from __future__ import annotations
 
@@ -83,13 +84,17 @@ async def test_tls_with_ca_file(redis_factory: Callable[..., RedisServer], tmp_p
     cert.cert_chain_pems[0].write_to_path(str(files.cert))
     cert.private_key_pem.write_to_path(str(files.key))
     server = redis_factory(tls=files)
+    with server.client() as client:
+        client.hset("bull:ingest:meta", "opts.maxLenEvents", 10000)
 
-    trusted = await run_check({"name": "r", "kind": "redis", "url": server.url,
-                               "tls_ca_file": str(files.ca)})
-    assert trusted.success, trusted.error
-    untrusted = await run_check({"name": "r", "kind": "redis", "url": server.url})
-    assert not untrusted.success
-    assert "certificate verify failed" in (untrusted.error or "").lower()
-    skipped = await run_check({"name": "r", "kind": "redis", "url": server.url,
-                               "tls_insecure_skip_verify": True})
-    assert skipped.success, skipped.error
+    for kind in ("redis", "bullmq"):  # redis-py client and the bullmq kind's own client
+        trusted = await run_check({"name": "r", "kind": kind, "url": server.url,
+                                   "tls_ca_file": str(files.ca)})
+        assert trusted.success, trusted.error
+        untrusted = await run_check({"name": "r", "kind": kind, "url": server.url})
+        assert not untrusted.success
+        assert "certificate verify failed" in (untrusted.error or "").lower(), untrusted.error
+        skipped = await run_check({"name": "r", "kind": kind, "url": server.url,
+                                   "tls_insecure_skip_verify": True})
+        assert skipped.success, skipped.error
+    assert value(trusted, "bullmq_queues", prefix="bull") == 1
