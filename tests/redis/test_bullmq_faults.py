@@ -200,16 +200,20 @@ async def test_restart_between_scrapes_is_redialled_within_the_scrape(
     redis_server: RedisServer,
 ) -> None:
     make_queue(redis_server, "ingest", waiting=2)
-    check = {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["ingest"]}
+    checks = [
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["ingest"]},
+        {"name": "r", "kind": "redis", "url": redis_server.url},
+    ]
     runner = Runner()
-    await runner.apply(load_data({"checks": [check]}, "<test>", {}))
+    await runner.apply(load_data({"checks": checks}, "<test>", {}))
     try:
-        (before,) = await runner.scrape(30)
-        assert before.success, before.error
-        redis_server.restart()  # the kept connection is now dead
+        for result in await runner.scrape(30):
+            assert result.success, result.error
+        redis_server.restart()  # the kept connections are now dead
         make_queue(redis_server, "ingest", waiting=5)
-        (after,) = await runner.scrape(30)
+        after, server = await runner.scrape(30)
         assert after.success, after.error
+        assert server.success, server.error
         assert value(after, "bullmq_queue_jobs", prefix="bull", queue="ingest",
                      state="waiting") == 5
     finally:
