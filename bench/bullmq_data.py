@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 STATES = (
     "waiting", "paused", "active", "delayed", "prioritized", "waiting-children",
@@ -83,7 +84,7 @@ def write_queues(client: redis.Redis, prefix: str, names: list[str], plan: Plan)
 def _job(
     pipe: redis.client.Pipeline, base: str, job_id: int | str, stamp: int, **extra: object
 ) -> None:
-    fields: dict[str, str | int] = {
+    fields: dict[FieldT, EncodableT] = {
         "name": "work",
         "data": json.dumps({"n": job_id}),
         "opts": json.dumps({"attempts": 0, "delay": extra.get("delay", 0)}),
@@ -97,7 +98,7 @@ def _job(
 
 
 def _queue(pipe: redis.client.Pipeline, base: str, plan: Plan, paused: bool, now: int) -> None:
-    meta: dict[str, str | int] = {"opts.maxLenEvents": 10000}
+    meta: dict[FieldT, EncodableT] = {"opts.maxLenEvents": 10000}
     if paused:
         meta["paused"] = 1
     pipe.hset(f"{base}meta", mapping=meta)

@@ -31,7 +31,7 @@ def health_body() -> dict[str, object]:
     }
 
 
-async def tcp(count: int) -> list[asyncio.AbstractServer]:
+async def tcp(count: int) -> list[asyncio.Server]:
     async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
@@ -51,7 +51,7 @@ async def http(count: int) -> list[web.AppRunner]:
     return [runner]
 
 
-def ports_of(servers: list[asyncio.AbstractServer]) -> list[int]:
+def ports_of(servers: list[asyncio.Server]) -> list[int]:
     return [int(sock.getsockname()[1]) for server in servers for sock in server.sockets]
 
 
