@@ -137,7 +137,8 @@ def scoped(query: str, matchers: str = SCOPE) -> str:
 
 
 def panel_query(alert: Alert) -> str:
-    return scoped(fill(alert.query, window="$__rate_interval"))
+    lookback = format_duration(alert.lookback)
+    return scoped(fill(alert.query, window="$__rate_interval", lookback=lookback))
 
 
 def _thresholds(profile: Profile, alert: Alert) -> dash.ThresholdsConfig:

@@ -19,7 +19,14 @@ from typing import Any
 
 from exporter.bundle.known import EXTERNAL_METRICS
 from exporter.config import load_data, parse_yaml
-from exporter.fields import ConfigError, Problems, Reader, describe, parse_duration
+from exporter.fields import (
+    ConfigError,
+    Problems,
+    Reader,
+    describe,
+    format_duration,
+    parse_duration,
+)
 
 NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
 SLUG = re.compile(r"[a-z][a-z0-9-]*")
@@ -81,12 +88,14 @@ class Alert:
     depends_on: tuple[str, ...]  # short names of alerts whose firing makes this one noise
     exporter: str  # which exporter produces the metrics: runbook-exporter, node_exporter...
     window: str  # range of rates in rules; dashboards use $__rate_interval
+    lookback: float  # seconds of {lookback}: a cadence-sized range (2 runs); drills scale it
     panel_title: str
     test: AlertTest
 
     def expr(self, threshold: float | None = None) -> str:
         value = self.threshold if threshold is None else threshold
-        return f"{fill(self.query, window=self.window)} {self.op} {number(value)}"
+        query = fill(self.query, window=self.window, lookback=format_duration(self.lookback))
+        return f"{query} {self.op} {number(value)}"
 
 
 @dataclass(frozen=True)
@@ -303,7 +312,7 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
     short = reader.str("name")
     if isinstance(short, str) and short and not NAME.fullmatch(short):
         reader.error("name", f"use CamelCase letters and digits, got {describe(short)}")
-    query = _template(reader, "query", ("window",))
+    query = _template(reader, "query", ("window", "lookback"))
     op = reader.choice("op", OPERATORS)
     threshold, threshold_text, window_threshold = _threshold(reader, "threshold")
     for_ = reader.duration("for", 0.0, positive=False)
@@ -325,6 +334,9 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
     window = reader.str("window", "5m")
     if isinstance(window, str) and parse_duration(window) is None:
         reader.error("window", f"expected a duration such as 5m, got {describe(window)}")
+    lookback = reader.duration("lookback", 3600.0)
+    if "lookback" in placeholders(query) and not reader.has("lookback"):
+        reader.error("lookback", "required when the query uses {lookback}")
     panel_title = reader.str("panel", "")
     test_reader = reader.mapping("test", required=True)
     test = (
@@ -355,6 +367,7 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
         depends_on=tuple(depends_on),
         exporter=exporter,
         window=window,
+        lookback=lookback,
         panel_title=panel_title or short,
         test=test,
     )

@@ -85,12 +85,15 @@ def rules_file(profile: Profile) -> str:
 
 
 def drill(profile: Profile, factor: float) -> Profile:
-    """The profile with every `for`, evaluation interval, freshness window and
-    notification interval multiplied by ``factor``; value thresholds unchanged."""
+    """The profile with every `for`, evaluation interval, freshness window (duration
+    thresholds and ``{lookback}`` ranges) and notification interval multiplied by
+    ``factor``; value thresholds unchanged."""
 
     def alert(a: Alert) -> Alert:
         threshold = a.threshold * factor if a.window_threshold else a.threshold
-        return replace(a, for_=a.for_ * factor, threshold=threshold)
+        return replace(
+            a, for_=a.for_ * factor, threshold=threshold, lookback=a.lookback * factor
+        )
 
     return replace(
         profile,

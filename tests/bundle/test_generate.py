@@ -14,6 +14,7 @@ from exporter.bundle.generate import generate
 from exporter.bundle.profile import Profile, load_profile_data, load_profiles
 from exporter.config import load_file
 from exporter.fields import ConfigError
+from tests.support import require_binary
 
 from .conftest import PROFILES, ROOT
 
@@ -63,6 +64,19 @@ def test_drill_generation_goes_elsewhere(tmp_path: Path) -> None:
     assert "interval: 6s" in text  # 1m evaluation interval x 0.1
     assert "> 6\n" in text or "> 6 " in text  # TelemetryStale: 60s freshness window x 0.1
     assert "!= 536870912" in text  # value thresholds unchanged
+    tracker = (tmp_path / "rules" / "surveillance-tracker.rules.yml").read_text()
+    assert 'queue="ingest"}[12m]) >= 2' in tracker  # {lookback} 2h x 0.1, threshold kept
+    am = (tmp_path / "alertmanager" / "alertmanager.yml").read_text()
+    assert "repeat_interval: 1m30s" in am  # P1 15m x 0.1
+    checks = [
+        [require_binary("promtool", "prometheus"), "check", "rules",
+         *map(str, sorted((tmp_path / "rules").glob("*.yml")))],
+        [require_binary("amtool", "prometheus-alertmanager"), "check-config",
+         str(tmp_path / "alertmanager" / "alertmanager.yml")],
+    ]
+    for command in checks:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
     refused = _cli("generate", "--drill-factor", "0.1")
     assert refused.returncode == 2
     assert "--output" in refused.stderr
