@@ -241,3 +241,18 @@ def test_webhook_drill_keeps_routes_and_inhibitions(profiles: list[Profile]) -> 
     for receiver in drill["receivers"]:
         assert set(receiver) == {"name", "webhook_configs"}
         assert receiver["webhook_configs"][0]["url"] == "http://127.0.0.1:5001/hook"
+
+
+def test_message_templates_render(bundle: Path) -> None:
+    """amtool renders the receivers' title and text templates with its example data."""
+    result = subprocess.run(
+        [_amtool(), "template", "render",
+         f"--template.glob={bundle / 'alertmanager' / 'templates' / 'runbook.tmpl'}",
+         '--template.text={{ template "runbook.title" . }}|{{ template "runbook.text" . }}'],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    title, text = result.stdout.split("|", 1)
+    assert title.startswith("[")
+    assert text.count("Runbook: ") == 2  # one block per alert of the example group
+    assert "instance=foo.bar:1234" in text

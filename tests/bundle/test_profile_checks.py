@@ -1,0 +1,126 @@
+"""A profile's checks produce the series its alerts select: run the surveillance-tracker
+profile's HTTP checks against a loopback server shaped like the runbook's API and compare
+the labels with the ones the alerts' promtool tests assume."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from exporter.bundle.profile import Profile
+from exporter.config import load_file
+from tests.support import run_checks, value, values
+
+from .conftest import PROFILES
+
+INGESTED = 1_790_000_000.0
+DAILY = INGESTED - 20 * 3600
+GENERATED = INGESTED + 30
+
+
+def _iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+HEALTH_STATUS = {"value": "ok"}
+
+
+@pytest.fixture
+async def tracker_api() -> AsyncIterator[str]:
+    """The engine's /health, /api/sources and /api/dataset/latest, as §4 and §5 show."""
+    HEALTH_STATUS["value"] = "ok"
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({
+            "status": HEALTH_STATUS["value"],
+            "components": {
+                "ingestion": {"status": "ok", "lastIngestedAt": _iso(INGESTED)},
+                "redis": {"status": "error"},
+                "database": {"status": "ok"},
+            },
+        })
+
+    async def sources(_: web.Request) -> web.Response:
+        return web.json_response([
+            {"id": "redlightcameralist", "lastIngestedAt": _iso(INGESTED), "totalRecords": 5},
+            {"id": "atlas-of-surveillance", "lastIngestedAt": _iso(INGESTED), "totalRecords": 7},
+            {"id": "overpass-alpr", "lastIngestedAt": _iso(DAILY), "totalRecords": 9},
+        ])
+
+    async def dataset(_: web.Request) -> web.Response:
+        return web.json_response({"generatedAt": _iso(GENERATED), "sources": []})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/sources", sources)
+    app.router.add_get("/api/dataset/latest", dataset)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _http_checks(url: str) -> list[dict[str, Any]]:
+    import yaml
+
+    data = yaml.safe_load((PROFILES / "surveillance-tracker.yml").read_text())
+    checks = [c for c in data["checks"] if c["kind"] == "http"]
+    for check in checks:
+        check["url"] = check["url"].replace("${TRACKER_API_URL:-http://127.0.0.1:3000}", url)
+    return checks
+
+
+async def test_tracker_http_checks_emit_what_the_alerts_select(
+    tracker_api: str, profiles: list[Profile]
+) -> None:
+    assert load_file(PROFILES / "surveillance-tracker.yml", env={}).checks
+    health, sources, dataset = await run_checks(_http_checks(tracker_api))
+    assert [r.error for r in (health, sources, dataset)] == [None, None, None]
+    assert all(r.success for r in (health, sources, dataset))
+
+    # ComponentError's test series: http_component_up{component="redis"} at 0.
+    assert value(health, "http_component_up", component="redis") == 0
+    assert value(health, "http_component_up", component="database") == 1
+    # IngestionStale: freshness_timestamp_seconds{item="ingestion"}.
+    assert value(health, "freshness_timestamp_seconds", item="ingestion") == INGESTED
+    # Hourly/DailySourceLagging select items by source id.
+    freshness = values(sources, "freshness_timestamp_seconds")
+    by_item = {dict(k)["item"]: v for k, v in freshness.items()}
+    assert by_item == {
+        "redlightcameralist": INGESTED, "atlas-of-surveillance": INGESTED,
+        "overpass-alpr": DAILY,
+    }
+    assert value(dataset, "freshness_timestamp_seconds", item="dataset") == GENERATED
+
+    tracker = next(p for p in profiles if p.slug == "surveillance-tracker")
+    expected_items = {"ComponentError": "redis", "IngestionStale": "ingestion",
+                      "HourlySourceLagging": "atlas-of-surveillance",
+                      "DailySourceLagging": "overpass-alpr", "DatasetNotAdvancing": "dataset"}
+    for short, item in expected_items.items():
+        labels = dict(tracker.alert(short).test.labels)
+        assert item in (labels.get("component"), labels.get("item")), short
+
+
+async def test_status_not_ok_reaches_the_health_alert(
+    tracker_api: str, profiles: list[Profile]
+) -> None:
+    """`status != ok` is data (http_probe_up 0), not a failed check: the health alert's
+    signal must read http_probe_up as well as the check's success."""
+    HEALTH_STATUS["value"] = "degraded"
+    (health,) = await run_checks(_http_checks(tracker_api)[:1])
+    assert health.success
+    assert value(health, "http_probe_up") == 0
+    tracker = next(p for p in profiles if p.slug == "surveillance-tracker")
+    query = tracker.alert("EngineHealthNotOk").query
+    assert "http_probe_up" in query
+    assert "runbook_exporter_check_success" in query
