@@ -170,6 +170,7 @@ class _Read:
 
     prefix: str
     queue: str
+    exists: bool  # False: a listed queue with no meta hash and no id key (yet)
     counts: dict[str, int]
     paused: bool
     next_job: str | None
@@ -242,7 +243,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
 
         reads: list[_Read] = []
         skipped: dict[str, int] = dict.fromkeys(options.prefixes, 0)
-        missing: list[str] = []
         problems: list[str] = []
         for start in range(0, len(targets), BATCH_QUEUES):
             batch = targets[start : start + BATCH_QUEUES]
@@ -250,13 +250,16 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 prefix, queue = target
                 if isinstance(outcome, _Read):
                     reads.append(outcome)
-                    self._logged.pop(target, None)
+                    if outcome.exists:
+                        self._logged.pop(target, None)
+                    else:
+                        self._log_once(target, "no keys yet (not created, or misspelled?)",
+                                       "bullmq listed queue not found", logging.INFO)
                 elif outcome is None:
-                    if options.queues:
-                        missing.append(f"{prefix}:{queue}")
+                    continue  # a discovered queue deleted since discovery
                 else:
                     skipped[prefix] += 1
-                    self._log_skip(target, str(outcome))
+                    self._log_once(target, str(outcome), "bullmq queue skipped", _LOG)
                     if options.queues:
                         problems.append(f"{prefix}:{queue}: {outcome}")
         await self._follow_full_streams(reads)
@@ -273,8 +276,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]
 
-        if missing:
-            problems.insert(0, "no such queue (no meta hash, no id key): " + ", ".join(missing))
         if problems:
             raise CheckFailed("; ".join(problems))
 
@@ -390,8 +391,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             if isinstance(reply, Exception):
                 key = f"{prefix}:{queue}:{names[index] if index < len(names) else '?'}"
                 raise _Skip(f"{key}: {_error_text(reply)}")
-        if replies[0] == 0:
-            return None  # neither meta nor id: never used, or obliterated since discovery
+        exists = replies[0] > 0
+        if not exists and not self.options.queues:
+            return None  # neither meta nor id: obliterated since discovery
         wait_tail: list[str] = replies[3]
         paused_tail: list[str] = replies[5]
         # The v5 layout moves a paused queue's jobs to the paused list: they wait there.
@@ -420,7 +422,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             state.stream_id = entries[0][0] if entries else "0-0"
             entries = []
         return _Read(
-            prefix=prefix, queue=queue, counts=counts, paused=replies[1] is not None,
+            prefix=prefix, queue=queue, exists=exists, counts=counts,
+            paused=replies[1] is not None,
             next_job=next_job, entries=entries, metrics=metrics,
             events_full=mode == "follow" and len(entries) == EVENTS_PAGE,
         )
@@ -482,11 +485,12 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             _advance(counter, read.metrics[name], self.options.counters)
             out.add(family, counter.value, **labels)
 
-    def _log_skip(self, target: tuple[str, str], why: str) -> None:
+    def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
+        """Log a queue's problem when it starts or changes, not on every scrape."""
         if self._logged.get(target) != why:
             self._logged[target] = why
-            event(_LOG, "bullmq queue skipped", check=self.spec.name, prefix=target[0],
-                  queue=target[1], reason=why)
+            event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1],
+                  reason=why)
 
 
 def _field(fields: list[str], name: str) -> str | None:

@@ -91,16 +91,39 @@ async def test_wrong_type_key_skips_the_queue_with_a_logged_reason(
     assert value(listed, "bullmq_queue_jobs", prefix="bull", queue="good", state="waiting") == 2
 
 
-async def test_listed_queue_that_does_not_exist_fails_the_check(
-    redis_server: RedisServer,
+async def test_listed_queue_before_it_exists_is_zero_and_counts_from_its_start(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """getJobCounts() of a queue with no keys is all zeros, so is ours; its counters count
+    every event once the queue appears (nothing happened before), so a first failure is
+    an increase that alerts can see. The missing queue is logged once (a typo?)."""
     make_queue(redis_server, "mail", waiting=1)
-    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
-                              "queues": ["mail", "mial"]})
-    assert not result.success
-    assert result.error == "no such queue (no meta hash, no id key): bull:mial"
-    assert value(result, "bullmq_queue_jobs", prefix="bull", queue="mail", state="waiting") == 1
-    assert value(result, "bullmq_queues", prefix="bull") == 1
+    caplog.set_level(logging.INFO, logger="runbook_exporter")
+    check = {"name": "q", "kind": "bullmq", "url": redis_server.url,
+             "queues": ["mail", "ingest"]}
+    runner = Runner()
+    await runner.apply(load_data({"checks": [check]}, "<test>", {}))
+    try:
+        for _ in range(2):
+            (before,) = await runner.scrape(30)
+            assert before.success, before.error
+            for state in ("waiting", "failed", "paused"):
+                assert value(before, "bullmq_queue_jobs", prefix="bull", queue="ingest",
+                             state=state) == 0
+            assert value(before, "bullmq_jobs_failed_total", prefix="bull", queue="ingest") == 0
+        assert value(before, "bullmq_queues", prefix="bull") == 2
+        logged = [r for r in caplog.records if r.getMessage() == "bullmq listed queue not found"]
+        assert len(logged) == 1
+        assert logged[0].__dict__["fields"]["queue"] == "ingest"
+
+        make_queue(redis_server, "ingest")
+        with redis_server.client() as client:
+            for job in range(2):
+                client.xadd("bull:ingest:events", {"event": "failed", "jobId": str(job)})
+        (after,) = await runner.scrape(30)
+        assert value(after, "bullmq_jobs_failed_total", prefix="bull", queue="ingest") == 2
+    finally:
+        await runner.close()
 
 
 async def test_discovery_cap_reports_instead_of_exploding(redis_server: RedisServer) -> None:
