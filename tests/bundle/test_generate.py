@@ -171,3 +171,15 @@ def test_bad_profiles_name_the_path(change: dict[str, object], message: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_profile_data(data, "<test>", "t")
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_cli_reports_bad_profiles_without_traceback(tmp_path: Path) -> None:
+    shutil.copytree(PROFILES, tmp_path / "profiles")
+    broken = tmp_path / "profiles" / "smart-city.yml"
+    broken.write_text(broken.read_text().replace("      op: \">\"\n", "      op: \"=>\"\n", 1))
+    result = _cli("generate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("profiles/smart-city.yml: bundle.alerts[")
+    assert '.op: expected one of >, >=, <, <=, ==, !=, got "=>"' in result.stderr
+    assert not (tmp_path / "rules").exists()
