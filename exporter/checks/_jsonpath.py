@@ -14,7 +14,14 @@ ROOT = "."
 
 
 class PathError(Exception):
-    """A path does not lead to a value; the message names the path and why."""
+    """A path does not lead to a value; the message names the path and why.
+
+    ``missing`` is True when a key or index is absent (as opposed to a wrong type).
+    """
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def json_type(value: Any) -> str:
@@ -66,7 +73,9 @@ class JsonPath:
                 walked = f"{where}.{'.'.join(self.parts[:depth])}".rstrip(".")
             if isinstance(current, dict):
                 if part not in current:
-                    raise PathError(f'{self._shown(where)}: no key "{part}" in {walked}')
+                    raise PathError(
+                        f'{self._shown(where)}: no key "{part}" in {walked}', missing=True
+                    )
                 current = current[part]
             elif isinstance(current, list):
                 if not part.isdigit():
@@ -75,12 +84,14 @@ class JsonPath:
                 if index >= len(current):
                     raise PathError(
                         f"{self._shown(where)}: {walked} has {len(current)} elements, "
-                        f"no index {index}"
+                        f"no index {index}",
+                        missing=True,
                     )
                 current = current[index]
             else:
                 raise PathError(
-                    f"{self._shown(where)}: {walked} is {json_type(current)}, not an object"
+                    f"{self._shown(where)}: {walked} is {json_type(current)}, not an object",
+                    missing=current is None,  # a null parent: nothing there yet
                 )
         return current
 

@@ -100,6 +100,7 @@ class Extract:
     each: JsonPath | None
     item_field: JsonPath | None
     field: str  # the ``field`` label of values
+    optional: bool = False  # a missing or null value is skipped, not a failure
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ def _extracts(reader: Reader, key: str, *, values: bool) -> tuple[Extract, ...]:
         item_field = _json_path(entry, "item_field")
         item = entry.str("item", None)
         field = entry.str("field", None) if values else None
+        optional = entry.bool("optional", False)
         entry.done()
         if path is None:
             continue
@@ -260,6 +262,7 @@ def _extracts(reader: Reader, key: str, *, values: bool) -> tuple[Extract, ...]:
                 each=each,
                 item_field=item_field,
                 field=field or path.last,
+                optional=optional,
             )
         )
     return tuple(out)
@@ -559,17 +562,21 @@ class HttpProbe(BaseProbe[HttpOptions]):
         problems: _Problems,
         *,
         keys_name_objects: bool = False,
+        missing_ok: bool = False,
     ) -> Iterator[tuple[str, str, Any]]:
         """(label, where, element) for each element of the list or object at ``path``.
 
         Elements of a list are named by ``name_field``; those of an object by their key,
         or by ``name_field`` when given (unless ``keys_name_objects``). Stops at
-        ``max_items`` elements.
+        ``max_items`` elements. With ``missing_ok``, an absent or null container is empty.
         """
         try:
             container = path.find(doc)
         except PathError as exc:
-            problems.add(str(exc))
+            if not (missing_ok and exc.missing):
+                problems.add(str(exc))
+            return
+        if container is None and missing_ok:
             return
         prefix = "" if path.is_root else path.text
         if isinstance(container, dict):
@@ -639,20 +646,23 @@ class HttpProbe(BaseProbe[HttpOptions]):
     ) -> Iterator[tuple[str, str, Any]]:
         """(item label, where, value) for an entry: once, or per element with ``each``."""
         if extract.each is None:
-            try:
-                yield extract.item, extract.path.text, extract.path.find(doc)
-            except PathError as exc:
-                problems.add(str(exc))
-            return
-        for item, where, element in self._elements(
-            doc, extract.each, extract.item_field, problems
-        ):
+            pairs: Iterator[tuple[str, str, Any]] = iter([(extract.item, "", doc)])
+        else:
+            pairs = self._elements(
+                doc, extract.each, extract.item_field, problems, missing_ok=extract.optional
+            )
+        for item, where, element in pairs:
             try:
                 value = extract.path.find(element, where)
             except PathError as exc:
-                problems.add(str(exc))
+                if not (extract.optional and exc.missing):
+                    problems.add(str(exc))
                 continue
-            shown = where if extract.path.is_root else f"{where}.{extract.path.text}"
+            if value is None and extract.optional:
+                continue
+            shown = extract.path.text if not where else (
+                where if extract.path.is_root else f"{where}.{extract.path.text}"
+            )
             yield item, shown, value
 
     def _freshness(self, doc: Any, out: Sink, problems: _Problems) -> None:

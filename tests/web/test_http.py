@@ -305,6 +305,40 @@ async def test_wrong_value_types_per_element_keep_the_good_elements(serve: Serve
     assert values(result, "http_json_value") == {(("item", "a"), ("field", "records")): 17}
 
 
+async def test_optional_entries_skip_missing_and_null_but_not_wrong_types(
+    serve: Serve,
+) -> None:
+    """Before the first ingest run there is no ingestion component yet, or it is null."""
+    document = {
+        "status": "ok",
+        "components": {"redis": {"status": "ok"}, "ingestion": None},
+        "sources": [{"id": "a", "lastIngestedAt": None}, {"id": "b", "lastIngestedAt": 1}],
+        "generatedAt": True,
+    }
+    base = await serve(json_app({"/health": document}))
+    check = {
+        "name": "e", "kind": "http", "url": f"{base}/health",
+        "freshness": [
+            {"item": "ingestion", "path": "components.ingestion.lastIngestedAt",
+             "optional": True},
+            {"item": "export", "path": "exports.latest", "optional": True},
+            {"each": "sources", "item_field": "id", "path": "lastIngestedAt",
+             "optional": True},
+            {"each": "connectors", "path": "lastRun", "optional": True},
+        ],
+    }
+    result = await run_check(check)
+    assert result.success, result.error
+    assert values(result, "freshness_timestamp_seconds") == {(("item", "b"),): 1}
+    wrong_type = await run_check({
+        **check, "freshness": [{"path": "generatedAt", "optional": True},
+                               {"path": "status.at", "optional": True}]})
+    assert wrong_type.error == (
+        "generatedAt: expected a timestamp, got true; status.at: status is a string, "
+        "not an object"
+    )
+
+
 async def test_max_items_bounds_the_labels(serve: Serve) -> None:
     sources = [{"id": f"s{i}", "totalRecords": i} for i in range(5)]
     base = await serve(json_app({"/api/sources": {"sources": sources}}))
@@ -623,7 +657,7 @@ async def test_one_probe_serves_many_scrapes_and_survives_a_server_restart(
           "for one per element"]),
         ({"url": "http://x/", "values": [{"path": "n", "item_field": "id", "unit": "s"}]},
          ["checks[0].values[0].unit: unknown key (known keys here: each, field, item, "
-          "item_field, path)",
+          "item_field, optional, path)",
           "checks[0].values[0].item_field: only used with each (one item per element)"]),
         ({"url": "http://x/", "status_ok": [], "max_items": 0},
          ["checks[0].status_ok: expected at least one value",
