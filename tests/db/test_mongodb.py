@@ -115,7 +115,7 @@ async def test_refused_server_status_fails_with_the_server_reason(peer: MongoPee
 
 async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPeer) -> None:
     runner = Runner()
-    await runner.apply(load_data({"checks": [check(peer, timeout="2s")]}, "<test>", {}))
+    await runner.apply(load_data({"checks": [check(peer, timeout="3s")]}, "<test>", {}))
     try:
         (first,) = await runner.scrape(30)
         assert first.success, first.error

@@ -46,21 +46,26 @@ async def table(pg: PgCluster) -> AsyncIterator[str]:
 
 
 async def test_connections_by_state_max_and_version(pg: PgCluster) -> None:
-    before = await run_check(check(pg))
-    assert before.success, before.error
-    assert value(before, "db_pool_max_connections") == MAX_CONNECTIONS - SUPERUSER_RESERVED
-    version = pg.psql("SHOW server_version")
-    assert value(before, "postgres_server_version_info", version=version) == 1
-    assert value(before, "postgres_in_recovery") == 0
-    assert value(before, "db_ping_duration_seconds") > 0
-    base = states(before)
-    assert set(base) >= {"active", "idle", "idle_in_transaction", "waiting"}
-
+    # One runner (one pool) for the whole test: no closed pool's backend lingers in
+    # pg_stat_activity between the baseline and the later runs.
+    runner = Runner()
+    await runner.apply(load_data({"checks": [check(pg)]}, "<test>", {}))
     app_dsn = pg.dsn(APP_USER, APP_PASSWORD)
-    conns = [await asyncpg.connect(app_dsn) for _ in range(5)]
-    _idle, sleeper, in_tx, holder, waiter = conns
+    conns: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
     try:
+        (before,) = await runner.scrape(30)
+        assert before.success, before.error
+        assert value(before, "db_pool_max_connections") == MAX_CONNECTIONS - SUPERUSER_RESERVED
+        version = pg.psql("SHOW server_version")
+        assert value(before, "postgres_server_version_info", version=version) == 1
+        assert value(before, "postgres_in_recovery") == 0
+        assert value(before, "db_ping_duration_seconds") > 0
+        base = states(before)
+        assert set(base) >= {"active", "idle", "idle_in_transaction", "waiting"}
+
+        conns.extend([await asyncpg.connect(app_dsn) for _ in range(5)])
+        _idle, sleeper, in_tx, holder, waiter = conns
         tasks.append(asyncio.create_task(sleeper.execute("SELECT pg_sleep(600)")))
         await in_tx.execute("BEGIN; SELECT 1")
         await holder.execute("BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
@@ -75,7 +80,7 @@ async def test_connections_by_state_max_and_version(pg: PgCluster) -> None:
         }
 
         async def settled() -> CheckResult | None:
-            result = await run_check(check(pg))
+            (result,) = await runner.scrape(30)
             seen = states(result)
             return result if all(seen[s] == n for s, n in expected.items()) else None
 
@@ -86,6 +91,7 @@ async def test_connections_by_state_max_and_version(pg: PgCluster) -> None:
         for conn in conns:
             conn.terminate()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.close()
 
 
 async def test_named_queries_freshness_and_values(pg: PgCluster, table: str) -> None:
@@ -156,7 +162,7 @@ async def test_failing_queries_fail_the_check_but_keep_other_samples(
 
 async def test_hung_query_is_cancelled_by_the_server_within_the_timeout(pg: PgCluster) -> None:
     marker = uuid.uuid4().hex
-    result = await run_check(check(pg, timeout="3s", queries=[
+    result = await run_check(check(pg, timeout="6s", queries=[
         {"name": "hung", "type": "value", "sql": f"SELECT pg_sleep(600) IS NULL AS hung_{marker}"},
     ]))
     assert not result.success
