@@ -44,6 +44,14 @@ def peer_versions() -> dict[str, str]:
     return found
 
 
+def loadavg() -> str:
+    """The 1-minute load average: other work on the machine skews every number."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     repeat = args.repeat or (2 if args.quick else 5)
     began = time.monotonic()
+    load_before = loadavg()
     sections: list[Section] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         ctx = Context(workdir=Path(tmp), quick=args.quick, repeat=repeat)
@@ -97,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         repeat=repeat,
         peers=peer_versions(),
         elapsed=time.monotonic() - began,
+        load=(load_before, loadavg()),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

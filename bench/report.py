@@ -60,7 +60,13 @@ def versions(peers: dict[str, str]) -> str:
 
 
 def render(
-    sections: Sequence[Section], *, quick: bool, repeat: int, peers: dict[str, str], elapsed: float
+    sections: Sequence[Section],
+    *,
+    quick: bool,
+    repeat: int,
+    peers: dict[str, str],
+    elapsed: float,
+    load: tuple[str, str] = ("?", "?"),
 ) -> str:
     commit = _git("rev-parse", "--short", "HEAD")
     out = [
@@ -71,7 +77,8 @@ def render(
         f"in {elapsed:.0f} s.",
         f"Machine: **{machine()}**. Everything ran on this one machine over loopback, "
         "peers and this exporter against the same data in the same run; the load "
-        "generators and target servers share the same cores.",
+        f"generators and target servers share the same cores (1-minute load average "
+        f"{load[0]} at the start, {load[1]} at the end).",
         f"Peers (Debian packages): {versions(peers)}.",
         f"Numbers are medians over {repeat} runs unless a row says otherwise. A ratio "
         "`peer / ours` above 1 means this exporter is cheaper. See docs/benchmarks.md for "

@@ -73,7 +73,7 @@ def run(ctx: Context) -> Section:
                     str(size), ratio(theirs.wall, mine.wall), ratio(theirs.cpu, mine.cpu),
                     ratio(theirs.server_cpu, mine.server_cpu),
                     ratio(theirs.commands, mine.commands), ratio(theirs.reads, mine.reads),
-                    ms(collect),
+                    ms(collect), f"{_per(mine.wall, size)} / {_per(theirs.wall, size)}",
                 ])  # fmt: skip
                 if size == max(sizes):
                     wall_ratio = theirs.wall / mine.wall
@@ -97,7 +97,7 @@ def run(ctx: Context) -> Section:
             client.close()
     section.extra.append("Ratios (redis_exporter --check-keys ÷ runbook-exporter):\n\n" + _table(
         ["queues", "wall", "exporter CPU", "Redis CPU", "commands", "round trips",
-         "our check duration (collection)"], ratios,
+         "our check duration (collection)", "wall per queue: ours / redis_exporter"], ratios,
     ))  # fmt: skip
     section.notes.append(
         "The bullmq check caches queue discovery for `discovery_interval` (60 s default), "
@@ -252,6 +252,10 @@ def _shape(client: redis.Redis, queue: str) -> set[tuple[str, str]]:
         suffix = re.sub(r"^(\d+|[0-9a-f]{32}|parent-\d+)(?=$|:)", "<id>", key[len(head) :])
         shapes.add((suffix, str(client.type(key))))
     return shapes
+
+
+def _per(seconds: float, queues: int) -> str:
+    return f"{seconds / queues * 1e6:,.0f} µs"
 
 
 def _durations(bodies: list[bytes]) -> list[float]:
