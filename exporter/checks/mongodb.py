@@ -18,6 +18,7 @@ from bson.decimal128 import Decimal128
 from bson.timestamp import Timestamp
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.uri_parser import parse_uri
 
 from exporter.checks._queries import (
     DB_PING_SECONDS,
@@ -84,6 +85,11 @@ def _parse_url(reader: Reader) -> tuple[str, str]:
         return url, ""
     if match["pw"]:
         REDACTOR.register(match["pw"])
+    if url.startswith("mongodb://"):  # +srv would need DNS at load time: checked when used
+        try:
+            parse_uri(url, warn=False)
+        except (PyMongoError, ValueError, TypeError) as exc:
+            reader.error("url", f"invalid MongoDB URL: {REDACTOR.redact(str(exc))}")
     return url, match["db"] or ""
 
 

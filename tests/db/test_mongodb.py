@@ -140,12 +140,13 @@ async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPe
         await runner.close()
 
 
-async def test_password_is_not_shown_in_config_errors() -> None:
+def test_password_is_not_shown_in_config_errors() -> None:
     with pytest.raises(ConfigError) as caught:
         load_data({"checks": [{"name": "m", "kind": "mongodb",
-                               "url": "mongodb://u:hunter2-xyz@h:1/db?x=1",
-                               "freshness": [{"name": "f", "collection": "c"}]}]}, "<t>", {})
-    assert caught.value.problems == ["checks[0].freshness[0].field: required but missing"]
+                               "url": "mongodb://u:hunter2-xyz@h:1/db?bogus=1"}]}, "<t>", {})
+    (problem,) = caught.value.problems
+    assert problem.startswith("checks[0].url: invalid MongoDB URL: Unknown option: bogus")
+    assert "hunter2-xyz" not in problem
 
 
 @pytest.mark.parametrize(
@@ -155,6 +156,10 @@ async def test_password_is_not_shown_in_config_errors() -> None:
         ({"url": "http://u:topsecret@h/db"},
          ['checks[0].url: expected a URL starting with mongodb:// or mongodb+srv://, '
           'got "http://u:<secret>@h/db"']),
+        ({"url": "mongodb://h/db?tls=maybe"},
+         ["checks[0].url: invalid MongoDB URL: The value of tls must be 'true' or 'false'"]),
+        ({"url": "mongodb://h/db", "freshness": [{"name": "f", "collection": "c"}]},
+         ["checks[0].freshness[0].field: required but missing"]),
         ({"url": "mongodb://h1:27017,h2:27017/?replicaSet=rs0",
           "freshness": [{"name": "f", "collection": "c", "field": "t", "filter": [1]},
                         {"name": "f", "database": "d", "collection": "c", "field": "t"}]},
