@@ -57,6 +57,12 @@ VERSION_INFO = Family(
 EXTRA_HINT = "pip install 'runbook-exporter[pgbouncer]'"
 
 
+def _reason(exc: BaseException) -> str:
+    # libpq messages span lines ("connection to server ... failed: FATAL:  ...").
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 @dataclass(frozen=True)
 class PgbouncerOptions:
     dsn: str
@@ -74,17 +80,19 @@ def parse(reader: Reader) -> PgbouncerOptions:
                                 f'got "{database}"')
     if importlib.util.find_spec("psycopg") is None:
         reader.error("kind", f"the pgbouncer kind needs psycopg 3: {EXTRA_HINT}")
+    elif isinstance(dsn, str) and dsn:
+        from psycopg import Error
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(dsn)  # libpq's own parser: unknown parameters, bad quoting
+        except Error as exc:
+            reader.error("dsn", f"invalid connection string: {_reason(exc)}")
     return PgbouncerOptions(dsn=dsn)
 
 
 class _ConnectionLost(Exception):
     pass
-
-
-def _reason(exc: BaseException) -> str:
-    # libpq messages span lines ("connection to server ... failed: FATAL:  ...").
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _int(value: Any) -> int:

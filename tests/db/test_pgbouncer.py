@@ -136,6 +136,8 @@ async def test_pgbouncer_restart_is_survived(pgbouncer: Bouncer) -> None:
         ({}, ["checks[0].dsn: required but missing"]),
         ({"dsn": "postgresql://stats@127.0.0.1:6432/app"},
          ['checks[0].dsn: connect to the admin console database "pgbouncer", got "app"']),
+        ({"dsn": "postgresql://stats:pw-x@127.0.0.1:6432/pgbouncer?colour=blue"},
+         ['checks[0].dsn: invalid connection string: invalid URI query parameter: "colour"']),
     ],
 )
 def test_bad_options(options: dict[str, Any], problems: list[str]) -> None:
