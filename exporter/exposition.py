@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import chain
 
 from prometheus_client import exposition as text_format
@@ -62,18 +65,48 @@ _text: Callable[[_Families], bytes] = text_format.generate_latest
 
 
 _EOF = b"# EOF\n"
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name/mtime, OS unknown
+GZIP_LEVEL = 5
+
+
+@dataclass
+class _Encoded:
+    """The checks' part of a scrape in one format, with its gzip segment made on demand."""
+
+    results: tuple[CheckResult, ...]
+    plain: bytes
+    deflated: bytes | None = None  # raw deflate, sync-flushed so more blocks may follow
+
+    def reusable_for(self, results: tuple[CheckResult, ...]) -> bool:
+        return len(self.results) == len(results) and all(
+            a is b for a, b in zip(self.results, results, strict=True)
+        )
+
+    def gzip_with(self, tail: bytes) -> bytes:
+        """One gzip member holding ``plain + tail``; only ``tail`` is compressed anew."""
+        if self.deflated is None:
+            head = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+            self.deflated = head.compress(self.plain) + head.flush(zlib.Z_SYNC_FLUSH)
+        # A second, independent compressor never refers back into the cached blocks, and
+        # the sync flush left them byte-aligned and non-final, so the streams concatenate.
+        rest = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        deflated_tail = rest.compress(tail) + rest.flush()
+        crc = zlib.crc32(tail, zlib.crc32(self.plain))
+        size = (len(self.plain) + len(tail)) & 0xFFFFFFFF
+        trailer = struct.pack("<II", crc, size)
+        return _GZIP_HEADER + self.deflated + deflated_tail + trailer
 
 
 class Renderer:
     """Encodes scrapes, reusing the checks' bytes while every result is the same object.
 
-    With ``min_interval`` most scrapes reuse every result; re-encoding thousands of
-    unchanged series each time would dominate the scrape, so only the exporter's own
-    (always fresh) families are encoded again.
+    With ``min_interval`` most scrapes reuse every result; re-encoding (and re-compressing)
+    thousands of unchanged series each time would dominate the scrape, so only the
+    exporter's own, always fresh, families are encoded again and appended.
     """
 
     def __init__(self) -> None:
-        self._cache: dict[bool, tuple[tuple[CheckResult, ...], bytes]] = {}
+        self._cache: dict[bool, _Encoded] = {}
 
     def render(
         self,
@@ -81,19 +114,18 @@ class Renderer:
         labels: Mapping[str, tuple[tuple[str, str], ...]],
         own: Sequence[Metric],
         accept: str | None,
+        *,
+        gzip: bool = False,
     ) -> tuple[bytes, str]:
+        """The body (gzip-compressed when asked) and its content type."""
         openmetrics = bool(accept and "application/openmetrics-text" in accept)
         key = tuple(results)
-        cached = self._cache.get(openmetrics)
-        if cached is not None and len(cached[0]) == len(key) and all(
-            a is b for a, b in zip(cached[0], key, strict=True)
-        ):
-            checks = cached[1]
-        else:
+        encoded = self._cache.get(openmetrics)
+        if encoded is None or not encoded.reusable_for(key):
             metrics = build_metrics((r, labels.get(r.name, ())) for r in key)
-            checks = encode(metrics, accept)[0].removesuffix(_EOF)
-            self._cache[openmetrics] = (key, checks)
-        head, content_type = encode(own, accept)
-        if openmetrics:
-            return head.removesuffix(_EOF) + checks + _EOF, content_type
-        return head + checks, content_type
+            encoded = _Encoded(key, encode(metrics, accept)[0].removesuffix(_EOF))
+            self._cache[openmetrics] = encoded
+        tail, content_type = encode(own, accept)  # ends with # EOF in OpenMetrics
+        if gzip:
+            return encoded.gzip_with(tail), content_type
+        return encoded.plain + tail, content_type

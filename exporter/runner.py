@@ -103,7 +103,8 @@ class Runner:
         deadline = started + budget
         pending: dict[str, asyncio.Task[CheckResult]] = {}
         results: dict[str, CheckResult] = {}
-        for name, live in self._checks.items():
+        checks = self._checks  # a reload during this scrape swaps the dict, never mutates it
+        for name, live in checks.items():
             last = live.last
             if last is not None and started - last.started < live.spec.min_interval:
                 results[name] = last
@@ -116,19 +117,22 @@ class Runner:
         for name, task in pending.items():
             if task.done() and not task.cancelled():
                 results[name] = task.result()
+                continue
+            if task.cancelled():
+                error = "cancelled: the check was removed or changed by a reload"
             else:
-                spec = self._checks[name].spec
-                results[name] = CheckResult(
-                    name=name,
-                    kind=spec.kind,
-                    success=False,
-                    duration=loop.time() - started,
-                    finished_at=time.time(),
-                    started=started,
-                    error=f"scrape deadline of {budget:.3g}s passed before the check finished",
-                    samples=(),
-                )
-        return [results[name] for name in self._checks if name in results]
+                error = f"scrape deadline of {budget:.3g}s passed before the check finished"
+            results[name] = CheckResult(
+                name=name,
+                kind=checks[name].spec.kind,
+                success=False,
+                duration=loop.time() - started,
+                finished_at=time.time(),
+                started=started,
+                error=error,
+                samples=(),
+            )
+        return [results[name] for name in checks]
 
     async def _run(self, live: _LiveCheck, deadline: float) -> CheckResult:
         loop = asyncio.get_running_loop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import gzip
 import html
 import json
 import logging
@@ -133,12 +132,14 @@ class Exporter:
         )
         return [build, ok, when, *self._process.collect()]
 
-    async def scrape(self, timeout_header: str | None, accept: str | None) -> tuple[bytes, str]:
-        """One scrape's body and content type."""
+    async def scrape(
+        self, timeout_header: str | None, accept: str | None, *, gzip: bool = False
+    ) -> tuple[bytes, str]:
+        """One scrape's body (gzip-compressed when asked) and content type."""
         budget = scrape_budget(timeout_header, self.timeout_offset, self.default_scrape_timeout)
         results = await self.runner.scrape(budget)
         labels = {spec.name: spec.labels for spec in self.runner.specs}
-        return self._renderer.render(results, labels, self.own_metrics(), accept)
+        return self._renderer.render(results, labels, self.own_metrics(), accept, gzip=gzip)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -150,13 +151,14 @@ def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None)
     app = web.Application(middlewares=middlewares)
 
     async def metrics(request: web.Request) -> web.Response:
+        gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         body, content_type = await exporter.scrape(
             request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
             request.headers.get("Accept"),
+            gzip=gzip,
         )
         headers = {"Content-Type": content_type}
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body = gzip.compress(body, compresslevel=5)
+        if gzip:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
 

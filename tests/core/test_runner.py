@@ -135,3 +135,18 @@ async def test_errors_are_redacted() -> None:
 
 def test_module_state_is_per_test() -> None:
     assert conftest.BEHAVIOUR.started == 0
+
+
+async def test_reload_during_a_scrape_answers_for_the_checks_it_started(
+    test_kind: Behaviour,
+) -> None:
+    test_kind.gate.clear()
+    runner = await started_runner({"name": "old", "kind": "test", "mode": "gate"})
+    scrape = asyncio.create_task(runner.scrape(budget=30))
+    await asyncio.wait_for(test_kind.running.wait(), 30)
+    await runner.apply(config({"name": "new", "kind": "test"}))
+    (result,) = await scrape
+    assert result.name == "old"
+    assert result.error == "cancelled: the check was removed or changed by a reload"
+    assert [r.name for r in await runner.scrape(budget=30)] == ["new"]
+    await runner.close()

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -208,13 +209,14 @@ async def test_no_secret_in_metrics_config_status_or_logs(
 
 
 async def test_reused_results_render_the_same_series_in_both_formats(
-    served: tuple[str, Path, Exporter], test_kind: Behaviour,
+    served: tuple[str, Path, Exporter],
+    test_kind: Behaviour,
 ) -> None:
     base, path, _ = served
     path.write_text("checks:\n  - {name: cached, kind: test, min_interval: 1h}\n")
     assert (await post(f"{base}/-/reload"))[0] == 200
     bodies = [(await get(f"{base}/metrics"))[1] for _ in range(3)]
-    series = [b[b.index("# HELP runbook_exporter_check_success"):] for b in bodies]
+    series = [b[: b.index("# HELP runbook_exporter_build_info")] for b in bodies]
     assert series[0] == series[1] == series[2]
     assert test_kind.started == 1
     _, om, _ = await get(f"{base}/metrics", Accept="application/openmetrics-text")
@@ -228,8 +230,12 @@ def test_json_log_lines_are_parseable_and_redacted() -> None:
     stream = io.StringIO()
     logs.setup("info", "json", stream)
     try:
-        logs.event(logging.WARNING, "check failed", check="db",
-                   reason=f"auth failed for postgresql://app:{SECRET}@127.0.0.1/db")
+        logs.event(
+            logging.WARNING,
+            "check failed",
+            check="db",
+            reason=f"auth failed for postgresql://app:{SECRET}@127.0.0.1/db",
+        )
         logs.event(logging.DEBUG, "not shown at info")
     finally:
         logs.LOGGER.handlers.clear()
@@ -238,3 +244,24 @@ def test_json_log_lines_are_parseable_and_redacted() -> None:
     record = json.loads(line)
     assert (record["level"], record["msg"], record["check"]) == ("warn", "check failed", "db")
     assert record["reason"] == "auth failed for postgresql://app:<secret>@127.0.0.1/db"
+
+
+async def test_gzip_body_is_one_complete_member_on_cached_and_fresh_scrapes(
+    served: tuple[str, Path, Exporter],
+) -> None:
+    base, path, _ = served
+    path.write_text("checks:\n  - {name: cached, kind: test, min_interval: 1h}\n")
+    assert (await post(f"{base}/-/reload"))[0] == 200
+    for accept in ("text/plain", "application/openmetrics-text"):
+        for _ in range(2):  # the first encodes the checks' part, the second reuses it
+            async with aiohttp.ClientSession(auto_decompress=False) as session, session.get(
+                f"{base}/metrics", headers={"Accept-Encoding": "gzip", "Accept": accept}
+            ) as resp:
+                raw = await resp.read()
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # exactly one gzip member
+            text = inflater.decompress(raw).decode()
+            assert inflater.eof
+            assert inflater.unused_data == b""
+            assert 'test_probe_value{check="cached"} 1.0' in text
+            assert "runbook_exporter_build_info" in text
+            assert text.endswith("# EOF\n") == (accept != "text/plain")
