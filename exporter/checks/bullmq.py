@@ -271,10 +271,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             out.add(QUEUES, sum(1 for r in reads if r.prefix == prefix), prefix=prefix)
             out.add(CAP_REACHED, 1 if capped[prefix] else 0, prefix=prefix)
             out.add(SKIPPED, skipped[prefix], prefix=prefix)
-        # Forget counters of queues that are gone, so memory follows the live queues.
+        # Forget queues that are gone, so memory follows the live queues.
         seen = {(r.prefix, r.queue) for r in reads}
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]
+        targeted = set(targets)
+        for key in [k for k in self._logged if k not in targeted]:
+            del self._logged[key]
 
         if problems:
             raise CheckFailed("; ".join(problems))
