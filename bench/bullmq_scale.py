@@ -3,8 +3,9 @@
 Writes N queues straight into Redis in BullMQ's layout (meta hash, wait/active lists,
 delayed/prioritized/completed/failed sets, job hashes, an events stream), then scrapes them
 through the real runner and reports, per N: the first scrape (SCAN discovery + positioning
-on the event streams), the median of later scrapes, and the Redis commands one scrape sends
-(from INFO commandstats deltas).
+on the event streams), the median and worst of later scrapes (wall time), the exporter
+process' CPU time per scrape (less sensitive to a busy machine), and the Redis commands
+one scrape sends (from INFO commandstats deltas).
 
     .venv/bin/python bench/bullmq_scale.py                     # starts its own redis-server
     .venv/bin/python bench/bullmq_scale.py --url redis://127.0.0.1:6379/15 --sizes 10 100
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import shutil
 import socket
 import statistics
@@ -147,14 +149,16 @@ async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
             raise SystemExit(f"scrape failed: {first.error}")
         samples = len(first.samples)
         timings = []
+        cpu = []
         per_scrape = []
         with redis.Redis.from_url(url) as client:
             for _ in range(rounds):
                 client.config_resetstat()
                 before = commands(client)
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 (result,) = await runner.scrape(60)
                 timings.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - started_cpu)
                 per_scrape.append(commands(client) - before)
                 if not result.success:
                     raise SystemExit(f"scrape failed: {result.error}")
@@ -165,6 +169,7 @@ async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
         "cold_ms": cold * 1000,
         "warm_median_ms": statistics.median(timings) * 1000,
         "warm_max_ms": max(timings) * 1000,
+        "cpu_median_ms": statistics.median(cpu) * 1000,
         "commands": statistics.median(per_scrape),
         "samples": samples,
     }
@@ -175,7 +180,16 @@ async def main() -> None:
     parser.add_argument("--url", help="scratch Redis (its database is flushed)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() before measuring, as a long-running process could after start-up: "
+        "shows how much of a scrape is the cyclic GC walking long-lived objects",
+    )
     args = parser.parse_args()
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
     process = None
     with tempfile.TemporaryDirectory() as workdir:
         url = args.url
@@ -189,12 +203,13 @@ async def main() -> None:
                 process.wait(timeout=20)
     print(
         f"{'queues':>7} {'first scrape':>13} {'later (median)':>15} {'later (max)':>12} "
-        f"{'cmds/scrape':>12} {'cmds/queue':>11} {'samples':>8}"
+        f"{'exporter CPU':>13} {'cmds/scrape':>12} {'cmds/queue':>11} {'samples':>8}"
     )
     for row in rows:
         print(
             f"{row['queues']:>7} {row['cold_ms']:>10.1f} ms {row['warm_median_ms']:>12.1f} ms "
-            f"{row['warm_max_ms']:>9.1f} ms {row['commands']:>12.0f} "
+            f"{row['warm_max_ms']:>9.1f} ms {row['cpu_median_ms']:>10.1f} ms "
+            f"{row['commands']:>12.0f} "
             f"{row['commands'] / row['queues']:>11.1f} {row['samples']:>8}"
         )
 
