@@ -156,7 +156,12 @@ class Webhook:
             self._runner = None
 
     def matching(
-        self, alertname: str, status: str, since: float = 0.0, **labels: str
+        self,
+        alertname: str,
+        status: str,
+        since: float = 0.0,
+        receiver: str | None = None,
+        **labels: str,
     ) -> list[Delivery]:
         return [
             d
@@ -164,6 +169,7 @@ class Webhook:
             if d.labels.get("alertname") == alertname
             and d.status == status
             and d.received_at >= since
+            and receiver in (None, d.receiver)
             and all(d.labels.get(k) == v for k, v in labels.items())
         ]
 
@@ -173,18 +179,21 @@ class Webhook:
         status: str = "firing",
         since: float = 0.0,
         timeout: float = ALERT_TIMEOUT,
+        receiver: str | None = None,
         **labels: str,
     ) -> Delivery:
         """The first delivery of ``alertname`` in ``status`` after ``since``, polled."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.matching(alertname, status, since, **labels)
+            found = self.matching(alertname, status, since, receiver, **labels)
             if found:
                 return found[0]
             if time.monotonic() > deadline:
                 seen = sorted({(d.labels.get("alertname", "?"), d.status) for d in self.deliveries})
+                to = f" to {receiver}" if receiver else ""
                 raise AssertionError(
-                    f"no {status} {alertname}{labels or ''} at the webhook after {timeout}s; "
+                    f"no {status} {alertname}{labels or ''}{to} at the webhook after "
+                    f"{timeout}s; "
                     f"deliveries so far: {seen}"
                 )
             await asyncio.sleep(0.05)
@@ -397,11 +406,45 @@ class Stack:
                 )
             await asyncio.sleep(0.1)
 
+    async def wait_series(self, promql: str, timeout: float = START_TIMEOUT) -> None:
+        """Until ``promql`` returns something (e.g. a queue's counters are being read)."""
+        deadline = time.monotonic() + timeout
+        while not await self.query(promql):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{promql} empty after {timeout}s\n{self.logs()}")
+            await asyncio.sleep(0.1)
+
     async def firing(self) -> list[dict[str, Any]]:
         """Alerts Prometheus currently holds (pending or firing)."""
         async with self.session.get(f"{self.prometheus_url}/api/v1/alerts") as response:
             body = await response.json()
         return list(body["data"]["alerts"])
+
+    async def alertmanager_alerts(self, alertname: str) -> list[dict[str, Any]]:
+        async with self.session.get(
+            f"{self.alertmanager_url}/api/v2/alerts",
+            params={"filter": f'alertname="{alertname}"'},
+        ) as response:
+            return list(await response.json())
+
+    async def wait_inhibited(self, alertname: str, by: str, timeout: float = ALERT_TIMEOUT) -> None:
+        """Until Alertmanager holds ``alertname`` suppressed by an inhibition whose
+        source is a ``by`` alert (its ``inhibitedBy`` names that alert's fingerprint)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sources = {a["fingerprint"] for a in await self.alertmanager_alerts(by)}
+            targets = await self.alertmanager_alerts(alertname)
+            if targets and all(
+                a["status"]["state"] == "suppressed" and set(a["status"]["inhibitedBy"]) & sources
+                for a in targets
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{alertname} not inhibited by {by} after {timeout}s: "
+                    f"{dump([a['status'] for a in targets])}"
+                )
+            await asyncio.sleep(0.1)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.log_tail()}" for p in self.processes)

@@ -1,0 +1,338 @@
+"""Fire drills: a real fault on loopback must page the right receiver, then resolve.
+
+Each drill runs the exporter with a profile's own checks (only their addresses come from
+the environment, as in production), Prometheus with the profile's generated rules and
+Alertmanager with the generated routing tree, all from a bundle generated with the drill
+factor (every `for`, interval and freshness window scaled, thresholds unchanged). The
+receivers deliver to a local webhook; everything else is as generated. Each drill
+asserts alert name, severity, receiver and runbook_url at the webhook, then the resolved
+notification once the fault is removed, and records how long the page took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.e2e.conftest import (
+    Bundle,
+    RedisServer,
+    ServiceApp,
+    TcpServer,
+    load_profile,
+)
+from tests.e2e.stack import Delivery, Stack
+
+BULLMQ_JOBS = Path(__file__).with_name("bullmq_jobs.py")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the on-call must receive for one profile alert."""
+
+    alertname: str
+    severity: str
+    receiver: str
+    runbook_url: str
+
+
+def expected(bundle: Bundle, profile: str, short: str) -> Expected:
+    """From the profile: the alert's name and severity; the receiver the generated tree
+    has for that profile and severity; the runbook_url its generated rule carries."""
+    data = load_profile(profile)["bundle"]
+    alert = next(a for a in data["alerts"] if a["name"] == short)
+    alertname = data["prefix"] + short
+    urls = [
+        rule["annotations"]["runbook_url"]
+        for path in bundle.rules(profile)
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == alertname
+    ]
+    assert len(urls) == 1, f"{alertname}: {len(urls)} rules in the generated bundle"
+    assert f"/{profile}.md#" in urls[0], urls[0]
+    receiver = f"{profile}-{alert['severity']}"
+    assert receiver in {r["name"] for r in bundle.alertmanager()["receivers"]}
+    return Expected(alertname, alert["severity"], receiver, urls[0])
+
+
+def profile_checks(profile: str, *names: str) -> list[dict[str, Any]]:
+    """The profile's own check entries (unchanged) with these names."""
+    checks = {c["name"]: c for c in load_profile(profile)["checks"]}
+    return [checks[name] for name in names]
+
+
+async def start(
+    stack: Stack,
+    bundle: Bundle,
+    profile: str,
+    checks: list[str],
+    env: dict[str, str],
+) -> None:
+    await stack.start(
+        profile_checks(profile, *checks),
+        bundle.rules(profile),
+        bundle.alertmanager(),
+        env=env,
+    )
+    await stack.wait_scraped()
+
+
+async def assert_page(
+    stack: Stack, want: Expected, fault: float, **labels: str
+) -> tuple[Delivery, float]:
+    """``want`` firing at its receiver; the delivery and its delay after ``fault``."""
+    page = await stack.webhook.wait_for(want.alertname, "firing", since=fault, **labels)
+    assert (page.receiver, page.path_receiver) == (want.receiver, want.receiver)
+    assert page.labels["severity"] == want.severity
+    assert page.annotations["runbook_url"] == want.runbook_url
+    return page, page.received_at - fault
+
+
+async def assert_resolved(stack: Stack, want: Expected, fixed: float, **labels: str) -> float:
+    resolved = await stack.webhook.wait_for(want.alertname, "resolved", since=fixed, **labels)
+    assert resolved.receiver == want.receiver
+    return resolved.received_at - fixed
+
+
+async def assert_not_firing(stack: Stack, alertname: str) -> None:
+    """Before the fault: Prometheus holds no such alert, so the page is the fault's."""
+    active = [a for a in await stack.firing() if a["labels"]["alertname"] == alertname]
+    assert active == [], json.dumps(active)
+
+
+def bullmq(python: Path, action: str, url: str, queue: str, count: int) -> dict[str, Any]:
+    result = subprocess.run(
+        [str(python), str(BULLMQ_JOBS), action, url, "bull", queue, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+async def start_queue_drill(
+    stack: Stack, bundle: Bundle, redis_server: RedisServer, python: Path
+) -> None:
+    """The ingest queue with some history, watched by the profile's queue and Redis checks.
+
+    The queue exists before the exporter first reads it, as in production: the exporter
+    counts finished jobs from the events stream from the moment it first sees a queue,
+    so failures of a queue created in the same instant would start its counter instead.
+    """
+    bullmq(python, "complete", redis_server.url, "ingest", 1)
+    await start(stack, bundle, TRACKER, ["ingest-queue", "redis"], {"REDIS_URL": redis_server.url})
+    await stack.wait_series('bullmq_jobs_failed_total{check="ingest-queue",queue="ingest"}')
+
+
+# --- the drills ------------------------------------------------------------------------
+
+TRACKER = "surveillance-tracker"
+
+
+async def test_bullmq_jobs_fail_pages(
+    stack: Stack,
+    drill_bundle: Bundle,
+    redis_server: RedisServer,
+    bullmq_python: Path,
+    record_timing: Any,
+) -> None:
+    """Drill 1: a real BullMQ worker's connector runs fail → the consecutive-failures page.
+
+    The warning about failed jobs left in the queue (same signal, lower severity) is held
+    back by Alertmanager while the page fires; once the runs succeed again the page
+    resolves after its lookback window and the warning was never sent."""
+    page = expected(drill_bundle, TRACKER, "IngestFailuresConsecutive")
+    lingering = expected(drill_bundle, TRACKER, "IngestJobsFailed")
+    await start_queue_drill(stack, drill_bundle, redis_server, bullmq_python)
+    await assert_not_firing(stack, page.alertname)
+
+    fault = time.monotonic()
+    failed = bullmq(bullmq_python, "fail", redis_server.url, "ingest", 3)
+    assert failed["counts"]["failed"] == 3
+    first, delay = await assert_page(stack, page, fault, queue="ingest", prefix="bull")
+    assert first.labels["check"] == "ingest-queue"
+    record_timing("page", delay)
+    await stack.wait_inhibited(lingering.alertname, by=page.alertname)
+
+    fixed = time.monotonic()
+    recovered = bullmq(bullmq_python, "recover", redis_server.url, "ingest", 3)
+    assert recovered["counts"]["failed"] == 0
+    record_timing("page resolved", await assert_resolved(stack, page, fixed))
+    assert not stack.webhook.matching(lingering.alertname, "firing")
+
+
+async def test_redis_down_pages_and_inhibits_queue_alerts(
+    stack: Stack,
+    drill_bundle: Bundle,
+    redis_server: RedisServer,
+    bullmq_python: Path,
+    record_timing: Any,
+) -> None:
+    """Drill 2: Redis stops → Redis-down pages; the BullMQ alerts depending on it are
+    inhibited in Alertmanager (still firing in Prometheus, never delivered)."""
+    down = expected(drill_bundle, TRACKER, "RedisDown")
+    queue = expected(drill_bundle, TRACKER, "IngestFailuresConsecutive")
+    await start_queue_drill(stack, drill_bundle, redis_server, bullmq_python)
+    # The queue alert fires first (failures counted over a window survive the outage:
+    # the rate still sees the samples scraped before Redis went away).
+    bullmq(bullmq_python, "fail", redis_server.url, "ingest", 3)
+    await stack.webhook.wait_for(queue.alertname, "firing")
+    await assert_not_firing(stack, down.alertname)
+
+    fault = time.monotonic()
+    redis_server.stop()
+    _, delay = await assert_page(stack, down, fault, check="redis")
+    record_timing("page", delay)
+    await stack.wait_inhibited(queue.alertname, by=down.alertname)
+    # Inhibited, not gone: Prometheus still holds it firing.
+    assert any(
+        a["labels"]["alertname"] == queue.alertname and a["state"] == "firing"
+        for a in await stack.firing()
+    )
+
+    fixed = time.monotonic()
+    redis_server.start()
+    record_timing("page resolved", await assert_resolved(stack, down, fixed, check="redis"))
+
+
+async def test_health_component_error_then_service_down(
+    stack: Stack, drill_bundle: Bundle, service_app: ServiceApp, record_timing: Any
+) -> None:
+    """Drill 3: a /health component reports `error` → the component alert; the service
+    stops answering → the service-down page."""
+    component = expected(drill_bundle, TRACKER, "ComponentError")
+    service = expected(drill_bundle, TRACKER, "EngineHealthNotOk")
+    service_app.components.update(redis="ok", database="ok")
+    await service_app.start()
+    await start(
+        stack, drill_bundle, TRACKER, ["engine-health"], {"TRACKER_API_URL": service_app.url}
+    )
+    await assert_not_firing(stack, component.alertname)
+
+    fault = time.monotonic()
+    service_app.components["redis"] = "error"
+    first, delay = await assert_page(stack, component, fault, component="redis")
+    assert first.labels["check"] == "engine-health"
+    record_timing("component page", delay)
+    assert not stack.webhook.matching(component.alertname, "firing", fault, component="database")
+
+    fixed = time.monotonic()
+    service_app.components["redis"] = "ok"
+    record_timing(
+        "component resolved", await assert_resolved(stack, component, fixed, component="redis")
+    )
+
+    fault = time.monotonic()
+    await service_app.stop()
+    _, delay = await assert_page(stack, service, fault, check="engine-health")
+    record_timing("service-down page", delay)
+
+    fixed = time.monotonic()
+    await service_app.start()
+    record_timing(
+        "service-down resolved",
+        await assert_resolved(stack, service, fixed, check="engine-health"),
+    )
+
+
+async def test_one_source_stops_ingesting(
+    stack: Stack, drill_bundle: Bundle, service_app: ServiceApp, record_timing: Any
+) -> None:
+    """Drill 4: one source's lastIngestedAt stops moving → the freshness alert for that
+    source only; the sources still ingesting stay quiet."""
+    lagging = expected(drill_bundle, TRACKER, "HourlySourceLagging")
+    service_app.sources = ["redlightcameralist", "atlas-of-surveillance", "overpass-alpr"]
+    await service_app.start()
+    await start(stack, drill_bundle, TRACKER, ["sources"], {"TRACKER_API_URL": service_app.url})
+    await assert_not_firing(stack, lagging.alertname)
+
+    fault = time.monotonic()
+    service_app.freeze("atlas-of-surveillance")
+    first, delay = await assert_page(stack, lagging, fault, item="atlas-of-surveillance")
+    assert first.labels["check"] == "sources"
+    record_timing("page", delay)
+    # Only the frozen source: the other hourly source is fresh in Prometheus too.
+    active = {a["labels"].get("item") for a in await stack.firing()}
+    assert active == {"atlas-of-surveillance"}, active
+    assert {d.labels.get("item") for d in stack.webhook.deliveries} == {"atlas-of-surveillance"}
+
+    fixed = time.monotonic()
+    service_app.thaw("atlas-of-surveillance")
+    record_timing(
+        "resolved", await assert_resolved(stack, lagging, fixed, item="atlas-of-surveillance")
+    )
+    assert {d.labels.get("item") for d in stack.webhook.deliveries} == {"atlas-of-surveillance"}
+
+
+async def test_disk_crosses_usage_threshold(
+    stack: Stack, drill_bundle: Bundle, tmpfs: Path, record_timing: Any
+) -> None:
+    """Drill 6: a data volume (a 4 MiB tmpfs) fills past the profile's threshold → the
+    disk alert; deleting the file resolves it."""
+    disk = expected(drill_bundle, TRACKER, "DiskUsageHigh")
+    threshold = next(
+        a["threshold"]
+        for a in load_profile(TRACKER)["bundle"]["alerts"]
+        if a["name"] == "DiskUsageHigh"
+    )
+    exports = tmpfs / "exports"
+    exports.mkdir()
+    await start(
+        stack,
+        drill_bundle,
+        TRACKER,
+        ["volumes"],
+        {"DATA_DIR": str(tmpfs), "EXPORTS_DIR": str(exports)},
+    )
+    await assert_not_firing(stack, disk.alertname)
+
+    fault = time.monotonic()
+    filler = tmpfs / "engine.sqlite"
+    fs = os.statvfs(tmpfs)
+    # Halfway between the threshold and full: crosses it whatever tmpfs rounds.
+    filler.write_bytes(b"\0" * int(fs.f_blocks * fs.f_frsize * (float(threshold) + 1) / 2))
+    first, delay = await assert_page(stack, disk, fault, path=str(tmpfs))
+    assert first.labels["mountpoint"] == str(tmpfs)
+    record_timing("page", delay)
+
+    fixed = time.monotonic()
+    filler.unlink()
+    record_timing("resolved", await assert_resolved(stack, disk, fixed, path=str(tmpfs)))
+
+
+SMART_CITY = "smart-city"
+
+
+async def test_tcp_server_stops_listening(
+    stack: Stack, drill_bundle: Bundle, tcp_server: TcpServer, record_timing: Any
+) -> None:
+    """Drill 5: the Teltonika TCP gateway stops listening → the port alert."""
+    port = expected(drill_bundle, SMART_CITY, "TcpServerDown")
+    await start(
+        stack,
+        drill_bundle,
+        SMART_CITY,
+        ["teltonika"],
+        {"SMARTCITY_TCP_ADDRESS": tcp_server.address},
+    )
+    await assert_not_firing(stack, port.alertname)
+
+    fault = time.monotonic()
+    await tcp_server.stop()
+    first, delay = await assert_page(stack, port, fault, check="teltonika")
+    assert first.labels["kind"] == "tcp"
+    record_timing("page", delay)
+
+    fixed = time.monotonic()
+    await tcp_server.start()
+    record_timing("resolved", await assert_resolved(stack, port, fixed, check="teltonika"))
