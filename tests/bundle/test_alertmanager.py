@@ -256,3 +256,19 @@ def test_message_templates_render(bundle: Path) -> None:
     assert title.startswith("[")
     assert text.count("Runbook: ") == 2  # one block per alert of the example group
     assert "instance=foo.bar:1234" in text
+
+
+def test_dependencies_have_no_cycles(profiles: list[Profile]) -> None:
+    """A cycle would let two firing alerts silence each other: nobody gets paged."""
+    for profile in profiles:
+        graph = {a.short: set(a.depends_on) for a in profile.alerts}
+
+        def reaches(start: str, goal: str, seen: set[str], graph: dict[str, set[str]] = graph
+                    ) -> bool:
+            for nxt in graph[start]:
+                if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                    return True
+            return False
+
+        for short in graph:
+            assert not reaches(short, short, set()), f"{profile.slug}: {short} silences itself"
