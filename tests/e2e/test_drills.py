@@ -336,3 +336,30 @@ async def test_tcp_server_stops_listening(
     fixed = time.monotonic()
     await tcp_server.start()
     record_timing("resolved", await assert_resolved(stack, port, fixed, check="teltonika"))
+
+
+async def test_exporter_dies(
+    stack: Stack, drill_bundle: Bundle, tcp_server: TcpServer, record_timing: Any
+) -> None:
+    """Drill 7: the exporter itself stops → the exporter-down page (the scrape job name of
+    compose/prometheus.yml is the one the generated rules watch)."""
+    down = expected(drill_bundle, SMART_CITY, "ExporterDown")
+    await start(
+        stack,
+        drill_bundle,
+        SMART_CITY,
+        ["teltonika"],
+        {"SMARTCITY_TCP_ADDRESS": tcp_server.address},
+    )
+    await assert_not_firing(stack, down.alertname)
+    exporter = next(p for p in stack.processes if p.name == "exporter")
+
+    fault = time.monotonic()
+    exporter.stop()
+    first, delay = await assert_page(stack, down, fault, job="runbook-exporter")
+    assert first.labels["instance"] == f"127.0.0.1:{stack.exporter_port}"
+    record_timing("page", delay)
+
+    fixed = time.monotonic()
+    exporter.start()
+    record_timing("resolved", await assert_resolved(stack, down, fixed, job="runbook-exporter"))
