@@ -209,7 +209,11 @@ async def test_health_component_error_then_service_down(
     stack: Stack, drill_bundle: Bundle, service_app: ServiceApp, record_timing: Any
 ) -> None:
     """Drill 3: a /health component reports `error` → the component alert; the service
-    stops answering → the service-down page."""
+    stops answering → the service-down page.
+
+    The component fault is shaped as NestJS Terminus reports it: the top-level status
+    turns `error` too. The tree then holds the generic health alert back (the component
+    alert names the cause), and the health alert pages once nothing answers at all."""
     component = expected(drill_bundle, TRACKER, "ComponentError")
     service = expected(drill_bundle, TRACKER, "EngineHealthNotOk")
     service_app.components.update(redis="ok", database="ok")
@@ -221,13 +225,17 @@ async def test_health_component_error_then_service_down(
 
     fault = time.monotonic()
     service_app.components["redis"] = "error"
+    service_app.status = "error"
     first, delay = await assert_page(stack, component, fault, component="redis")
     assert first.labels["check"] == "engine-health"
     record_timing("component page", delay)
+    await stack.wait_inhibited(service.alertname, by=component.alertname)
     assert not stack.webhook.matching(component.alertname, "firing", fault, component="database")
+    assert not stack.webhook.matching(service.alertname, "firing")
 
     fixed = time.monotonic()
     service_app.components["redis"] = "ok"
+    service_app.status = "ok"
     record_timing(
         "component resolved", await assert_resolved(stack, component, fixed, component="redis")
     )
