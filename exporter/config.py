@@ -150,14 +150,7 @@ def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> C
 
 
 def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
-    name = check.str("name")
-    if isinstance(name, str) and name:
-        if not NAME_PATTERN.fullmatch(name):
-            check.error("name", f"use letters, digits, and _.:- only, got {describe(name)}")
-        elif name in names:
-            check.error("name", f'duplicate name "{name}", first used at {names[name]}')
-        else:
-            names[name] = check.path
+    name = check.unique_name("name", names, NAME_PATTERN)
     kind_name = check.str("kind")
     timeout = check.duration("timeout", DEFAULT_TIMEOUT)
     min_interval = check.duration("min_interval", 0.0, positive=False)

@@ -176,6 +176,24 @@ class Reader:
             REDACTOR.register(value)
         return value
 
+    def unique_name(
+        self,
+        key: builtins.str,
+        seen: dict[builtins.str, builtins.str],
+        pattern: re.Pattern[builtins.str],
+        what: builtins.str = "name",
+    ) -> Any:
+        """A required name matching ``pattern`` and not yet in ``seen`` (name -> path)."""
+        name = self.str(key)
+        if isinstance(name, builtins.str) and name:
+            if not pattern.fullmatch(name):
+                self.error(key, f"use letters, digits and _.:- only, got {describe(name)}")
+            elif name in seen:
+                self.error(key, f'duplicate {what} "{name}", first used at {seen[name]}')
+            else:
+                seen[name] = self.path
+        return name
+
     def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self._typed(key, default, (bool,), "true or false")
         return value if value is not None else bool(default is not _MISSING and default)

@@ -73,14 +73,7 @@ def parse_queries(reader: Reader, key: str = "queries") -> tuple[NamedQuery, ...
     queries: list[NamedQuery] = []
     seen: dict[str, str] = {}
     for item in reader.mappings(key):
-        name = item.str("name")
-        if isinstance(name, str) and name:
-            if not _NAME.fullmatch(name):
-                item.error("name", f"use letters, digits and _.:- only, got {describe(name)}")
-            elif name in seen:
-                item.error("name", f'duplicate query name "{name}", first used at {seen[name]}')
-            else:
-                seen[name] = item.path
+        name = item.unique_name("name", seen, _NAME, "query name")
         sql = item.str("sql")
         kind = item.choice("type", QUERY_TYPES)
         labels = item.str_list("labels", [])

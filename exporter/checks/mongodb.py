@@ -98,14 +98,7 @@ def parse(reader: Reader) -> MongoOptions:
     lookups: list[Freshness] = []
     seen: dict[str, str] = {}
     for item in reader.mappings("freshness"):
-        name = item.str("name")
-        if isinstance(name, str) and name:
-            if not _NAME.fullmatch(name):
-                item.error("name", f"use letters, digits and _.:- only, got {describe(name)}")
-            elif name in seen:
-                item.error("name", f'duplicate name "{name}", first used at {seen[name]}')
-            else:
-                seen[name] = item.path
+        name = item.unique_name("name", seen, _NAME)
         database = item.str("database", default_db or None)
         if not database and not item.has("database"):
             item.error("database", "required when the url names no database")

@@ -49,7 +49,7 @@ EXPECTED = {
     "many-problems.yml": [
         "checks[0].name: required but missing",
         "checks[0].address: required but missing",
-        'checks[1].name: use letters, digits, and _.:- only, got "has space"',
+        'checks[1].name: use letters, digits and _.:- only, got "has space"',
         'checks[1].address: expected host:port such as 127.0.0.1:5000, got "localhost"',
         'checks[2]: expected a mapping, got "just a string"',
     ],
