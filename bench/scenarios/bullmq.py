@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import redis
 from bench.bullmq_data import STATES, Plan, is_paused, queue_names, write_queues
 from bench.harness import REPO, Context, Redis, fetch, median, ours, peer, redis_server, samples_of
 from bench.report import Section, Target, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import Summary, measure, scrape
+from bench.scenarios.common import Subject, Summary, measure_many, scrape
 
 TITLE = "BullMQ at scale"
 WHAT = (
@@ -111,32 +112,34 @@ def run(ctx: Context) -> Section:
 
 def compare(ctx: Context, client: redis.Redis, server: Redis, size: int, plan: Plan
             ) -> tuple[dict[str, Summary], dict[str, str]]:  # fmt: skip
-    results: dict[str, Summary] = {}
-    mixes: dict[str, str] = {}
-    stats = _server_stats(client, server)
-    for tag, interval in (("ours", None), ("ours-scan", "0s")):
-        check: dict[str, object] = {"name": CHECK, "kind": "bullmq", "url": server.url,
-                                    "max_queues": max(size, 1000)}  # fmt: skip
-        if interval is not None:
-            check["discovery_interval"] = interval
-        with ours(ctx.workdir, {"checks": [check]}, tag=tag) as exporter:
-            url = f"{exporter.base}/metrics"
-            verify_ours(fetch(url), size, plan)
-            results[tag] = measure(exporter, scrape(url), ctx.repeat, server=stats)
-            if tag == "ours":
-                mixes["runbook-exporter"] = command_mix(client, scrape(url))
+    """Start the four exporters, check what they report, then time them interleaved."""
+    subjects: dict[str, Subject] = {}
     patterns = ",".join(f"{PREFIX}:*:{key}" for key in STATE_KEYS)
     address = f"--redis.addr=redis://127.0.0.1:{server.port}"
-    for tag, args in (("redis", [address, f"--check-keys={patterns}"]),
-                      ("redis-base", [address])):  # fmt: skip
-        with peer("prometheus-redis-exporter", "prometheus-redis-exporter", args,
-                  ctx.workdir) as exporter:  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        for tag, interval in (("ours", None), ("ours-scan", "0s")):
+            check: dict[str, object] = {"name": CHECK, "kind": "bullmq", "url": server.url,
+                                        "max_queues": max(size, 1000)}  # fmt: skip
+            if interval is not None:
+                check["discovery_interval"] = interval
+            exporter = stack.enter_context(ours(ctx.workdir, {"checks": [check]}, tag=tag))
+            url = f"{exporter.base}/metrics"
+            verify_ours(fetch(url), size, plan)
+            subjects[tag] = (exporter, scrape(url))
+        for tag, args in (("redis", [address, f"--check-keys={patterns}"]),
+                          ("redis-base", [address])):  # fmt: skip
+            exporter = stack.enter_context(peer(
+                "prometheus-redis-exporter", "prometheus-redis-exporter", args, ctx.workdir
+            ))  # fmt: skip
             url = f"{exporter.base}/metrics"
             if tag == "redis":
                 verify_redis_exporter(fetch(url), size)
-            results[tag] = measure(exporter, scrape(url), ctx.repeat, server=stats)
-            if tag == "redis":
-                mixes["redis_exporter --check-keys"] = command_mix(client, scrape(url))
+            subjects[tag] = (exporter, scrape(url))
+        results = measure_many(subjects, ctx.repeat, server=_server_stats(client, server))
+        mixes = {
+            "runbook-exporter": command_mix(client, subjects["ours"][1]),
+            "redis_exporter --check-keys": command_mix(client, subjects["redis"][1]),
+        }
     return results, mixes
 
 

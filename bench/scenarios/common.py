@@ -51,42 +51,52 @@ def check_successes(body: bytes) -> tuple[int, int]:
     return sum(1 for _, v in found if v == 1.0), len(found)
 
 
-def measure(
-    service: Service,
-    action: Callable[[], Any],
+Subject = tuple[Service, Callable[[], Any]]  # an exporter process and how to scrape it
+
+
+def measure_many(
+    subjects: dict[str, Subject],
     runs: int,
     *,
     server: Callable[[], tuple[float, float, float]] | None = None,
     min_run: float = 0.3,
-) -> Summary:
-    """One untimed warm-up ``action``, then ``runs`` measured runs; values are per action.
+) -> dict[str, Summary]:
+    """Time several exporters, their runs interleaved (A B C, A B C, ...); per action.
 
-    A run repeats ``action`` until it lasts about ``min_run`` seconds (at most 50 times),
-    because /proc counts CPU in 10 ms ticks. ``server`` reads (cpu seconds, commands,
-    reads) of the target server, before and after each run.
+    One untimed warm-up ``action`` each, then ``runs`` runs each. A run repeats the
+    action until it lasts about ``min_run`` seconds (at most 50 times), because /proc
+    counts CPU in 10 ms ticks. ``server`` reads (cpu seconds, commands, reads) of the
+    target server before and after each run. Interleaving makes other work on the
+    machine weigh on every exporter alike, which keeps the ratios steadier.
     """
-    started = time.perf_counter()
-    action()
-    warm = time.perf_counter() - started
-    per_run = max(1, min(50, math.ceil(min_run / max(warm, 1e-3))))
-    nothing = (float("nan"),) * 3
-    measured = []
-    outputs = []
-    for _ in range(runs):
-        before = server() if server else nothing
-        cpu0 = service.cpu()
+    per_run = {}
+    for tag, (_, action) in subjects.items():
         started = time.perf_counter()
-        for _ in range(per_run):
-            outputs.append(action())
-        wall = time.perf_counter() - started
-        cpu = service.cpu() - cpu0
-        after = server() if server else nothing
-        deltas = [(a - b) / per_run for a, b in zip(after, before, strict=True)]
-        measured.append(Run(wall / per_run, cpu / per_run, *deltas))
-    service.alive()
-    summary = summarize(measured, service.rss())
-    summary.outputs = outputs
-    return summary
+        action()
+        warm = time.perf_counter() - started
+        per_run[tag] = max(1, min(50, math.ceil(min_run / max(warm, 1e-3))))
+    nothing = (float("nan"),) * 3
+    measured: dict[str, list[Run]] = {tag: [] for tag in subjects}
+    outputs: dict[str, list[Any]] = {tag: [] for tag in subjects}
+    for _ in range(runs):
+        for tag, (service, action) in subjects.items():
+            count = per_run[tag]
+            before = server() if server else nothing
+            cpu0 = service.cpu()
+            started = time.perf_counter()
+            for _ in range(count):
+                outputs[tag].append(action())
+            wall = time.perf_counter() - started
+            cpu = service.cpu() - cpu0
+            after = server() if server else nothing
+            deltas = [(a - b) / count for a, b in zip(after, before, strict=True)]
+            measured[tag].append(Run(wall / count, cpu / count, *deltas))
+    summaries = {}
+    for tag, (service, _) in subjects.items():
+        service.alive()
+        summaries[tag] = summarize(measured[tag], service.rss())
+        summaries[tag].outputs = outputs[tag]
+    return summaries
 
 
 def scrape(url: str) -> Callable[[], bytes]:

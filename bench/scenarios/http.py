@@ -6,7 +6,7 @@ import yaml
 
 from bench.harness import Context, fetch, ours, peer, samples_of, targets
 from bench.report import Section, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import check_successes, measure, probe_all, scrape
+from bench.scenarios.common import check_successes, measure_many, probe_all, scrape
 
 TITLE = "HTTP health"
 WHAT = (
@@ -40,7 +40,12 @@ def run(ctx: Context) -> Section:
                  "freshness": [{"item": "last_export", "path": "last_export"}]}
                 for p in ports
             ]}  # fmt: skip
-            with ours(ctx.workdir, config) as exporter:
+            args = [f"--config.file={blackbox_config}"]
+            with (
+                ours(ctx.workdir, config) as exporter,
+                peer("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", args,
+                     ctx.workdir) as blackbox,
+            ):  # fmt: skip
                 url = f"{exporter.base}/metrics"
                 body = fetch(url)
                 ok, total = check_successes(body)
@@ -50,16 +55,16 @@ def run(ctx: Context) -> Section:
                     raise RuntimeError(f"ours: {ok}/{total} checks, {up} components up")
                 ours_series = sum(1 for line in body.splitlines()
                                   if line and not line.startswith(b"#"))  # fmt: skip
-                mine = measure(exporter, scrape(url), ctx.repeat)
-            args = [f"--config.file={blackbox_config}"]
-            with peer("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", args,
-                      ctx.workdir) as blackbox:  # fmt: skip
                 urls = [f"{blackbox.base}/probe?module=http_2xx&target=127.0.0.1:{p}/health"
                         for p in ports]  # fmt: skip
                 one = fetch(urls[0])
                 probe_series = sum(1 for line in one.splitlines()
                                    if line and not line.startswith(b"#"))  # fmt: skip
-                theirs = measure(blackbox, probe_all(urls, lambda b: SUCCESS in b), ctx.repeat)
+                found = measure_many({
+                    "ours": (exporter, scrape(url)),
+                    "blackbox": (blackbox, probe_all(urls, lambda b: SUCCESS in b)),
+                }, ctx.repeat)  # fmt: skip
+                mine, theirs = found["ours"], found["blackbox"]
         section.rows.append([
             str(size), ms(mine.wall), ms(theirs.wall), ratio(theirs.wall, mine.wall),
             cpu_ms(mine.cpu), cpu_ms(theirs.cpu), ratio(theirs.cpu, mine.cpu),

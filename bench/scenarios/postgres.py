@@ -20,7 +20,7 @@ from bench.harness import (
     tree_cpu_seconds,
 )
 from bench.report import Section, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import Summary, check_successes, measure, scrape
+from bench.scenarios.common import Summary, check_successes, measure_many, scrape
 
 TITLE = "Postgres pool stats"
 WHAT = (
@@ -48,22 +48,27 @@ def run(ctx: Context) -> Section:
     with postgres_cluster(ctx.workdir, "log_statement=all") as pg, sessions(psycopg, pg):
         log = pg.log
         stats = server_stats(pg, log)
-        with ours(ctx.workdir, {"checks": [{"name": "db", "kind": "postgres",
-                                            "dsn": pg.dsn()}]}) as exporter:  # fmt: skip
+        env = {"DATA_SOURCE_NAME": pg.dsn()}
+        config = {"checks": [{"name": "db", "kind": "postgres", "dsn": pg.dsn()}]}
+        with (
+            ours(ctx.workdir, config) as exporter,
+            peer("prometheus-postgres-exporter", "prometheus-postgres-exporter", [],
+                 ctx.workdir, env=env) as peer_exporter,
+        ):  # fmt: skip
             url = f"{exporter.base}/metrics"
             body = fetch(url)
             verify_ours(body)
-            mine = measure(exporter, scrape(url), ctx.repeat, server=stats)
             mine_series = _series(body)
-        env = {"DATA_SOURCE_NAME": pg.dsn()}
-        with peer("prometheus-postgres-exporter", "prometheus-postgres-exporter", [],
-                  ctx.workdir, env=env) as exporter:  # fmt: skip
-            url = f"{exporter.base}/metrics"
-            body = fetch(url)
+            peer_url = f"{peer_exporter.base}/metrics"
+            body = fetch(peer_url)
             if (samples_of(body, "pg_up") or [("", 0.0)])[0][1] != 1.0:
-                raise RuntimeError(f"postgres_exporter is not up: {exporter.tail()}")
-            theirs = measure(exporter, scrape(url), ctx.repeat, server=stats)
+                raise RuntimeError(f"postgres_exporter is not up: {peer_exporter.tail()}")
             their_series = _series(body)
+            found = measure_many({
+                "ours": (exporter, scrape(url)),
+                "postgres_exporter": (peer_exporter, scrape(peer_url)),
+            }, ctx.repeat, server=stats)  # fmt: skip
+            mine, theirs = found["ours"], found["postgres_exporter"]
     section.rows.append(_row("runbook-exporter", mine, mine_series))
     section.rows.append(_row("postgres_exporter (defaults)", theirs, their_series))
     section.rows.append([

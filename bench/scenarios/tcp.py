@@ -6,7 +6,7 @@ import yaml
 
 from bench.harness import Context, fetch, ours, peer, targets
 from bench.report import Section, Target, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import check_successes, measure, probe_all, scrape
+from bench.scenarios.common import check_successes, measure_many, probe_all, scrape
 
 TITLE = "TCP reachability"
 WHAT = (
@@ -56,20 +56,24 @@ def run(ctx: Context) -> Section:
                     for p in ports
                 ]
             }
-            with ours(ctx.workdir, config) as exporter:
+            args = [f"--config.file={blackbox_config}"]
+            with (
+                ours(ctx.workdir, config) as exporter,
+                peer("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", args,
+                     ctx.workdir) as blackbox,
+            ):  # fmt: skip
                 url = f"{exporter.base}/metrics"
                 ok, total = check_successes(fetch(url))
                 if ok != size or total != size:
                     raise RuntimeError(f"ours: {ok}/{total} tcp checks succeeded, want {size}")
-                mine = measure(exporter, scrape(url), ctx.repeat)
-            args = [f"--config.file={blackbox_config}"]
-            with peer(
-                "prometheus-blackbox-exporter", "prometheus-blackbox-exporter", args, ctx.workdir
-            ) as blackbox:
                 urls = [
                     f"{blackbox.base}/probe?module=tcp_connect&target=127.0.0.1:{p}" for p in ports
                 ]
-                theirs = measure(blackbox, probe_all(urls, lambda b: SUCCESS in b), ctx.repeat)
+                found = measure_many({
+                    "ours": (exporter, scrape(url)),
+                    "blackbox": (blackbox, probe_all(urls, lambda b: SUCCESS in b)),
+                }, ctx.repeat)  # fmt: skip
+                mine, theirs = found["ours"], found["blackbox"]
         section.rows.append(
             [
                 str(size),
