@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -191,6 +192,10 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
         timeout_offset=args.timeout_offset,
     )
     await exporter.start()
+    # Everything loaded so far lives until exit; freezing it keeps the collector from
+    # re-walking it on every scrape (about 40% of the CPU of a 1,000-queue bullmq scrape).
+    gc.collect()
+    gc.freeze()
     auth = web_config.check_password if web_config.basic_auth_users else None
     runner = web.AppRunner(make_app(exporter, auth), access_log=None, handle_signals=False)
     await runner.setup()
