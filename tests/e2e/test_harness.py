@@ -6,13 +6,23 @@ webhook) works and the generated bundle is where to look.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import TcpServer
-from tests.e2e.stack import Stack, prometheus_config, rewrite_receivers, sd_files
+from tests.e2e.stack import (
+    REPO,
+    Stack,
+    prometheus_config,
+    rewrite_receivers,
+    sd_files,
+    write_yaml,
+)
+from tests.support import require_binary
 
 RULES = """\
 groups:
@@ -84,3 +94,24 @@ def test_receiver_rewrite_keeps_tree_and_names() -> None:
         },
         {"name": "pager", "webhook_configs": [{"url": "http://hook/pager", "send_resolved": True}]},
     ]
+
+
+def test_generated_tree_survives_the_receiver_rewrite(tmp_path: Path) -> None:
+    """The drills' Alertmanager config is the generated one but for the receivers'
+    integrations, and Alertmanager's own checker accepts it."""
+    amtool = require_binary("amtool", "prometheus-alertmanager")
+    generated = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
+    drill = rewrite_receivers(generated, lambda name: f"http://127.0.0.1:9/alert/{name}")
+    assert [r["name"] for r in drill["receivers"]] == [r["name"] for r in generated["receivers"]]
+    for key in set(generated) | set(drill):
+        if key not in ("receivers", "templates"):
+            assert drill[key] == generated[key], key
+    path = write_yaml(tmp_path / "alertmanager.yml", drill)
+    result = subprocess.run(
+        [amtool, "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
