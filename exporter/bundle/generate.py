@@ -16,6 +16,8 @@ def generate(
     from exporter.bundle.alertmanager import alertmanager_files
     from exporter.bundle.dashboards import dashboard_files
     from exporter.bundle.docs import docs_files
+    from exporter.bundle_k8s import OUTPUT as K8S_RULES
+    from exporter.bundle_k8s import manifests
 
     if drill_factor != 1.0:
         profiles = [drill(p, drill_factor) for p in profiles]
@@ -23,6 +25,9 @@ def generate(
     files.update(alertmanager_files(profiles, webhook_url=webhook_url))
     files.update(dashboard_files(profiles))
     files.update(docs_files(profiles))
+    files.update(
+        {f"{K8S_RULES.as_posix()}/{name}": text for name, text in manifests(profiles).items()}
+    )
     return dict(sorted(files.items()))
 
 
@@ -48,7 +53,12 @@ def stale(files: dict[str, str], root: Path) -> list[str]:
         if not (root / relative).is_file()
         or (root / relative).read_text(encoding="utf-8") != text
     ]
-    for pattern in ("rules/*.rules.yml", "dashboards/*.json", "docs/runbooks/*.md"):
+    for pattern in (
+        "rules/*.rules.yml",
+        "dashboards/*.json",
+        "docs/runbooks/*.md",
+        "deploy/kubernetes/rules/*.yaml",
+    ):
         for path in sorted(root.glob(pattern)):
             relative = path.relative_to(root).as_posix()
             if relative not in files:

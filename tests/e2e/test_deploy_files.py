@@ -314,7 +314,7 @@ def test_prometheus_rules_match_a_fresh_generation() -> None:
     groups of the committed rules/<profile>.rules.yml."""
     profiles = load_profiles(REPO / "profiles")
     stale = bundle_k8s.stale(bundle_k8s.manifests(profiles), K8S / "rules")
-    assert stale == [], f"{stale}: run `python -m exporter.bundle_k8s generate`"
+    assert stale == [], f"{stale}: run `runbook-exporter bundle generate`"
     for profile in profiles:
         rule = yaml.safe_load((K8S / "rules" / f"{profile.slug}.yaml").read_text())
         assert rule["kind"] == "PrometheusRule"
