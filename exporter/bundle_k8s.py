@@ -1,8 +1,9 @@
 """One Prometheus Operator ``PrometheusRule`` per profile, from the same rules as ``rules/``.
 
 ``runbook-exporter bundle generate`` writes ``deploy/kubernetes/rules/<profile>.yaml`` with
-the rest of the bundle (``python -m exporter.bundle_k8s generate|check`` does only these). The rule groups are exactly those of ``rules/<profile>.rules.yml``
-(same generator, same thresholds), wrapped in the CRD.
+the rest of the bundle (``python -m exporter.bundle_k8s generate|check`` does only these).
+The rule groups are exactly those of ``rules/<profile>.rules.yml`` (same generator, same
+thresholds), wrapped in the CRD.
 """
 
 from __future__ import annotations
