@@ -6,11 +6,11 @@ two paths on one volume are recognisable as one volume in dashboards.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass
 
-from exporter.checks.base import BaseProbe, CheckFailed, Kind
+from exporter.checks._blocking import OffLoop
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
 
@@ -107,9 +107,13 @@ def _usage(paths: tuple[str, ...]) -> tuple[list[_Usage], list[str]]:
 
 
 class DiskProbe(BaseProbe[DiskOptions]):
-    async def collect(self, out: Sink) -> None:
+    def __init__(self, spec: CheckSpec[DiskOptions]) -> None:
+        super().__init__(spec)
         # statvfs on a hung network mount blocks: keep it off the event loop.
-        found, problems = await asyncio.to_thread(_usage, self.options.paths)
+        self._off_loop = OffLoop(f"statvfs {', '.join(spec.options.paths)}")
+
+    async def collect(self, out: Sink) -> None:
+        found, problems = await self._off_loop.run(_usage, self.options.paths)
         for usage in found:
             stats = usage.stats
             labels = {"path": usage.path, "mountpoint": usage.mountpoint}

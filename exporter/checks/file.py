@@ -7,13 +7,13 @@ age. A missing file is a failure with a reason, never a size of 0.
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import stat
 from dataclasses import dataclass
 
-from exporter.checks.base import BaseProbe, CheckFailed, Kind
+from exporter.checks._blocking import OffLoop
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.families import FRESHNESS
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
@@ -86,17 +86,21 @@ def _newest(pattern: str) -> _Found:
 
 
 class FileProbe(BaseProbe[FileOptions]):
+    def __init__(self, spec: CheckSpec[FileOptions]) -> None:
+        super().__init__(spec)
+        # A slow network filesystem must not stall the event loop (and the other checks).
+        self._off_loop = OffLoop(f"stat {spec.options.glob or spec.options.path}")
+
     async def collect(self, out: Sink) -> None:
         options = self.options
-        # A slow network filesystem must not stall the event loop (and the other checks).
         if options.glob is not None:
-            found = await asyncio.to_thread(_newest, options.glob)
+            found = await self._off_loop.run(_newest, options.glob)
             out.add(MATCHES, found.matches)
             if found.matches == 0:
                 raise CheckFailed(f"no regular file matches {options.glob}")
         else:
             assert options.path is not None  # parse guarantees path or glob
-            found = await asyncio.to_thread(_stat_path, options.path)
+            found = await self._off_loop.run(_stat_path, options.path)
             out.add(MATCHES, found.matches)
             if found.matches == 0:
                 raise CheckFailed(f"{options.path} does not exist")

@@ -25,6 +25,7 @@ from exporter.checks._timestamps import cert_not_after, parse_timestamp
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.checks.tcp import (
     TlsOptions,
+    host_problem,
     os_reason,
     own_budget,
     parse_tls_mapping,
@@ -282,8 +283,21 @@ def _auth(reader: Reader, url: str) -> tuple[BasicAuth | None, str | None]:
     return basic, token
 
 
+def _check_host(reader: Reader, url: object) -> None:
+    if not isinstance(url, str) or not reader.has("url"):
+        return
+    try:
+        host = reader.split_url(url).hostname
+    except ValueError:
+        return  # reader.url reported it
+    problem = host_problem(host) if host else None
+    if problem is not None:
+        reader.error("url", f'{problem}: "{host}"')
+
+
 def parse(reader: Reader) -> HttpOptions:
     url = reader.url("url", ("http", "https"))
+    _check_host(reader, url)
     method = reader.choice("method", METHODS, "GET")
     body = reader.str("body", None, non_empty=False)
     tls_reader = reader.mapping("tls")

@@ -20,6 +20,7 @@ from exporter.checks._queries import DB_PING_SECONDS
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
+from exporter.redact import REDACTOR
 from exporter.samples import Family, Sink
 
 ADMIN_DATABASE = "pgbouncer"
@@ -87,7 +88,9 @@ def parse(reader: Reader) -> PgbouncerOptions:
         try:
             conninfo_to_dict(dsn)  # libpq's own parser: unknown parameters, bad quoting
         except Error as exc:
-            reader.error("dsn", f"invalid connection string: {_reason(exc)}")
+            # libpq quotes the offending token, which may be the password itself
+            # ("invalid percent-encoded token"); config errors are not redacted later.
+            reader.error("dsn", f"invalid connection string: {REDACTOR.redact(_reason(exc))}")
     return PgbouncerOptions(dsn=dsn)
 
 

@@ -8,6 +8,7 @@ the server itself rather than abandoned on the wire.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from exporter.checks._queries import (
     run_queries,
 )
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.tcp import os_reason
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
@@ -96,6 +98,8 @@ def reason(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return os_reason(exc)
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     text = str(exc).strip()

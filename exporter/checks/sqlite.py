@@ -7,7 +7,6 @@ file handle is held between scrapes, and a file replaced by a restore is seen at
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
@@ -17,6 +16,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from exporter.checks._blocking import OffLoop
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
@@ -99,6 +99,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
         # SQLite's busy handler sleeps outside the progress handler's reach: keep it
         # well inside the check timeout.
         self._busy = min(spec.options.busy_timeout, spec.timeout / 2)
+        self._off_loop = OffLoop(f"open {self._path}")
 
     def _reason(self, exc: sqlite3.Error) -> str:
         text = str(exc)
@@ -111,7 +112,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
         return text
 
     async def collect(self, out: Sink) -> None:
-        state = await asyncio.to_thread(_file_state, self._path)
+        state = await self._off_loop.run(_file_state, self._path)
         uri = f"file:{quote(self._path)}?mode=ro"
         if state.wal_mode and not state.shm_exists:
             # A WAL database nobody has open: even a read-only SQLite connection would

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ def parse_tls_mapping(tls: Reader) -> TlsOptions:
 
 def os_reason(exc: OSError) -> str:
     """``Connection refused`` rather than asyncio's ``Connect call failed ('::1', 80)``."""
+    if isinstance(exc, socket.gaierror):
+        # getaddrinfo's codes are not errno values: os.strerror(-2) is "Unknown error -2".
+        return f"cannot resolve host: {exc.strerror or exc}"
     if exc.errno:
         return os.strerror(exc.errno)
     return exc.strerror or str(exc) or type(exc).__name__
@@ -128,6 +132,19 @@ class TcpOptions:
     expect: re.Pattern[str] | None = None
 
 
+def host_problem(host: str) -> str | None:
+    """Why the resolver would refuse ``host`` outright, or None.
+
+    getaddrinfo raises UnicodeError (not OSError) for an empty or over-long label
+    (``db..local``): caught here, at load, rather than as an unexpected error per scrape.
+    """
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return "a label of the host name is empty or longer than 63 characters"
+    return None
+
+
 def parse_address(reader: Reader, key: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port``, validated."""
     address = reader.str(key)
@@ -137,6 +154,10 @@ def parse_address(reader: Reader, key: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         reader.error(key, f'expected host:port such as 127.0.0.1:5000, got "{address}"')
+        return "", 0
+    problem = host_problem(host)
+    if problem is not None:
+        reader.error(key, f'{problem}: "{address}"')
         return "", 0
     return host, int(port_text)
 
@@ -201,7 +222,7 @@ class TcpProbe(BaseProbe[TcpOptions]):
                 f"expect /{self.options.expect.pattern if self.options.expect else ''}/ "
                 f"did not match within {budget:.3g}s; {_excerpt(received)}"
             ) from None
-        except (ConnectionError, ssl.SSLError) as exc:
+        except OSError as exc:  # resets, TLS alerts, EHOSTUNREACH mid-exchange
             if step == "expect":
                 out.add(EXPECT_MATCHED, 0)
             raise CheckFailed(f"{step} to {self._address}: {tls_failure(exc)}") from None

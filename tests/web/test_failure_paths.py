@@ -1,0 +1,191 @@
+"""Failure paths of the http, tcp, file and disk kinds found in review: unresolvable and
+malformed host names, secrets in failure reasons, connections left open by close(), and
+blocking filesystem calls that never return."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.checks import KINDS
+from exporter.checks.base import CheckFailed
+from exporter.checks.tcp import os_reason
+from exporter.config import load_data
+from exporter.fields import ConfigError
+from exporter.runner import Runner
+from exporter.samples import Sink
+from tests.support import async_wait_until, free_port, run_check, run_checks
+
+
+def test_unresolvable_host_reason_is_the_resolver_message() -> None:
+    """A real getaddrinfo failure, made locally (numeric-host lookup of a name)."""
+    with pytest.raises(socket.gaierror) as caught:
+        socket.getaddrinfo("engine.internal", 80, flags=socket.AI_NUMERICHOST)
+    reason = os_reason(caught.value)
+    # os.strerror(-2) would say "Unknown error -2": gaierror codes are not errno values.
+    assert reason == f"cannot resolve host: {caught.value.strerror}"
+    assert "Unknown error" not in reason
+
+
+@pytest.mark.parametrize(
+    ("check", "problem"),
+    [
+        ({"kind": "tcp", "address": "db..local:5432"},
+         'checks[0].address: a label of the host name is empty or longer than 63 characters: '
+         '"db..local:5432"'),
+        ({"kind": "http", "url": "http://engine..local/health"},
+         'checks[0].url: a label of the host name is empty or longer than 63 characters: '
+         '"engine..local"'),
+        ({"kind": "tcp", "address": f"{'x' * 64}.example:80"},
+         'checks[0].address: a label of the host name is empty or longer than 63 characters: '
+         f'"{"x" * 64}.example:80"'),
+    ],
+)
+def test_host_names_the_resolver_refuses_are_config_errors(
+    check: dict[str, Any], problem: str
+) -> None:
+    # Before: every scrape failed with "unexpected UnicodeError: encoding with 'idna' codec".
+    with pytest.raises(ConfigError) as caught:
+        load_data({"checks": [{"name": "c", **check}]}, "<test>", {})
+    assert caught.value.problems == [problem]
+
+
+async def test_http_password_in_url_is_not_in_the_reason() -> None:
+    port = free_port()
+    (result,) = await run_checks(
+        [{"name": "e", "kind": "http", "url": f"http://monitor:${{PW}}@127.0.0.1:{port}/health"}],
+        env={"PW": "Url-Pa55word"},
+    )
+    assert result.error == f"connect to 127.0.0.1:{port}: Connection refused"
+
+
+def polled(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """A plain condition in the awaitable form async_wait_until polls."""
+
+    async def check() -> bool:
+        return predicate()
+
+    return check
+
+
+class Listener:
+    """A loopback server that answers each HTTP request (or nothing, for tcp) and keeps
+    the connection open: only the client can close it, so ``open`` shows whether it did."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.open = 0
+        self.accepted = 0
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.accepted += 1
+        try:
+            while True:
+                if self.reply:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(self.reply)
+                    await writer.drain()
+                elif not await reader.read(1024):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def http_listener() -> AsyncIterator[Listener]:
+    listener = Listener(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    listener.server = await asyncio.start_server(listener.handle, "127.0.0.1", 0)
+    async with listener.server:
+        yield listener
+
+
+async def test_http_close_after_success_and_failure_leaves_no_connection(
+    http_listener: Listener,
+) -> None:
+    good = {"name": "ok", "kind": "http", "url": f"http://127.0.0.1:{http_listener.port}/"}
+    bad = {"name": "bad", "kind": "http", "url": f"http://127.0.0.1:{http_listener.port}/",
+           "valid_status_codes": [204]}
+    runner = Runner()
+    try:
+        await runner.apply(load_data({"checks": [good, bad]}, "<test>", {}))
+        ok, failed = await runner.scrape(30.0)
+        assert ok.success, ok.error
+        assert failed.error == "status 200, expected 204"
+        assert http_listener.accepted == 2
+    finally:
+        await runner.close()
+    await async_wait_until(polled(lambda: http_listener.open == 0), what="http connections closed")
+
+
+async def test_tcp_probe_hangs_up_after_each_run() -> None:
+    listener = Listener(b"")
+    listener.server = await asyncio.start_server(listener.handle, "127.0.0.1", 0)
+    async with listener.server:
+        result = await run_check(
+            {"name": "t", "kind": "tcp", "address": f"127.0.0.1:{listener.port}"}
+        )
+        assert result.success, result.error
+        await async_wait_until(polled(lambda: listener.open == 0), what="tcp connection closed")
+    assert listener.accepted == 1
+
+
+async def test_hung_statvfs_is_not_started_again_while_it_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung NFS mount cannot be made here: os.statvfs is replaced by a call that blocks
+    until the test releases it, which is what the kernel does on such a mount."""
+    release = threading.Event()
+    calls: list[str] = []
+    real_statvfs = os.statvfs
+
+    def hung_statvfs(path: Any) -> os.statvfs_result:
+        calls.append(str(path))
+        release.wait(60)
+        return real_statvfs(path)
+
+    monkeypatch.setattr("exporter.checks.disk.os.statvfs", hung_statvfs)
+    spec = load_data(
+        {"checks": [{"name": "d", "kind": "disk", "path": str(tmp_path), "timeout": "1s"}]},
+        "<test>", {},
+    ).checks[0]
+    probe = KINDS["disk"].probe(spec)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await probe.collect(Sink("d", ()))
+        for _ in range(3):
+            with pytest.raises(CheckFailed, match=r"still blocked in the call started \d+s ago"):
+                await probe.collect(Sink("d", ()))
+        assert calls == [str(tmp_path)]  # one thread stuck, not one per scrape
+    finally:
+        release.set()
+
+    async def collects() -> bool:
+        sink = Sink("d", ())
+        try:
+            await probe.collect(sink)
+        except CheckFailed:
+            return False  # still blocked: the released thread has not returned yet
+        return any(s.family.name == "disk_size_bytes" for s in sink.samples)
+
+    # Once the stuck call returns, the next scrape runs normally.
+    await async_wait_until(collects, what="disk probe usable again")
+    assert len(calls) >= 2  # the stuck call, then the run that reported
