@@ -47,6 +47,8 @@ _SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
                "GB": 1000**3, "GiB": 1024**3}
 _STATUS_CODE = re.compile(r"([1-5])xx")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MAX_REASONS = 3
 
 UP = Family(
@@ -211,6 +213,14 @@ def _headers(reader: Reader) -> tuple[tuple[str, str], ...]:
         value = headers.raw(name)
         if not isinstance(value, str):
             headers.error(name, f"expected a string, got {describe(value)}")
+            continue
+        if not _HEADER_NAME.fullmatch(name):
+            headers.error(name, "not a valid header name (letters, digits and !#$%&'*+.^_`|~-)")
+            continue
+        if _HEADER_CONTROL.search(value):
+            # aiohttp refuses these on every request ("unexpected ValueError"); the value
+            # may be a token, so it is not quoted.
+            headers.error(name, "control characters (such as a line break) in the value")
             continue
         if _SECRET_HEADER.search(name):
             REDACTOR.register(value)

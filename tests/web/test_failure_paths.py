@@ -46,9 +46,17 @@ def test_unresolvable_host_reason_is_the_resolver_message() -> None:
         ({"kind": "tcp", "address": f"{'x' * 64}.example:80"},
          'checks[0].address: a label of the host name is empty or longer than 63 characters: '
          f'"{"x" * 64}.example:80"'),
+        # aiohttp refused these on every request as "unexpected ValueError"; a token with
+        # a trailing newline (a YAML block scalar) is the likely way to get one.
+        ({"kind": "http", "url": "http://h/", "headers": {"Authorization": "Bearer t0k\n"}},
+         "checks[0].headers.Authorization: control characters (such as a line break) in the "
+         "value"),
+        ({"kind": "http", "url": "http://h/", "headers": {"X Api Key": "k"}},
+         "checks[0].headers.X Api Key: not a valid header name "
+         "(letters, digits and !#$%&'*+.^_`|~-)"),
     ],
 )
-def test_host_names_the_resolver_refuses_are_config_errors(
+def test_values_that_fail_every_request_are_config_errors(
     check: dict[str, Any], problem: str
 ) -> None:
     # Before: every scrape failed with "unexpected UnicodeError: encoding with 'idna' codec".
