@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from exporter.checks._timestamps import epoch_seconds
 from exporter.families import FRESHNESS
 from exporter.fields import Reader, describe
 from exporter.samples import Family, Sink
@@ -50,9 +51,6 @@ QUERY_FAMILIES = (FRESHNESS, QUERY_VALUE, QUERY_SUCCESS, QUERY_SECONDS)
 QUERY_TYPES = ("freshness", "value")
 DEFAULT_MAX_ROWS = 100
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
-# Unix times in these ranges are taken as milli-, micro- or nanoseconds: Node's Date.now()
-# writes milliseconds, and seconds will not reach 1e11 before the year 5138.
-_EPOCH_SCALES = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
 
 class QueryFailed(Exception):
@@ -101,10 +99,7 @@ def to_unix_seconds(value: Any) -> float:
         number = float(value)
         if not math.isfinite(number):
             raise ValueError(f"{number}, not a time")
-        for limit, scale in _EPOCH_SCALES:
-            if abs(number) >= limit:
-                return number / scale
-        return number
+        return epoch_seconds(number)
     if isinstance(value, str):
         text = value.strip()
         try:

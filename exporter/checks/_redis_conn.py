@@ -25,6 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 
+from exporter.checks.tcp import TlsOptions
 from exporter.fields import Reader
 from exporter.redact import REDACTOR
 
@@ -117,9 +118,9 @@ def make_client(options: RedisConnOptions, timeout: float) -> Redis:
 def reason(exc: BaseException, where: str) -> str:
     """A short, secret-free sentence for a failed Redis call."""
     if isinstance(exc, rexc.AuthenticationError):
-        return f"redis {where}: authentication failed ({_first_line(exc)})"
+        return f"redis {where}: authentication failed ({first_line(exc)})"
     if isinstance(exc, rexc.NoPermissionError):
-        return f"redis {where}: permission denied: {_first_line(exc)}"
+        return f"redis {where}: permission denied: {first_line(exc)}"
     if isinstance(exc, rexc.BusyLoadingError):
         return f"redis {where}: still loading its dataset"
     if isinstance(exc, rexc.TimeoutError):
@@ -127,11 +128,11 @@ def reason(exc: BaseException, where: str) -> str:
     if isinstance(exc, rexc.ConnectionError):
         return f"redis {where}: {_connection_reason(exc)}"
     if isinstance(exc, rexc.ResponseError):
-        text = _first_line(exc)
+        text = first_line(exc)
         if text.startswith(("NOAUTH", "WRONGPASS")):
             return f"redis {where}: authentication failed ({text})"
         return f"redis {where}: {text}"
-    return f"redis {where}: {type(exc).__name__}: {_first_line(exc)}"
+    return f"redis {where}: {type(exc).__name__}: {first_line(exc)}"
 
 
 def _connection_reason(exc: BaseException) -> str:
@@ -142,7 +143,7 @@ def _connection_reason(exc: BaseException) -> str:
                 return "connection refused"
             return (cause.strerror or str(cause)).lower()
         cause = cause.__cause__ or cause.__context__
-    text = _first_line(exc)
+    text = first_line(exc)
     if "refused" in text.lower():
         return "connection refused"
     if "closed" in text.lower() or "reset" in text.lower():
@@ -150,7 +151,7 @@ def _connection_reason(exc: BaseException) -> str:
     return text or "connection failed"
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return REDACTOR.redact(text[0]) if text else type(exc).__name__
 
@@ -263,11 +264,7 @@ class RawRedis:
 
 
 def tls_context(options: RedisConnOptions) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=options.tls_ca_file)
-    if options.tls_insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return TlsOptions(options.tls_ca_file, options.tls_insecure_skip_verify).context()
 
 
 class Key(str):

@@ -12,9 +12,10 @@ import math
 import re
 from datetime import UTC, datetime
 
-# Epoch values at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is
-# March 1973, so the two readings cannot be confused for data of this century.
-MILLIS_THRESHOLD = 1e11
+# Epoch values this large are milli-, micro- or nanoseconds: 1e11 s is the year 5138 and
+# 1e11 ms is March 1973, so the readings cannot be confused for data of this century.
+# Node's Date.now() writes milliseconds; Go and Java clocks often micro- or nanoseconds.
+_EPOCH_SCALES = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?")
 
 
@@ -43,10 +44,19 @@ def parse_timestamp(value: object) -> float:
     return parsed.timestamp()
 
 
+def epoch_seconds(number: float) -> float:
+    """An epoch number in seconds, scaled down when it is in ms, µs or ns (shared by every
+    kind that reads times, so one value means one time wherever it is found)."""
+    for limit, scale in _EPOCH_SCALES:
+        if abs(number) >= limit:
+            return number / scale
+    return number
+
+
 def _epoch(number: float, original: object) -> float:
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"expected a timestamp, got {_shown(original)}")
-    return number / 1000.0 if number >= MILLIS_THRESHOLD else number
+    return epoch_seconds(number)
 
 
 def _shown(value: object) -> str:

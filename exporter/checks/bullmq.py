@@ -26,6 +26,7 @@ from exporter.checks._redis_conn import (
     Key,
     RawRedis,
     RedisConnOptions,
+    first_line,
     pack_text,
     parse_conn,
     reason,
@@ -393,7 +394,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 key = f"{prefix}:{queue}:{names[index] if index < len(names) else '?'}"
-                raise _Skip(f"{key}: {_error_text(reply)}")
+                raise _Skip(f"{key}: {first_line(reply)}")
         exists = replies[0] > 0
         if not exists and not self.options.queues:
             return None  # neither meta nor id: obliterated since discovery
@@ -557,11 +558,6 @@ def _int_or_none(raw: Any) -> int | None:
         return int(raw)
     except (TypeError, ValueError):
         return None
-
-
-def _error_text(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 _GLOB = re.compile(r"([*?\[\]\\])")

@@ -1,6 +1,6 @@
 """Failure paths of the http, tcp, file and disk kinds found in review: unresolvable and
-malformed host names, secrets in failure reasons, connections left open by close(), and
-blocking filesystem calls that never return."""
+malformed host names and headers, secrets in failure reasons, connections left open by
+close(), blocking filesystem calls that never return, and one reading of epoch numbers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from exporter.checks import KINDS
+from exporter.checks._queries import to_unix_seconds
+from exporter.checks._timestamps import parse_timestamp
 from exporter.checks.base import CheckFailed
 from exporter.checks.tcp import os_reason
 from exporter.config import load_data
@@ -197,3 +199,22 @@ async def test_hung_statvfs_is_not_started_again_while_it_blocks(
     # Once the stuck call returns, the next scrape runs normally.
     await async_wait_until(collects, what="disk probe usable again")
     assert len(calls) >= 2  # the stuck call, then the run that reported
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        (1_795_378_530, 1_795_378_530.0),  # seconds
+        (1_795_378_530_250, 1_795_378_530.25),  # ms (Node's Date.now())
+        (1_795_378_530_250_000, 1_795_378_530.25),  # µs
+        (1_795_378_530_250_000_000, 1_795_378_530.25),  # ns
+        ("1795378530250000", 1_795_378_530.25),
+    ],
+)
+def test_http_and_database_kinds_read_one_epoch_number_as_one_time(
+    raw: Any, seconds: float
+) -> None:
+    # The http kind used to read anything >= 1e11 as ms (µs became the year 58,000)
+    # while the SQL and Mongo kinds scaled µs and ns: one helper now serves both.
+    assert parse_timestamp(raw) == pytest.approx(seconds)
+    assert to_unix_seconds(raw) == pytest.approx(seconds)
