@@ -49,6 +49,11 @@ VERSION_INFO = Family(
 SCHEMES = ("mongodb://", "mongodb+srv://")
 # Share of the check timeout given to the driver (server selection and each operation).
 DRIVER_SHARE = 0.8
+# PyMongo gives up server selection only at its next half-second heartbeat step (1.6 s
+# configured -> 2.0 s seen), so selection gets that much less, and a short check timeout
+# still ends with the driver's reason ("connection refused") rather than the runner's.
+SELECTION_STEP_MS = 500
+_CONFIGURED_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 # mongodb://user:password@host1,host2/db?options: several hosts, so not urlsplit-able
 _URL = re.compile(r"^mongodb(?:\+srv)?://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?"
@@ -125,6 +130,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ServerSelectionTimeoutError):
         # Drop the long topology description; the first part names host and error.
         text = "no server reachable: " + text.split(", Timeout:")[0]
+    text = _CONFIGURED_TIMEOUTS.sub("", text)  # our own settings, not the cause
     return " ".join(text.split()) or type(exc).__name__
 
 
@@ -155,15 +161,18 @@ class MongoProbe(BaseProbe[MongoOptions]):
     def _connect(self) -> AsyncMongoClient[dict[str, Any]]:
         if self._client is None:
             budget_ms = int(self.spec.timeout * DRIVER_SHARE * 1000)
+            operation_ms = max(100, budget_ms - SELECTION_STEP_MS)
             self._client = AsyncMongoClient(
                 self.options.url,
                 appname="runbook-exporter",
                 tz_aware=True,
                 maxPoolSize=2,
                 minPoolSize=0,
-                serverSelectionTimeoutMS=budget_ms,
+                # timeoutMS also bounds server selection (serverSelectionTimeoutMS is
+                # then ignored), so both leave room for the heartbeat step.
+                serverSelectionTimeoutMS=operation_ms,
                 connectTimeoutMS=budget_ms,
-                timeoutMS=budget_ms,  # client-side operation timeout, also sent as maxTimeMS
+                timeoutMS=operation_ms,  # client-side operation timeout, sent as maxTimeMS
             )
         return self._client
 
