@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from bson import ObjectId
 from bson.decimal128 import Decimal128
@@ -90,6 +91,7 @@ def _parse_url(reader: Reader) -> tuple[str, str]:
         return url, ""
     if match["pw"]:
         REDACTOR.register(match["pw"])
+        REDACTOR.register(unquote(match["pw"]))  # the form the driver sends and may quote
     if url.startswith("mongodb://"):  # +srv would need DNS at load time: checked when used
         try:
             parse_uri(url, warn=False)

@@ -22,7 +22,7 @@ import pytest
 
 from exporter.config import load_data
 from exporter.fields import ConfigError
-from exporter.redact import MASK
+from exporter.redact import MASK, REDACTOR
 from exporter.runner import CheckResult, Runner
 from tests.db.conftest import Bouncer, PgCluster
 from tests.db.mongo_peer import MongoPeer
@@ -275,3 +275,12 @@ async def test_sqlite_file_that_blocks_on_open_is_not_opened_again(tmp_path: Pat
         # Release the thread: a writer opening the FIFO completes the reader's open().
         with contextlib.suppress(OSError):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_mongodb_decoded_password_is_masked_too() -> None:
+    # The URL holds the percent-encoded form; the driver sends (and could quote) the
+    # decoded one, which must be masked as well.
+    password = "Dec0ded/Pw@x"
+    url = f"mongodb://monitor:{quote(password, safe='')}@127.0.0.1:27017/faces"
+    load_data({"checks": [{"name": "m", "kind": "mongodb", "url": url}]}, "<test>", {})
+    assert REDACTOR.redact(f"auth with {password} failed") == f"auth with {MASK} failed"
