@@ -14,6 +14,7 @@ def generate(
     """Every output file. ``drill_factor`` scales time windows for end-to-end drills;
     ``webhook_url`` sends every receiver to one local webhook instead of real channels."""
     from exporter.bundle.alertmanager import alertmanager_files
+    from exporter.bundle.coverage import coverage_files
     from exporter.bundle.dashboards import dashboard_files
     from exporter.bundle.docs import docs_files
     from exporter.bundle_k8s import OUTPUT as K8S_RULES
@@ -25,6 +26,7 @@ def generate(
     files.update(alertmanager_files(profiles, webhook_url=webhook_url))
     files.update(dashboard_files(profiles))
     files.update(docs_files(profiles))
+    files.update(coverage_files(profiles))
     files.update(
         {f"{K8S_RULES.as_posix()}/{name}": text for name, text in manifests(profiles).items()}
     )

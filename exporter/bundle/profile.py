@@ -35,6 +35,9 @@ UNITS = ("seconds", "ratio", "percent", "bytes", "count", "bool")
 SHAPES = ("gauge", "rate", "age")
 RECEIVER_TYPES = ("pagerduty", "slack", "email", "sms", "opsgenie")
 PRIORITIES = ("P1", "P2", "P3", "P4")
+# What a runbook line writes down: a threshold, a cadence (how often something runs or is
+# polled), a severity, a response window, or a channel.
+COVERAGE_KINDS = ("threshold", "cadence", "severity", "window", "channel")
 DEFAULT_DOCS_URL = "https://github.com/runbook-exporter/runbook-exporter/blob/main/docs/runbooks"
 # ``{threshold}``, ``{window}``, ``{threshold * 2}``: a placeholder never contains the
 # ``=``/``"`` of a PromQL label matcher, so both can share one string.
@@ -99,6 +102,27 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """One runbook line that writes down a monitoring number or channel, and what in the
+    bundle implements it: alerts (by short name), severities (routing), or a reason why
+    metrics cannot watch it. ``threshold``/``for_``/``response``/``channel`` are the values
+    the runbook itself gives; loading fails when the alerts or routing disagree."""
+
+    section: str
+    quote: str
+    kind: str
+    alerts: tuple[str, ...]
+    severities: tuple[str, ...]
+    threshold: str | None  # as the runbook gives it, in the alert's unit: 0.8, 1h
+    for_: str | None
+    response: str | None
+    channel: str | None  # a receiver target (#channel, address) or type (pagerduty, sms)
+    evaluation_interval: str | None  # the rule evaluation interval the runbook sets
+    note: str  # how the bundle reads the line (a chosen number is said here)
+    not_monitored: str  # why metrics cannot watch it; empty when covered
+
+
+@dataclass(frozen=True)
 class Severity:
     name: str
     priority: str
@@ -137,6 +161,7 @@ class Profile:
     alerts: tuple[Alert, ...]
     checks: tuple[tuple[str, str], ...]  # (name, kind) of the profile's exporter checks
     routing_notes: str
+    coverage: tuple[Coverage, ...] = ()
 
     def severity(self, name: str) -> Severity:
         return next(s for s in self.severities if s.name == name)
@@ -373,6 +398,87 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
     )
 
 
+def _read_coverage(
+    reader: Reader,
+    alerts: Mapping[str, Alert],
+    severities: Mapping[str, Severity],
+    receivers: Mapping[str, Receiver],
+    evaluation_interval: float,
+) -> Coverage:
+    section = reader.str("section")
+    quote = reader.str("quote")
+    kind = reader.choice("kind", COVERAGE_KINDS)
+    names = tuple(reader.str_list("alerts", ()))
+    levels = tuple(reader.str_list("severities", ()))
+    note = reader.str("note", "")
+    not_monitored = reader.str("not_monitored", "")
+    given: dict[str, str | None] = {}
+    for key in ("threshold", "for", "response", "channel", "evaluation_interval"):
+        raw = reader.raw(key, None)
+        given[key] = None if raw is None else str(raw)
+    if given["evaluation_interval"] is not None:
+        interval = reader.duration("evaluation_interval")
+        if interval != evaluation_interval:
+            reader.error("evaluation_interval", f"the runbook says {given['evaluation_interval']}"
+                         f" but the rules evaluate every {format_duration(evaluation_interval)}")
+    if not names and not levels and not not_monitored:
+        reader.error(None, "name the alerts or severities that implement this line, "
+                           "or say why it is not_monitored")
+    if not_monitored and (names or levels):
+        reader.error("not_monitored", "a line is either covered (alerts/severities) "
+                                      "or not monitored, not both")
+    for name in names:
+        if name not in alerts:
+            reader.error("alerts", f'unknown alert "{name}" in this profile')
+    for level in levels:
+        if level not in severities:
+            reader.error("severities", f'unknown severity "{level}" in this profile')
+    # The runbook's own numbers: every alert or severity the line names must carry them.
+    if given["threshold"] is not None:
+        want, _, _ = _threshold(reader, "threshold")
+        for name in names:
+            if name in alerts and alerts[name].threshold != want:
+                reader.error("threshold", f"the runbook says {given['threshold']} but "
+                                          f"{name} has {alerts[name].threshold_text}")
+    if given["for"] is not None:
+        hold = reader.duration("for", positive=False)
+        for name in names:
+            if name in alerts and alerts[name].for_ != hold:
+                reader.error("for", f"the runbook says {given['for']} but {name} has "
+                                    f"for {format_duration(alerts[name].for_)}")
+    if given["response"] is not None:
+        window = reader.duration("response")
+        for level in levels:
+            if level in severities and severities[level].response != window:
+                reader.error("response", f"the runbook says {given['response']} but "
+                                         f"{level} repeats every "
+                                         f"{severities[level].response_text}")
+    channel = given["channel"]
+    if channel is not None:
+        for level in levels:
+            if level not in severities:
+                continue
+            used = [receivers[r] for r in severities[level].receivers if r in receivers]
+            if not any(channel in (r.target, r.type) for r in used):
+                reader.error("channel", f'the runbook names {channel} but {level} goes to '
+                                        f'{", ".join(r.target or r.type for r in used)}')
+    reader.done()
+    return Coverage(
+        section=section,
+        quote=quote,
+        kind=kind,
+        alerts=names,
+        severities=levels,
+        threshold=given["threshold"],
+        for_=given["for"],
+        response=given["response"],
+        channel=channel,
+        evaluation_interval=given["evaluation_interval"],
+        note=note,
+        not_monitored=not_monitored,
+    )
+
+
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -455,6 +561,17 @@ def read_bundle(
             if dependency not in seen:
                 bundle.error(f"alerts[{index}].depends_on",
                              f'unknown alert "{dependency}" in this profile')
+    by_short = {a.short: a for a in alerts}
+    coverage = tuple(
+        _read_coverage(
+            entry,
+            by_short,
+            {s.name: s for s in severities},
+            {r.name: r for r in receivers},
+            evaluation_interval,
+        )
+        for entry in bundle.mappings("coverage")
+    )
     bundle.done()
     if bundle.problems.items:
         return None
@@ -473,6 +590,7 @@ def read_bundle(
         alerts=tuple(alerts),
         checks=checks or (),
         routing_notes=notes,
+        coverage=coverage,
     )
 
 

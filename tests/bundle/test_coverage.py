@@ -1,0 +1,176 @@
+"""The coverage promise: every threshold, cadence, severity, window and channel a runbook
+writes down is traced to an alert, a route and a panel, or said to be unmonitorable.
+
+The runbooks are read from ``../shared/runbooks`` beside the repository (CI clones the
+repository with shared/ next to it). The table tested is the committed
+docs/runbook-coverage.md itself, and the profiles' ``coverage`` entries it is made from."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import yaml
+
+from exporter.bundle.coverage import PATH, quote_occurs
+from exporter.bundle.profile import Profile, load_profile_data
+from exporter.fields import ConfigError
+
+from .conftest import ROOT
+from .test_generate import _minimal
+
+RUNBOOKS = ROOT.parent / "shared" / "runbooks"
+CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def _runbook(name: str) -> str:
+    path = RUNBOOKS / name
+    assert path.is_file(), f"{path} missing: the runbooks live in shared/ beside the repo"
+    return path.read_text(encoding="utf-8")
+
+
+def _rule_alerts(slug: str) -> set[str]:
+    data = yaml.safe_load((ROOT / "rules" / f"{slug}.rules.yml").read_text())
+    return {r["alert"] for g in data["groups"] for r in g["rules"] if "alert" in r}
+
+
+def _table_rows() -> list[list[str]]:
+    """Data rows of every table in the committed docs/runbook-coverage.md, as cells."""
+    rows = []
+    for line in (ROOT / PATH).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("| ") or line.startswith("| # ") or line.startswith("|---"):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in CELL_SPLIT.split(line)[1:-1]]
+        assert len(cells) == 8, line
+        rows.append(cells)
+    return rows
+
+
+def _unquote(cell: str) -> str:
+    """The text of a markdown code span: `x` or `` x `` (when x holds backticks)."""
+    match = re.fullmatch(r"(`+) ?(.*?) ?\1", cell)
+    assert match, cell
+    return match[2]
+
+
+def test_the_table_covers_every_profile_line(profiles: list[Profile]) -> None:
+    rows = _table_rows()
+    assert len(rows) == sum(len(p.coverage) for p in profiles)
+    assert {row[0].rsplit("-", 1)[0] for row in rows} == {p.slug for p in profiles}
+    for profile in profiles:
+        assert len(profile.coverage) >= 10, f"{profile.slug}: too few runbook lines traced"
+
+
+def test_every_quoted_line_occurs_in_its_runbook(profiles: list[Profile]) -> None:
+    runbooks = {p.slug: _runbook(p.runbook) for p in profiles}
+    missing = [
+        f"{row[0]}: {row[2]}"
+        for row in _table_rows()
+        if not quote_occurs(_unquote(row[2]), runbooks[row[0].rsplit("-", 1)[0]])
+    ]
+    assert missing == []
+
+
+def test_every_alert_quote_occurs_in_its_runbook(profiles: list[Profile]) -> None:
+    missing = [
+        f"{a.name}: {a.quote!r}"
+        for p in profiles
+        for a in p.alerts
+        if not quote_occurs(a.quote, _runbook(p.runbook))
+    ]
+    assert missing == []
+
+
+def test_every_listed_alert_exists_in_the_rules() -> None:
+    unknown = []
+    listed = 0
+    for row in _table_rows():
+        slug = row[0].rsplit("-", 1)[0]
+        if row[4] == "not monitored" or row[4].startswith("every "):
+            continue
+        existing = _rule_alerts(slug)
+        for entry in row[4].split("<br>"):
+            name = entry.split(" (", 1)[0]
+            listed += 1
+            if name not in existing:
+                unknown.append(f"{row[0]}: {name}")
+    assert listed > 50
+    assert unknown == []
+
+
+def test_every_alert_traces_to_a_runbook_line(profiles: list[Profile]) -> None:
+    """No alert without a coverage line: the bundle adds nothing the table does not show."""
+    untraced = [
+        a.name
+        for p in profiles
+        for a in p.alerts
+        if not any(a.short in line.alerts for line in p.coverage)
+    ]
+    assert untraced == []
+
+
+def test_unmonitored_lines_say_why(profiles: list[Profile]) -> None:
+    for row in _table_rows():
+        if row[4] == "not monitored":
+            assert len(row[7]) > 20, row
+
+
+def test_quote_matching() -> None:
+    text = "| Queue | Alert on >0 for >15\u202fmin |\n```\n# 4. check deps\ndocker logs x\n```"
+    assert quote_occurs("Alert on >0 for >15 min", text)
+    assert quote_occurs("check deps ... docker logs x", text)
+    assert not quote_occurs("docker logs x ... check deps", text)  # order matters
+    assert not quote_occurs("Alert on >0 for >16 min", text)
+    assert not quote_occurs("", text)
+
+
+def _with_coverage(line: dict[str, object]) -> dict[str, object]:
+    data = copy.deepcopy(_minimal())
+    data["bundle"]["coverage"] = [line]  # type: ignore[index]
+    return data
+
+
+BASE = {"section": "s", "quote": "q", "kind": "threshold"}
+BAD = [
+    ({"alerts": ["WebDown"], "threshold": 2},
+     "bundle.coverage[0].threshold: the runbook says 2 but WebDown has 1"),
+    ({"alerts": ["WebDown"], "for": "5m"},
+     "bundle.coverage[0].for: the runbook says 5m but WebDown has for 1m"),
+    ({"severities": ["critical"], "response": "30m"},
+     "bundle.coverage[0].response: the runbook says 30m but critical repeats every 15m"),
+    ({"severities": ["warning"], "channel": "pagerduty"},
+     "bundle.coverage[0].channel: the runbook names pagerduty but warning goes to #c"),
+    ({"alerts": ["Nope"]}, 'bundle.coverage[0].alerts: unknown alert "Nope" in this profile'),
+    ({}, "bundle.coverage[0]: name the alerts or severities that implement this line, "
+         "or say why it is not_monitored"),
+    ({"alerts": ["WebDown"], "not_monitored": "manual"},
+     "bundle.coverage[0].not_monitored: a line is either covered"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD, ids=[m for _, m in BAD])
+def test_a_profile_that_disagrees_with_its_runbook_does_not_load(
+    extra: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_profile_data(_with_coverage({**BASE, **extra}), "<test>", "t")
+    assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_agreeing_numbers_load() -> None:
+    line = {**BASE, "alerts": ["WebDown"], "threshold": 1, "for": "1m"}
+    profile = load_profile_data(_with_coverage(line), "<test>", "t")
+    assert profile.coverage[0].alerts == ("WebDown",)
+    routing = {**BASE, "kind": "window", "severities": ["critical"], "response": "15m",
+               "channel": "pagerduty"}
+    assert load_profile_data(_with_coverage(routing), "<test>", "t").coverage[0].channel
+
+
+def test_committed_table_is_generated() -> None:
+    """docs/runbook-coverage.md is one of the generated files `bundle check` compares."""
+    from exporter.bundle.generate import generate
+    from exporter.bundle.profile import load_profiles
+
+    files = generate(load_profiles(ROOT / "profiles"))
+    assert files[PATH] == (ROOT / PATH).read_text(encoding="utf-8")
