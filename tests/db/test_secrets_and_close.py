@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -284,3 +286,31 @@ def test_mongodb_decoded_password_is_masked_too() -> None:
     url = f"mongodb://monitor:{quote(password, safe='')}@127.0.0.1:27017/faces"
     load_data({"checks": [{"name": "m", "kind": "mongodb", "url": url}]}, "<test>", {})
     assert REDACTOR.redact(f"auth with {password} failed") == f"auth with {MASK} failed"
+
+
+def test_process_exits_while_a_database_open_still_hangs(tmp_path: Path) -> None:
+    """asyncio.run waits for the default executor's threads at exit: a call stuck there
+    kept the exporter from stopping (until systemd's kill). It runs in a daemon thread."""
+    fifo = tmp_path / "engine.sqlite"
+    os.mkfifo(fifo)
+    check = {"name": "db", "kind": "sqlite", "path": str(fifo), "timeout": "1s"}
+    script = (
+        "import asyncio\n"
+        "from exporter.config import load_data\n"
+        "from exporter.runner import Runner\n"
+        "async def main():\n"
+        "    runner = Runner()\n"
+        f"    await runner.apply(load_data({{'checks': [{check!r}]}}, '<t>', {{}}))\n"
+        "    (result,) = await runner.scrape(30)\n"
+        "    print(result.error)\n"
+        "    await runner.close()\n"
+        "asyncio.run(main())\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=60, check=False)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("timed out after"), done.stdout
