@@ -12,13 +12,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.db.mongo_peer import MongoPeer
 from tests.support import free_port, require_binary, wait_until
 
 SUPERUSER = "postgres"
@@ -210,3 +211,14 @@ def pgbouncer(pg: PgCluster) -> Iterator[Bouncer]:
         yield bouncer
     finally:
         bouncer.remove()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[MongoPeer]:
+    """The MongoDB wire-protocol peer on a free loopback port (no mongod on the registries)."""
+    server = MongoPeer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -7,7 +7,6 @@ in for ``mongod``; everything on the client side is the production code path.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,16 +20,6 @@ from tests.db.mongo_peer import MAX_INCOMING, VERSION, MongoPeer
 from tests.support import run_check, value, values
 
 NEWEST = datetime(2026, 3, 2, 8, 15, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[MongoPeer]:
-    server = MongoPeer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def check(peer: MongoPeer, **extra: Any) -> dict[str, Any]:

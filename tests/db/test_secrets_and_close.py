@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,29 +27,8 @@ from exporter.redact import MASK, REDACTOR
 from exporter.runner import CheckResult, Runner
 from tests.db.conftest import Bouncer, PgCluster
 from tests.db.mongo_peer import MongoPeer
+from tests.leaks import ODD_PASSWORD, assert_clean, polled
 from tests.support import async_wait_until, free_port, run_checks
-
-# A password that must be percent-encoded in a URL: the driver decodes it, so both forms
-# must stay out of every reason.
-ODD_PASSWORD = "p@ss:w/rd%41 x"
-
-
-def assert_clean(result: CheckResult, *secrets: str) -> str:
-    """The failure reason, checked to hold no secret and nothing the runner had to mask."""
-    assert not result.success
-    reason = result.error or ""
-    for secret in secrets:
-        assert secret not in reason
-        assert quote(secret, safe="") not in reason
-    assert MASK not in reason, f"the kind put a secret in its reason: {reason}"
-    return reason
-
-
-def polled(predicate: Any) -> Any:
-    async def check() -> Any:
-        return predicate()
-
-    return check
 
 
 async def run(check: dict[str, Any], env: dict[str, str]) -> CheckResult:
@@ -185,16 +163,6 @@ async def test_pgbouncer_close_after_success_and_failure_leaves_no_client(
 
 
 # --- mongodb ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[MongoPeer]:
-    server = MongoPeer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_mongodb_unreachable_reason_has_no_password() -> None:

@@ -11,25 +11,13 @@ from urllib.parse import quote
 import pytest
 
 from exporter.config import load_data
-from exporter.redact import MASK
-from exporter.runner import CheckResult, Runner
+from exporter.runner import Runner
+from tests.leaks import ODD_PASSWORD, assert_clean
 from tests.redis.conftest import RedisServer
 from tests.redis.test_bullmq_faults import make_queue
 from tests.support import free_port, run_checks, wait_until
 
-# Must be percent-encoded in a URL; the clients decode it, so neither form may show.
-ODD_PASSWORD = "p@ss:w/rd%41 x"
 KINDS = ("redis", "bullmq")
-
-
-def assert_clean(result: CheckResult, *secrets: str) -> str:
-    assert not result.success
-    reason = result.error or ""
-    for secret in secrets:
-        assert secret not in reason
-        assert quote(secret, safe="") not in reason
-    assert MASK not in reason, f"the kind put a secret in its reason: {reason}"
-    return reason
 
 
 @pytest.mark.parametrize("kind", KINDS)

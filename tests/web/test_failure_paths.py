@@ -8,7 +8,7 @@ import asyncio
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from exporter.config import load_data
 from exporter.fields import ConfigError
 from exporter.runner import Runner
 from exporter.samples import Sink
+from tests.leaks import polled
 from tests.support import async_wait_until, free_port, run_check, run_checks
 
 
@@ -74,15 +75,6 @@ async def test_http_password_in_url_is_not_in_the_reason() -> None:
         env={"PW": "Url-Pa55word"},
     )
     assert result.error == f"connect to 127.0.0.1:{port}: Connection refused"
-
-
-def polled(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    """A plain condition in the awaitable form async_wait_until polls."""
-
-    async def check() -> bool:
-        return predicate()
-
-    return check
 
 
 class Listener:
