@@ -13,13 +13,15 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from exporter.redact import REDACTOR
 
 T = TypeVar("T")
 
 _MISSING: Any = object()
+# Query parameters that carry credentials in libpq, MongoDB and Redis URLs.
+_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "token", "auth", "secret"})
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _DURATION_UNITS = {
@@ -37,8 +39,10 @@ class ConfigError(Exception):
     """The configuration is invalid; ``problems`` lists every problem with its path."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        # A kind may quote a bad value that holds a secret (a DSN token): mask it here,
+        # once, rather than trusting every message to be clean.
+        self.problems = [REDACTOR.redact(problem) for problem in problems]
+        super().__init__("\n".join(self.problems))
 
 
 def parse_duration(text: str) -> float | None:
@@ -295,6 +299,10 @@ class Reader:
             self.error(key, f"URL has no host: {describe(REDACTOR.redact_url(value))}")
         if parts.password:
             REDACTOR.register(parts.password)
+            REDACTOR.register(unquote(parts.password))
+        for name, secret in parse_qsl(parts.query):
+            if name.lower() in _SECRET_QUERY_KEYS and secret:
+                REDACTOR.register(secret)
         return value
 
     def split_url(self, value: builtins.str) -> SplitResult:

@@ -154,3 +154,32 @@ def test_check_command_exits_2_on_invalid_config() -> None:
     proc = run_cli("check", "--config.file", str(CONFIGS / "malformed.yml"))
     assert proc.returncode == 2
     assert "malformed.yml:4:13: invalid YAML" in proc.stderr
+
+
+def test_url_passwords_are_registered_decoded_and_from_the_query() -> None:
+    from exporter.fields import Problems, Reader
+    from exporter.redact import REDACTOR
+
+    problems = Problems()
+    reader = Reader(
+        {
+            "a": "postgresql://u:p%40ss-w0rd@127.0.0.1/db",
+            "b": "postgresql://u@h/db?password=qu3ry-pw",
+        },
+        "",
+        problems,
+    )
+    reader.url("a", ("postgresql",))
+    reader.url("b", ("postgresql",))
+    shown = REDACTOR.redact("p@ss-w0rd and p%40ss-w0rd and qu3ry-pw")
+    assert shown == "<secret> and <secret> and <secret>"
+    assert problems.items == []
+
+
+def test_config_errors_are_redacted_even_when_a_kind_quotes_a_secret() -> None:
+    from exporter.redact import REDACTOR
+
+    REDACTOR.register("s3cr3t-t0ken")
+    error = ConfigError(['checks[0].dsn: invalid token "s3cr3t-t0ken"'])
+    assert error.problems == ['checks[0].dsn: invalid token "<secret>"']
+    assert "s3cr3t-t0ken" not in str(error)
