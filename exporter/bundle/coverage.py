@@ -52,12 +52,20 @@ def _row(profile: Profile, number: int, line: Coverage) -> str:
         counts = {
             level: sum(1 for a in profile.alerts if a.severity == level) for level in levels
         }
-        alert_cell = "<br>".join(f"every {level} alert ({counts[level]})" for level in levels)
+        # A severity no alert uses has a route but no dashboard row: say so, not a panel.
+        alert_cell = "<br>".join(
+            f"every {level} alert ({counts[level]})" if counts[level]
+            else f"no {level} alert (route only)"
+            for level in levels
+        )
     route = "<br>".join(_channels(profile, level) for level in levels)
     if alerts:
         panels = "<br>".join(_panel(profile, a) for a in alerts)
     else:
-        panels = "<br>".join(f"row “{level}” of `{dashboard_uid(profile)}`" for level in levels)
+        panels = "<br>".join(
+            f"row “{level}” of `{dashboard_uid(profile)}`" if counts[level] else "—"
+            for level in levels
+        )
     return f"{head} | {_cell(alert_cell)} | {_cell(route)} | {_cell(panels)} | {note} |"
 
 

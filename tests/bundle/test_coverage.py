@@ -8,6 +8,7 @@ docs/runbook-coverage.md itself, and the profiles' ``coverage`` entries it is ma
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pytest
@@ -87,16 +88,62 @@ def test_every_listed_alert_exists_in_the_rules() -> None:
     listed = 0
     for row in _table_rows():
         slug = row[0].rsplit("-", 1)[0]
-        if row[4] == "not monitored" or row[4].startswith("every "):
+        if row[4] == "not monitored":
             continue
         existing = _rule_alerts(slug)
         for entry in row[4].split("<br>"):
+            if entry.startswith(("every ", "no ")):  # a routing line: by severity
+                continue
             name = entry.split(" (", 1)[0]
             listed += 1
             if name not in existing:
                 unknown.append(f"{row[0]}: {name}")
     assert listed > 50
     assert unknown == []
+
+
+def _panels(slug: str) -> tuple[str, dict[int, str]]:
+    dashboard = json.loads((ROOT / "dashboards" / f"{slug}.json").read_text())
+    found: dict[int, str] = {}
+    stack = list(dashboard["panels"])
+    while stack:
+        panel = stack.pop()
+        found[panel["id"]] = panel["title"]
+        stack.extend(panel.get("panels", []))
+    return dashboard["uid"], found
+
+
+PANEL = re.compile(r"(.+) \(`([^`]+)` #(\d+)\)")
+ROW = re.compile(r"row “(.+)” of `([^`]+)`")
+
+
+def test_every_listed_route_and_panel_exists() -> None:
+    """The route cell names receivers alertmanager.yml has; the panel cell names panels
+    (uid, id, title) the dashboards have, and severity rows of the dashboards."""
+    config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
+    receivers = {r["name"] for r in config["receivers"]}
+    problems = []
+    for row in _table_rows():
+        if row[4] == "not monitored":
+            continue
+        slug = row[0].rsplit("-", 1)[0]
+        for route in row[5].split("<br>"):
+            name = route.split("`")[1]
+            if name not in receivers or not name.startswith(f"{slug}-"):
+                problems.append(f"{row[0]}: receiver {name}")
+        uid, panels = _panels(slug)
+        for cell in row[6].split("<br>"):
+            panel, severity_row = PANEL.fullmatch(cell), ROW.match(cell)
+            if cell == "—":  # a severity no alert uses: the row must say so
+                ok = "(route only)" in row[4]
+            elif panel:
+                ok = panel[2] == uid and panels.get(int(panel[3])) == panel[1]
+            else:
+                ok = bool(severity_row) and severity_row[2] == uid and any(
+                    t.startswith(f"{severity_row[1]} (") for t in panels.values())
+            if not ok:
+                problems.append(f"{row[0]}: panel {cell}")
+    assert problems == []
 
 
 def test_every_alert_traces_to_a_runbook_line(profiles: list[Profile]) -> None:
@@ -174,3 +221,38 @@ def test_committed_table_is_generated() -> None:
 
     files = generate(load_profiles(ROOT / "profiles"))
     assert files[PATH] == (ROOT / PATH).read_text(encoding="utf-8")
+
+
+def test_moving_any_runbook_number_in_a_real_profile_fails_loading(
+    profiles: list[Profile],
+) -> None:
+    """Every `threshold`/`for`/`response` a coverage line states binds: move the alert's
+    (or severity's) number in the real profile and loading names that coverage line."""
+    checked = 0
+    for profile in profiles:
+        text = (ROOT / "profiles" / f"{profile.slug}.yml").read_text()
+        for index, line in enumerate(profile.coverage):
+            for key, field in (("threshold", "threshold"), ("for", "for")):
+                if getattr(line, "for_" if key == "for" else key) is None:
+                    continue
+                data = yaml.safe_load(text)
+                alert = next(a for a in data["bundle"]["alerts"] if a["name"] == line.alerts[0])
+                alert[field] = "999d" if key == "for" or isinstance(alert[field], str) else (
+                    alert[field] + 7)
+                with pytest.raises(ConfigError) as caught:
+                    load_profile_data(data, "<test>", profile.slug)
+                prefix = f"bundle.coverage[{index}].{key}: the runbook says"
+                assert any(p.startswith(prefix) for p in caught.value.problems), (
+                    profile.slug, index, caught.value.problems)
+                checked += 1
+            if line.response is not None:
+                data = yaml.safe_load(text)
+                severity = next(s for s in data["bundle"]["routing"]["severities"]
+                                if s["name"] == line.severities[0])
+                severity["response"] = "999d"
+                with pytest.raises(ConfigError) as caught:
+                    load_profile_data(data, "<test>", profile.slug)
+                prefix = f"bundle.coverage[{index}].response: the runbook says"
+                assert any(p.startswith(prefix) for p in caught.value.problems)
+                checked += 1
+    assert checked >= 40
