@@ -19,8 +19,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.e2e.stack import REPO, START_TIMEOUT, Stack, Webhook
-from tests.support import IN_CI, free_port, require_binary, wait_until
+from tests.e2e.stack import REPO, Stack, Webhook
+from tests.support import IN_CI, free_port, require_binary
 
 # Every `for`, interval and freshness window of the bundle is multiplied by this in the
 # drills (thresholds unchanged); the promtool unit tests cover the real durations.
@@ -137,71 +137,6 @@ async def stack(
 
 
 # --- monitored things ----------------------------------------------------------------
-
-
-@dataclass
-class RedisServer:
-    """Debian's redis-server on a fixed free port, stoppable and restartable."""
-
-    workdir: Path
-    binary: str
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - the child owns it
-        with log:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self.answers, START_TIMEOUT, f"redis-server on {self.port}")
-
-    def answers(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-            self.proc = None
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = require_binary("redis-server", "redis-server")
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = RedisServer(workdir, binary)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -23,12 +23,12 @@ import yaml
 
 from tests.e2e.conftest import (
     Bundle,
-    RedisServer,
     ServiceApp,
     TcpServer,
     load_profile,
 )
 from tests.e2e.stack import Delivery, Stack
+from tests.servers import RedisServer
 
 BULLMQ_JOBS = Path(__file__).with_name("bullmq_jobs.py")
 

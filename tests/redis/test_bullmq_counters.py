@@ -16,7 +16,8 @@ import pytest
 
 from exporter.config import load_data
 from exporter.runner import CheckResult, Runner
-from tests.redis.conftest import Bullmq, RedisServer
+from tests.redis.conftest import Bullmq
+from tests.servers import RedisServer
 from tests.support import value
 
 Scrape = Callable[[], Awaitable[CheckResult]]

@@ -10,7 +10,8 @@ from typing import Any
 
 from exporter.checks.bullmq import STATES
 from exporter.runner import CheckResult
-from tests.redis.conftest import Bullmq, RedisServer
+from tests.redis.conftest import Bullmq
+from tests.servers import RedisServer
 from tests.support import run_check, value, values
 
 # Commands a scrape may send: reads, the MULTI/EXEC that batches them, and connection setup.

@@ -13,7 +13,7 @@ import pytest
 from exporter.config import load_data
 from exporter.fields import ConfigError
 from exporter.runner import Runner
-from tests.redis.conftest import RedisServer
+from tests.servers import RedisServer
 from tests.support import run_check, run_checks, value, values
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trustme
 
-from tests.redis.conftest import RedisServer, TlsFiles
+from tests.servers import RedisServer, TlsFiles
 from tests.support import free_port, run_check, value, values, wait_until
 
 

@@ -9,7 +9,7 @@ import pytest
 from redis import exceptions as rexc
 
 from exporter.checks._redis_conn import CommandTemplate, Key, pack, read_replies
-from tests.redis.conftest import RedisServer
+from tests.servers import RedisServer
 from tests.support import run_check, value
 
 REPLIES = (

@@ -13,8 +13,8 @@ import pytest
 from exporter.config import load_data
 from exporter.runner import Runner
 from tests.leaks import ODD_PASSWORD, assert_clean
-from tests.redis.conftest import RedisServer
 from tests.redis.test_bullmq_faults import make_queue
+from tests.servers import RedisServer
 from tests.support import free_port, run_checks, wait_until
 
 KINDS = ("redis", "bullmq")

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,14 +12,13 @@ import pytest
 
 from exporter.config import load_data
 from exporter.fields import ConfigError
+from tests.servers import RedisServer
 from tests.support import (
     free_port,
-    require_binary,
     run_check,
     run_checks,
     value,
     values,
-    wait_until,
 )
 from tests.web.conftest import LoopbackCA
 
@@ -154,29 +151,9 @@ async def test_tls_against_a_plain_server_fails_with_reason() -> None:
     )
 
 
-@pytest.fixture
-def redis_port() -> Iterator[int]:
-    binary = require_binary("redis-server", "redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        def accepting() -> bool:
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_until(accepting, 30, "redis-server accepting")
-        yield port
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-async def test_ping_pong_against_a_real_redis(redis_port: int) -> None:
+async def test_ping_pong_against_a_real_redis(redis_server: RedisServer) -> None:
     result = await run_check({"name": "redis", "kind": "tcp",
-                              "address": f"127.0.0.1:{redis_port}",
+                              "address": f"127.0.0.1:{redis_server.port}",
                               "send": "PING\r\n", "expect": r"^\+PONG\r\n"})
     assert result.success, result.error
     assert value(result, "tcp_expect_matched") == 1
