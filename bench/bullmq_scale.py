@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import redis_server
 from exporter.config import load_data
 from exporter.runner import Runner
 
@@ -42,47 +41,6 @@ JOBS_PER_QUEUE = {
     "completed": 50,
     "failed": 5,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found: apt-get install -y redis-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            "--logfile",
-            str(Path(workdir) / "redis.log"),
-        ],
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with redis.Redis.from_url(url) as client:
-                client.ping()
-            return process, url
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def populate(client: redis.Redis, queues: int) -> None:
@@ -190,17 +148,12 @@ async def main() -> None:
     if args.gc_freeze:
         gc.collect()
         gc.freeze()
-    process = None
-    with tempfile.TemporaryDirectory() as workdir:
+    with contextlib.ExitStack() as stack:
         url = args.url
         if url is None:
-            process, url = start_redis(workdir)
-        try:
-            rows = [await measure(url, n, args.rounds) for n in args.sizes]
-        finally:
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=20)
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            url = stack.enter_context(redis_server(workdir)).url
+        rows = [await measure(url, n, args.rounds) for n in args.sizes]
     print(
         f"{'queues':>7} {'first scrape':>13} {'later (median)':>15} {'later (max)':>12} "
         f"{'exporter CPU':>13} {'cmds/scrape':>12} {'cmds/queue':>11} {'samples':>8}"
