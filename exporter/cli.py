@@ -17,10 +17,9 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import Config, load_default, load_file
-from exporter.exposition import build_metrics, encode
+from exporter.exposition import Renderer
 from exporter.fields import ConfigError, parse_duration
 from exporter.logs import LEVELS, event, setup
-from exporter.redact import REDACTOR
 from exporter.runner import DEFAULT_MAX_CONCURRENCY, CheckResult, Runner
 from exporter.server import DEFAULT_TIMEOUT_OFFSET, Exporter, make_app
 from exporter.webconfig import NO_WEB_CONFIG, WebConfig, load_web_config
@@ -117,17 +116,20 @@ def _load(config_file: str | None, listen: str = DEFAULT_LISTEN) -> Config:
     return load_default(port)
 
 
-def _print_problems(exc: ConfigError) -> None:
-    print("invalid configuration:", file=sys.stderr)
-    for problem in exc.problems:
-        print(f"  {REDACTOR.redact(problem)}", file=sys.stderr)
+def _load_or_report(args: argparse.Namespace) -> Config | None:
+    """The config, or None after printing every problem (already redacted)."""
+    try:
+        return _load(args.config_file)
+    except ConfigError as exc:
+        print("invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        config = _load(args.config_file)
-    except ConfigError as exc:
-        _print_problems(exc)
+    config = _load_or_report(args)
+    if config is None:
         return EXIT_FAILED
     kinds: dict[str, int] = {}
     for spec in config.checks:
@@ -137,30 +139,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def run_once(config: Config) -> list[CheckResult]:
+async def run_once(config: Config, budget: float | None = None) -> list[CheckResult]:
+    """Run every check once on a fresh runner (by default, each within its own timeout)."""
     runner = Runner()
     await runner.apply(config)
     try:
-        budget = max((spec.timeout for spec in config.checks), default=1.0) + 1.0
+        if budget is None:
+            budget = max((spec.timeout for spec in config.checks), default=1.0) + 1.0
         return await runner.scrape(budget)
     finally:
         await runner.close()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        config = _load(args.config_file)
-    except ConfigError as exc:
-        _print_problems(exc)
+    config = _load_or_report(args)
+    if config is None:
         return EXIT_INVALID
     results = asyncio.run(run_once(config))
     if args.format == "table":
         print(format_table(results))
     else:
-        labels = {spec.name: spec.labels for spec in config.checks}
-        metrics = build_metrics((r, labels[r.name]) for r in results)
         accept = "application/openmetrics-text" if args.format == "openmetrics" else None
-        sys.stdout.write(encode(metrics, accept)[0].decode())
+        sys.stdout.write(Renderer().render(results, (), accept)[0].decode())
     return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -23,28 +23,22 @@ OPENMETRICS_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def result_samples(result: CheckResult, labels: tuple[tuple[str, str], ...]) -> list[Sample]:
+def result_samples(result: CheckResult) -> list[Sample]:
     """The uniform success/duration samples the runner owns for every check."""
-    base = (("check", result.name), *labels, ("kind", result.kind))
+    base = (("check", result.name), *result.labels, ("kind", result.kind))
     return [
         Sample(CHECK_SUCCESS, base, 1.0 if result.success else 0.0),
         Sample(CHECK_DURATION, base, result.duration),
     ]
 
 
-def all_samples(
-    results: Iterable[tuple[CheckResult, tuple[tuple[str, str], ...]]],
-) -> Iterator[Sample]:
+def all_samples(results: Sequence[CheckResult]) -> Iterator[Sample]:
     """The uniform samples of every check first, then each kind's own."""
-    pairs = list(results)
-    yield from chain.from_iterable(result_samples(r, labels) for r, labels in pairs)
-    yield from chain.from_iterable(r.samples for r, _ in pairs)
+    yield from chain.from_iterable(result_samples(r) for r in results)
+    yield from chain.from_iterable(r.samples for r in results)
 
 
-def build_metrics(
-    results: Iterable[tuple[CheckResult, tuple[tuple[str, str], ...]]],
-    extra: Sequence[Metric] = (),
-) -> list[Metric]:
+def build_metrics(results: Sequence[CheckResult], extra: Sequence[Metric] = ()) -> list[Metric]:
     """All families of one scrape: the uniform ones first, then each kind's samples."""
     return to_metrics(all_samples(results), extra)
 
@@ -170,7 +164,6 @@ class Renderer:
     def render(
         self,
         results: Sequence[CheckResult],
-        labels: Mapping[str, tuple[tuple[str, str], ...]],
         own: Sequence[Metric],
         accept: str | None,
         *,
@@ -181,11 +174,10 @@ class Renderer:
         key = tuple(results)
         encoded = self._cache.get(openmetrics)
         if encoded is None or not encoded.reusable_for(key):
-            pairs = [(r, labels.get(r.name, ())) for r in key]
             if openmetrics:
-                checks = encode(build_metrics(pairs), accept)[0].removesuffix(_EOF)
+                checks = encode(build_metrics(key), accept)[0].removesuffix(_EOF)
             else:
-                checks = self._text.write(all_samples(pairs))
+                checks = self._text.write(all_samples(key))
             encoded = _Encoded(key, checks)
             self._cache[openmetrics] = encoded
         tail, content_type = encode(own, accept)  # ends with # EOF in OpenMetrics

@@ -25,6 +25,7 @@ class CheckResult:
 
     name: str
     kind: str
+    labels: tuple[tuple[str, str], ...]  # the check's static labels
     success: bool
     duration: float
     finished_at: float  # Unix time, for the status page
@@ -125,6 +126,7 @@ class Runner:
             results[name] = CheckResult(
                 name=name,
                 kind=checks[name].spec.kind,
+                labels=checks[name].spec.labels,
                 success=False,
                 duration=loop.time() - started,
                 finished_at=time.time(),
@@ -158,6 +160,7 @@ class Runner:
         result = CheckResult(
             name=spec.name,
             kind=spec.kind,
+            labels=spec.labels,
             success=error is None,
             duration=loop.time() - started,
             finished_at=time.time(),

@@ -138,8 +138,7 @@ class Exporter:
         """One scrape's body (gzip-compressed when asked) and content type."""
         budget = scrape_budget(timeout_header, self.timeout_offset, self.default_scrape_timeout)
         results = await self.runner.scrape(budget)
-        labels = {spec.name: spec.labels for spec in self.runner.specs}
-        return self._renderer.render(results, labels, self.own_metrics(), accept, gzip=gzip)
+        return self._renderer.render(results, self.own_metrics(), accept, gzip=gzip)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from exporter.cli import run_once
 from exporter.config import load_data
-from exporter.runner import CheckResult, Runner
+from exporter.runner import CheckResult
 from exporter.samples import Sample
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -69,12 +70,7 @@ async def run_checks(
     checks: list[dict[str, Any]], budget: float = 30.0, env: Mapping[str, str] | None = None
 ) -> list[CheckResult]:
     """Validate ``checks`` as a config, run each once on a fresh runner, close it."""
-    runner = Runner()
-    await runner.apply(load_data({"checks": checks}, "<test>", env or {}))
-    try:
-        return await runner.scrape(budget)
-    finally:
-        await runner.close()
+    return await run_once(load_data({"checks": checks}, "<test>", env or {}), budget)
 
 
 async def run_check(check: dict[str, Any], budget: float = 30.0) -> CheckResult:

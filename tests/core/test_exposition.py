@@ -19,10 +19,13 @@ VALUES = [0.0, 1.0, -1.5, 1e-9, 123456789.0, 1.5e21, 2**53 + 1.0, math.inf, -mat
 LABEL_VALUES = ["plain", 'quo"te', "back\\slash", "new\nline", "ünïcödé", "", "a,b=c}"]
 
 
-def result(name: str, samples: list[Sample], success: bool = True) -> CheckResult:
+def result(
+    name: str, samples: list[Sample], labels: tuple[tuple[str, str], ...], success: bool = True
+) -> CheckResult:
     return CheckResult(
         name=name,
         kind="test",
+        labels=labels,
         success=success,
         duration=0.25,
         finished_at=0,
@@ -42,8 +45,8 @@ def test_text_writer_matches_prometheus_client(label_value: str) -> None:
     first = [sample(GAUGE, "a", v, queue=label_value, state=str(i)) for i, v in enumerate(VALUES)]
     second = [sample(COUNTER, "b", v, queue=label_value) for v in VALUES]
     second.append(sample(GAUGE, "b", 7, queue="q", state="s"))  # a family seen again later
-    pairs = [(result("a", first), (("zone", "eu"),)), (result("b", second, False), ())]
-    expected = encode(build_metrics(pairs), None)[0]
+    results = [result("a", first, (("zone", "eu"),)), result("b", second, (), success=False)]
+    expected = encode(build_metrics(results), None)[0]
     writer = TextWriter()
-    assert writer.write(all_samples(pairs)) == expected
-    assert writer.write(all_samples(pairs)) == expected  # from the label cache
+    assert writer.write(all_samples(results)) == expected
+    assert writer.write(all_samples(results)) == expected  # from the label cache
