@@ -1,7 +1,7 @@
 """How the bullmq check scales with the number of queues.
 
-Writes N queues straight into Redis in BullMQ's layout (meta hash, wait/active lists,
-delayed/prioritized/completed/failed sets, job hashes, an events stream), then scrapes them
+Writes N queues straight into Redis in BullMQ's layout with bench/bullmq_data.py (the
+writer the bench cross-checks against the real package), then scrapes them
 through the real runner and reports, per N: the first scrape (SCAN discovery + positioning
 on the event streams), the median and worst of later scrapes (wall time), the exporter
 process' CPU time per scrape (less sensitive to a busy machine), and the Redis commands
@@ -29,43 +29,13 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bullmq_data import Plan, queue_names, write_queues
 from bench.harness import redis_server
 from exporter.config import load_data
 from exporter.runner import Runner
 
-JOBS_PER_QUEUE = {
-    "wait": 20,
-    "active": 2,
-    "delayed": 5,
-    "prioritized": 3,
-    "completed": 50,
-    "failed": 5,
-}
-
-
-def populate(client: redis.Redis, queues: int) -> None:
-    """N queues in BullMQ's v5/v6 layout; job hashes only for waiting jobs (queue age)."""
-    now = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=False)
-    for q in range(queues):
-        base = f"bull:queue{q:05d}:"
-        pipe.hset(base + "meta", mapping={"opts.maxLenEvents": 10000, "version": "bullmq:5"})
-        job = 0
-        for state, count in JOBS_PER_QUEUE.items():
-            ids = [str(job + i) for i in range(count)]
-            job += count
-            if state in ("wait", "active"):
-                pipe.lpush(base + state, *ids)
-                if state == "wait":
-                    for i in ids:
-                        pipe.hset(base + i, mapping={"name": "j", "timestamp": now - 1000})
-            else:
-                pipe.zadd(base + state, {i: now for i in ids})
-        for i in range(10):
-            pipe.xadd(base + "events", {"event": "completed", "jobId": str(i)})
-        if q % 100 == 99:
-            pipe.execute()
-    pipe.execute()
+# The job counts the numbers in docs/kinds/bullmq.md were measured with.
+PLAN = Plan(waiting=20, active=2, delayed=5, prioritized=3, completed=50, failed=5)
 
 
 def commands(client: redis.Redis) -> int:
@@ -80,7 +50,7 @@ def commands(client: redis.Redis) -> int:
 async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
     with redis.Redis.from_url(url) as client:
         client.flushdb()
-        populate(client, queues)
+        write_queues(client, "bull", queue_names(queues), PLAN)
     runner = Runner()
     await runner.apply(
         load_data(
