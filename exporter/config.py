@@ -43,7 +43,7 @@ def _spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
         "min_interval": spec.min_interval,
     }
     if spec.labels:
-        out["labels"] = dict(spec.labels)
+        out["labels"] = _plain(dict(spec.labels))
     out["options"] = _plain(spec.options)
     return out
 

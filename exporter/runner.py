@@ -94,7 +94,7 @@ class Runner:
                     logging.WARNING,
                     "closing check failed",
                     check=live.spec.name,
-                    err=REDACTOR.redact(repr(outcome)),
+                    err=repr(outcome),  # the log formatter redacts
                 )
 
     async def scrape(self, budget: float) -> list[CheckResult]:

@@ -22,7 +22,6 @@ from exporter.config import Config
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
-from exporter.redact import REDACTOR
 from exporter.runner import Runner
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' own default scrape_timeout
@@ -94,7 +93,7 @@ class Exporter:
                 config = await asyncio.to_thread(self.loader)
             except ConfigError as exc:
                 self.reload_state.successful = False
-                self.reload_state.last_error = REDACTOR.redact(str(exc))
+                self.reload_state.last_error = str(exc)  # ConfigError redacts its problems
                 event(
                     logging.ERROR,
                     "reload refused, keeping the previous configuration",
@@ -180,7 +179,7 @@ def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None)
 
     async def config(_: web.Request) -> web.Response:
         body = json.dumps(exporter.config.redacted(), indent=2, sort_keys=False)
-        return web.Response(text=REDACTOR.redact(body) + "\n", content_type="application/json")
+        return web.Response(text=body + "\n", content_type="application/json")
 
     async def status(_: web.Request) -> web.Response:
         return web.Response(text=render_status(exporter), content_type="text/html")
@@ -231,7 +230,7 @@ def render_status(exporter: Exporter) -> str:
         rows.append(
             f"<tr class='{'ok' if state == 'ok' else 'bad'}'><td>{esc(spec.name)}</td>"
             f"<td>{esc(spec.kind)}</td><td>{esc(state)}</td><td>{esc(duration)}</td>"
-            f"<td>{esc(when)}</td><td>{esc(REDACTOR.redact(error))}</td></tr>"
+            f"<td>{esc(when)}</td><td>{esc(error)}</td></tr>"
         )
     reload = exporter.reload_state
     reload_line = (
@@ -247,7 +246,7 @@ tr.bad td{{color:#a00}}pre{{white-space:pre-wrap}}</style></head>
 <p><a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
 <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
 <p>Configuration: {esc(exporter.config.source)} ({len(exporter.config.checks)} checks);
-<span class="{"ok" if reload.successful else "bad"}">{esc(REDACTOR.redact(reload_line))}</span></p>
+<span class="{"ok" if reload.successful else "bad"}">{esc(reload_line)}</span></p>
 <table><tr><th>Check</th><th>Kind</th><th>Last result</th><th>Duration</th>
 <th>Last run</th><th>Last error</th></tr>
 {"".join(rows)}
