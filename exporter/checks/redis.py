@@ -97,7 +97,6 @@ class RedisProbe(BaseProbe[RedisOptions]):
     async def collect(self, out: Sink) -> None:
         if self._client is None:
             self._client = make_client(self.options.conn, self.spec.timeout)
-        where = self.options.conn.where
         try:
             # The first command may have to connect (and authenticate): time the second.
             await self._client.ping()
@@ -106,7 +105,7 @@ class RedisProbe(BaseProbe[RedisOptions]):
             ping = time.perf_counter() - started
             info = await self._client.info()
         except rexc.RedisError as exc:
-            raise CheckFailed(reason(exc, where)) from None
+            raise CheckFailed(reason(exc, self.options.conn.where)) from None
         out.add(PING_SECONDS, ping)
         write_info(out, info)
 
