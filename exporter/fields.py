@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -217,16 +217,6 @@ class Reader:
             if maximum is not None and value > maximum:
                 self.error(key, f"must be at most {maximum}, got {value}")
         return value if value is not None else (0 if default is _MISSING else default)
-
-    def float(
-        self, key: builtins.str, default: Any = _MISSING, *, minimum: builtins.float | None = None
-    ) -> Any:
-        value = self._typed(key, default, (int, float), "a number")
-        if isinstance(value, int | float) and key in self.data:
-            if minimum is not None and value < minimum:
-                self.error(key, f"must be at least {minimum}, got {value}")
-            return float(value)
-        return value if value is not None else (0.0 if default is _MISSING else default)
 
     def duration(
         self, key: builtins.str, default: Any = _MISSING, *, positive: builtins.bool = True
