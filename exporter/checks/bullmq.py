@@ -212,6 +212,11 @@ _QUEUE_READS: tuple[tuple[str, ...], ...] = (
 )
 _READS = CommandTemplate(_QUEUE_READS[:12])
 _READS_WITH_METRICS = CommandTemplate(_QUEUE_READS)
+# The key each reply of a queue's chunk read (its first argument), for a skip's reason;
+# the events stream read, when there is one, comes last.
+_KEYS = tuple(str(command[1]) for command in _QUEUE_READS)
+_REPLY_KEYS = (*_KEYS[:12], "events")
+_REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 
 
 class BullmqProbe(BaseProbe[BullmqOptions]):
@@ -355,7 +360,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         outcomes: list[_Read | _Skip | None] = []
         position = 0
         for (prefix, queue), mode in zip(batch, modes, strict=True):
-            size = (14 if metrics else 12) + (0 if mode == "none" else 1)
+            size = template.count + (0 if mode == "none" else 1)
             chunk = results[position : position + size]
             position += size
             try:
@@ -383,14 +388,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     def _parse_queue(
         self, prefix: str, queue: str, replies: list[Any], mode: str
     ) -> _Read | None:
-        names: tuple[str, ...] = (
-            "meta", "meta", "wait", "wait", "paused", "paused", "active",
-            "delayed", "prioritized", "waiting-children", "completed", "failed",
-            "metrics:completed", "metrics:failed", "events",
-        )
         metrics_read = self.options.counters in ("auto", "metrics")
-        if not metrics_read:
-            names = names[:12] + names[14:]
+        names = _REPLY_KEYS_WITH_METRICS if metrics_read else _REPLY_KEYS
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 key = f"{prefix}:{queue}:{names[index] if index < len(names) else '?'}"
