@@ -77,8 +77,16 @@ def test_default_config_serves_real_metrics(processes: list[Process]) -> None:
     wait_until(lambda: serving(f"http://127.0.0.1:{port}/-/healthy"), 30, "exporter up")
     status, body = fetch(f"http://127.0.0.1:{port}/metrics")
     assert status == 200
-    assert "runbook_exporter_check_success{" in body
-    assert "} 0.0" not in body.split("runbook_exporter_check_success", 1)[1].split("#")[0]
+    # Both embedded checks (disk of the working directory, our own /-/healthy) succeed.
+    success = {
+        line.split("{", 1)[1].split("}", 1)[0]: line.rsplit(" ", 1)[1]
+        for line in body.splitlines()
+        if line.startswith("runbook_exporter_check_success{")
+    }
+    assert success == {
+        'check="working-directory-disk",kind="disk"': "1.0",
+        'check="self",kind="http"': "1.0",
+    }
     code, err = processes[0].stop()
     assert code == 0, err
     assert "shutting down" in err
