@@ -14,6 +14,7 @@ import pytest
 
 from exporter.cli import run_once
 from exporter.config import load_data
+from exporter.fields import ConfigError
 from exporter.runner import CheckResult
 from exporter.samples import Sample
 
@@ -64,6 +65,13 @@ async def async_wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         await asyncio.sleep(0.02)
+
+
+def config_problems(check: dict[str, Any]) -> list[str]:
+    """The problems loading ``check`` as ``checks[0]`` reports (fails if it loads)."""
+    with pytest.raises(ConfigError) as caught:
+        load_data({"checks": [check]}, "<test>", {})
+    return caught.value.problems
 
 
 async def run_checks(

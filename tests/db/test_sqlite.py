@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from exporter.config import load_data
-from exporter.fields import ConfigError
-from tests.support import run_check, value, values
+from tests.support import config_problems, run_check, value, values
 
 NEWEST = datetime(2026, 3, 2, 8, 15, 30, tzinfo=UTC)
 
@@ -225,6 +223,4 @@ async def test_permission_denied(db: Path) -> None:
     ],
 )
 def test_bad_options(options: dict[str, Any], problems: list[str]) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_data({"checks": [{"name": "lite", "kind": "sqlite", **options}]}, "<test>", {})
-    assert caught.value.problems == problems
+    assert config_problems({"name": "lite", "kind": "sqlite", **options}) == problems

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from exporter.config import load_data
-from exporter.fields import ConfigError
 from exporter.runner import Runner
 from tests.servers import RedisServer
-from tests.support import run_check, run_checks, value, values
+from tests.support import config_problems, run_check, run_checks, value, values
 
 
 def make_queue(server: RedisServer, name: str, waiting: int = 0, prefix: str = "bull") -> None:
@@ -214,9 +213,7 @@ async def test_password_from_environment_and_auth_failure(
 def test_bad_options_are_reported_with_their_path(
     options: dict[str, object], problems: list[str]
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_data({"checks": [{"name": "q", "kind": "bullmq", **options}]}, "<test>", {})
-    assert caught.value.problems == problems
+    assert config_problems({"name": "q", "kind": "bullmq", **options}) == problems
 
 
 async def test_restart_between_scrapes_is_redialled_within_the_scrape(

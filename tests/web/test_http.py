@@ -18,9 +18,8 @@ import pytest
 from aiohttp import web
 
 from exporter.config import load_data
-from exporter.fields import ConfigError
 from exporter.runner import Runner
-from tests.support import free_port, run_check, run_checks, value, values
+from tests.support import config_problems, free_port, run_check, run_checks, value, values
 from tests.web.conftest import LoopbackCA, Serve
 
 
@@ -669,6 +668,4 @@ async def test_one_probe_serves_many_scrapes_and_survives_a_server_restart(
 def test_bad_options_are_reported_with_their_path(
     options: dict[str, Any], problems: list[str]
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_data({"checks": [{"name": "e", "kind": "http", **options}]}, "<test>", {})
-    assert caught.value.problems == problems
+    assert config_problems({"name": "e", "kind": "http", **options}) == problems

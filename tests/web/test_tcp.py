@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from exporter.config import load_data
-from exporter.fields import ConfigError
 from tests.servers import RedisServer
 from tests.support import (
+    config_problems,
     free_port,
     run_check,
     run_checks,
@@ -178,6 +177,4 @@ async def test_ping_pong_against_a_real_redis(redis_server: RedisServer) -> None
 def test_bad_options_are_reported_with_their_path(
     options: dict[str, Any], problems: list[str]
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_data({"checks": [{"name": "t", "kind": "tcp", **options}]}, "<test>", {})
-    assert caught.value.problems == problems
+    assert config_problems({"name": "t", "kind": "tcp", **options}) == problems
