@@ -68,32 +68,43 @@ class JsonPath:
         """The value at this path in ``doc``; ``where`` prefixes messages (an element)."""
         current = doc
         for depth, part in enumerate(self.parts):
-            walked = ".".join(self.parts[:depth]) or "the document"
-            if where:
-                walked = f"{where}.{'.'.join(self.parts[:depth])}".rstrip(".")
             if isinstance(current, dict):
                 if part not in current:
                     raise PathError(
-                        f'{self._shown(where)}: no key "{part}" in {walked}', missing=True
+                        f'{self._shown(where)}: no key "{part}" in '
+                        f"{self._walked(where, depth)}",
+                        missing=True,
                     )
                 current = current[part]
             elif isinstance(current, list):
                 if not part.isdigit():
-                    raise PathError(f"{self._shown(where)}: {walked} is a list, not an object")
+                    raise PathError(
+                        f"{self._shown(where)}: {self._walked(where, depth)} is a list, "
+                        "not an object"
+                    )
                 index = int(part)
                 if index >= len(current):
                     raise PathError(
-                        f"{self._shown(where)}: {walked} has {len(current)} elements, "
-                        f"no index {index}",
+                        f"{self._shown(where)}: {self._walked(where, depth)} has "
+                        f"{len(current)} elements, no index {index}",
                         missing=True,
                     )
                 current = current[index]
             else:
                 raise PathError(
-                    f"{self._shown(where)}: {walked} is {json_type(current)}, not an object",
+                    f"{self._shown(where)}: {self._walked(where, depth)} is "
+                    f"{json_type(current)}, not an object",
                     missing=current is None,  # a null parent: nothing there yet
                 )
         return current
+
+    def _walked(self, where: str, depth: int) -> str:
+        """The part of the path walked before step ``depth``, for a message only: lookups
+        run per element per scrape, and nearly all of them succeed."""
+        walked = ".".join(self.parts[:depth])
+        if where:
+            return f"{where}.{walked}".rstrip(".")
+        return walked or "the document"
 
     def _shown(self, where: str) -> str:
         if not where:
