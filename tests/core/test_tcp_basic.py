@@ -11,7 +11,7 @@ async def test_listening_port_succeeds_with_connect_time() -> None:
     async with server:
         result = await run_check({"name": "t", "kind": "tcp", "address": f"127.0.0.1:{port}"})
     assert result.success, result.error
-    assert 0 < value(result, "tcp_connect_duration_seconds") < 5
+    assert value(result, "tcp_connect_duration_seconds") > 0
 
 
 async def test_closed_port_fails_with_reason() -> None:
