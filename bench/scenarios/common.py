@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import yaml
 
-from bench.harness import Service, fetch, median, samples_of
+from bench.harness import Context, Service, fetch, median, ours, peer, samples_of
 
 
 @dataclass
@@ -127,3 +129,31 @@ def probe_all(urls: Sequence[str], check: Callable[[bytes], bool]) -> Callable[[
         asyncio.run(run())
 
     return action
+
+
+BLACKBOX = "prometheus-blackbox-exporter"  # the binary and its Debian package
+
+
+@contextlib.contextmanager
+def with_blackbox(
+    ctx: Context, config: dict[str, Any], module: str, prober: dict[str, Any]
+) -> Iterator[tuple[Service, Service]]:
+    """This exporter with ``config`` and blackbox_exporter with one ``module``, side by side."""
+    path = ctx.workdir / f"blackbox-{module}.yml"
+    path.write_text(yaml.safe_dump({"modules": {module: prober}}))
+    with (
+        ours(ctx.workdir, config) as exporter,
+        peer(BLACKBOX, BLACKBOX, [f"--config.file={path}"], ctx.workdir) as blackbox,
+    ):
+        yield exporter, blackbox
+
+
+def versus_blackbox(
+    ctx: Context, exporter: Service, blackbox: Service, urls: Sequence[str]
+) -> tuple[Summary, Summary]:
+    """One scrape of ours vs every blackbox ``/probe`` URL at once, interleaved runs."""
+    found = measure_many({
+        "ours": (exporter, scrape(f"{exporter.base}/metrics")),
+        "blackbox": (blackbox, probe_all(urls, lambda body: b"probe_success 1" in body)),
+    }, ctx.repeat)  # fmt: skip
+    return found["ours"], found["blackbox"]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import yaml
-
-from bench.harness import Context, fetch, ours, peer, samples_of, targets
+from bench.harness import Context, fetch, samples_of, targets
 from bench.report import Section, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import check_successes, measure_many, probe_all, scrape
+from bench.scenarios.common import check_successes, versus_blackbox, with_blackbox
 
 TITLE = "HTTP health"
 WHAT = (
@@ -18,7 +16,6 @@ WHAT = (
     "against a regular expression (pass/fail): it cannot export per-component status or a "
     "timestamp from the body (that takes json_exporter as a second exporter)."
 )
-SUCCESS = b"probe_success 1"
 
 
 def run(ctx: Context) -> Section:
@@ -27,10 +24,7 @@ def run(ctx: Context) -> Section:
         "endpoints", "ours wall", "blackbox wall", "wall ratio", "ours CPU", "blackbox CPU",
         "CPU ratio", "ours RSS", "blackbox RSS", "series: ours / blackbox",
     ])  # fmt: skip
-    blackbox_config = ctx.workdir / "blackbox-http.yml"
-    blackbox_config.write_text(yaml.safe_dump({"modules": {"http_2xx": {
-        "prober": "http", "timeout": "5s", "http": {"preferred_ip_protocol": "ip4"},
-    }}}))  # fmt: skip
+    prober = {"prober": "http", "timeout": "5s", "http": {"preferred_ip_protocol": "ip4"}}
     for size in sizes:
         ctx.log(f"  http: {size} endpoints")
         with targets(ctx.workdir, "http", size) as ports:
@@ -40,14 +34,8 @@ def run(ctx: Context) -> Section:
                  "freshness": [{"item": "last_export", "path": "last_export"}]}
                 for p in ports
             ]}  # fmt: skip
-            args = [f"--config.file={blackbox_config}"]
-            with (
-                ours(ctx.workdir, config) as exporter,
-                peer("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", args,
-                     ctx.workdir) as blackbox,
-            ):  # fmt: skip
-                url = f"{exporter.base}/metrics"
-                body = fetch(url)
+            with with_blackbox(ctx, config, "http_2xx", prober) as (exporter, blackbox):
+                body = fetch(f"{exporter.base}/metrics")
                 ok, total = check_successes(body)
                 components = [v for _, v in samples_of(body, "http_component_up")]
                 if ok != size or total != size or components != [1.0] * 3 * size:
@@ -60,11 +48,7 @@ def run(ctx: Context) -> Section:
                 one = fetch(urls[0])
                 probe_series = sum(1 for line in one.splitlines()
                                    if line and not line.startswith(b"#"))  # fmt: skip
-                found = measure_many({
-                    "ours": (exporter, scrape(url)),
-                    "blackbox": (blackbox, probe_all(urls, lambda b: SUCCESS in b)),
-                }, ctx.repeat)  # fmt: skip
-                mine, theirs = found["ours"], found["blackbox"]
+                mine, theirs = versus_blackbox(ctx, exporter, blackbox, urls)
         section.rows.append([
             str(size), ms(mine.wall), ms(theirs.wall), ratio(theirs.wall, mine.wall),
             cpu_ms(mine.cpu), cpu_ms(theirs.cpu), ratio(theirs.cpu, mine.cpu),

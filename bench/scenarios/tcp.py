@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import yaml
-
-from bench.harness import Context, fetch, ours, peer, targets
+from bench.harness import Context, fetch, targets
 from bench.report import Section, Target, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import check_successes, measure_many, probe_all, scrape
+from bench.scenarios.common import check_successes, versus_blackbox, with_blackbox
 
 TITLE = "TCP reachability"
 WHAT = (
@@ -17,7 +15,6 @@ WHAT = (
     "(the bench's HTTP client and Prometheus' ingestion of N scrapes are not counted)."
 )
 GOAL_WALL = 1.5
-SUCCESS = b"probe_success 1"
 
 
 def run(ctx: Context) -> Section:
@@ -38,10 +35,7 @@ def run(ctx: Context) -> Section:
             "blackbox RSS",
         ],
     )
-    blackbox_config = ctx.workdir / "blackbox.yml"
-    blackbox_config.write_text(
-        yaml.safe_dump({"modules": {"tcp_connect": {"prober": "tcp", "timeout": "5s"}}})
-    )
+    prober = {"prober": "tcp", "timeout": "5s"}
     for size in sizes:
         ctx.log(f"  tcp: {size} ports")
         with targets(ctx.workdir, "tcp", size) as ports:
@@ -56,24 +50,14 @@ def run(ctx: Context) -> Section:
                     for p in ports
                 ]
             }
-            args = [f"--config.file={blackbox_config}"]
-            with (
-                ours(ctx.workdir, config) as exporter,
-                peer("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", args,
-                     ctx.workdir) as blackbox,
-            ):  # fmt: skip
-                url = f"{exporter.base}/metrics"
-                ok, total = check_successes(fetch(url))
+            with with_blackbox(ctx, config, "tcp_connect", prober) as (exporter, blackbox):
+                ok, total = check_successes(fetch(f"{exporter.base}/metrics"))
                 if ok != size or total != size:
                     raise RuntimeError(f"ours: {ok}/{total} tcp checks succeeded, want {size}")
                 urls = [
                     f"{blackbox.base}/probe?module=tcp_connect&target=127.0.0.1:{p}" for p in ports
                 ]
-                found = measure_many({
-                    "ours": (exporter, scrape(url)),
-                    "blackbox": (blackbox, probe_all(urls, lambda b: SUCCESS in b)),
-                }, ctx.repeat)  # fmt: skip
-                mine, theirs = found["ours"], found["blackbox"]
+                mine, theirs = versus_blackbox(ctx, exporter, blackbox, urls)
         section.rows.append(
             [
                 str(size),
