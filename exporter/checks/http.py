@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import aiohttp
@@ -606,28 +607,27 @@ class HttpProbe(BaseProbe[HttpOptions]):
         if container is None and missing_ok:
             return
         prefix = "" if path.is_root else path.text
+        entries: Iterator[tuple[str, Any, str | None]]  # (where, element, key label)
         if isinstance(container, dict):
-            pairs: list[tuple[str, Any]] = [(f"{prefix}.{k}".lstrip("."), v)
-                                            for k, v in container.items()]
-            keys: list[str | None] = [str(k) for k in container]
+            entries = ((f"{prefix}.{k}".lstrip("."), v, str(k)) for k, v in container.items())
             if keys_name_objects:
                 name_field = None
         elif isinstance(container, list):
             if name_field is None:
                 problems.add(f"{path.text} is a list: set item_field to name its elements")
                 return
-            pairs = [(f"{prefix}[{i}]", v) for i, v in enumerate(container)]
-            keys = [None] * len(container)
+            entries = ((f"{prefix}[{i}]", v, None) for i, v in enumerate(container))
         else:
             problems.add(f"{path.text} is {json_type(container)}, expected a list or an object")
             return
         limit = self.options.max_items
-        if len(pairs) > limit:
+        if len(container) > limit:
             problems.add(
-                f"{path.text} has {len(pairs)} elements, more than max_items {limit}; "
+                f"{path.text} has {len(container)} elements, more than max_items {limit}; "
                 f"only the first {limit} are exported"
             )
-        for (where, element), key in zip(pairs[:limit], keys[:limit], strict=True):
+        # Only the elements exported are named: a long list costs no more than max_items.
+        for where, element, key in islice(entries, limit):
             label = key
             if name_field is not None:
                 try:
