@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
     if not drill_factor > 0:
         print(f"--drill-factor must be above 0, got {drill_factor}", file=sys.stderr)
         return 2
+    if (drill_factor != 1.0 or webhook_url) and args.output.resolve() == Path.cwd():
+        print("a drill bundle differs from the committed one: give --output DIR",
+              file=sys.stderr)
+        return 2
     files = generate(profiles, drill_factor=drill_factor, webhook_url=webhook_url)
     if args.bundle_action == "generate":
-        if (drill_factor != 1.0 or webhook_url) and args.output.resolve() == Path.cwd():
-            print("a drill bundle differs from the committed one: give --output DIR",
-                  file=sys.stderr)
-            return 2
         changed = write(files, args.output)
         print(f"{len(files)} files from {len(profiles)} profiles, {len(changed)} changed")
         return 0
