@@ -1,25 +1,19 @@
 """One Prometheus Operator ``PrometheusRule`` per profile, from the same rules as ``rules/``.
 
 ``runbook-exporter bundle generate`` writes ``deploy/kubernetes/rules/<profile>.yaml`` with
-the rest of the bundle (``python -m exporter.bundle_k8s generate|check`` does only these).
-The rule groups are exactly those of ``rules/<profile>.rules.yml`` (same generator, same
-thresholds), wrapped in the CRD.
+the rest of the bundle, and ``bundle check`` compares them. The rule groups are exactly
+those of ``rules/<profile>.rules.yml`` (same generator, same thresholds), wrapped in the CRD.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from exporter.bundle.profile import Profile, load_profiles
+from exporter.bundle.profile import Profile
 from exporter.bundle.render import dump_yaml
-from exporter.bundle.rules import rules_file
-from exporter.fields import ConfigError
+from exporter.bundle.rules import rule_groups
 
 OUTPUT = Path("deploy/kubernetes/rules")
 HEADER = (
@@ -31,7 +25,6 @@ HEADER = (
 
 
 def prometheus_rule(profile: Profile) -> str:
-    groups = yaml.safe_load(rules_file(profile))["groups"]
     resource: dict[str, Any] = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -43,7 +36,7 @@ def prometheus_rule(profile: Profile) -> str:
                 "runbook": profile.slug,
             },
         },
-        "spec": {"groups": groups},
+        "spec": {"groups": rule_groups(profile)},
     }
     return dump_yaml(resource, HEADER.format(slug=profile.slug))
 
@@ -64,46 +57,3 @@ def stale(files: dict[str, str], directory: Path) -> list[str]:
     differing += [p.name for p in sorted(directory.glob("*.yaml")) if p.name not in files]
     return sorted(differing)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m exporter.bundle_k8s",
-        description="PrometheusRule manifests, one per profile",
-    )
-    parser.add_argument("action", choices=("generate", "check"))
-    parser.add_argument("--profiles", type=Path, default=Path("profiles"))
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    try:
-        profiles = load_profiles(args.profiles)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    files = manifests(profiles)
-    if args.action == "check":
-        differing = stale(files, args.output)
-        if differing:
-            print(
-                f"{args.output} differs from profiles/ (run `python -m exporter.bundle_k8s "
-                "generate`):",
-                file=sys.stderr,
-            )
-            for name in differing:
-                print(f"  {name}", file=sys.stderr)
-            return 1
-        print(f"{len(files)} PrometheusRule manifests match {len(profiles)} profiles")
-        return 0
-    args.output.mkdir(parents=True, exist_ok=True)
-    for name in stale(files, args.output):
-        path = args.output / name
-        if name in files:
-            path.write_text(files[name], encoding="utf-8")
-        else:
-            path.unlink()  # a profile that no longer exists
-    print(f"{len(files)} PrometheusRule manifests in {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -65,23 +65,28 @@ def recording_rules(profile: Profile) -> list[dict[str, Any]]:
     ]
 
 
-def rules_file(profile: Profile) -> str:
+def rule_groups(profile: Profile) -> list[dict[str, Any]]:
+    """The profile's rule groups: alerts, then the threshold recording rules."""
     interval = format_duration(profile.evaluation_interval)
-    data = {
-        "groups": [
-            {
-                "name": f"{profile.slug}.alerts",
-                "interval": interval,
-                "rules": [rule(profile, alert) for alert in profile.alerts],
-            },
-            {
-                "name": f"{profile.slug}.thresholds",
-                "interval": interval,
-                "rules": recording_rules(profile),
-            },
-        ]
-    }
-    return dump_yaml(data, GENERATED.format(source=f"profiles/{profile.slug}.yml"))
+    return [
+        {
+            "name": f"{profile.slug}.alerts",
+            "interval": interval,
+            "rules": [rule(profile, alert) for alert in profile.alerts],
+        },
+        {
+            "name": f"{profile.slug}.thresholds",
+            "interval": interval,
+            "rules": recording_rules(profile),
+        },
+    ]
+
+
+def rules_file(profile: Profile) -> str:
+    return dump_yaml(
+        {"groups": rule_groups(profile)},
+        GENERATED.format(source=f"profiles/{profile.slug}.yml"),
+    )
 
 
 def drill(profile: Profile, factor: float) -> Profile:
