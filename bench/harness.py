@@ -125,10 +125,9 @@ def fetch(url: str, timeout: float = 60.0, headers: dict[str, str] | None = None
         conn.close()
 
 
-def timed_fetch(url: str, timeout: float = 60.0) -> tuple[float, bytes]:
-    started = time.perf_counter()
-    body = fetch(url, timeout)
-    return time.perf_counter() - started, body
+def series_count(body: bytes) -> int:
+    """Samples in a text exposition (lines that are not comments)."""
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
 def samples_of(body: bytes, name: str) -> list[tuple[str, float]]:

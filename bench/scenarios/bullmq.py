@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import redis
 
 from bench.bullmq_data import STATES, Plan, is_paused, queue_names, write_queues
 from bench.harness import REPO, Context, Redis, fetch, median, ours, peer, redis_server, samples_of
-from bench.report import Section, Target, cpu_ms, mib, ms, ratio
+from bench.report import Section, Target, cpu_ms, mib, ms, ratio, table
 from bench.scenarios.common import Subject, Summary, measure_many, scrape
 
 TITLE = "BullMQ at scale"
@@ -96,7 +97,7 @@ def run(ctx: Context) -> Section:
                     )
         finally:
             client.close()
-    section.extra.append("Ratios (redis_exporter --check-keys ÷ runbook-exporter):\n\n" + _table(
+    section.extra.append("Ratios (redis_exporter --check-keys ÷ runbook-exporter):\n\n" + table(
         ["queues", "wall", "exporter CPU", "Redis CPU", "commands", "round trips",
          "our check duration (collection)", "wall per queue: ours / redis_exporter"], ratios,
     ))  # fmt: skip
@@ -240,8 +241,6 @@ def _side_venvs(ctx: Context) -> dict[str, Path]:
 
 
 def _real(python: Path, *args: str) -> dict[str, dict[str, int]]:
-    import json
-
     run = subprocess.run([str(python), str(REPO / "bench" / "bullmq_real.py"), *args],
                          check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))
@@ -268,9 +267,3 @@ def _durations(bodies: list[bytes]) -> list[float]:
             if f'check="{CHECK}"' in labels:
                 out.append(value)
     return out
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    from bench.report import table
-
-    return table(header, rows)

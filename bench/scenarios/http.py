@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.harness import Context, fetch, samples_of, targets
+from bench.harness import Context, fetch, samples_of, series_count, targets
 from bench.report import Section, cpu_ms, mib, ms, ratio
 from bench.scenarios.common import check_successes, versus_blackbox, with_blackbox
 
@@ -41,13 +41,10 @@ def run(ctx: Context) -> Section:
                 if ok != size or total != size or components != [1.0] * 3 * size:
                     up = components.count(1.0)
                     raise RuntimeError(f"ours: {ok}/{total} checks, {up} components up")
-                ours_series = sum(1 for line in body.splitlines()
-                                  if line and not line.startswith(b"#"))  # fmt: skip
+                ours_series = series_count(body)
                 urls = [f"{blackbox.base}/probe?module=http_2xx&target=127.0.0.1:{p}/health"
                         for p in ports]  # fmt: skip
-                one = fetch(urls[0])
-                probe_series = sum(1 for line in one.splitlines()
-                                   if line and not line.startswith(b"#"))  # fmt: skip
+                probe_series = series_count(fetch(urls[0]))
                 mine, theirs = versus_blackbox(ctx, exporter, blackbox, urls)
         section.rows.append([
             str(size), ms(mine.wall), ms(theirs.wall), ratio(theirs.wall, mine.wall),

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bench.harness import Context, Service, fetch, median, ours, percentile, targets
+from bench.harness import (
+    Context,
+    Service,
+    fetch,
+    median,
+    ours,
+    percentile,
+    series_count,
+    targets,
+)
 from bench.report import Section, Target, mib, ms
 
 TITLE = "/metrics under load"
@@ -64,7 +73,7 @@ def run(ctx: Context) -> Section:
             first = time.perf_counter()
             body = fetch(url)
             first = time.perf_counter() - first
-            served = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+            served = series_count(body)
             # gzip as Prometheus asks, with the leak check; then plain text for comparison.
             runs["gzip"] = hammer(ctx, exporter, url, scrapes, budget, client, gzip=True)
             runs["identity"] = hammer(ctx, exporter, url, scrapes // 5, budget / 6, client,

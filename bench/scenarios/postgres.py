@@ -17,6 +17,7 @@ from bench.harness import (
     peer,
     postgres_cluster,
     samples_of,
+    series_count,
     tree_cpu_seconds,
 )
 from bench.report import Section, cpu_ms, mib, ms, ratio
@@ -58,12 +59,12 @@ def run(ctx: Context) -> Section:
             url = f"{exporter.base}/metrics"
             body = fetch(url)
             verify_ours(body)
-            mine_series = _series(body)
+            mine_series = series_count(body)
             peer_url = f"{peer_exporter.base}/metrics"
             body = fetch(peer_url)
             if (samples_of(body, "pg_up") or [("", 0.0)])[0][1] != 1.0:
                 raise RuntimeError(f"postgres_exporter is not up: {peer_exporter.tail()}")
-            their_series = _series(body)
+            their_series = series_count(body)
             found = measure_many({
                 "ours": (exporter, scrape(url)),
                 "postgres_exporter": (peer_exporter, scrape(peer_url)),
@@ -86,10 +87,6 @@ def run(ctx: Context) -> Section:
 def _row(label: str, summary: Summary, series: int) -> list[str]:
     return [label, ms(summary.wall), cpu_ms(summary.cpu), cpu_ms(summary.server_cpu),
             f"{summary.commands:,.1f}", f"{series:,}", mib(summary.rss)]  # fmt: skip
-
-
-def _series(body: bytes) -> int:
-    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
 def verify_ours(body: bytes) -> None:
