@@ -338,6 +338,10 @@ def parse(reader: Reader) -> HttpOptions:
 # --- probing -------------------------------------------------------------------------
 
 
+def _too_large(limit: int) -> str:
+    return f"body larger than body_size_limit of {_size_text(limit)}"
+
+
 def _size_text(size: int) -> str:
     for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if size >= scale and size % scale == 0:
@@ -427,6 +431,11 @@ class HttpProbe(BaseProbe[HttpOptions]):
         super().__init__(spec)
         self._client: aiohttp.ClientSession | None = None
         self._peer = _PeerCert()
+        # Fixed for the probe's life: made here rather than on every scrape.
+        self._budget = own_budget(spec.timeout)
+        self._timeout = aiohttp.ClientTimeout(total=self._budget)
+        body = spec.options.body
+        self._body = body.encode() if body is not None else None
 
     def _session(self) -> aiohttp.ClientSession:
         if self._client is None or self._client.closed:
@@ -462,7 +471,6 @@ class HttpProbe(BaseProbe[HttpOptions]):
     async def collect(self, out: Sink) -> None:
         options = self.options
         session = self._session()
-        budget = own_budget(self.spec.timeout)
         problems = _Problems()
         started = time.perf_counter()
         status: int | None = None
@@ -471,10 +479,10 @@ class HttpProbe(BaseProbe[HttpOptions]):
             async with session.request(
                 options.method,
                 options.url,
-                data=options.body.encode() if options.body is not None else None,
+                data=self._body,
                 allow_redirects=options.follow_redirects,
                 max_redirects=options.max_redirects,
-                timeout=aiohttp.ClientTimeout(total=budget),
+                timeout=self._timeout,
                 server_hostname=options.tls.server_name,
             ) as response:
                 status = response.status
@@ -486,7 +494,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
         except TimeoutError:
             out.add(UP, 0)
             waited = "response" if status is None else f"body (status {status})"
-            raise CheckFailed(f"no complete {waited} within {budget:.3g}s") from None
+            raise CheckFailed(f"no complete {waited} within {self._budget:.3g}s") from None
         except aiohttp.ClientError as exc:
             out.add(UP, 0)
             raise CheckFailed(_client_failure(exc)) from None
@@ -534,15 +542,16 @@ class HttpProbe(BaseProbe[HttpOptions]):
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.options.body_size_limit
-        too_large = f"body larger than body_size_limit of {_size_text(limit)}"
         if response.content_length is not None and response.content_length > limit:
-            raise CheckFailed(f"{too_large} (Content-Length {response.content_length})")
+            raise CheckFailed(
+                f"{_too_large(limit)} (Content-Length {response.content_length})"
+            )
         chunks = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
             size += len(chunk)
             if size > limit:
-                raise CheckFailed(too_large)
+                raise CheckFailed(_too_large(limit))
             chunks.append(chunk)
         return b"".join(chunks)
 
