@@ -96,6 +96,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
     def __init__(self, spec: CheckSpec[SqliteOptions]) -> None:
         super().__init__(spec)
         self._path = os.path.abspath(spec.options.path)
+        self._uri = f"file:{quote(self._path)}?mode=ro"
         # SQLite's busy handler sleeps outside the progress handler's reach: keep it
         # well inside the check timeout.
         self._busy = min(spec.options.busy_timeout, spec.timeout / 2)
@@ -113,7 +114,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
 
     async def collect(self, out: Sink) -> None:
         state = await self._off_loop.run(_file_state, self._path)
-        uri = f"file:{quote(self._path)}?mode=ro"
+        uri = self._uri
         if state.wal_mode and not state.shm_exists:
             # A WAL database nobody has open: even a read-only SQLite connection would
             # create -wal and -shm owned by the exporter's user, which can lock the
