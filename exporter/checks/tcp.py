@@ -185,6 +185,8 @@ class TcpProbe(BaseProbe[TcpOptions]):
         # Built on first use and kept: a context loads the system CA store, about 20 ms
         # of CPU on the event loop, which every scrape paid before.
         self._tls_context: ssl.SSLContext | None = None
+        send = spec.options.send
+        self._send = send.encode() if send is not None else None
 
     @property
     def _address(self) -> str:
@@ -209,9 +211,9 @@ class TcpProbe(BaseProbe[TcpOptions]):
                     if self.options.tls is not None:
                         step = "TLS handshake"
                         await self._handshake(writer, self.options.tls, out)
-                    if self.options.send is not None:
+                    if self._send is not None:
                         step = "send"
-                        writer.write(self.options.send.encode())
+                        writer.write(self._send)
                         await writer.drain()
                     if self.options.expect is not None:
                         step = "expect"
