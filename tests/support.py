@@ -6,9 +6,11 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -29,17 +31,29 @@ def free_port() -> int:
 
 
 def require_binary(name: str, debian_package: str) -> str:
-    """Path of ``name``; in CI a missing binary fails the test, locally it skips."""
+    """Path of ``name``; a missing binary is ``unavailable``."""
     for candidate in (
         shutil.which(name),
         *(f"/usr/lib/postgresql/{v}/bin/{name}" for v in ("17", "16", "15")),
     ):
         if candidate and os.path.exists(candidate):
             return candidate
-    message = f"{name} not found: apt-get install -y {debian_package}"
+    unavailable(f"{name} not found: apt-get install -y {debian_package}")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Something the test needs is missing: in CI that fails the test, locally it skips."""
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def mount_tmpfs(target: Path, options: str) -> None:
+    """Mount a real tmpfs on ``target`` (needs root: CI runs as root)."""
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        unavailable(f"mount -t tmpfs refused here: {done.stderr.strip()}")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:

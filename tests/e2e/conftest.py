@@ -20,7 +20,7 @@ import yaml
 from aiohttp import web
 
 from tests.e2e.stack import REPO, Stack, Webhook
-from tests.support import IN_CI, free_port, require_binary
+from tests.support import free_port, mount_tmpfs, require_binary, unavailable
 
 # Every `for`, interval and freshness window of the bundle is multiplied by this in the
 # drills (thresholds unchanged); the promtool unit tests cover the real durations.
@@ -256,16 +256,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs the drill can fill past a threshold (needs root to mount)."""
     mountpoint = tmp_path / "tmpfs"
     mountpoint.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs for the disk drill needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    mount_tmpfs(mountpoint, "size=4m,mode=0755")
     try:
         yield mountpoint
     finally:
@@ -278,8 +269,5 @@ def bullmq_python() -> Path:
     """Python of the side venv with the official ``bullmq`` package (BullMQ 6 layout)."""
     python = REPO / ".cache" / "bullmq-v6" / "bin" / "python"
     if not python.exists():
-        message = f"{python} missing: run scripts/test-setup.d/bullmq.sh"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{python} missing: run scripts/test-setup.d/bullmq.sh")
     return python

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import IN_CI
+from tests.support import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("bullmq_driver.py")
@@ -46,11 +46,8 @@ class Bullmq:
 def require_bullmq(layout: str) -> Bullmq:
     driver = Bullmq(layout)
     if not driver.python.exists():
-        message = (f"side venv {VENVS[layout]} with the bullmq package is missing: "
-                   "bash scripts/test-setup.d/bullmq.sh")
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"side venv {VENVS[layout]} with the bullmq package is missing: "
+                    "bash scripts/test-setup.d/bullmq.sh")
     return driver
 
 
