@@ -177,6 +177,9 @@ class RawRedis:
 
     def __init__(self, options: RedisConnOptions) -> None:
         self.options = options
+        # Built on the first TLS connect and kept: a context loads the CA store (about
+        # 20 ms of CPU on the event loop), and a redial follows every failed scrape.
+        self._ssl_context: ssl.SSLContext | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -225,11 +228,12 @@ class RawRedis:
             if "path" in params:
                 reader, writer = await asyncio.open_unix_connection(params["path"])
             else:
-                ssl_context = None
-                if self.options.url.startswith("rediss://"):
-                    ssl_context = tls_context(self.options)
+                if self._ssl_context is None and self.options.url.startswith("rediss://"):
+                    self._ssl_context = tls_context(self.options)
                 reader, writer = await asyncio.open_connection(
-                    params.get("host", "localhost"), params.get("port", 6379), ssl=ssl_context
+                    params.get("host", "localhost"),
+                    params.get("port", 6379),
+                    ssl=self._ssl_context,
                 )
         except OSError as exc:
             raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
