@@ -20,10 +20,16 @@ def profiles() -> list[Profile]:
 
 
 @pytest.fixture(scope="session")
-def bundle(profiles: list[Profile], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh generation written to a temporary directory."""
+def generated(profiles: list[Profile]) -> dict[str, str]:
+    """One fresh generation, ``{relative path: text}``, shared by every test."""
+    return generate(profiles)
+
+
+@pytest.fixture(scope="session")
+def bundle(generated: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fresh generation written to a temporary directory."""
     out = tmp_path_factory.mktemp("bundle")
-    for relative, text in generate(profiles).items():
+    for relative, text in generated.items():
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -5,6 +5,7 @@ annotations and runbook_url."""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import promql_parser
@@ -18,8 +19,6 @@ from exporter.bundle.rules import drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
 from tests.support import require_binary
-
-from .conftest import ROOT
 
 EXPORTER_METRICS = {
     family.name
@@ -48,6 +47,7 @@ def test_every_profile_has_alerts(profiles: list[Profile]) -> None:
 
 
 def test_promtool_check_rules(bundle: Path, profiles: list[Profile]) -> None:
+    """The fresh rules; the committed ones equal them (test_generate), so they pass too."""
     promtool = _promtool()
     files = sorted((bundle / "rules").glob("*.rules.yml"))
     assert len(files) == len(profiles)
@@ -96,7 +96,8 @@ def test_unit_tests_fail_when_a_threshold_drifts(
     text = rules_file(profile).replace(alert.expr(), alert.expr(alert.threshold * 2))
     assert text != rules_file(profile)
     moved.write_text(text)
-    tests.write_text(promtool_tests(profile, str(moved)))
+    # Only the moved alert's tests: the others pass (test above) and would only cost time.
+    tests.write_text(promtool_tests(replace(profile, alerts=(alert,)), str(moved)))
     result = subprocess.run(
         [promtool, "test", "rules", str(tests)], capture_output=True, text=True, check=False
     )
@@ -104,8 +105,9 @@ def test_unit_tests_fail_when_a_threshold_drifts(
     assert f"{alert.name}: fires past" in result.stdout + result.stderr
 
 
-def test_drill_scales_windows_not_values(profiles: list[Profile], tmp_path: Path) -> None:
-    promtool = _promtool()
+def test_drill_scales_windows_not_values(profiles: list[Profile]) -> None:
+    """The drilled rules themselves pass promtool in test_drill_generation_goes_elsewhere
+    (the same factor, every profile)."""
     for profile in profiles:
         drilled = drill(profile, 0.1)
         for before, after in zip(profile.alerts, drilled.alerts, strict=True):
@@ -115,12 +117,6 @@ def test_drill_scales_windows_not_values(profiles: list[Profile], tmp_path: Path
             else:
                 assert after.threshold == before.threshold
         assert drilled.evaluation_interval == pytest.approx(profile.evaluation_interval * 0.1)
-        path = tmp_path / f"{profile.slug}.rules.yml"
-        path.write_text(rules_file(drilled))
-        result = subprocess.run(
-            [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _selectors(node: object) -> list[promql_parser.VectorSelector]:
@@ -156,13 +152,3 @@ def test_rules_use_only_declared_metrics(profiles: list[Profile]) -> None:
                 unknown = names - EXTERNAL_METRICS[job.source]
             assert not unknown, f"{alert.name} reads undeclared metrics {sorted(unknown)}"
 
-
-def test_committed_rules_pass_promtool() -> None:
-    promtool = _promtool()
-    files = sorted((ROOT / "rules").glob("*.rules.yml"))
-    assert files
-    result = subprocess.run(
-        [promtool, "check", "rules", *map(str, files)], capture_output=True, text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
