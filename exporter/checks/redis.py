@@ -138,9 +138,7 @@ def _server(info: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
+    if isinstance(value, int | float):  # bool included: True is 1.0
         return float(value)
     try:
         return float(str(value))
