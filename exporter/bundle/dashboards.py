@@ -201,6 +201,21 @@ def _panel(profile: Profile, index: int, alert: Alert, x: int, y: int) -> timese
     )
 
 
+def _label_variable(name: str, query: str) -> dash.QueryVariable:
+    """A multi-select variable over a label's values, all selected by default."""
+    return (
+        dash.QueryVariable(name)
+        .label(name)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(models.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
 def build(profile: Profile) -> dict[str, Any]:
     builder = (
         dash.Dashboard(f"{profile.title} (runbook alerts)")
@@ -215,27 +230,9 @@ def build(profile: Profile) -> dict[str, Any]:
         .with_variable(
             dash.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
+        .with_variable(_label_variable("job", "label_values(up, job)"))
         .with_variable(
-            dash.QueryVariable("job")
-            .label("job")
-            .datasource(DATASOURCE)
-            .query("label_values(up, job)")
-            .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-            .current(models.VariableOption(selected=True, text="All", value="$__all"))
-        )
-        .with_variable(
-            dash.QueryVariable("instance")
-            .label("instance")
-            .datasource(DATASOURCE)
-            .query('label_values(up{job=~"$job"}, instance)')
-            .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-            .current(models.VariableOption(selected=True, text="All", value="$__all"))
+            _label_variable("instance", 'label_values(up{job=~"$job"}, instance)')
         )
     )
     y = 0
