@@ -8,7 +8,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,7 +18,7 @@ import pytest
 from exporter.cli import run_once
 from exporter.config import load_data
 from exporter.fields import ConfigError
-from exporter.runner import CheckResult
+from exporter.runner import CheckResult, Runner
 from exporter.samples import Sample
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -86,6 +87,20 @@ def config_problems(check: dict[str, Any]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_data({"checks": [check]}, "<test>", {})
     return caught.value.problems
+
+
+@asynccontextmanager
+async def running(
+    checks: list[dict[str, Any]], env: Mapping[str, str] | None = None
+) -> AsyncIterator[Runner]:
+    """A runner with ``checks`` applied, kept across scrapes as in the exporter; closed
+    on exit."""
+    runner = Runner()
+    try:
+        await runner.apply(load_data({"checks": checks}, "<test>", env or {}))
+        yield runner
+    finally:
+        await runner.close()
 
 
 async def run_checks(

@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from exporter.config import load_data
-from exporter.runner import Runner
 from tests.db.mongo_peer import MAX_INCOMING, VERSION, MongoPeer
-from tests.support import config_problems, run_check, value, values
+from tests.support import config_problems, run_check, running, value, values
 
 NEWEST = datetime(2026, 3, 2, 8, 15, 30, tzinfo=UTC)
 
@@ -102,9 +100,7 @@ async def test_refused_server_status_fails_with_the_server_reason(peer: MongoPee
 
 
 async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPeer) -> None:
-    runner = Runner()
-    await runner.apply(load_data({"checks": [check(peer, timeout="3s")]}, "<test>", {}))
-    try:
+    async with running([check(peer, timeout="3s")]) as runner:
         (first,) = await runner.scrape(30)
         assert first.success, first.error
 
@@ -124,8 +120,6 @@ async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPe
         await peer.start()  # same port
         (back,) = await runner.scrape(30)
         assert back.success, back.error
-    finally:
-        await runner.close()
 
 
 def test_password_is_not_shown_in_config_errors() -> None:

@@ -10,10 +10,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from exporter.config import load_data
-from exporter.runner import CheckResult, Runner
+from exporter.runner import CheckResult
 from tests.db.conftest import APP_PASSWORD, APP_USER, Bouncer
-from tests.support import async_wait_until, config_problems, free_port, run_check, value, values
+from tests.support import (
+    async_wait_until,
+    config_problems,
+    free_port,
+    run_check,
+    running,
+    value,
+    values,
+)
 
 POOL = {"database": "app", "user": APP_USER}
 
@@ -109,9 +116,7 @@ async def test_wrong_password_and_no_listener(pgbouncer: Bouncer) -> None:
 
 
 async def test_pgbouncer_restart_is_survived(pgbouncer: Bouncer) -> None:
-    runner = Runner()
-    await runner.apply(load_data({"checks": [check(pgbouncer, timeout="5s")]}, "<test>", {}))
-    try:
+    async with running([check(pgbouncer, timeout="5s")]) as runner:
         (first,) = await runner.scrape(30)
         assert first.success, first.error
         pgbouncer.stop()
@@ -125,8 +130,6 @@ async def test_pgbouncer_restart_is_survived(pgbouncer: Bouncer) -> None:
         pgbouncer.start()
         (again,) = await runner.scrape(30)
         assert again.success, again.error
-    finally:
-        await runner.close()
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from exporter.config import load_data
-from exporter.runner import CheckResult, Runner
+from exporter.runner import CheckResult
 from tests.db.conftest import (
     APP_PASSWORD,
     APP_USER,
@@ -22,7 +21,15 @@ from tests.db.conftest import (
     SUPERUSER_RESERVED,
     PgCluster,
 )
-from tests.support import async_wait_until, config_problems, run_check, run_checks, value, values
+from tests.support import (
+    async_wait_until,
+    config_problems,
+    run_check,
+    run_checks,
+    running,
+    value,
+    values,
+)
 
 
 def check(pg: PgCluster, **extra: Any) -> dict[str, Any]:
@@ -47,50 +54,48 @@ async def table(pg: PgCluster) -> AsyncIterator[str]:
 async def test_connections_by_state_max_and_version(pg: PgCluster) -> None:
     # One runner (one pool) for the whole test: no closed pool's backend lingers in
     # pg_stat_activity between the baseline and the later runs.
-    runner = Runner()
-    await runner.apply(load_data({"checks": [check(pg)]}, "<test>", {}))
     app_dsn = pg.dsn(APP_USER, APP_PASSWORD)
     conns: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
-    try:
-        (before,) = await runner.scrape(30)
-        assert before.success, before.error
-        assert value(before, "db_pool_max_connections") == MAX_CONNECTIONS - SUPERUSER_RESERVED
-        version = pg.psql("SHOW server_version")
-        assert value(before, "postgres_server_version_info", version=version) == 1
-        assert value(before, "postgres_in_recovery") == 0
-        assert value(before, "db_ping_duration_seconds") > 0
-        base = states(before)
-        assert set(base) >= {"active", "idle", "idle_in_transaction", "waiting"}
+    async with running([check(pg)]) as runner:
+        try:
+            (before,) = await runner.scrape(30)
+            assert before.success, before.error
+            assert value(before, "db_pool_max_connections") == MAX_CONNECTIONS - SUPERUSER_RESERVED
+            version = pg.psql("SHOW server_version")
+            assert value(before, "postgres_server_version_info", version=version) == 1
+            assert value(before, "postgres_in_recovery") == 0
+            assert value(before, "db_ping_duration_seconds") > 0
+            base = states(before)
+            assert set(base) >= {"active", "idle", "idle_in_transaction", "waiting"}
 
-        conns.extend([await asyncpg.connect(app_dsn) for _ in range(5)])
-        _idle, sleeper, in_tx, holder, waiter = conns
-        tasks.append(asyncio.create_task(sleeper.execute("SELECT pg_sleep(600)")))
-        await in_tx.execute("BEGIN; SELECT 1")
-        await holder.execute("BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
-        tasks.append(asyncio.create_task(waiter.execute("SELECT count(*) FROM locked")))
+            conns.extend([await asyncpg.connect(app_dsn) for _ in range(5)])
+            _idle, sleeper, in_tx, holder, waiter = conns
+            tasks.append(asyncio.create_task(sleeper.execute("SELECT pg_sleep(600)")))
+            await in_tx.execute("BEGIN; SELECT 1")
+            await holder.execute("BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+            tasks.append(asyncio.create_task(waiter.execute("SELECT count(*) FROM locked")))
 
-        expected = {
-            "idle": base["idle"] + 1,
-            # the sleeper; the exporter's own connection is active in both runs
-            "active": base["active"] + 1,
-            "idle_in_transaction": base["idle_in_transaction"] + 2,
-            "waiting": base["waiting"] + 1,
-        }
+            expected = {
+                "idle": base["idle"] + 1,
+                # the sleeper; the exporter's own connection is active in both runs
+                "active": base["active"] + 1,
+                "idle_in_transaction": base["idle_in_transaction"] + 2,
+                "waiting": base["waiting"] + 1,
+            }
 
-        async def settled() -> CheckResult | None:
-            (result,) = await runner.scrape(30)
-            seen = states(result)
-            return result if all(seen[s] == n for s, n in expected.items()) else None
+            async def settled() -> CheckResult | None:
+                (result,) = await runner.scrape(30)
+                seen = states(result)
+                return result if all(seen[s] == n for s, n in expected.items()) else None
 
-        result = await async_wait_until(settled, 30, "the five connections in their states")
-        assert result.success, result.error
-        assert sum(states(result).values()) == sum(base.values()) + 5
-    finally:
-        for conn in conns:
-            conn.terminate()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.close()
+            result = await async_wait_until(settled, 30, "the five connections in their states")
+            assert result.success, result.error
+            assert sum(states(result).values()) == sum(base.values()) + 5
+        finally:
+            for conn in conns:
+                conn.terminate()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_named_queries_freshness_and_values(pg: PgCluster, table: str) -> None:
@@ -187,9 +192,7 @@ async def test_password_from_environment_and_wrong_password_not_in_reason(
 
 
 async def test_server_stopped_mid_run_fails_then_recovers(pg: PgCluster) -> None:
-    runner = Runner()
-    await runner.apply(load_data({"checks": [check(pg, timeout="5s")]}, "<test>", {}))
-    try:
+    async with running([check(pg, timeout="5s")]) as runner:
         (first,) = await runner.scrape(30)
         assert first.success, first.error
 
@@ -210,8 +213,6 @@ async def test_server_stopped_mid_run_fails_then_recovers(pg: PgCluster) -> None
         (back,) = await runner.scrape(30)
         assert back.success, back.error
         assert value(back, "db_pool_max_connections") == MAX_CONNECTIONS - SUPERUSER_RESERVED
-    finally:
-        await runner.close()
 
 
 @pytest.mark.parametrize(

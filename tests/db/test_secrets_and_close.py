@@ -23,11 +23,11 @@ import pytest
 
 from exporter.config import load_data
 from exporter.redact import MASK, REDACTOR
-from exporter.runner import CheckResult, Runner
+from exporter.runner import CheckResult
 from tests.db.conftest import Bouncer, PgCluster
 from tests.db.mongo_peer import MongoPeer
 from tests.leaks import ODD_PASSWORD, assert_clean, polled
-from tests.support import async_wait_until, config_problems, free_port, run_checks
+from tests.support import async_wait_until, config_problems, free_port, run_checks, running
 
 
 async def run(check: dict[str, Any], env: dict[str, str]) -> CheckResult:
@@ -78,15 +78,11 @@ async def test_postgres_close_after_success_and_failure_leaves_no_backend(
     failing = {**good, "name": "bad",
                "queries": [{"name": "q", "type": "value", "sql": "SELECT * FROM no_such_t"}]}
     assert exporter_backends(pg) == 0
-    runner = Runner()
-    try:
-        await runner.apply(load_data({"checks": [good, failing]}, "<test>", {}))
+    async with running([good, failing]) as runner:
         ok, bad = await runner.scrape(30)
         assert ok.success, ok.error
         assert bad.error == 'query q: relation "no_such_t" does not exist'
         assert exporter_backends(pg) >= 2  # each probe keeps its pool between scrapes
-    finally:
-        await runner.close()
     await async_wait_until(polled(lambda: exporter_backends(pg) == 0), 30,
                            "exporter backends gone")
 
@@ -129,14 +125,10 @@ async def test_pgbouncer_close_after_success_and_failure_leaves_no_client(
     pgbouncer: Bouncer,
 ) -> None:
     good = {"name": "ok", "kind": "pgbouncer", "dsn": pgbouncer.dsn(), "timeout": "10s"}
-    runner = Runner()
-    try:
-        await runner.apply(load_data({"checks": [good]}, "<test>", {}))
+    async with running([good]) as runner:
         (ok,) = await runner.scrape(30)
         assert ok.success, ok.error
         assert await admin_clients(pgbouncer) == 1  # kept between scrapes
-    finally:
-        await runner.close()
 
     async def closed() -> bool:
         return await admin_clients(pgbouncer) == 0
@@ -145,17 +137,13 @@ async def test_pgbouncer_close_after_success_and_failure_leaves_no_client(
 
     # A failed run (the console stopped answering: PgBouncer restarted on another
     # config would be the same) leaves nothing either once closed.
-    runner = Runner()
-    try:
-        await runner.apply(load_data({"checks": [good]}, "<test>", {}))
+    async with running([good]) as runner:
         (ok,) = await runner.scrape(30)
         assert ok.success, ok.error
         pgbouncer.stop()
         (down,) = await runner.scrape(30)
         assert not down.success
         pgbouncer.start()
-    finally:
-        await runner.close()
     assert await admin_clients(pgbouncer) == 0
 
 
@@ -180,15 +168,11 @@ async def test_mongodb_close_after_success_and_failure_leaves_no_connection(
     good = {"name": "ok", "kind": "mongodb", "url": url, "timeout": "5s"}
     failing = {**good, "name": "bad",
                "freshness": [{"name": "f", "collection": "none", "field": "at"}]}
-    runner = Runner()
-    try:
-        await runner.apply(load_data({"checks": [good, failing]}, "<test>", {}))
+    async with running([good, failing]) as runner:
         ok, bad = await runner.scrape(30)
         assert ok.success, ok.error
         assert bad.error == "freshness f: no document in faces.none has at"
         assert peer.current_connections >= 2
-    finally:
-        await runner.close()
     await async_wait_until(polled(lambda: peer.current_connections == 0), 30,
                            "mongo connections closed")
 
@@ -228,17 +212,15 @@ async def test_sqlite_file_that_blocks_on_open_is_not_opened_again(tmp_path: Pat
     os.mkfifo(fifo)
     check = {"name": "db", "kind": "sqlite", "path": str(fifo), "timeout": "1s"}
     stuck_before = threading.active_count()
-    runner = Runner()
     try:
-        await runner.apply(load_data({"checks": [check]}, "<test>", {}))
-        (first,) = await runner.scrape(30)
-        assert (first.error or "").startswith("timed out after")
-        for _ in range(3):
-            (again,) = await runner.scrape(30)
-            assert (again.error or "").startswith(f"open {fifo}: still blocked in the call")
-        assert threading.active_count() <= stuck_before + 1
+        async with running([check]) as runner:
+            (first,) = await runner.scrape(30)
+            assert (first.error or "").startswith("timed out after")
+            for _ in range(3):
+                (again,) = await runner.scrape(30)
+                assert (again.error or "").startswith(f"open {fifo}: still blocked in the call")
+            assert threading.active_count() <= stuck_before + 1
     finally:
-        await runner.close()
         # Release the thread: a writer opening the FIFO completes the reader's open().
         with contextlib.suppress(OSError):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from exporter.config import load_data
-from exporter.runner import CheckResult, Runner
+from exporter.runner import CheckResult
 from tests.redis.conftest import Bullmq
 from tests.servers import RedisServer
-from tests.support import value
+from tests.support import running, value
 
 Scrape = Callable[[], Awaitable[CheckResult]]
 
@@ -26,18 +25,14 @@ Scrape = Callable[[], Awaitable[CheckResult]]
 @asynccontextmanager
 async def scraper(check: dict[str, Any]) -> AsyncIterator[Scrape]:
     """One runner kept across scrapes, as in the running exporter."""
-    runner = Runner()
-    await runner.apply(load_data({"checks": [check]}, "<test>", {}))
+    async with running([check]) as runner:
 
-    async def scrape() -> CheckResult:
-        (result,) = await runner.scrape(60)
-        assert result.success, result.error
-        return result
+        async def scrape() -> CheckResult:
+            (result,) = await runner.scrape(60)
+            assert result.success, result.error
+            return result
 
-    try:
         yield scrape
-    finally:
-        await runner.close()
 
 
 def finished(result: CheckResult, queue: str) -> tuple[float, float]:

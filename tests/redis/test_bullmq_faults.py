@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_data
-from exporter.runner import Runner
 from tests.servers import RedisServer
-from tests.support import config_problems, run_check, run_checks, value, values
+from tests.support import config_problems, run_check, run_checks, running, value, values
 
 
 def make_queue(server: RedisServer, name: str, waiting: int = 0, prefix: str = "bull") -> None:
@@ -31,9 +29,7 @@ async def test_redis_killed_then_restarted_fails_then_recovers(redis_server: Red
         {"name": "q", "kind": "bullmq", "url": redis_server.url, "discovery_interval": "0s"},
         {"name": "r", "kind": "redis", "url": redis_server.url},
     ]
-    runner = Runner()
-    await runner.apply(load_data({"checks": checks}, "<test>", {}))
-    try:
+    async with running(checks) as runner:
         queues, server = await runner.scrape(30)
         assert queues.success, queues.error
         assert server.success, server.error
@@ -57,8 +53,6 @@ async def test_redis_killed_then_restarted_fails_then_recovers(redis_server: Red
         assert value(queues, "bullmq_queue_jobs", prefix="bull", queue="ingest",
                      state="waiting") == 1
         assert value(server, "redis_uptime_seconds") < 60
-    finally:
-        await runner.close()
 
 
 async def test_wrong_type_key_skips_the_queue_with_a_logged_reason(
@@ -100,9 +94,7 @@ async def test_listed_queue_before_it_exists_is_zero_and_counts_from_its_start(
     caplog.set_level(logging.INFO, logger="runbook_exporter")
     check = {"name": "q", "kind": "bullmq", "url": redis_server.url,
              "queues": ["mail", "ingest"]}
-    runner = Runner()
-    await runner.apply(load_data({"checks": [check]}, "<test>", {}))
-    try:
+    async with running([check]) as runner:
         for _ in range(2):
             (before,) = await runner.scrape(30)
             assert before.success, before.error
@@ -121,8 +113,6 @@ async def test_listed_queue_before_it_exists_is_zero_and_counts_from_its_start(
                 client.xadd("bull:ingest:events", {"event": "failed", "jobId": str(job)})
         (after,) = await runner.scrape(30)
         assert value(after, "bullmq_jobs_failed_total", prefix="bull", queue="ingest") == 2
-    finally:
-        await runner.close()
 
 
 async def test_discovery_cap_reports_instead_of_exploding(redis_server: RedisServer) -> None:
@@ -224,9 +214,7 @@ async def test_restart_between_scrapes_is_redialled_within_the_scrape(
         {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["ingest"]},
         {"name": "r", "kind": "redis", "url": redis_server.url},
     ]
-    runner = Runner()
-    await runner.apply(load_data({"checks": checks}, "<test>", {}))
-    try:
+    async with running(checks) as runner:
         for result in await runner.scrape(30):
             assert result.success, result.error
         redis_server.restart()  # the kept connections are now dead
@@ -236,8 +224,6 @@ async def test_restart_between_scrapes_is_redialled_within_the_scrape(
         assert server.success, server.error
         assert value(after, "bullmq_queue_jobs", prefix="bull", queue="ingest",
                      state="waiting") == 5
-    finally:
-        await runner.close()
 
 
 async def test_server_that_never_answers_times_out_and_is_hung_up_on() -> None:

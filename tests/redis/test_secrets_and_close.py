@@ -10,12 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
-from exporter.config import load_data
-from exporter.runner import Runner
 from tests.leaks import ODD_PASSWORD, assert_clean
 from tests.redis.test_bullmq_faults import make_queue
 from tests.servers import RedisServer
-from tests.support import free_port, run_checks, wait_until
+from tests.support import free_port, run_checks, running, wait_until
 
 KINDS = ("redis", "bullmq")
 
@@ -74,15 +72,11 @@ async def test_close_after_success_and_failure_leaves_no_connection(
          "password": "pingonly-pw"},
         {"name": "q-bad", "kind": "bullmq", "url": url, "queues": ["broken"]},
     ]
-    runner = Runner()
-    try:
-        await runner.apply(load_data({"checks": checks}, "<test>", {}))
+    async with running(checks) as runner:
         results = {r.name: r for r in await runner.scrape(30)}
         assert results["r-ok"].success, results["r-ok"].error
         assert results["q-ok"].success, results["q-ok"].error
         assert "permission denied" in (results["r-bad"].error or "")
         assert "WRONGTYPE" in (results["q-bad"].error or "")
         assert exporter_clients(redis_server) >= 4  # kept open between scrapes
-    finally:
-        await runner.close()
     wait_until(lambda: exporter_clients(redis_server) == 0, 30, "exporter clients gone")

@@ -20,10 +20,16 @@ from exporter.checks._timestamps import parse_timestamp
 from exporter.checks.base import CheckFailed
 from exporter.checks.tcp import os_reason
 from exporter.config import load_data
-from exporter.runner import Runner
 from exporter.samples import Sink
 from tests.leaks import polled
-from tests.support import async_wait_until, config_problems, free_port, run_check, run_checks
+from tests.support import (
+    async_wait_until,
+    config_problems,
+    free_port,
+    run_check,
+    run_checks,
+    running,
+)
 
 
 def test_unresolvable_host_reason_is_the_resolver_message() -> None:
@@ -122,15 +128,11 @@ async def test_http_close_after_success_and_failure_leaves_no_connection(
     good = {"name": "ok", "kind": "http", "url": f"http://127.0.0.1:{http_listener.port}/"}
     bad = {"name": "bad", "kind": "http", "url": f"http://127.0.0.1:{http_listener.port}/",
            "valid_status_codes": [204]}
-    runner = Runner()
-    try:
-        await runner.apply(load_data({"checks": [good, bad]}, "<test>", {}))
+    async with running([good, bad]) as runner:
         ok, failed = await runner.scrape(30.0)
         assert ok.success, ok.error
         assert failed.error == "status 200, expected 204"
         assert http_listener.accepted == 2
-    finally:
-        await runner.close()
     await async_wait_until(polled(lambda: http_listener.open == 0), what="http connections closed")
 
 

@@ -18,8 +18,7 @@ import pytest
 from aiohttp import web
 
 from exporter.config import load_data
-from exporter.runner import Runner
-from tests.support import config_problems, free_port, run_check, run_checks, value, values
+from tests.support import config_problems, free_port, run_check, run_checks, running, value, values
 from tests.web.conftest import LoopbackCA, Serve
 
 
@@ -600,9 +599,7 @@ async def test_one_probe_serves_many_scrapes_and_survives_a_server_restart(
 ) -> None:
     port = free_port()
     check = {**HEALTH_CHECK, "url": f"http://127.0.0.1:{port}/health"}
-    runner = Runner()
-    await runner.apply(load_data({"checks": [check]}, "<test>", {}))
-    try:
+    async with running([check]) as runner:
         (down,) = await runner.scrape(10)
         assert down.error is not None
         assert down.error.startswith(f"connect to 127.0.0.1:{port}")
@@ -616,8 +613,6 @@ async def test_one_probe_serves_many_scrapes_and_survives_a_server_restart(
                 assert up.success, up.error
         finally:
             await app_runner.cleanup()
-    finally:
-        await runner.close()
 
 
 @pytest.mark.parametrize(
