@@ -7,29 +7,22 @@ from __future__ import annotations
 
 from exporter.bundle.alertmanager import receiver_name
 from exporter.bundle.dashboards import dashboard_uid, panel_id
-from exporter.bundle.docs import _cell, _code
+from exporter.bundle.docs import _cell, _channels, _code, _condition
 from exporter.bundle.profile import Alert, Coverage, Profile
-from exporter.bundle.render import op_text, threshold_text
-from exporter.fields import format_duration
 
 PATH = "docs/runbook-coverage.md"
 
 
-def _channels(profile: Profile, severity: str) -> str:
+def _route(profile: Profile, severity: str) -> str:
     level = profile.severity(severity)
-    parts = []
-    for name in level.receivers:
-        receiver = next(r for r in profile.receivers if r.name == name)
-        parts.append(receiver.type + (f" {receiver.target}" if receiver.target else ""))
     return (
-        f"`{receiver_name(profile, severity)}` ({', '.join(parts)}; "
+        f"`{receiver_name(profile, severity)}` ({', '.join(_channels(profile, level))}; "
         f"{level.priority}, repeat {level.response_text})"
     )
 
 
 def _alert_cell(alert: Alert) -> str:
-    held = f" for {format_duration(alert.for_)}" if alert.for_ else ""
-    return f"{alert.name} ({op_text(alert.op)} {threshold_text(alert)}{held}, {alert.severity})"
+    return f"{alert.name} ({_condition(alert)}, {alert.severity})"
 
 
 def _panel(profile: Profile, alert: Alert) -> str:
@@ -58,7 +51,7 @@ def _row(profile: Profile, number: int, line: Coverage) -> str:
             else f"no {level} alert (route only)"
             for level in levels
         )
-    route = "<br>".join(_channels(profile, level) for level in levels)
+    route = "<br>".join(_route(profile, level) for level in levels)
     if alerts:
         panels = "<br>".join(_panel(profile, a) for a in alerts)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from exporter.bundle.alertmanager import receiver_name
 from exporter.bundle.dashboards import dashboard_uid, panel_id
-from exporter.bundle.profile import Alert, Profile, fill
+from exporter.bundle.profile import Alert, Profile, Severity, fill
 from exporter.bundle.render import op_text, threshold_text
 from exporter.bundle.rules import anchor
 from exporter.fields import format_duration
@@ -26,6 +26,15 @@ def _code(text: str) -> str:
 def _condition(alert: Alert) -> str:
     held = f" for {format_duration(alert.for_)}" if alert.for_ else ""
     return f"{op_text(alert.op)} {threshold_text(alert)}{held}"
+
+
+def _channels(profile: Profile, severity: Severity) -> list[str]:
+    """Each channel a severity reaches: its type, and its target where it has one."""
+    out = []
+    for name in severity.receivers:
+        receiver = next(r for r in profile.receivers if r.name == name)
+        out.append(receiver.type + (f" {receiver.target}" if receiver.target else ""))
+    return out
 
 
 def _panel_link(profile: Profile, alert: Alert) -> str:
@@ -108,13 +117,10 @@ def page(profile: Profile) -> str:
         "|---|---|---|---|---|",
     ]
     for severity in profile.severities:
-        channels = []
-        for name in severity.receivers:
-            receiver = next(r for r in profile.receivers if r.name == name)
-            channels.append(f"{receiver.type}" + (f" {receiver.target}" if receiver.target else ""))
         lines.append(
             f"| {severity.name} | {severity.priority} | {severity.response_text} | "
-            f"`{receiver_name(profile, severity.name)}` | {_cell(', '.join(channels))} |"
+            f"`{receiver_name(profile, severity.name)}` | "
+            f"{_cell(', '.join(_channels(profile, severity)))} |"
         )
     lines += [
         "",
