@@ -18,14 +18,17 @@ Serve = Callable[..., Awaitable[str]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    """Start an aiohttp app on 127.0.0.1 (optionally TLS); returns its base URL."""
+    """Start an aiohttp app on 127.0.0.1 (optionally TLS, a given port); returns its base
+    URL."""
     runners: list[web.AppRunner] = []
 
-    async def start(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> str:
+    async def start(
+        app: web.Application, ssl_context: ssl.SSLContext | None = None, port: int = 0
+    ) -> str:
         runner = web.AppRunner(app, shutdown_timeout=1.0)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
         await site.start()
         host, port = runner.addresses[0][:2]
         scheme = "https" if ssl_context is not None else "http"

@@ -603,16 +603,10 @@ async def test_one_probe_serves_many_scrapes_and_survives_a_server_restart(
         (down,) = await runner.scrape(10)
         assert down.error is not None
         assert down.error.startswith(f"connect to 127.0.0.1:{port}")
-        app_runner = web.AppRunner(json_app({"/health": HEALTH_OK}))
-        await app_runner.setup()
-        site = web.TCPSite(app_runner, "127.0.0.1", port)
-        await site.start()
-        try:
-            for _ in range(3):
-                (up,) = await runner.scrape(10)
-                assert up.success, up.error
-        finally:
-            await app_runner.cleanup()
+        await serve(json_app({"/health": HEALTH_OK}), port=port)
+        for _ in range(3):
+            (up,) = await runner.scrape(10)
+            assert up.success, up.error
 
 
 @pytest.mark.parametrize(
