@@ -420,7 +420,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         entries: list[Any] = []
         if mode != "none":
             entries = replies[position] or []
-        state = self._states.setdefault((prefix, queue), _QueueState())
+        # Not setdefault: its default would build a fresh state per queue on every scrape.
+        state = self._states.get((prefix, queue))
+        if state is None:
+            state = self._states[(prefix, queue)] = _QueueState()
         if mode == "position":
             state.stream_id = entries[0][0] if entries else "0-0"
             entries = []
