@@ -40,17 +40,20 @@ def _g(value: float) -> str:
     return text
 
 
-def humanize(value: float) -> str:
-    if value == 0 or math.isnan(value) or math.isinf(value):
-        return _g(value)
+def _large(value: float, base: int, prefixes: tuple[str, ...]) -> str:
+    """``value`` divided by ``base`` while it is at least ``base``, with its prefix."""
     prefix = ""
-    if abs(value) >= 1:
-        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
-            if abs(value) < 1000:
-                break
-            prefix = p
-            value /= 1000
-        return f"{_g(value)}{prefix}"
+    for p in prefixes:
+        if abs(value) < base:
+            break
+        prefix = p
+        value /= base
+    return f"{_g(value)}{prefix}"
+
+
+def _small(value: float) -> str:
+    """``value`` below 1 multiplied by 1000 until it is not, with its SI prefix."""
+    prefix = ""
     for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
         if abs(value) >= 1:
             break
@@ -59,16 +62,18 @@ def humanize(value: float) -> str:
     return f"{_g(value)}{prefix}"
 
 
+def humanize(value: float) -> str:
+    if value == 0 or math.isnan(value) or math.isinf(value):
+        return _g(value)
+    if abs(value) >= 1:
+        return _large(value, 1000, ("k", "M", "G", "T", "P", "E", "Z", "Y"))
+    return _small(value)
+
+
 def humanize_1024(value: float) -> str:
     if abs(value) <= 1 or math.isnan(value) or math.isinf(value):
         return _g(value)
-    prefix = ""
-    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
-        if abs(value) < 1024:
-            break
-        prefix = p
-        value /= 1024
-    return f"{_g(value)}{prefix}"
+    return _large(value, 1024, ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"))
 
 
 def humanize_percentage(value: float) -> str:
@@ -93,13 +98,7 @@ def humanize_duration(value: float) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return f"{sign}{_g(value)}s"
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(value) >= 1:
-            break
-        prefix = p
-        value *= 1000
-    return f"{_g(value)}{prefix}s"
+    return f"{_small(value)}s"
 
 
 # unit -> (Go template rendering $value, Python twin, Grafana unit)
