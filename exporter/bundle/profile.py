@@ -316,9 +316,7 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
             entry.error(None, f"needs one of {', '.join(SHAPES)} with quiet and fire values")
         entry.done()
         series.append(SeriesInput(template, shape, quiet, fire))
-    if not series and not reader.has("series"):
-        pass  # reported as missing by mappings()
-    elif isinstance(reader.raw("series", []), list) and not reader.raw("series", []):
+    if reader.raw("series", None) == []:  # missing or not a list: mappings() said so
         reader.error("series", "needs at least one input series")
     labels = reader.labels("labels")
     value = None
@@ -539,6 +537,8 @@ def read_bundle(
 
     alerts: list[Alert] = []
     seen: dict[str, str] = {}
+    check_set = {name for name, _ in checks or ()}
+    exporter_jobs = {"runbook-exporter", *(e.job for e in exporters)}
     for entry in bundle.mappings("alerts", required=True):
         alert = _read_alert(entry, prefix if isinstance(prefix, str) else "", severity_names)
         if alert is None:
@@ -547,11 +547,9 @@ def read_bundle(
             entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
             continue
         seen[alert.short] = entry.path
-        check_set = {name for name, _ in checks or ()}
         for name in check_names(alert.query) if checks is not None else ():
             if name not in check_set:
                 entry.error("query", f'selects check "{name}", which the profile does not define')
-        exporter_jobs = {"runbook-exporter", *(e.job for e in exporters)}
         if alert.exporter not in exporter_jobs:
             entry.error("exporter", f'unknown exporter "{alert.exporter}" (listed under '
                                     f'bundle.exporters: {", ".join(sorted(exporter_jobs))})')
@@ -627,14 +625,14 @@ def load_profile(path: str | Path) -> Profile:
 
 def load_profiles(directory: str | Path) -> list[Profile]:
     """Every ``*.yml`` profile of a directory, sorted by name; all problems at once."""
-    profiles: list[Profile] = []
+    profiles: dict[Path, Profile] = {}
     problems: list[str] = []
     files = sorted(Path(directory).glob("*.yml"))
     if not files:
         raise ConfigError([f"{directory}: no *.yml profiles"])
     for path in files:
         try:
-            profiles.append(load_profile(path))
+            profiles[path] = load_profile(path)
         except ConfigError as exc:
             problems.extend(
                 p if p.startswith(str(path)) else f"{path}: {p}" for p in exc.problems
@@ -642,11 +640,11 @@ def load_profiles(directory: str | Path) -> list[Profile]:
     if problems:
         raise ConfigError(problems)
     prefixes: dict[str, str] = {}
-    for profile in profiles:
+    for path, profile in profiles.items():
         if profile.prefix in prefixes:
-            problems.append(f"profiles/{profile.slug}.yml: bundle.prefix: "
+            problems.append(f"{path}: bundle.prefix: "
                             f'"{profile.prefix}" already used by {prefixes[profile.prefix]}')
         prefixes[profile.prefix] = profile.slug
     if problems:
         raise ConfigError(problems)
-    return profiles
+    return list(profiles.values())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,8 @@ BAD = [
     ({"alerts[0].test.series[0].gauge.fire": "limit + 1"},
      "bundle.alerts[0].test.series[0].gauge.fire: unknown name limit (known: threshold)"),
     ({"alerts[0].colour": "red"}, "bundle.alerts[0].colour: unknown key"),
+    ({"alerts[0].test.series": []},
+     "bundle.alerts[0].test.series: needs at least one input series"),
     ({"routing.severities[0].receivers": ["nobody"]},
      'bundle.routing.severities[0].receivers: unknown receiver "nobody" (known: chat, pager)'),
 ]
@@ -172,6 +175,17 @@ def test_bad_profiles_name_the_path(change: dict[str, object], message: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_profile_data(data, "<test>", "t")
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_a_prefix_used_twice_names_the_file_where_it_is(tmp_path: Path) -> None:
+    shutil.copytree(PROFILES, tmp_path / "elsewhere")
+    copy = tmp_path / "elsewhere" / "smart-city.yml"
+    copy.write_text(re.sub(r"(?m)^  prefix: .*$", "  prefix: RtaCctv", copy.read_text()))
+    with pytest.raises(ConfigError) as caught:
+        load_profiles(tmp_path / "elsewhere")
+    assert caught.value.problems == [
+        f'{copy}: bundle.prefix: "RtaCctv" already used by rta-cctv'
+    ]
 
 
 def test_cli_reports_bad_profiles_without_traceback(tmp_path: Path) -> None:
