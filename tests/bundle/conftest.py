@@ -9,6 +9,7 @@ import pytest
 from exporter.bundle.generate import generate
 from exporter.bundle.profile import Profile, load_profiles
 from tests.db.conftest import pg_cluster  # noqa: F401 (a real PostgreSQL for profile SQL)
+from tests.web.conftest import serve  # noqa: F401 (loopback aiohttp servers)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "profiles"

@@ -4,7 +4,7 @@ the labels with the ones the alerts' promtool tests assume."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from exporter.bundle.profile import Profile
 from exporter.config import load_file
 from tests.db.conftest import MONITOR_USER, PgCluster
 from tests.support import async_wait_until, run_checks, value, values
+from tests.web.conftest import Serve
 
 from .conftest import PROFILES
 
@@ -32,7 +33,7 @@ HEALTH_STATUS = {"value": "ok"}
 
 
 @pytest.fixture
-async def tracker_api() -> AsyncIterator[str]:
+async def tracker_api(serve: Serve) -> str:
     """The engine's /health, /api/sources and /api/dataset/latest, as §4 and §5 show."""
     HEALTH_STATUS["value"] = "ok"
 
@@ -60,15 +61,7 @@ async def tracker_api() -> AsyncIterator[str]:
     app.router.add_get("/health", health)
     app.router.add_get("/api/sources", sources)
     app.router.add_get("/api/dataset/latest", dataset)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return await serve(app)
 
 
 def _http_checks(url: str) -> list[dict[str, Any]]:
