@@ -108,14 +108,19 @@ def rss_bytes(pid: int) -> int:
 # --- HTTP ------------------------------------------------------------------------------
 
 
+def split_url(url: str) -> tuple[str, int, str]:
+    """(host, port, /path) of ``http://HOST:PORT/path``."""
+    hostport, _, path = url.removeprefix("http://").partition("/")
+    host, _, port = hostport.partition(":")
+    return host, int(port), "/" + path
+
+
 def fetch(url: str, timeout: float = 60.0, headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` (http://127.0.0.1:PORT/path) on a new connection; raise unless 200."""
-    rest = url.removeprefix("http://")
-    hostport, _, path = rest.partition("/")
-    host, _, port = hostport.partition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    host, port, path = split_url(url)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", "/" + path, headers=headers or {})
+        conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from bench.harness import Context, fetch, samples_of, series_count, targets
 from bench.report import Section, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import check_successes, versus_blackbox, with_blackbox
+from bench.scenarios.common import (
+    check_successes,
+    client_note,
+    versus_blackbox,
+    with_blackbox,
+)
 
 TITLE = "HTTP health"
 WHAT = (
@@ -46,6 +51,7 @@ def run(ctx: Context) -> Section:
                         for p in ports]  # fmt: skip
                 probe_series = series_count(fetch(urls[0]))
                 mine, theirs = versus_blackbox(ctx, exporter, blackbox, urls)
+        section.notes.append(client_note(mine, theirs, size))
         section.rows.append([
             str(size), ms(mine.wall), ms(theirs.wall), ratio(theirs.wall, mine.wall),
             cpu_ms(mine.cpu), cpu_ms(theirs.cpu), ratio(theirs.cpu, mine.cpu),

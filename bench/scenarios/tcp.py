@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from bench.harness import Context, fetch, targets
 from bench.report import Section, Target, cpu_ms, mib, ms, ratio
-from bench.scenarios.common import check_successes, versus_blackbox, with_blackbox
+from bench.scenarios.common import (
+    check_successes,
+    client_note,
+    versus_blackbox,
+    with_blackbox,
+)
 
 TITLE = "TCP reachability"
 WHAT = (
@@ -58,6 +63,7 @@ def run(ctx: Context) -> Section:
                     f"{blackbox.base}/probe?module=tcp_connect&target=127.0.0.1:{p}" for p in ports
                 ]
                 mine, theirs = versus_blackbox(ctx, exporter, blackbox, urls)
+        section.notes.append(client_note(mine, theirs, size))
         section.rows.append(
             [
                 str(size),
