@@ -120,7 +120,6 @@ class Webhook:
 
     port: int = field(default_factory=free_port)
     deliveries: list[Delivery] = field(default_factory=list)
-    payloads: list[dict[str, Any]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     def url(self, receiver: str) -> str:
@@ -129,7 +128,6 @@ class Webhook:
     async def _receive(self, request: web.Request) -> web.Response:
         payload = await request.json()
         now = time.monotonic()
-        self.payloads.append(payload)
         for alert in payload.get("alerts", []):
             self.deliveries.append(
                 Delivery(
@@ -198,19 +196,12 @@ class Webhook:
                 )
             await asyncio.sleep(0.05)
 
-    def alertnames(self, status: str = "firing", since: float = 0.0) -> set[str]:
-        return {
-            d.labels.get("alertname", "")
-            for d in self.deliveries
-            if d.status == status and d.received_at >= since
-        }
-
 
 # --- configuration for the drill copies of the committed files ------------------------
 
 
 def prometheus_config(
-    targets: Mapping[str, list[str]], interval: str = DRILL_INTERVAL
+    targets: Mapping[str, list[str]],
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """compose/prometheus.yml with drill intervals, plus the file_sd files to write.
 
@@ -221,7 +212,9 @@ def prometheus_config(
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     drill = copy.deepcopy(config)
     drill["global"].update(
-        scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
+        scrape_interval=DRILL_INTERVAL,
+        scrape_timeout=DRILL_INTERVAL,
+        evaluation_interval=DRILL_INTERVAL,
     )
     files: dict[str, list[dict[str, Any]]] = {}
     for name in sd_files(config):
