@@ -63,3 +63,6 @@ def test_quick_bench_renders_every_scenario(tmp_path: Path) -> None:
         assert len([line for line in rows("| ") if target in line]) == 1, target
     # The direct BullMQ writer was cross-checked against the real package.
     assert "Cross-check (10 queues)" in report
+    # TCP and HTTP say how much of their wall times is the bench's own HTTP client.
+    assert "for blackbox's 20 probes" in report
+    assert "for blackbox's 10 probes" in report
