@@ -217,7 +217,8 @@ def cross_check(ctx: Context, client: redis.Redis, server: Redis, plan: Plan) ->
     subprocess.run([str(python), str(REPO / "bench" / "bullmq_real.py"), "make", reference,
                     "reference", plan.as_json(False)], check=True, capture_output=True,
                    timeout=120)  # fmt: skip
-    real = _shape(redis.Redis(port=server.port, db=1, decode_responses=True), "reference")
+    with redis.Redis(port=server.port, db=1, decode_responses=True) as reference_db:
+        real = _shape(reference_db, "reference")
     mine = _shape(client, names[0])
     if real != mine:
         raise RuntimeError(f"layout differs from real bullmq: only real {sorted(real - mine)}, "
