@@ -20,7 +20,8 @@ import yaml
 from aiohttp import web
 
 from tests.e2e.stack import REPO, Stack, Webhook
-from tests.support import free_port, mount_tmpfs, require_binary, unavailable
+from tests.redis.conftest import require_bullmq
+from tests.support import free_port, mount_tmpfs, require_binary
 
 # Every `for`, interval and freshness window of the bundle is multiplied by this in the
 # drills (thresholds unchanged); the promtool unit tests cover the real durations.
@@ -267,7 +268,4 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def bullmq_python() -> Path:
     """Python of the side venv with the official ``bullmq`` package (BullMQ 6 layout)."""
-    python = REPO / ".cache" / "bullmq-v6" / "bin" / "python"
-    if not python.exists():
-        unavailable(f"{python} missing: run scripts/test-setup.d/bullmq.sh")
-    return python
+    return require_bullmq("v6").python
