@@ -200,16 +200,27 @@ async def test_missing_file_is_not_created(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode (CI runs as "
-                    "root); the permission check runs for unprivileged users")
-async def test_permission_denied(db: Path) -> None:
+# Root reads files whatever their mode (CI runs as root): the check then runs in a child
+# without the capabilities that override file permissions.
+NO_DAC_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                   "--inh-caps", "-dac_override,-dac_read_search", "--"]
+
+
+def test_permission_denied(db: Path) -> None:
+    script = ("import asyncio\nfrom tests.support import run_check\n"
+              f"result = asyncio.run(run_check({check(db)!r}))\n"
+              "print(result.success, result.error)\n")
     db.chmod(0)
     try:
-        result = await run_check(check(db))
+        done = subprocess.run(
+            [*(NO_DAC_OVERRIDE if os.geteuid() == 0 else []), sys.executable, "-c", script],
+            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+            timeout=120, check=False,
+        )
     finally:
         db.chmod(0o644)
-    assert not result.success
-    assert result.error == f"{db}: permission denied"
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"False {db}: permission denied"
 
 
 @pytest.mark.parametrize(
