@@ -44,16 +44,3 @@ def prometheus_rule(profile: Profile) -> str:
 def manifests(profiles: Sequence[Profile]) -> dict[str, str]:
     """``{file name: text}`` for every profile."""
     return {f"{p.slug}.yaml": prometheus_rule(p) for p in profiles}
-
-
-def stale(files: dict[str, str], directory: Path) -> list[str]:
-    """Files that differ from, are missing in, or are left over in ``directory``."""
-    differing = [
-        name
-        for name, text in files.items()
-        if not (directory / name).is_file()
-        or (directory / name).read_text(encoding="utf-8") != text
-    ]
-    differing += [p.name for p in sorted(directory.glob("*.yaml")) if p.name not in files]
-    return sorted(differing)
-
