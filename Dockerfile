@@ -10,9 +10,14 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/image.lock ./requirements/
 COPY exporter ./exporter
+# Exactly the locked versions, verified by hash (requirements/README.md), then the package
+# itself without resolving anything.
 RUN python -m venv /opt/runbook-exporter \
- && /opt/runbook-exporter/bin/pip install '.[pgbouncer]'
+ && /opt/runbook-exporter/bin/pip install --require-hashes --no-deps -r requirements/image.lock \
+ && /opt/runbook-exporter/bin/pip install --no-deps --no-build-isolation '.' \
+ && /opt/runbook-exporter/bin/pip uninstall -y setuptools
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/runbook-exporter/bin:$PATH

@@ -24,8 +24,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
+# FRESH_VENV=1 (set by .ci/run and scripts/lock.sh) builds the environments anew, so a venv or
+# wheel cache this machine kept cannot hide a missing pin or install step.
+if [ "${FRESH_VENV:-0}" = 1 ]; then
+  rm -rf .venv .cache/bullmq-v5 .cache/bullmq-v6
+  export PIP_NO_CACHE_DIR=1
+fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# Exactly the locked versions, verified by hash (requirements/README.md); then the project
+# itself without resolving anything (its build backend, setuptools, is in the lock too).
+.venv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements/test.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 
 # Extra environments the tests use (e.g. two BullMQ majors side by side).
 for setup in scripts/test-setup.d/*.sh; do

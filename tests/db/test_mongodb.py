@@ -115,7 +115,6 @@ async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPe
         assert not down.success
         # refused by the pool's connect, or by server selection once the monitor saw it
         assert f"127.0.0.1:{peer.port}" in (down.error or "")
-        assert "Connect call failed" in (down.error or "")
 
         await peer.start()  # same port
         (back,) = await runner.scrape(30)
@@ -125,7 +124,11 @@ async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPe
 def test_password_is_not_shown_in_config_errors() -> None:
     (problem,) = config_problems({"name": "m", "kind": "mongodb",
                                   "url": "mongodb://u:hunter2-xyz@h:1/db?bogus=1"})
-    assert problem.startswith("checks[0].url: invalid MongoDB URL: Unknown option: bogus")
+    # The words after the prefix are pymongo's and change between its releases (4.20 no
+    # longer names the option); the path, the kind of failure and the redaction are ours.
+    assert problem.startswith("checks[0].url: invalid MongoDB URL: ")
+    assert len(problem) > len("checks[0].url: invalid MongoDB URL: ")
+    assert "\n" not in problem
     assert "hunter2-xyz" not in problem
 
 
@@ -136,8 +139,6 @@ def test_password_is_not_shown_in_config_errors() -> None:
         ({"url": "http://u:topsecret@h/db"},
          ['checks[0].url: expected a URL starting with mongodb:// or mongodb+srv://, '
           'got "http://u:<secret>@h/db"']),
-        ({"url": "mongodb://h/db?tls=maybe"},
-         ["checks[0].url: invalid MongoDB URL: The value of tls must be 'true' or 'false'"]),
         ({"url": "mongodb://h/db", "freshness": [{"name": "f", "collection": "c"}]},
          ["checks[0].freshness[0].field: required but missing"]),
         ({"url": "mongodb://h1:27017,h2:27017/?replicaSet=rs0",
@@ -152,3 +153,10 @@ def test_password_is_not_shown_in_config_errors() -> None:
 )
 def test_bad_options(options: dict[str, Any], problems: list[str]) -> None:
     assert config_problems({"name": "m", "kind": "mongodb", **options}) == problems
+
+
+def test_a_url_pymongo_refuses_is_reported_at_its_path_once() -> None:
+    # pymongo's own sentence follows the prefix; only the exporter's part is asserted.
+    (problem,) = config_problems({"name": "m", "kind": "mongodb", "url": "mongodb://h/db?tls=maybe"})
+    assert problem.startswith("checks[0].url: invalid MongoDB URL: ")
+    assert "tls" in problem

@@ -157,8 +157,8 @@ async def test_mongodb_unreachable_reason_has_no_password() -> None:
              "url": f"mongodb://monitor:${{PW}}@127.0.0.1:{port}/faces?directConnection=true"}
     reason = assert_clean(await run(check, {"PW": quote(ODD_PASSWORD, safe="")}),
                           ODD_PASSWORD)
-    assert reason == (f"no server reachable: 127.0.0.1:{port}: [Errno 111] Connect call failed "
-                      f"('127.0.0.1', {port})")
+    # "no server reachable: <address>: " is the exporter's; the rest is pymongo's and asyncio's.
+    assert reason.startswith(f"no server reachable: 127.0.0.1:{port}: "), reason
 
 
 async def test_mongodb_close_after_success_and_failure_leaves_no_connection(
