@@ -11,18 +11,17 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
 from exporter.config import Config, load_default, load_file
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError, parse_duration
 from exporter.logs import LEVELS, event, setup
-from exporter.runner import DEFAULT_MAX_CONCURRENCY, CheckResult, Runner
-from exporter.server import DEFAULT_TIMEOUT_OFFSET, Exporter, make_app
-from exporter.webconfig import NO_WEB_CONFIG, WebConfig, load_web_config
+from exporter.runner import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_OFFSET, CheckResult, Runner
+
+if TYPE_CHECKING:  # the web server is imported by `serve` only: validate/check stay small
+    from exporter.webconfig import WebConfig
 
 DEFAULT_LISTEN = ":9711"
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -184,6 +183,10 @@ def format_table(results: Sequence[CheckResult]) -> str:
 
 
 async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig) -> int:
+    from aiohttp import web
+
+    from exporter.server import Exporter, make_app
+
     host, port = parse_listen_address(args.listen)
     exporter = Exporter(
         config,
@@ -238,6 +241,8 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from exporter.webconfig import NO_WEB_CONFIG, load_web_config
+
     try:
         config = _load(args.config_file, args.listen)
         web_config = load_web_config(args.web_config) if args.web_config else NO_WEB_CONFIG

@@ -105,14 +105,16 @@ def interpolate(value: Any, path: str, env: Mapping[str, str], problems: Problem
             name, default = match["name"], match["default"]
             if name in env:
                 result = env[name]
-            elif default is not None:
-                result = default
-            else:
-                problems.settle(path, f"environment variable {name} is not set and has no default")
-                return ""
-            if _SECRET_VAR.search(name) and result:
-                REDACTOR.register(result)
-            return result
+                # Only a value from the environment is a secret: a default is written in
+                # the (committed) file, e.g. ${KEYCLOAK_REALM:-pulse}, and masking it would
+                # hide plain words everywhere they appear.
+                if _SECRET_VAR.search(name) and result:
+                    REDACTOR.register(result)
+                return result
+            if default is not None:
+                return default
+            problems.settle(path, f"environment variable {name} is not set and has no default")
+            return ""
 
         return _ENV.sub(substitute, value)
     if isinstance(value, list):

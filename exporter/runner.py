@@ -17,6 +17,9 @@ from exporter.redact import REDACTOR
 from exporter.samples import Sample, Sink
 
 DEFAULT_MAX_CONCURRENCY = 64
+# Seconds subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to get the scrape
+# deadline (--web.scrape-timeout-offset): time left to encode and send the answer.
+DEFAULT_TIMEOUT_OFFSET = 0.5
 
 
 @dataclass(frozen=True)

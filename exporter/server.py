@@ -22,10 +22,9 @@ from exporter.config import Config
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
-from exporter.runner import Runner
+from exporter.runner import DEFAULT_TIMEOUT_OFFSET, Runner
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' own default scrape_timeout
-DEFAULT_TIMEOUT_OFFSET = 0.5
 
 ConfigLoader = Callable[[], Config]
 

@@ -17,9 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from exporter.checks._jsonpath import JsonPath, PathError, json_type
 from exporter.checks._timestamps import cert_not_after, parse_timestamp
@@ -36,6 +34,9 @@ from exporter.families import FRESHNESS
 from exporter.fields import Reader, describe
 from exporter.redact import REDACTOR
 from exporter.samples import Family, Sink
+
+if TYPE_CHECKING:  # aiohttp is imported where a probe uses it (docs/architecture.md)
+    import aiohttp
 
 USER_AGENT = "runbook-exporter"
 DEFAULT_BODY_LIMIT = 1024 * 1024
@@ -350,6 +351,8 @@ def _size_text(size: int) -> str:
 
 
 def _client_failure(exc: aiohttp.ClientError) -> str:
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return f"TLS: {tls_failure(exc.certificate_error)}"
     if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
@@ -428,6 +431,8 @@ class _PeerCert:
 
 class HttpProbe(BaseProbe[HttpOptions]):
     def __init__(self, spec: CheckSpec[HttpOptions]) -> None:
+        import aiohttp
+
         super().__init__(spec)
         self._client: aiohttp.ClientSession | None = None
         self._peer = _PeerCert()
@@ -438,6 +443,8 @@ class HttpProbe(BaseProbe[HttpOptions]):
         self._body = body.encode() if body is not None else None
 
     def _session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._client is None or self._client.closed:
             context: ssl.SSLContext | bool = True  # aiohttp's shared default context
             if self.options.url.startswith("https:"):
@@ -469,6 +476,8 @@ class HttpProbe(BaseProbe[HttpOptions]):
             await client.close()
 
     async def collect(self, out: Sink) -> None:
+        import aiohttp
+
         options = self.options
         session = self._session()
         problems = _Problems()

@@ -11,15 +11,8 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-from bson import ObjectId
-from bson.decimal128 import Decimal128
-from bson.timestamp import Timestamp
-from pymongo import AsyncMongoClient
-from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
-from pymongo.uri_parser import parse_uri
 
 from exporter.checks._queries import (
     DB_PING_SECONDS,
@@ -33,6 +26,9 @@ from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, FRES
 from exporter.fields import Reader, describe
 from exporter.redact import REDACTOR
 from exporter.samples import Family, Sink
+
+if TYPE_CHECKING:  # pymongo is imported where a check of this kind uses it
+    from pymongo import AsyncMongoClient
 
 CONNECTIONS = Family(
     "mongodb_connections",
@@ -77,6 +73,9 @@ class MongoOptions:
 
 
 def _parse_url(reader: Reader) -> tuple[str, str]:
+    from pymongo.errors import PyMongoError
+    from pymongo.uri_parser import parse_uri
+
     url = reader.str("url")
     if not isinstance(url, str) or not url:
         return "", ""
@@ -123,6 +122,8 @@ def parse(reader: Reader) -> MongoOptions:
 
 
 def _reason(exc: BaseException) -> str:
+    from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
+
     if isinstance(exc, OperationFailure):
         details = exc.details or {}
         message = str(details.get("errmsg") or (exc.args[0] if exc.args else ""))
@@ -137,6 +138,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _timestamp(value: Any) -> float:
+    from bson import Decimal128, ObjectId, Timestamp
+
     if isinstance(value, ObjectId):
         return value.generation_time.timestamp()
     if isinstance(value, Timestamp):
@@ -161,6 +164,8 @@ class MongoProbe(BaseProbe[MongoOptions]):
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
 
     def _connect(self) -> AsyncMongoClient[dict[str, Any]]:
+        from pymongo import AsyncMongoClient
+
         if self._client is None:
             budget_ms = int(self.spec.timeout * DRIVER_SHARE * 1000)
             operation_ms = max(100, budget_ms - SELECTION_STEP_MS)
@@ -179,6 +184,8 @@ class MongoProbe(BaseProbe[MongoOptions]):
         return self._client
 
     async def collect(self, out: Sink) -> None:
+        from pymongo.errors import PyMongoError
+
         try:
             client = self._connect()
         except (PyMongoError, ValueError, TypeError) as exc:
@@ -224,6 +231,8 @@ class MongoProbe(BaseProbe[MongoOptions]):
             raise CheckFailed("; ".join(failures))
 
     async def _newest(self, client: AsyncMongoClient[dict[str, Any]], lookup: Freshness) -> float:
+        from pymongo.errors import OperationFailure, PyMongoError
+
         projection = {lookup.field: 1} if lookup.field == "_id" else {lookup.field: 1, "_id": 0}
         collection = client[lookup.database][lookup.collection]
         try:

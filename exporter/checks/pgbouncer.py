@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,12 +78,15 @@ def parse(reader: Reader) -> PgbouncerOptions:
         if database != ADMIN_DATABASE:
             reader.error("dsn", f'connect to the admin console database "{ADMIN_DATABASE}", '
                                 f'got "{database}"')
-    if importlib.util.find_spec("psycopg") is None:
-        reader.error("kind", f"the pgbouncer kind needs psycopg 3: {EXTRA_HINT}")
-    elif isinstance(dsn, str) and dsn:
-        from psycopg import Error
-        from psycopg.conninfo import conninfo_to_dict
-
+    # Validation never needs the driver (bundle generate/check run without the extra):
+    # without psycopg the check fails at run time, naming the extra to install. With it,
+    # libpq's own parser checks the string now, as the connection would later.
+    if isinstance(dsn, str) and dsn:
+        try:
+            from psycopg import Error
+            from psycopg.conninfo import conninfo_to_dict
+        except ImportError:
+            return PgbouncerOptions(dsn=dsn)
         try:
             conninfo_to_dict(dsn)  # libpq's own parser: unknown parameters, bad quoting
         except Error as exc:
@@ -123,7 +125,10 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
         self._write(out, *rows)
 
     async def _read(self) -> tuple[float, str, list[dict[str, Any]], list[dict[str, Any]]]:
-        import psycopg  # the optional extra: imported by this kind only, when used
+        try:
+            import psycopg  # the optional extra: imported by this kind only, when used
+        except ImportError:
+            raise CheckFailed(f"the pgbouncer kind needs psycopg 3: {EXTRA_HINT}") from None
 
         try:
             conn = await self._connect()

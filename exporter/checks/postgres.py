@@ -11,9 +11,7 @@ import asyncio
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from exporter.checks._queries import (
     DB_PING_SECONDS,
@@ -28,6 +26,9 @@ from exporter.checks.tcp import os_reason
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
+
+if TYPE_CHECKING:  # asyncpg is imported where a probe uses it (docs/architecture.md)
+    import asyncpg
 
 VERSION_INFO = Family(
     "postgres_server_version_info",
@@ -131,6 +132,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                 raise CheckFailed(f"connection lost: {again}") from None
 
     async def _collect_once(self, out: Sink, deadline: float) -> None:
+        import asyncpg
+
         pool = await self._connect()
         try:
             async with pool.acquire() as conn:
@@ -146,6 +149,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
             raise CheckFailed("; ".join(failures))
 
     async def _connect(self) -> asyncpg.Pool:
+        import asyncpg
+
         if self._pool is not None:
             return self._pool
         try:
@@ -167,6 +172,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
             pool.terminate()
 
     async def _server_stats(self, conn: Any, out: Sink, deadline: float) -> None:
+        import asyncpg
+
         try:
             async with conn.transaction(readonly=True):
                 await self._limit(conn, deadline)
@@ -202,6 +209,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
     async def _execute(
         self, conn: Any, sql: str, deadline: float
     ) -> tuple[list[str], list[Any]]:
+        import asyncpg
+
         limit_ms = 0
         try:
             async with conn.transaction(readonly=True):
@@ -218,6 +227,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
         return columns, list(rows)
 
     async def close(self) -> None:
+        import asyncpg
+
         pool, self._pool = self._pool, None
         if pool is None:
             return

@@ -11,10 +11,8 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import aiosqlite
 
 from exporter.checks._blocking import OffLoop
 from exporter.checks._queries import (
@@ -28,6 +26,9 @@ from exporter.checks._queries import (
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
+
+if TYPE_CHECKING:  # aiosqlite is imported where a probe uses it (docs/architecture.md)
+    import aiosqlite
 
 DATABASE_BYTES = Family("sqlite_database_size_bytes", "gauge", "Size of the database file.")
 WAL_BYTES = Family(
@@ -113,6 +114,8 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
         return text
 
     async def collect(self, out: Sink) -> None:
+        import aiosqlite
+
         state = await self._off_loop.run(_file_state, self._path)
         uri = self._uri
         if state.wal_mode and not state.shm_exists:

@@ -183,3 +183,23 @@ def test_config_errors_are_redacted_even_when_a_kind_quotes_a_secret() -> None:
     error = ConfigError(['checks[0].dsn: invalid token "s3cr3t-t0ken"'])
     assert error.problems == ['checks[0].dsn: invalid token "<secret>"']
     assert "s3cr3t-t0ken" not in str(error)
+
+
+def test_only_values_from_the_environment_are_secrets() -> None:
+    """A ``${VAR:-default}`` default is written in a committed file: not a secret, even under a
+    secret-looking name. The same variable set in the environment is masked everywhere."""
+    from exporter.redact import REDACTOR
+
+    data = {
+        "checks": [
+            {"name": "a", "kind": "tcp", "address": "127.0.0.1:1", "labels": {
+                "realm": "${KEYCLOAK_REALM:-pulse-realm-x}",
+                "token": "${API_TOKEN:-default-tok3n}",
+            }},
+        ]
+    }
+    config = load_data(data, "<test>", env={"API_TOKEN": "env-t0ken-value"})
+    labels = dict(config.checks[0].labels)
+    assert labels == {"realm": "pulse-realm-x", "token": "env-t0ken-value"}
+    shown = REDACTOR.redact("pulse-realm-x default-tok3n env-t0ken-value")
+    assert shown == "pulse-realm-x default-tok3n <secret>"
