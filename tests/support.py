@@ -49,6 +49,13 @@ def unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def runbooks_dir() -> Path:
+    """The operations runbooks the profiles quote: ``$RUNBOOKS_DIR``, default
+    ``../shared/runbooks`` beside the repository (the one input read from outside it)."""
+    default = Path(__file__).resolve().parents[1].parent / "shared" / "runbooks"
+    return Path(os.environ.get("RUNBOOKS_DIR", default))
+
+
 def mount_tmpfs(target: Path, options: str) -> None:
     """Mount a real tmpfs on ``target`` (needs root: CI runs as root)."""
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
