@@ -125,25 +125,33 @@ GZIP_LEVEL = 5
 class _Encoded:
     """The checks' part of a scrape in one format, with its gzip segment made on demand."""
 
+    source: Sequence[CheckResult]  # the sequence encoded (the runner reuses it while cached)
     results: tuple[CheckResult, ...]
     plain: bytes
     deflated: bytes | None = None  # raw deflate, sync-flushed so more blocks may follow
+    plain_crc: int = 0  # CRC-32 of plain, made with deflated
 
-    def reusable_for(self, results: tuple[CheckResult, ...]) -> bool:
-        return len(self.results) == len(results) and all(
-            a is b for a, b in zip(self.results, results, strict=True)
+    def reusable_for(self, source: Sequence[CheckResult]) -> bool:
+        if source is self.source:
+            return True
+        same = len(self.results) == len(source) and all(
+            a is b for a, b in zip(self.results, source, strict=True)
         )
+        if same:
+            self.source = source  # the next scrape of this state is recognised at once
+        return same
 
     def gzip_with(self, tail: bytes) -> bytes:
         """One gzip member holding ``plain + tail``; only ``tail`` is compressed anew."""
         if self.deflated is None:
             head = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
             self.deflated = head.compress(self.plain) + head.flush(zlib.Z_SYNC_FLUSH)
+            self.plain_crc = zlib.crc32(self.plain)
         # A second, independent compressor never refers back into the cached blocks, and
         # the sync flush left them byte-aligned and non-final, so the streams concatenate.
         rest = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         deflated_tail = rest.compress(tail) + rest.flush()
-        crc = zlib.crc32(tail, zlib.crc32(self.plain))
+        crc = zlib.crc32(tail, self.plain_crc)
         size = (len(self.plain) + len(tail)) & 0xFFFFFFFF
         trailer = struct.pack("<II", crc, size)
         return _GZIP_HEADER + self.deflated + deflated_tail + trailer
@@ -171,14 +179,14 @@ class Renderer:
     ) -> tuple[bytes, str]:
         """The body (gzip-compressed when asked) and its content type."""
         openmetrics = bool(accept and "application/openmetrics-text" in accept)
-        key = tuple(results)
         encoded = self._cache.get(openmetrics)
-        if encoded is None or not encoded.reusable_for(key):
+        if encoded is None or not encoded.reusable_for(results):
+            key = tuple(results)
             if openmetrics:
                 checks = encode(build_metrics(key), accept)[0].removesuffix(_EOF)
             else:
                 checks = self._text.write(all_samples(key))
-            encoded = _Encoded(key, checks)
+            encoded = _Encoded(results, key, checks)
             self._cache[openmetrics] = encoded
         tail, content_type = encode(own, accept)  # ends with # EOF in OpenMetrics
         if gzip:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,15 @@ class CheckResult:
     samples: tuple[Sample, ...]
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """The results of a scrape that reused every check's result, while all stay fresh."""
+
+    checks: dict[str, _LiveCheck]  # the configuration they belong to (identity)
+    results: list[CheckResult]
+    fresh_until: float  # event-loop time at which the first of them expires
+
+
 class _LiveCheck:
     def __init__(self, spec: CheckSpec[Any], probe: Probe) -> None:
         self.spec = spec
@@ -57,6 +67,7 @@ class Runner:
         self._kinds = kinds
         self._checks: dict[str, _LiveCheck] = {}
         self._limit = asyncio.Semaphore(max_concurrency)
+        self._snapshot: _Snapshot | None = None
 
     @property
     def specs(self) -> list[CheckSpec[Any]]:
@@ -101,13 +112,22 @@ class Runner:
                 )
 
     async def scrape(self, budget: float) -> list[CheckResult]:
-        """Results for every check within ``budget`` seconds, fresh or reused."""
+        """Results for every check within ``budget`` seconds, fresh or reused.
+
+        While every result is still within its ``min_interval``, the same list object is
+        returned again (callers must not mutate it): the renderer then recognises the whole
+        state by identity and serves the bytes it already encoded, so a scrape of 10,000
+        cached series costs well under a millisecond before HTTP (bench: load scenario).
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
+        checks = self._checks  # a reload during this scrape swaps the dict, never mutates it
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.checks is checks and started < snapshot.fresh_until:
+            return snapshot.results
         deadline = started + budget
         pending: dict[str, asyncio.Task[CheckResult]] = {}
         results: dict[str, CheckResult] = {}
-        checks = self._checks  # a reload during this scrape swaps the dict, never mutates it
         for name, live in checks.items():
             last = live.last
             if last is not None and started - last.started < live.spec.min_interval:
@@ -137,7 +157,16 @@ class Runner:
                 error=error,
                 samples=(),
             )
-        return [results[name] for name in checks]
+        ordered = [results[name] for name in checks]
+        if not pending:
+            # No check ran: nothing can change until the first cached result expires (a
+            # result only changes through a run, and a run starts only once it expired).
+            fresh_until = min(
+                (r.started + checks[r.name].spec.min_interval for r in ordered),
+                default=math.inf,
+            )
+            self._snapshot = _Snapshot(checks, ordered, fresh_until)
+        return ordered
 
     async def _run(self, live: _LiveCheck, deadline: float) -> CheckResult:
         loop = asyncio.get_running_loop()

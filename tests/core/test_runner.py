@@ -94,6 +94,45 @@ async def test_min_interval_reuses_the_result(test_kind: Behaviour) -> None:
     assert test_kind.started == 3
 
 
+async def test_a_wholly_cached_scrape_reuses_its_results_until_the_first_expires(
+    test_kind: Behaviour,
+) -> None:
+    runner = await started_runner(
+        {"name": "hourly", "kind": "test", "min_interval": "1h"},
+        {"name": "short", "kind": "test", "min_interval": "300ms"},
+    )
+    first = await runner.scrape(budget=10)  # both run
+    second = await runner.scrape(budget=10)  # both cached: the snapshot is made
+    third = await runner.scrape(budget=10)
+    assert test_kind.started == 2
+    assert third is second  # one object for the renderer to recognise
+    assert [r is f for r, f in zip(third, first, strict=True)] == [True, True]
+    # "short" expires first: from then on it runs again, and "hourly" is still reused.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while test_kind.started == 2:
+        assert loop.time() < deadline, "the 300ms min_interval never expired"
+        later = await runner.scrape(budget=10)
+    assert later[0] is first[0]
+    assert later[1] is not first[1]
+    assert test_kind.started == 3
+    await runner.close()
+
+
+async def test_a_reload_never_serves_the_previous_configurations_snapshot(
+    test_kind: Behaviour,
+) -> None:
+    runner = await started_runner({"name": "a", "kind": "test", "min_interval": "1h"})
+    await runner.scrape(budget=10)
+    cached = await runner.scrape(budget=10)
+    await runner.apply(config({"name": "a", "kind": "test", "min_interval": "1h"},
+                              {"name": "b", "kind": "test", "min_interval": "1h"}))
+    after = await runner.scrape(budget=10)
+    await runner.close()
+    assert [r.name for r in after] == ["a", "b"]
+    assert after[0] is cached[0]  # unchanged check kept its probe and result
+
+
 async def test_reload_keeps_unchanged_checks_and_closes_removed_ones(test_kind: Behaviour) -> None:
     runner = await started_runner(
         {"name": "kept", "kind": "test"},

@@ -263,3 +263,38 @@ async def test_gzip_body_is_one_complete_member_on_cached_and_fresh_scrapes(
             assert 'test_probe_value{check="cached"} 1.0' in text
             assert "runbook_exporter_build_info" in text
             assert text.endswith("# EOF\n") == (accept != "text/plain")
+
+
+async def test_a_cached_state_is_served_as_valid_gzip_equal_to_the_plain_text(
+    tmp_path: Path,
+) -> None:
+    """Scrapes of a wholly cached state reuse the encoded and compressed checks' part; the
+    oracles are Python's gzip (CRC and length checked) and prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    path = tmp_path / "cached.yml"
+    path.write_text(
+        "checks:\n"
+        + "".join(f"  - {{name: c{i}, kind: test, min_interval: 1h}}\n" for i in range(50))
+    )
+    exporter = Exporter(load_file(path), lambda: load_file(path))
+    await exporter.start()
+    try:
+        bodies = [gzip.decompress((await exporter.scrape("10", None, gzip=True))[0])
+                  for _ in range(3)]
+        plain = (await exporter.scrape("10", None))[0]
+    finally:
+        await exporter.stop()
+
+    def checks_part(body: bytes) -> list[tuple[str, dict[str, str], float]]:
+        """The checks' series (the exporter's own families are fresh on every scrape)."""
+        return [
+            (sample.name, sample.labels, sample.value)
+            for family in text_string_to_metric_families(body.decode())
+            if family.name.startswith(("runbook_exporter_check_", "test_"))
+            for sample in family.samples
+        ]
+
+    expected = checks_part(plain)
+    assert sum(1 for name, _, _ in expected if name == "runbook_exporter_check_success") == 50
+    assert all(checks_part(body) == expected for body in bodies)
