@@ -78,3 +78,13 @@ def test_side_venv_locks_pin_the_bullmq_major_their_input_asks_for(side: str) ->
     wanted = Requirement((REPO / "requirements" / f"{side}.in").read_text().strip())
     version = pins(f"{side}.lock")["bullmq"]
     assert wanted.specifier.contains(version), f"{side}.lock: bullmq=={version} vs {wanted}"
+
+
+def test_the_installed_version_is_the_one_the_package_declares() -> None:
+    """pyproject.toml reads the version from exporter/__init__.py (one place)."""
+    from importlib.metadata import version
+
+    import exporter
+
+    assert version(PROJECT["name"]) == exporter.__version__
+    assert PROJECT["dynamic"] == ["version"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bench.scenarios import bullmq, http, load, postgres, tcp
+from bench.scenarios import bullmq, footprint, http, load, postgres, tcp
 
 SCENARIOS: dict[str, ModuleType] = {
     "bullmq": bullmq,
@@ -12,4 +12,5 @@ SCENARIOS: dict[str, ModuleType] = {
     "http": http,
     "postgres": postgres,
     "load": load,
+    "footprint": footprint,
 }
