@@ -56,10 +56,16 @@ def test_quick_bench_renders_every_scenario(tmp_path: Path) -> None:
     assert len(rows("| postgres_exporter (defaults) | ")) == 1
     assert len(rows("| 1,011 | gzip | ")) == 1  # /metrics under load: 337 checks x 3 + own
     assert len(rows("| 1,011 | identity | ")) == 1
+    assert len(rows("| 1,011 | gzip, bare aiohttp | ")) == 1  # the reference for scrape CPU
+    assert "CPU per gzip scrape: exporter" in report
+    # Footprint: both measures, each beside the eager import of every kind.
+    assert len(rows("| RSS serving tcp+http+disk+file | ")) == 1
+    assert len(rows("| `check` of one tcp check")) == 1
     # Every target of the issue has a row in the summary table.
     for target in ("fewer Redis round trips", "less wall time than redis_exporter",
                    "collection of 10 queues", "targets in one scrape", "less total CPU",
-                   "p99 under 50 ms", "RSS flat"):  # fmt: skip
+                   "p99 under 25 ms", "RSS flat", "RSS of a serving exporter",
+                   "at most half the eager wall time"):  # fmt: skip
         assert len([line for line in rows("| ") if target in line]) == 1, target
     # The direct BullMQ writer was cross-checked against the real package.
     assert "Cross-check (10 queues)" in report
