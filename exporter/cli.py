@@ -18,6 +18,7 @@ from exporter.config import Config, load_default, load_file
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError, parse_duration
 from exporter.logs import LEVELS, event, setup
+from exporter.probing import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_POOLED
 from exporter.runner import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_OFFSET, CheckResult, Runner
 
 if TYPE_CHECKING:  # the web server is imported by `serve` only: validate/check stay small
@@ -86,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONCURRENCY,
         help="checks running at once across all scrapes (default %(default)s)",
     )
+    parser.add_argument(
+        "--probe.max-pooled",
+        dest="probe_max_pooled",
+        type=int,
+        default=DEFAULT_MAX_POOLED,
+        help="/probe targets whose connections are kept open at most (default %(default)s)",
+    )
+    parser.add_argument(
+        "--probe.idle-timeout",
+        dest="probe_idle_timeout",
+        type=_duration,
+        default=DEFAULT_IDLE_SECONDS,
+        help="close a /probe target's connections after this long unused (default 5m)",
+    )
     parser.add_argument("--log.level", dest="log_level", choices=LEVELS, default="info")
     parser.add_argument(
         "--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt"
@@ -134,7 +149,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for spec in config.checks:
         kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
     summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-    print(f"{config.source}: valid, {len(config.checks)} checks ({summary or 'none'})")
+    modules = f", {len(config.modules)} /probe modules" if config.modules else ""
+    print(f"{config.source}: valid, {len(config.checks)} checks ({summary or 'none'}){modules}")
     return EXIT_OK
 
 
@@ -185,6 +201,7 @@ def format_table(results: Sequence[CheckResult]) -> str:
 async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig) -> int:
     from aiohttp import web
 
+    from exporter.probing import ProbePool
     from exporter.server import Exporter, make_app
 
     host, port = parse_listen_address(args.listen)
@@ -193,6 +210,7 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
         lambda: _load(args.config_file, args.listen),
         runner=Runner(max_concurrency=args.max_concurrency),
         timeout_offset=args.timeout_offset,
+        prober=ProbePool(max_entries=args.probe_max_pooled, idle_seconds=args.probe_idle_timeout),
     )
     await exporter.start()
     # Everything loaded so far lives until exit; freezing it keeps the collector from
@@ -217,6 +235,7 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
         tls=web_config.tls is not None,
         config=config.source,
         checks=len(config.checks),
+        modules=len(config.modules),
         version=__version__,
     )
     stop = asyncio.Event()

@@ -22,6 +22,7 @@ from exporter.config import Config
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
+from exporter.probing import ProbePool, probe_response
 from exporter.runner import DEFAULT_TIMEOUT_OFFSET, Runner
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' own default scrape_timeout
@@ -65,10 +66,12 @@ class Exporter:
         runner: Runner | None = None,
         timeout_offset: float = DEFAULT_TIMEOUT_OFFSET,
         default_scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT,
+        prober: ProbePool | None = None,
     ) -> None:
         self.config = config
         self.loader = loader
         self.runner = runner or Runner()
+        self.prober = prober or ProbePool()
         self.timeout_offset = timeout_offset
         self.default_scrape_timeout = default_scrape_timeout
         self.reload_state = ReloadState(source=config.source)
@@ -84,6 +87,7 @@ class Exporter:
     async def stop(self) -> None:
         self.ready = False
         await self.runner.close()
+        await self.prober.close()
 
     async def reload(self) -> bool:
         """Load the config again; keep the old one when the new one is invalid."""
@@ -138,6 +142,17 @@ class Exporter:
         results = await self.runner.scrape(budget)
         return self._renderer.render(results, self.own_metrics(), accept, gzip=gzip)
 
+    async def probe(self, request: web.Request) -> web.Response:
+        """``/probe``: one module against one target, within the scrape timeout."""
+        budget = scrape_budget(
+            request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+            self.timeout_offset,
+            self.default_scrape_timeout,
+        )
+        return await probe_response(
+            self.prober, self.config, request.query, budget, request.headers.get("Accept")
+        )
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -184,6 +199,7 @@ def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None)
         return web.Response(text=render_status(exporter), content_type="text/html")
 
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", exporter.probe)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
