@@ -11,6 +11,7 @@ one Prometheus per interval and none is lost.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -205,7 +206,7 @@ async def check_sharding(
         await asyncio.sleep(0.5)
     for address, times in listeners.accepts.items():
         recent = [t for t in times if t > since]
-        gaps = [b - a for a, b in zip(recent, recent[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(recent)]
         # Prometheus keeps a fixed per-target offset: gaps are one interval, give or take
         # a loaded machine's delay; a second prober would leave gaps far below that.
         assert all(gap > INTERVAL * 0.5 for gap in gaps), (address, gaps)
