@@ -217,8 +217,9 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
     # re-walking it on every scrape (about 40% of the CPU of a 1,000-queue bullmq scrape).
     gc.collect()
     gc.freeze()
-    auth = web_config.check_password if web_config.basic_auth_users else None
-    runner = web.AppRunner(make_app(exporter, auth), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        make_app(exporter, web_config.middlewares()), access_log=None, handle_signals=False
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=web_config.ssl_context())
     try:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import html
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -157,10 +155,9 @@ class Exporter:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None) -> web.Application:
-    """The aiohttp application; ``auth`` checks basic-auth credentials when set."""
-    middlewares: list[Middleware] = [_basic_auth(auth)] if auth is not None else []
-    app = web.Application(middlewares=middlewares)
+def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.Application:
+    """The aiohttp application; ``middlewares`` come from the web config (auth, headers)."""
+    app = web.Application(middlewares=list(middlewares))
 
     async def metrics(request: web.Request) -> web.Response:
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
@@ -207,27 +204,6 @@ def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None)
     app.router.add_get("/config", config)
     app.router.add_get("/", status)
     return app
-
-
-def _basic_auth(check: Callable[[str, str], bool]) -> Middleware:
-    challenge = {"WWW-Authenticate": 'Basic realm="runbook-exporter"'}
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        header = request.headers.get("Authorization", "")
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                user, password = "", ""
-            # bcrypt is deliberately slow: keep it off the event loop.
-            allowed: bool = bool(user) and await asyncio.to_thread(check, user, password)
-            if allowed:
-                return await handler(request)
-        return web.Response(status=401, text="Unauthorized\n", headers=challenge)
-
-    return middleware
 
 
 def render_status(exporter: Exporter) -> str:
