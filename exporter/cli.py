@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="run every check once and print the result")
     _config_flag(check)
     check.add_argument("--format", choices=("text", "openmetrics", "table"), default="text")
+    commands.add_parser(
+        "schema", help="print the JSON Schema of the configuration (docs/config.schema.json)"
+    )
     _add_bundle(commands)
     return parser
 
@@ -284,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_validate(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "schema":
+        sys.stdout.write(importlib.import_module("exporter.schema").render())
+        return EXIT_OK
     if args.command == "bundle":
         return int(importlib.import_module("exporter.bundle.cli").run(args))
     return cmd_serve(args)

@@ -209,7 +209,10 @@ def _parse_modules(modules: Reader | None) -> tuple[Module, ...]:
     return tuple(out)
 
 
-def _parse_module(name: str, module: Reader) -> Module | None:
+def read_module_common(
+    module: Reader,
+) -> tuple[Any, float, tuple[tuple[str, str], ...], tuple[re.Pattern[str], ...]]:
+    """The keys every module has (:data:`MODULE_KEYS`); also read by exporter/schema.py."""
     kind_name = module.str("kind")
     timeout = module.duration("timeout", DEFAULT_TIMEOUT)
     labels = module.labels("labels")
@@ -222,6 +225,11 @@ def _parse_module(name: str, module: Reader) -> Module | None:
             module.error(f"allowed_targets[{index}]", f"invalid regular expression: {exc}")
     if module.has("allowed_targets") and not module.data.get("allowed_targets"):
         module.error("allowed_targets", "list at least one pattern the targets must match")
+    return kind_name, timeout, labels, tuple(patterns)
+
+
+def _parse_module(name: str, module: Reader) -> Module | None:
+    kind_name, timeout, labels, patterns = read_module_common(module)
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     options = {k: v for k, v in module.data.items() if k not in MODULE_KEYS}
     if kind is None:
@@ -258,7 +266,13 @@ def _parse_module(name: str, module: Reader) -> Module | None:
     )
 
 
-def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
+def read_check_common(
+    check: Reader, names: dict[str, str]
+) -> tuple[Any, Any, float, float, tuple[tuple[str, str], ...]]:
+    """The keys every check has: name, kind, timeout, min_interval, labels.
+
+    Also what ``runbook-exporter schema`` reads to describe them (exporter/schema.py).
+    """
     name = check.unique_name("name", names, NAME_PATTERN)
     kind_name = check.str("kind")
     timeout = check.duration("timeout", DEFAULT_TIMEOUT)
@@ -267,6 +281,11 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
     for label, _ in labels:
         if label in ("check", "kind"):
             check.error("labels", f"label {label} is set by the exporter and cannot be overridden")
+    return name, kind_name, timeout, min_interval, labels
+
+
+def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
+    name, kind_name, timeout, min_interval, labels = read_check_common(check, names)
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         if isinstance(kind_name, str) and kind_name:
