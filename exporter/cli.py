@@ -183,7 +183,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def format_table(results: Sequence[CheckResult]) -> str:
-    rows = [("CHECK", "KIND", "RESULT", "DURATION", "ERROR")]
+    """One row per check: result, duration, its main values, and why it failed."""
+    from exporter.summary import key_values
+
+    rows = [("CHECK", "KIND", "RESULT", "DURATION", "VALUES", "ERROR")]
     for r in results:
         rows.append(
             (
@@ -191,12 +194,13 @@ def format_table(results: Sequence[CheckResult]) -> str:
                 r.kind,
                 "ok" if r.success else "FAIL",
                 f"{r.duration * 1000:.1f}ms",
+                " ".join(key_values(r.samples, limit=4)) or "-",
                 r.error or "",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5]
         for row in rows
     ).rstrip()
 

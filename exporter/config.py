@@ -55,7 +55,7 @@ class Config:
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with every secret masked, for ``/config``."""
-        out: dict[str, Any] = {"checks": [_spec_as_dict(spec) for spec in self.checks]}
+        out: dict[str, Any] = {"checks": [spec_as_dict(spec) for spec in self.checks]}
         if self.modules:
             out["modules"] = {
                 m.name: {
@@ -70,7 +70,7 @@ class Config:
         return out
 
 
-def _spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
+def spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": spec.name,
         "kind": spec.kind,

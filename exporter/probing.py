@@ -23,12 +23,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from exporter.checks import KINDS
 from exporter.checks.base import CheckFailed, CheckSpec, Kind, Probe
-from exporter.config import Config, Module
+from exporter.config import Config, Module, spec_as_dict
 from exporter.exposition import encode
 from exporter.fields import Problems, Reader, describe
 from exporter.logs import event
 from exporter.redact import REDACTOR
 from exporter.samples import Family, Sample, Sink, to_metrics
+from exporter.summary import debug_text
 
 if TYPE_CHECKING:  # the CLI reads this module's defaults without loading the web server
     from aiohttp import web
@@ -291,6 +292,7 @@ async def probe_response(
 ) -> web.Response:
     """The answer to one ``/probe`` request: its series, or 400 and a one-line reason."""
     from aiohttp import web
+
     deadline = asyncio.get_running_loop().time() + budget
     target = query.get("target")
     try:
@@ -301,5 +303,15 @@ async def probe_response(
         return web.Response(status=400, text=reason + "\n")
     assert target is not None
     outcome = await pool.run(spec, target, deadline)
+    if query.get("debug") == "true":  # as blackbox_exporter: what was asked, what came back
+        text = debug_text(
+            f"Probe of {target} with module {spec.name}",
+            {"module": spec.name, "target": target, **spec_as_dict(spec)},
+            success=outcome.success,
+            duration=outcome.duration,
+            error=outcome.error,
+            samples=outcome.all_samples(),
+        )
+        return web.Response(text=text)
     body, content_type = encode(to_metrics(outcome.all_samples()), accept)
     return web.Response(body=body, headers={"Content-Type": content_type})

@@ -7,6 +7,7 @@ import html
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -16,12 +17,13 @@ from prometheus_client import ProcessCollector
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, spec_as_dict
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
 from exporter.probing import ProbePool, probe_response
 from exporter.runner import DEFAULT_TIMEOUT_OFFSET, Runner
+from exporter.summary import debug_text, key_values
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' own default scrape_timeout
 
@@ -140,6 +142,23 @@ class Exporter:
         results = await self.runner.scrape(budget)
         return self._renderer.render(results, self.own_metrics(), accept, gzip=gzip)
 
+    async def debug_check(self, request: web.Request) -> web.Response:
+        """``/debug?check=NAME``: the last run of one check, what was asked and returned."""
+        name = request.query.get("check", "")
+        for spec, result in self.runner.last_results():
+            if spec.name == name:
+                text = debug_text(
+                    f"Check {spec.name} ({spec.kind}), last run",
+                    spec_as_dict(spec),
+                    success=None if result is None else result.success,
+                    duration=None if result is None else result.duration,
+                    error=None if result is None else result.error,
+                    samples=() if result is None else result.samples,
+                    finished_at=None if result is None else result.finished_at,
+                )
+                return web.Response(text=text)
+        return web.Response(status=404, text=f"no check named {name[:100]!r}\n")
+
     async def probe(self, request: web.Request) -> web.Response:
         """``/probe``: one module against one target, within the scrape timeout."""
         budget = scrape_budget(
@@ -197,6 +216,7 @@ def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/probe", exporter.probe)
+    app.router.add_get("/debug", exporter.debug_check)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
@@ -211,6 +231,7 @@ def render_status(exporter: Exporter) -> str:
     esc = html.escape
     rows = []
     for spec, result in exporter.runner.last_results():
+        values = ""
         if result is None:
             state, duration, when, error = "not run yet", "", "", ""
         else:
@@ -218,10 +239,13 @@ def render_status(exporter: Exporter) -> str:
             duration = f"{result.duration * 1000:.1f} ms"
             when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.finished_at))
             error = result.error or ""
+            values = "<br>".join(esc(v) for v in key_values(result.samples))
+        debug = f"/debug?check={urllib.parse.quote(spec.name)}"
         rows.append(
             f"<tr class='{'ok' if state == 'ok' else 'bad'}'><td>{esc(spec.name)}</td>"
             f"<td>{esc(spec.kind)}</td><td>{esc(state)}</td><td>{esc(duration)}</td>"
-            f"<td>{esc(when)}</td><td>{esc(error)}</td></tr>"
+            f"<td>{esc(when)}</td><td class='values'>{values}</td><td>{esc(error)}</td>"
+            f"<td><a href='{esc(debug)}'>debug</a></td></tr>"
         )
     reload = exporter.reload_state
     reload_line = (
@@ -230,7 +254,8 @@ def render_status(exporter: Exporter) -> str:
         else f"last reload FAILED, previous configuration kept: {reload.last_error}"
     )
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>runbook-exporter</title>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
+<title>runbook-exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}
 tr.bad td{{color:#a00}}pre{{white-space:pre-wrap}}</style></head>
 <body><h1>runbook-exporter {esc(__version__)}</h1>
@@ -239,7 +264,7 @@ tr.bad td{{color:#a00}}pre{{white-space:pre-wrap}}</style></head>
 <p>Configuration: {esc(exporter.config.source)} ({len(exporter.config.checks)} checks);
 <span class="{"ok" if reload.successful else "bad"}">{esc(reload_line)}</span></p>
 <table><tr><th>Check</th><th>Kind</th><th>Last result</th><th>Duration</th>
-<th>Last run</th><th>Last error</th></tr>
+<th>Last run</th><th>Key values</th><th>Last error</th><th></th></tr>
 {"".join(rows)}
 </table></body></html>
 """
