@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -280,3 +281,29 @@ def test_a_probe_only_config_needs_no_checks() -> None:
     assert config.modules[0].name == "t"
     with pytest.raises(ConfigError, match="checks: required"):
         load_data({}, "t")
+
+
+async def test_config_endpoint_shows_modules_with_secrets_masked(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "modules:\n  r:\n    kind: redis\n    password: hunter22-module\n"
+        "    allowed_targets: ['redis://127\\.0\\.0\\.1:\\d+/\\d+']\n"
+    )
+    exporter = Exporter(load_file(path), lambda: load_file(path))
+    await exporter.start()
+    server = TestServer(make_app(exporter), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url("/config")) as response,
+        ):
+            body = await response.json()
+    finally:
+        await server.close()
+        await exporter.stop()
+    module = body["modules"]["r"]
+    assert module["kind"] == "redis"
+    assert module["allowed_targets"] == [r"redis://127\.0\.0\.1:\d+/\d+"]
+    assert module["options"]["password"] == "<secret>"
+    assert "hunter22-module" not in json.dumps(body)
