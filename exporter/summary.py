@@ -15,7 +15,7 @@ from exporter.fields import format_duration
 from exporter.redact import REDACTOR
 from exporter.samples import Sample
 
-MAX_VALUE_TEXT = 80
+MAX_LABEL_TEXT = 24  # a label value (a path, a URL) is cut, never the number
 
 
 def _number(value: float) -> str:
@@ -30,15 +30,30 @@ def key_value(sample: Sample, now: float | None = None) -> str:
     """``bullmq_queue_jobs{queue=ingest,state=waiting}=12``; timestamps as their age."""
     family = sample.family
     wanted = set(family.labels)
-    labels = ",".join(f"{k}={v}" for k, v in sample.labels if k in wanted)
+    labels = ",".join(f"{k}={_cut(v)}" for k, v in sample.labels if k in wanted)
     name = f"{family.name}{{{labels}}}" if labels else family.name
     if family.name.endswith("_timestamp_seconds") and sample.value > 0:
         age = (time.time() if now is None else now) - sample.value
         shown = f"{format_duration(round(age))} ago" if age >= 0 else "in the future"
+    elif family.name.endswith("_bytes") and sample.value >= 1024:
+        shown = _bytes(sample.value)
     else:
         shown = _number(sample.value)
-    text = f"{name}={shown}"
-    return text if len(text) <= MAX_VALUE_TEXT else text[: MAX_VALUE_TEXT - 3] + "..."
+    return f"{name}={shown}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_LABEL_TEXT else "..." + text[-(MAX_LABEL_TEXT - 3) :]
+
+
+def _bytes(value: float) -> str:
+    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
+    index = 0
+    value /= 1024
+    while value >= 1024 and index < len(units) - 1:
+        value /= 1024
+        index += 1
+    return f"{value:.1f} {units[index]}"
 
 
 def key_values(samples: Sequence[Sample], limit: int = 6, now: float | None = None) -> list[str]:
