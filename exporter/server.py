@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from exporter import __version__
+from exporter.alert_links import AlertLink, alerts_by_check
 from exporter.config import Config, spec_as_dict
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError
@@ -212,7 +213,9 @@ def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.
         return web.Response(text=body + "\n", content_type="application/json")
 
     async def status(_: web.Request) -> web.Response:
-        return web.Response(text=render_status(exporter), content_type="text/html")
+        # The alert links read the profile once per config: off the event loop.
+        alerts = await asyncio.to_thread(alerts_by_check, exporter.config)
+        return web.Response(text=render_status(exporter, alerts), content_type="text/html")
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/probe", exporter.probe)
@@ -226,11 +229,15 @@ def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.
     return app
 
 
-def render_status(exporter: Exporter) -> str:
+def render_status(exporter: Exporter, alerts: Mapping[str, Sequence[AlertLink]]) -> str:
     """The HTML status page: one row per check, plus the reload state."""
     esc = html.escape
     rows = []
     for spec, result in exporter.runner.last_results():
+        fed = "<br>".join(
+            f"<a href='{esc(url)}'>{esc(name)}</a> ({esc(severity)})"
+            for name, severity, url in alerts.get(spec.name, ())
+        )
         values = ""
         if result is None:
             state, duration, when, error = "not run yet", "", "", ""
@@ -245,6 +252,7 @@ def render_status(exporter: Exporter) -> str:
             f"<tr class='{'ok' if state == 'ok' else 'bad'}'><td>{esc(spec.name)}</td>"
             f"<td>{esc(spec.kind)}</td><td>{esc(state)}</td><td>{esc(duration)}</td>"
             f"<td>{esc(when)}</td><td class='values'>{values}</td><td>{esc(error)}</td>"
+            f"<td class='alerts'>{fed}</td>"
             f"<td><a href='{esc(debug)}'>debug</a></td></tr>"
         )
     reload = exporter.reload_state
@@ -264,7 +272,7 @@ tr.bad td{{color:#a00}}pre{{white-space:pre-wrap}}</style></head>
 <p>Configuration: {esc(exporter.config.source)} ({len(exporter.config.checks)} checks);
 <span class="{"ok" if reload.successful else "bad"}">{esc(reload_line)}</span></p>
 <table><tr><th>Check</th><th>Kind</th><th>Last result</th><th>Duration</th>
-<th>Last run</th><th>Key values</th><th>Last error</th><th></th></tr>
+<th>Last run</th><th>Key values</th><th>Last error</th><th>Alerts it feeds</th><th></th></tr>
 {"".join(rows)}
 </table></body></html>
 """

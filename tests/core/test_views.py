@@ -4,6 +4,7 @@ and the debug views of a check's last run (``/debug``) and of a probe (``debug=t
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ from exporter.server import Exporter, make_app
 from exporter.summary import key_value, key_values
 
 SECRET = "s3cr3t-never-shown-here"
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "rules" / "smart-city.rules.yml"
 CONFIG = f"""
 checks:
   - name: cache
@@ -142,3 +145,30 @@ def test_check_table_shows_each_checks_main_values(tmp_path: Path) -> None:
     assert header.split() == ["CHECK", "KIND", "RESULT", "DURATION", "VALUES", "ERROR"]
     assert row.startswith("here")
     assert "disk_" in row  # a value, not only ok/FAIL
+
+
+async def test_status_page_links_the_alerts_each_check_feeds() -> None:
+    """Read from the profile's bundle section by the bundle generator's own code: the link
+    is the runbook_url the generated rule carries."""
+    profile = ROOT / "profiles" / "smart-city.yml"
+    rules = RULES.read_text()
+    (api_url,) = re.findall(r"runbook_url: (\S+#smartcityapidown)\n", rules)
+    exporter = Exporter(load_file(profile, env={}), lambda: load_file(profile, env={}))
+    await exporter.start()
+    server = TestServer(make_app(exporter), host="127.0.0.1")
+    await server.start_server()
+    try:
+        status, page = await get(str(server.make_url("/")))
+    finally:
+        await server.close()
+        await exporter.stop()
+    assert status == 200
+    row = page.split("<td>api</td>", 1)[1].split("</tr>", 1)[0]
+    assert f"<a href='{api_url}'>SmartCityApiDown</a> (critical)" in row
+    assert "<td class='alerts'></td>" in page or "SmartCity" in page  # other rows render
+
+
+async def test_a_config_without_bundle_has_no_alert_links(served: str) -> None:
+    status, page = await get(f"{served}/")
+    assert status == 200
+    assert "<td class='alerts'></td>" in page
