@@ -331,3 +331,38 @@ async def test_an_unknown_user_costs_what_a_known_user_costs(tmp_path: Path) -> 
     unknown = min([await timed("nobody") for _ in range(3)])
     # Cost 12 is ~250 ms; an unknown user answered without bcrypt would take microseconds.
     assert unknown > known / 3, (known, unknown)
+
+
+async def test_request_client_cert_asks_but_accepts_any_or_none(tmp_path: Path) -> None:
+    """RequestClientCert: no vector file in exporter-toolkit; Go's semantics (tls.RequestClientCert:
+    ask, accept any certificate or none) checked the same way."""
+    path = tmp_path / "web.yml"
+    path.write_text(
+        f"tls_server_config:\n  cert_file: {VECTORS / 'server.crt'}\n"
+        f"  key_file: {VECTORS / 'server.key'}\n  client_auth_type: RequestClientCert\n"
+    )
+    async with serving(load_web_config(str(path))) as port:
+        assert (await fetch(port, client_context()))[0] == 200
+        assert (await fetch(port, client_context("client2_selfsigned")))[0] == 200
+        # The server did ask: openssl reports the CertificateRequest's signature algorithms.
+        assert "Requested Signature Algorithms" in await asyncio.to_thread(s_client_text, port)
+    async with serving(config("web_config_noAuth_tlsInline.good.yml")) as port:
+        # VerifyClientCertIfGiven asks too; NoClientCert (below) does not.
+        assert "Requested Signature Algorithms" in await asyncio.to_thread(s_client_text, port)
+    path.write_text(path.read_text().replace("RequestClientCert", "NoClientCert"))
+    async with serving(load_web_config(str(path))) as port:
+        assert "Requested Signature Algorithms" not in await asyncio.to_thread(s_client_text, port)
+
+
+def s_client_text(port: int) -> str:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl command line tool not installed")
+    done = subprocess.run(
+        [openssl, "s_client", "-connect", f"127.0.0.1:{port}"],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.decode(errors="replace")
