@@ -1,7 +1,9 @@
 # runbook-exporter: one process, one YAML file.
-#   docker build -t runbook-exporter .
+#   docker build -t runbook-exporter:0.1.0 .     # the one image name and tag (= the version)
 #   docker run -p 9711:9711 -v $PWD/profiles:/etc/runbook-exporter/profiles:ro \
-#     runbook-exporter --config.file=/etc/runbook-exporter/profiles/smart-city.yml
+#     runbook-exporter:0.1.0 --config.file=/etc/runbook-exporter/profiles/smart-city.yml
+# Compose builds and uses the same name; Kubernetes pulls it from your registry
+# (deploy/kubernetes/README.md: build, tag, push, kustomize edit set image).
 # Without --config.file the embedded default config runs (the exporter watches itself).
 
 # Build stage: wheels for the package and its dependencies, so the runtime image carries

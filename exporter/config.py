@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -26,16 +27,50 @@ _SECRET_VAR = re.compile(r"(?i)pass|secret|token|key|cred|auth")
 
 
 @dataclass(frozen=True)
+class Module:
+    """A ``/probe`` module: a check template whose target comes with each request.
+
+    ``options`` are the kind's keys as written (interpolated), without the target key;
+    ``allowed_targets`` are fully matched against the requested target, so an open
+    ``/probe`` cannot be pointed at anything the operator did not intend.
+    """
+
+    name: str
+    kind: str
+    timeout: float
+    labels: tuple[tuple[str, str], ...]
+    allowed_targets: tuple[re.Pattern[str], ...]
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Config:
     checks: tuple[CheckSpec[Any], ...]
     source: str  # file path, or "<embedded default>"
+    modules: tuple[Module, ...] = ()
+
+    def module(self, name: str) -> Module | None:
+        """The module called ``name``, or None."""
+        return next((m for m in self.modules if m.name == name), None)
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with every secret masked, for ``/config``."""
-        return {"checks": [_spec_as_dict(spec) for spec in self.checks]}
+        out: dict[str, Any] = {"checks": [spec_as_dict(spec) for spec in self.checks]}
+        if self.modules:
+            out["modules"] = {
+                m.name: {
+                    "kind": m.kind,
+                    "timeout": m.timeout,
+                    "labels": _plain(dict(m.labels)),
+                    "allowed_targets": [p.pattern for p in m.allowed_targets],
+                    "options": _plain(m.options),
+                }
+                for m in self.modules
+            }
+        return out
 
 
-def _spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
+def spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": spec.name,
         "kind": spec.kind,
@@ -141,17 +176,103 @@ def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> C
     top.ignore(*BUNDLE_ONLY_KEYS)
     specs: list[CheckSpec[Any]] = []
     names: dict[str, str] = {}
-    for check in top.mappings("checks", required=True):
+    modules = _parse_modules(top.mapping("modules"))
+    # A probe-only exporter needs no checks; without modules the list is the config.
+    for check in top.mappings("checks", required=not modules and not top.has("modules")):
         spec = _parse_check(check, names)
         if spec is not None:
             specs.append(spec)
     top.done()
     if problems.items:
         raise ConfigError(problems.ordered())
-    return Config(checks=tuple(specs), source=source)
+    return Config(checks=tuple(specs), source=source, modules=modules)
 
 
-def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
+# Keys of a module besides its kind's own options.
+MODULE_KEYS = ("kind", "timeout", "labels", "allowed_targets")
+
+
+def _parse_modules(modules: Reader | None) -> tuple[Module, ...]:
+    if modules is None:
+        return ()
+    out = []
+    for name in list(modules.data):
+        raw = modules.raw(name)
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            modules.error(str(name), f"use letters, digits and _.:- only, got {describe(name)}")
+            continue
+        module = modules.mapping(name)
+        if module is not None and isinstance(raw, Mapping):
+            parsed = _parse_module(name, module)
+            if parsed is not None:
+                out.append(parsed)
+    return tuple(out)
+
+
+def read_module_common(
+    module: Reader,
+) -> tuple[Any, float, tuple[tuple[str, str], ...], tuple[re.Pattern[str], ...]]:
+    """The keys every module has (:data:`MODULE_KEYS`); also read by exporter/schema.py."""
+    kind_name = module.str("kind")
+    timeout = module.duration("timeout", DEFAULT_TIMEOUT)
+    labels = module.labels("labels")
+    patterns = []
+    allowed = module.str_list("allowed_targets", allow_single=False) or ()
+    for index, pattern in enumerate(allowed):
+        try:
+            patterns.append(re.compile(pattern))
+        except re.error as exc:
+            module.error(f"allowed_targets[{index}]", f"invalid regular expression: {exc}")
+    if module.has("allowed_targets") and not module.data.get("allowed_targets"):
+        module.error("allowed_targets", "list at least one pattern the targets must match")
+    return kind_name, timeout, labels, tuple(patterns)
+
+
+def _parse_module(name: str, module: Reader) -> Module | None:
+    kind_name, timeout, labels, patterns = read_module_common(module)
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    options = {k: v for k, v in module.data.items() if k not in MODULE_KEYS}
+    if kind is None:
+        if isinstance(kind_name, str) and kind_name:
+            module.error("kind", f'unknown kind "{kind_name}" (known: {", ".join(sorted(KINDS))})')
+        return None
+    if kind.target is None:
+        module.error("kind", f"kind {kind.name} takes no target and cannot be a module")
+        return None
+    if kind.target in options:
+        module.error(kind.target, "set by each /probe request's target; leave it out here")
+        return None
+    # Validate the kind's own keys now, so a typo fails at load rather than per request;
+    # only "target missing" is expected here.
+    trial = Problems()
+    target_path = module.child_path(kind.target)
+    trial_reader = Reader(options, module.path, trial)
+    kind.parse(trial_reader)
+    trial_reader.done()
+    for problem in trial.items:
+        if not problem.startswith(f"{target_path}:") and not problem.startswith(
+            f"{module.path}: set path"
+        ):
+            module.problems.add("", problem)
+    module.ignore(*options)
+    module.done()
+    return Module(
+        name=name,
+        kind=kind.name,
+        timeout=timeout,
+        labels=labels,
+        allowed_targets=tuple(patterns),
+        options=MappingProxyType(dict(options)),
+    )
+
+
+def read_check_common(
+    check: Reader, names: dict[str, str]
+) -> tuple[Any, Any, float, float, tuple[tuple[str, str], ...]]:
+    """The keys every check has: name, kind, timeout, min_interval, labels.
+
+    Also what ``runbook-exporter schema`` reads to describe them (exporter/schema.py).
+    """
     name = check.unique_name("name", names, NAME_PATTERN)
     kind_name = check.str("kind")
     timeout = check.duration("timeout", DEFAULT_TIMEOUT)
@@ -160,6 +281,11 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
     for label, _ in labels:
         if label in ("check", "kind"):
             check.error("labels", f"label {label} is set by the exporter and cannot be overridden")
+    return name, kind_name, timeout, min_interval, labels
+
+
+def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
+    name, kind_name, timeout, min_interval, labels = read_check_common(check, names)
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         if isinstance(kind_name, str) and kind_name:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
+from exporter.probing import PROBE_DURATION, PROBE_SUCCESS
 from exporter.samples import Family
 
 TARGET = Path("docs/metrics.md")
 
 
-def _row(family: Family, source: str) -> str:
-    labels = ", ".join(("check", *family.labels))
+def _row(family: Family, source: str, *, check_label: bool = True) -> str:
+    labels = ", ".join(("check", *family.labels) if check_label else family.labels)
     return f"| `{family.name}` | {family.type} | {labels} | {source} | {family.help} |"
 
 
@@ -31,6 +32,8 @@ def render() -> str:
         "|---|---|---|---|---|",
         _row(CHECK_SUCCESS, "every check"),
         _row(CHECK_DURATION, "every check"),
+        _row(PROBE_SUCCESS, "every `/probe` answer", check_label=False),
+        _row(PROBE_DURATION, "every `/probe` answer", check_label=False),
         "| `runbook_exporter_build_info` | gauge | version | exporter | Version; always 1. |",
         "| `runbook_exporter_config_last_reload_successful` | gauge | | exporter "
         "| 1 when the last (re)load succeeded. |",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import html
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -18,11 +17,14 @@ from prometheus_client import ProcessCollector
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.alert_links import AlertLink, alerts_by_check
+from exporter.config import Config, spec_as_dict
 from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
+from exporter.probing import ProbePool, probe_response
 from exporter.runner import DEFAULT_TIMEOUT_OFFSET, Runner
+from exporter.summary import debug_text, key_values
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' own default scrape_timeout
 
@@ -65,10 +67,12 @@ class Exporter:
         runner: Runner | None = None,
         timeout_offset: float = DEFAULT_TIMEOUT_OFFSET,
         default_scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT,
+        prober: ProbePool | None = None,
     ) -> None:
         self.config = config
         self.loader = loader
         self.runner = runner or Runner()
+        self.prober = prober or ProbePool()
         self.timeout_offset = timeout_offset
         self.default_scrape_timeout = default_scrape_timeout
         self.reload_state = ReloadState(source=config.source)
@@ -84,6 +88,7 @@ class Exporter:
     async def stop(self) -> None:
         self.ready = False
         await self.runner.close()
+        await self.prober.close()
 
     async def reload(self) -> bool:
         """Load the config again; keep the old one when the new one is invalid."""
@@ -138,14 +143,41 @@ class Exporter:
         results = await self.runner.scrape(budget)
         return self._renderer.render(results, self.own_metrics(), accept, gzip=gzip)
 
+    async def debug_check(self, request: web.Request) -> web.Response:
+        """``/debug?check=NAME``: the last run of one check, what was asked and returned."""
+        name = request.query.get("check", "")
+        for spec, result in self.runner.last_results():
+            if spec.name == name:
+                text = debug_text(
+                    f"Check {spec.name} ({spec.kind}), last run",
+                    spec_as_dict(spec),
+                    success=None if result is None else result.success,
+                    duration=None if result is None else result.duration,
+                    error=None if result is None else result.error,
+                    samples=() if result is None else result.samples,
+                    finished_at=None if result is None else result.finished_at,
+                )
+                return web.Response(text=text)
+        return web.Response(status=404, text=f"no check named {name[:100]!r}\n")
+
+    async def probe(self, request: web.Request) -> web.Response:
+        """``/probe``: one module against one target, within the scrape timeout."""
+        budget = scrape_budget(
+            request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"),
+            self.timeout_offset,
+            self.default_scrape_timeout,
+        )
+        return await probe_response(
+            self.prober, self.config, request.query, budget, request.headers.get("Accept")
+        )
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None) -> web.Application:
-    """The aiohttp application; ``auth`` checks basic-auth credentials when set."""
-    middlewares: list[Middleware] = [_basic_auth(auth)] if auth is not None else []
-    app = web.Application(middlewares=middlewares)
+def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.Application:
+    """The aiohttp application; ``middlewares`` come from the web config (auth, headers)."""
+    app = web.Application(middlewares=list(middlewares))
 
     async def metrics(request: web.Request) -> web.Response:
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
@@ -181,9 +213,13 @@ def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None)
         return web.Response(text=body + "\n", content_type="application/json")
 
     async def status(_: web.Request) -> web.Response:
-        return web.Response(text=render_status(exporter), content_type="text/html")
+        # The alert links read the profile once per config: off the event loop.
+        alerts = await asyncio.to_thread(alerts_by_check, exporter.config)
+        return web.Response(text=render_status(exporter, alerts), content_type="text/html")
 
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", exporter.probe)
+    app.router.add_get("/debug", exporter.debug_check)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
@@ -193,32 +229,16 @@ def make_app(exporter: Exporter, auth: Callable[[str, str], bool] | None = None)
     return app
 
 
-def _basic_auth(check: Callable[[str, str], bool]) -> Middleware:
-    challenge = {"WWW-Authenticate": 'Basic realm="runbook-exporter"'}
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        header = request.headers.get("Authorization", "")
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                user, password = "", ""
-            # bcrypt is deliberately slow: keep it off the event loop.
-            allowed: bool = bool(user) and await asyncio.to_thread(check, user, password)
-            if allowed:
-                return await handler(request)
-        return web.Response(status=401, text="Unauthorized\n", headers=challenge)
-
-    return middleware
-
-
-def render_status(exporter: Exporter) -> str:
+def render_status(exporter: Exporter, alerts: Mapping[str, Sequence[AlertLink]]) -> str:
     """The HTML status page: one row per check, plus the reload state."""
     esc = html.escape
     rows = []
     for spec, result in exporter.runner.last_results():
+        fed = "<br>".join(
+            f"<a href='{esc(url)}'>{esc(name)}</a> ({esc(severity)})"
+            for name, severity, url in alerts.get(spec.name, ())
+        )
+        values = ""
         if result is None:
             state, duration, when, error = "not run yet", "", "", ""
         else:
@@ -226,10 +246,14 @@ def render_status(exporter: Exporter) -> str:
             duration = f"{result.duration * 1000:.1f} ms"
             when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.finished_at))
             error = result.error or ""
+            values = "<br>".join(esc(v) for v in key_values(result.samples))
+        debug = f"/debug?check={urllib.parse.quote(spec.name)}"
         rows.append(
             f"<tr class='{'ok' if state == 'ok' else 'bad'}'><td>{esc(spec.name)}</td>"
             f"<td>{esc(spec.kind)}</td><td>{esc(state)}</td><td>{esc(duration)}</td>"
-            f"<td>{esc(when)}</td><td>{esc(error)}</td></tr>"
+            f"<td>{esc(when)}</td><td class='values'>{values}</td><td>{esc(error)}</td>"
+            f"<td class='alerts'>{fed}</td>"
+            f"<td><a href='{esc(debug)}'>debug</a></td></tr>"
         )
     reload = exporter.reload_state
     reload_line = (
@@ -238,7 +262,8 @@ def render_status(exporter: Exporter) -> str:
         else f"last reload FAILED, previous configuration kept: {reload.last_error}"
     )
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>runbook-exporter</title>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
+<title>runbook-exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}
 tr.bad td{{color:#a00}}pre{{white-space:pre-wrap}}</style></head>
 <body><h1>runbook-exporter {esc(__version__)}</h1>
@@ -247,7 +272,7 @@ tr.bad td{{color:#a00}}pre{{white-space:pre-wrap}}</style></head>
 <p>Configuration: {esc(exporter.config.source)} ({len(exporter.config.checks)} checks);
 <span class="{"ok" if reload.successful else "bad"}">{esc(reload_line)}</span></p>
 <table><tr><th>Check</th><th>Kind</th><th>Last result</th><th>Duration</th>
-<th>Last run</th><th>Last error</th></tr>
+<th>Last run</th><th>Key values</th><th>Last error</th><th>Alerts it feeds</th><th></th></tr>
 {"".join(rows)}
 </table></body></html>
 """

@@ -65,7 +65,7 @@ def parse_conn(reader: Reader) -> RedisConnOptions:
     insecure = reader.bool("tls_insecure_skip_verify", False)
     tls = isinstance(url, str) and url.startswith("rediss://")
     for key in ("tls_ca_file", "tls_insecure_skip_verify"):
-        if reader.has(key) and not tls:
+        if reader.has(key) and reader.has("url") and not tls:
             reader.error(key, "only used with a rediss:// URL")
     if tls and isinstance(ca_file, str) and ca_file and not os.path.isfile(ca_file):
         reader.error("tls_ca_file", f'no such file "{ca_file}"')

@@ -63,7 +63,9 @@ class Kind(Generic[OptionsT]):
     ``parse`` reads the kind's own keys from the check's mapping through ``reader`` (the
     common keys are already read) and returns its frozen options; problems go to the
     reader. ``probe`` builds the live object for a validated spec. ``families`` lists every
-    family ``collect`` may write, for docs and the bundle generator.
+    family ``collect`` may write, for docs and the bundle generator. ``target`` names the
+    option a ``/probe?target=`` fills (``url``, ``address``, ``dsn``, ``path``); None means
+    the kind cannot be used as a probe module.
     """
 
     name: str
@@ -71,3 +73,4 @@ class Kind(Generic[OptionsT]):
     parse: Callable[[Reader], OptionsT]
     probe: Callable[[CheckSpec[Any]], Probe]
     families: tuple[Family, ...]
+    target: str | None = None

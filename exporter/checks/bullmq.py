@@ -576,4 +576,5 @@ KIND = Kind(
     parse=parse,
     probe=BullmqProbe,
     families=(JOBS, PAUSED, OLDEST_WAITING, COMPLETED, FAILED, QUEUES, CAP_REACHED, SKIPPED),
+    target="url",
 )

@@ -133,4 +133,5 @@ KIND = Kind(
     parse=parse,
     probe=DiskProbe,
     families=(SIZE, FREE, AVAIL, INODES, INODES_FREE, READONLY),
+    target="path",
 )

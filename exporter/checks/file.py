@@ -114,4 +114,5 @@ KIND = Kind(
     parse=parse,
     probe=FileProbe,
     families=(FRESHNESS, SIZE, MATCHES),
+    target="path",
 )

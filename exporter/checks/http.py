@@ -752,4 +752,5 @@ KIND = Kind(
     probe=HttpProbe,
     families=(UP, STATUS_CODE, DURATION, RESPONSE_SIZE, TLS_EXPIRY, COMPONENT_UP, FRESHNESS,
               JSON_VALUE),
+    target="url",
 )

@@ -266,4 +266,5 @@ KIND = Kind(
     probe=MongoProbe,
     families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, CONNECTIONS, DB_PING_SECONDS,
               VERSION_INFO, FRESHNESS, QUERY_SUCCESS, QUERY_SECONDS),
+    target="url",
 )

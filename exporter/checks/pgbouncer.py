@@ -213,4 +213,5 @@ KIND = Kind(
     probe=PgbouncerProbe,
     families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
               *(family for _, family in POOL_COLUMNS.values()), MAXWAIT, POOL_SIZE),
+    target="dsn",
 )

@@ -245,4 +245,5 @@ KIND = Kind(
     probe=PostgresProbe,
     families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
               IN_RECOVERY, *QUERY_FAMILIES),
+    target="dsn",
 )

@@ -157,4 +157,5 @@ KIND = Kind(
         AOF_ENABLED, AOF_LAST_WRITE_SUCCESS, AOF_LAST_REWRITE_SUCCESS, ROLE_INFO, SERVER_INFO,
         UPTIME,
     ),
+    target="url",
 )

@@ -192,4 +192,5 @@ KIND = Kind(
     probe=SqliteProbe,
     families=(DB_PING_SECONDS, DATABASE_BYTES, WAL_BYTES, PAGES, FREE_PAGES, PAGE_BYTES,
               *QUERY_FAMILIES),
+    target="path",
 )

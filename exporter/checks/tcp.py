@@ -299,4 +299,5 @@ KIND = Kind(
     parse=parse,
     probe=TcpProbe,
     families=(CONNECT_SECONDS, TLS_SECONDS, TLS_EXPIRY, EXPECT_MATCHED),
+    target="address",
 )

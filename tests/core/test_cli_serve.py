@@ -176,7 +176,7 @@ def test_tls_and_basic_auth_from_web_config(tmp_path: Path, processes: list[Proc
         (
             "tls_server_config:\n  cert_file: /nonexistent/cert.pem\n"
             "  key_file: /nonexistent/key.pem\n",
-            "tls_server_config.cert_file: file not found: /nonexistent/cert.pem",
+            "tls_server_config.cert_file: cannot read",
         ),
         ("tls_server_config: {cert_file: a}\nbasic_auth: {}\n", "basic_auth: unknown key"),
     ],

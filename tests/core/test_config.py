@@ -34,7 +34,7 @@ EXPECTED = {
     ],
     "unknown-keys.yml": [
         'checks[0].adress: unknown key, did you mean "address"?',
-        "scrape_interval: unknown key (known keys here: bundle, checks)",
+        "scrape_interval: unknown key (known keys here: bundle, checks, modules)",
     ],
     "bad-labels.yml": [
         'checks[0].labels: invalid label name "bad-name"',
@@ -43,7 +43,7 @@ EXPECTED = {
     ],
     "no-checks.yml": [
         "checks: required but missing",
-        "global: unknown key (known keys here: bundle, checks)",
+        "global: unknown key (known keys here: bundle, checks, modules)",
     ],
     "not-a-list.yml": ["checks: expected a list, got a mapping"],
     "many-problems.yml": [

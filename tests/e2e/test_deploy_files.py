@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -365,3 +366,106 @@ def test_kustomization_builds() -> None:
     assert result.returncode == 0, result.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
     assert sorted(kinds) == ["Deployment", "Service", "ServiceMonitor"]
+
+
+# --- one image name; secrets the containers can read -------------------------------------
+
+
+def test_one_image_name_and_tag_everywhere() -> None:
+    """Dockerfile comment, compose, Kubernetes (manifest and kustomization) and the docs all
+    say runbook-exporter:<version>; no second spelling of the exporter's image remains."""
+    from exporter import __version__
+
+    image = f"runbook-exporter:{__version__}"
+    compose = yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+    assert compose["services"]["exporter"]["image"] == image
+    assert f"docker build -t {image} ." in (REPO / "Dockerfile").read_text()
+    deployment = yaml.safe_load((K8S / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == image
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert kustomization["images"] == [{"name": "runbook-exporter", "newTag": __version__}]
+    k8s_readme = (K8S / "README.md").read_text()
+    assert f"docker build -t {image} ." in k8s_readme
+    assert "docker push" in k8s_readme
+    assert "kustomize edit set image" in k8s_readme
+    texts = [REPO / "Dockerfile", *COMPOSE.rglob("*.yml"), *K8S.glob("*.yaml"), K8S / "README.md"]
+    texts += [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+    spelled = re.compile(r"(?<![\w/.-])runbook-exporter:(?!9711\b)([\w.-]+)")
+    for path in texts:
+        for match in spelled.finditer(path.read_text()):
+            assert match.group(1) == __version__, f"{path}: {match.group(0)}"
+
+
+def test_compose_secrets_are_readable_by_the_containers_that_read_them() -> None:
+    """secrets/README.md's commands, run as written, leave files that the user each reading
+    container runs as (from the compose file) can read, and that another uid cannot."""
+    compose = yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+    readers = {
+        name: service.get("user")
+        for name, service in compose["services"].items()
+        if any(str(v).split(":")[0] == "./secrets" for v in service.get("volumes", []))
+    }
+    assert readers == {"alertmanager": "65534:65534"}, readers  # each reader names its user
+    if os.geteuid() != 0:
+        pytest.skip("chown to another uid needs root (CI runs as root)")
+    readme = (COMPOSE / "secrets" / "README.md").read_text()
+    (block,) = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    # Outside pytest's tmp tree (mode 0700 for root): the other uid must reach the files.
+    with tempfile.TemporaryDirectory(prefix="compose-secrets-") as top:
+        Path(top).chmod(0o755)
+        check_secrets(Path(top), block, readers)
+
+
+def check_secrets(top: Path, block: str, readers: dict[str, Any]) -> None:
+    setpriv = require_binary("setpriv", "util-linux")
+    secrets = top / "secrets"
+    secrets.mkdir(mode=0o755)
+    (secrets / "README.md").write_text("kept as is\n")
+    script = block.replace("compose/secrets/", f"{secrets}/")
+    subprocess.run(["sh", "-euc", script], check=True, timeout=30)
+    secret = secrets / "smart-city-pager-routing-key"
+    assert (secrets / "README.md").stat().st_uid == 0  # the glob leaves other files alone
+
+    def read_as(user: str) -> subprocess.CompletedProcess[bytes]:
+        uid, gid = user.split(":")
+        return subprocess.run(
+            [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "cat", str(secret)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+    for user in readers.values():
+        done = read_as(str(user))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == b"R0UT1NGK3Y"
+    assert read_as("10001:10001").returncode != 0  # the exporter's uid, for one
+
+
+def test_systemd_install_steps_work_from_a_clone() -> None:
+    """The docs' install block: every repository path it names exists at the clone's root,
+    it installs exactly as the Dockerfile does (the hash-locked image.lock, then the
+    package with no resolving), the venv it creates holds the unit's ExecStart, and the
+    unit's own comment gives the same pip commands."""
+    text = (REPO / "docs" / "deployment.md").read_text()
+    section = text[text.index("## systemd") : text.index("\n## ", text.index("## systemd") + 1)]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.strip()]
+    for words in commands:
+        for word in words:
+            if re.match(r"^(profiles|requirements|deploy|compose)/", word):
+                assert (REPO / word).exists(), word
+    pips = [" ".join(w[1:]) for w in commands if w and w[0].endswith("/bin/pip")]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for pip in pips:
+        assert pip.replace(" .", " '.'") in dockerfile or pip in dockerfile, pip
+    assert any("requirements/image.lock" in p for p in pips)
+    assert "runbook-exporter[" not in block  # not on PyPI: installs from the clone
+    (venv,) = [w[3] for w in commands if w[:3] == ["python3", "-m", "venv"]]
+    assert unit_exec_start()[0] == f"{venv}/bin/runbook-exporter"
+    unit_comment = "\n".join(
+        line.removeprefix("#").strip() for line in UNIT.read_text().splitlines()
+    )
+    for pip in pips:
+        assert f"{venv}/bin/pip {pip}" in unit_comment, pip
