@@ -32,6 +32,10 @@ from exporter.redact import REDACTOR
 SCHEMES = ("redis", "rediss", "unix")
 # Two connections cover a pipeline plus a PING racing it; the runner is single-flight.
 POOL_SIZE = 2
+# RawRedis reads at most this many bytes per round trip (the bullmq kind keeps its
+# round trips far below it: bounded event pages), and this many per read.
+MAX_REPLY_BYTES = 64 << 20
+READ_SIZE = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -154,10 +158,6 @@ def _connection_reason(exc: BaseException) -> str:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return REDACTOR.redact(text[0]) if text else type(exc).__name__
-
-
-class _Incomplete(Exception):
-    """The buffer ends inside a reply: read more."""
 
 
 Command = Sequence[str | int]
@@ -321,58 +321,40 @@ def pack(commands: Sequence[Command]) -> bytes:
     return pack_text(commands).encode("utf-8", "surrogateescape")
 
 
-async def read_replies(reader: asyncio.StreamReader, count: int) -> list[Any]:
-    """Read exactly ``count`` replies, parsing whole chunks at a time."""
+async def read_replies(
+    reader: asyncio.StreamReader, count: int, limit: int = MAX_REPLY_BYTES
+) -> list[Any]:
+    """Read exactly ``count`` replies with hiredis' incremental parser.
+
+    The parser keeps its position between reads, so the cost is linear in the reply size
+    and each step parses at most one read's worth of bytes (the event loop runs in
+    between). ``limit`` bounds the bytes of one round trip: a server that sends a reply
+    that never ends (or claims a bulk of 2^62 bytes) fails it instead of growing memory.
+    Protocol errors (a nesting deeper than RESP allows, a bad length) become
+    :class:`redis.exceptions.ConnectionError`.
+    """
+    import hiredis  # loaded on first use: kinds import their client libraries lazily
+
+    parser = hiredis.Reader(
+        encoding="utf-8", errors="surrogateescape", replyError=rexc.ResponseError,
+    )
     out: list[Any] = []
-    buffer = b""
-    pos = 0
-    while len(out) < count:
-        if buffer.startswith(b"+QUEUED\r\n", pos):
-            # Half the replies of a MULTI/EXEC batch: skip the general parser.
-            out.append("QUEUED")
-            pos += 9
-            continue
-        try:
-            value, pos = _parse(buffer, pos)
-        except _Incomplete:
-            chunk = await reader.read(1 << 17)
+    received = 0
+    try:
+        while len(out) < count:
+            reply = parser.gets()
+            if reply is not False:
+                out.append(reply)
+                continue
+            chunk = await reader.read(READ_SIZE)
             if not chunk:
-                raise rexc.ConnectionError("connection closed by server") from None
-            buffer = buffer[pos:] + chunk
-            pos = 0
-            continue
-        out.append(value)
+                raise rexc.ConnectionError("connection closed by server")
+            received += len(chunk)
+            if received > limit:
+                raise rexc.ConnectionError(
+                    f"protocol error: reply larger than {limit >> 20} MiB"
+                )
+            parser.feed(chunk)
+    except hiredis.ProtocolError as exc:
+        raise rexc.ConnectionError(f"protocol error: {exc}") from None
     return out
-
-
-def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind = buf[pos]
-    if kind == 58:  # ':' integer
-        return int(buf[pos + 1 : end]), end + 2
-    if kind == 36:  # '$' bulk string
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        start = end + 2
-        stop = start + size
-        if stop + 2 > len(buf):
-            raise _Incomplete
-        return buf[start:stop].decode("utf-8", "surrogateescape"), stop + 2
-    if kind == 42:  # '*' array
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        pos = end + 2
-        items = []
-        for _ in range(size):
-            item, pos = _parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 43:  # '+' simple string
-        return buf[pos + 1 : end].decode("utf-8", "replace"), end + 2
-    if kind == 45:  # '-' error
-        return rexc.ResponseError(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
-    raise rexc.ConnectionError(f"protocol error: unexpected reply type {chr(kind)!r}")

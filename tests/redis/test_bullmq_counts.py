@@ -16,7 +16,8 @@ from tests.support import run_check, value, values
 
 # Commands a scrape may send: reads, the MULTI/EXEC that batches them, and connection setup.
 READ_ONLY = {
-    "exists", "hget", "llen", "lrange", "lindex", "zcard", "xrange", "xrevrange", "scan",
+    "exists", "hget", "llen", "lrange", "lindex", "zcard", "zcount", "zrange", "xrange",
+    "xrevrange", "scan", "client|list",
     "multi", "exec", "ping", "info", "client|setinfo", "hello", "select", "auth",
 }
 

@@ -249,17 +249,38 @@ async def test_server_that_never_answers_times_out_and_is_hung_up_on() -> None:
 async def test_read_only_acl_user_over_unix_socket(
     redis_factory: Callable[..., RedisServer], tmp_path: Path
 ) -> None:
-    """The documented ACL (+@read +multi +exec) is enough; username from its own key."""
+    """The documented ACL (+@read +multi +exec +client|list) is enough; username from its
+    own key. Without +client|list the check says so in one reason and still exports the
+    counts; ``workers: false`` needs no more than +@read +multi +exec."""
     sock = tmp_path / "redis.sock"
     server = redis_factory("--unixsocket", str(sock), "--unixsocketperm", "700")
     make_queue(server, "ingest", waiting=3)
     with server.client() as client:
         client.acl_setuser("monitor", enabled=True, passwords=["+watch-only"], keys=["~*"],
-                           commands=["+@read", "+multi", "+exec", "+ping", "+info"])
-    result = await run_check({"name": "q", "kind": "bullmq", "url": f"unix://{sock}?db=0",
-                              "username": "monitor", "password": "watch-only"})
+                           commands=["+@read", "+multi", "+exec", "+ping", "+info",
+                                     "+client|list"])
+        client.acl_setuser("counts-only", enabled=True, passwords=["+watch-only"],
+                           keys=["~*"], commands=["+@read", "+multi", "+exec"])
+    check = {"name": "q", "kind": "bullmq", "url": f"unix://{sock}?db=0",
+             "username": "monitor", "password": "watch-only"}
+    result = await run_check(check)
     assert result.success, result.error
     assert value(result, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="waiting") == 3
+    assert value(result, "bullmq_queue_workers", prefix="bull", queue="ingest") == 0
+
+    refused = await run_check({**check, "username": "counts-only"})
+    assert not refused.success
+    assert refused.error == (
+        "CLIENT LIST refused (NOPERM this user has no permissions to run the 'client|list' "
+        "command): bullmq_queue_workers needs +client|list in the user's ACL, or set "
+        "workers: false"
+    )
+    assert value(refused, "bullmq_queue_jobs", prefix="bull", queue="ingest",
+                 state="waiting") == 3
+    assert not values(refused, "bullmq_queue_workers")
+    counts_only = await run_check({**check, "username": "counts-only", "workers": False})
+    assert counts_only.success, counts_only.error
+    assert not values(counts_only, "bullmq_queue_workers")
     denied = await run_check({"name": "q", "kind": "bullmq", "url": f"unix://{sock}",
                               "username": "monitor", "password": "guess"})
     assert not denied.success
