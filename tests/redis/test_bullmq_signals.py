@@ -1,0 +1,137 @@
+"""Why a queue stops: workers, stalled jobs, schedulers, missing queues.
+
+Real redis-server and real workers, queues and schedulers of the official bullmq package
+(both layouts); the package's own getWorkers() / getJobSchedulers() are the reference.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.redis.conftest import Bullmq
+from tests.servers import RedisServer
+from tests.support import run_check, running, value, values
+
+
+def queue_value(result: object, family: str, queue: str) -> float:
+    return value(result, family, prefix="bull", queue=queue)  # type: ignore[arg-type]
+
+
+async def test_worker_connected_then_closed_moves_the_workers_gauge(
+    bullmq: Bullmq, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    bullmq.run("finish", url, "bull", "mail", "1", "0")  # the queue exists, no worker left
+    check = {"name": "q", "kind": "bullmq", "url": url, "queues": ["mail", "sms"]}
+    async with running([check]) as runner:
+        (before,) = await runner.scrape(30)
+        assert before.success, before.error
+        assert queue_value(before, "bullmq_queue_workers", "mail") == 0
+
+        worker = bullmq.start("serve", url, "bull", "mail")
+        try:
+            listed = worker.line()["workers"]  # Queue.getWorkers() while it runs
+            assert listed >= 1
+            (during,) = await runner.scrape(30)
+            assert during.success, during.error
+            assert queue_value(during, "bullmq_queue_workers", "mail") == listed
+            assert queue_value(during, "bullmq_queue_workers", "sms") == 0
+        finally:
+            worker.close()
+        assert bullmq.run("workers", url, "bull", "mail")["workers"] == 0
+        (after,) = await runner.scrape(30)
+        assert after.success, after.error
+        assert queue_value(after, "bullmq_queue_workers", "mail") == 0
+
+
+async def test_worker_killed_mid_job_shows_one_stalled_job_once_its_lock_expires(
+    bullmq: Bullmq, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    (job,) = bullmq.run("add", url, "bull", "ingest", "1")["ids"]
+    check = {"name": "q", "kind": "bullmq", "url": url, "queues": ["ingest"]}
+    holder = bullmq.start("hold", url, "bull", "ingest", "1", "1500")
+    try:
+        assert holder.line()["holding"] == [job]
+        async with running([check]) as runner:
+            (alive,) = await runner.scrape(30)
+            assert alive.success, alive.error
+            assert value(alive, "bullmq_queue_jobs", prefix="bull", queue="ingest",
+                         state="active") == 1
+            assert queue_value(alive, "bullmq_queue_stalled_jobs", "ingest") == 0
+            holder.kill()
+            with redis_server.client() as client:
+                deadline = time.monotonic() + 30
+                while client.exists(f"bull:ingest:{job}:lock"):
+                    assert time.monotonic() < deadline, "the lock never expired"
+                    time.sleep(0.1)
+            (dead,) = await runner.scrape(30)
+            assert dead.success, dead.error
+            assert queue_value(dead, "bullmq_queue_stalled_jobs", "ingest") == 1
+            assert queue_value(dead, "bullmq_queue_workers", "ingest") == 0
+    finally:
+        if holder.process.poll() is None:
+            holder.kill()
+
+
+async def test_scheduler_that_stops_advancing_is_overdue_after_the_grace(
+    bullmq: Bullmq, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    (scheduler,) = bullmq.run("schedule", url, "bull", "ingest", "poll", "1000")["schedulers"]
+    due = scheduler["next"] / 1000.0
+    check = {"name": "q", "kind": "bullmq", "url": url, "queues": ["ingest", "mail"],
+             "schedule_grace": "2s"}
+    first = await run_check(check)
+    assert first.success, first.error
+    assert queue_value(first, "bullmq_queue_schedulers", "ingest") == 1
+    assert queue_value(first, "bullmq_queue_scheduler_next_run_timestamp_seconds",
+                       "ingest") == due
+    assert queue_value(first, "bullmq_queue_schedulers", "mail") == 0
+    assert not values(first, "bullmq_queue_scheduler_next_run_timestamp_seconds").get(
+        (("prefix", "bull"), ("queue", "mail")))
+    if time.time() < due + 2 - 0.5:  # not yet beyond the grace
+        assert queue_value(first, "bullmq_queue_schedulers_overdue", "ingest") == 0
+
+    # No worker runs, so the scheduler never moves on: beyond the grace it is overdue.
+    while time.time() < due + 2.2:
+        time.sleep(0.1)
+    late = await run_check(check)
+    assert late.success, late.error
+    assert queue_value(late, "bullmq_queue_schedulers_overdue", "ingest") == 1
+    assert queue_value(late, "bullmq_queue_schedulers_overdue", "mail") == 0
+    # A longer grace: the same schedule is within it.
+    patient = await run_check({**check, "schedule_grace": "1h"})
+    assert queue_value(patient, "bullmq_queue_schedulers_overdue", "ingest") == 0
+
+
+async def test_old_repeat_layout_entries_count_as_schedulers(redis_server: RedisServer) -> None:
+    """Before job schedulers, BullMQ kept repeatable jobs as bare members of the same
+    ``repeat`` sorted set (``name:id:endDate:tz:every``), scored by the next run."""
+    now_ms = int(time.time() * 1000)
+    with redis_server.client() as client:
+        client.hset("bull:legacy:meta", "opts.maxLenEvents", 10000)
+        client.zadd("bull:legacy:repeat", {"tick::::60000": now_ms + 60_000,
+                                           "sweep::::3600000": now_ms - 600_000})
+    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
+                              "queues": ["legacy"]})
+    assert result.success, result.error
+    assert queue_value(result, "bullmq_queue_schedulers", "legacy") == 2
+    assert queue_value(result, "bullmq_queue_schedulers_overdue", "legacy") == 1  # 10 min > 5m
+    assert queue_value(result, "bullmq_queue_scheduler_next_run_timestamp_seconds",
+                       "legacy") == (now_ms - 600_000) / 1000
+
+
+async def test_listed_queue_that_does_not_exist_is_a_series(
+    bullmq: Bullmq, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    bullmq.run("finish", url, "bull", "mail", "1", "0")
+    result = await run_check({"name": "q", "kind": "bullmq", "url": url,
+                              "queues": ["mail", "mial"]})
+    assert result.success, result.error
+    assert queue_value(result, "bullmq_queue_exists", "mail") == 1
+    assert queue_value(result, "bullmq_queue_exists", "mial") == 0
+    discovered = await run_check({"name": "q", "kind": "bullmq", "url": url})
+    assert values(discovered, "bullmq_queue_exists") == {
+        (("prefix", "bull"), ("queue", "mail")): 1.0}
