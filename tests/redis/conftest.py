@@ -53,7 +53,7 @@ class Running:
     """A driver process kept running; ``line`` waits for its next JSON line."""
 
     def __init__(self, driver: Bullmq, args: tuple[str, ...]) -> None:
-        self.stderr = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(
             [str(driver.python), str(DRIVER), *args], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.stderr, text=True,

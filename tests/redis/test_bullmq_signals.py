@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 
+from exporter.runner import CheckResult
 from tests.redis.conftest import Bullmq
 from tests.servers import RedisServer
-from tests.support import run_check, running, value, values
+from tests.support import async_wait_until, run_check, running, value, values
 
 
-def queue_value(result: object, family: str, queue: str) -> float:
-    return value(result, family, prefix="bull", queue=queue)  # type: ignore[arg-type]
+def queue_value(result: CheckResult, family: str, queue: str) -> float:
+    return value(result, family, prefix="bull", queue=queue)
 
 
 async def test_worker_connected_then_closed_moves_the_workers_gauge(
@@ -61,10 +62,11 @@ async def test_worker_killed_mid_job_shows_one_stalled_job_once_its_lock_expires
             assert queue_value(alive, "bullmq_queue_stalled_jobs", "ingest") == 0
             holder.kill()
             with redis_server.client() as client:
-                deadline = time.monotonic() + 30
-                while client.exists(f"bull:ingest:{job}:lock"):
-                    assert time.monotonic() < deadline, "the lock never expired"
-                    time.sleep(0.1)
+
+                async def lock_gone() -> bool:
+                    return not client.exists(f"bull:ingest:{job}:lock")
+
+                await async_wait_until(lock_gone, 30, "the dead worker's lock to expire")
             (dead,) = await runner.scrape(30)
             assert dead.success, dead.error
             assert queue_value(dead, "bullmq_queue_stalled_jobs", "ingest") == 1
@@ -93,12 +95,18 @@ async def test_scheduler_that_stops_advancing_is_overdue_after_the_grace(
     if time.time() < due + 2 - 0.5:  # not yet beyond the grace
         assert queue_value(first, "bullmq_queue_schedulers_overdue", "ingest") == 0
 
-    # No worker runs, so the scheduler never moves on: beyond the grace it is overdue.
-    while time.time() < due + 2.2:
-        time.sleep(0.1)
-    late = await run_check(check)
-    assert late.success, late.error
-    assert queue_value(late, "bullmq_queue_schedulers_overdue", "ingest") == 1
+    # No worker runs, so the scheduler never moves on: beyond the grace it is overdue,
+    # and not before.
+    async def overdue() -> CheckResult | None:
+        result = await run_check(check)
+        assert result.success, result.error
+        if queue_value(result, "bullmq_queue_schedulers_overdue", "ingest") == 1:
+            return result
+        assert time.time() < due + 2 + 1, "not overdue a second after the grace"
+        return None
+
+    late = await async_wait_until(overdue, 30, "the scheduler to become overdue")
+    assert time.time() >= due + 2
     assert queue_value(late, "bullmq_queue_schedulers_overdue", "mail") == 0
     # A longer grace: the same schedule is within it.
     patient = await run_check({**check, "schedule_grace": "1h"})
