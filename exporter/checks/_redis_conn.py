@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ POOL_SIZE = 2
 # round trips far below it: bounded event pages), and this many per read.
 MAX_REPLY_BYTES = 64 << 20
 READ_SIZE = 1 << 17
+# hiredis allocates an array's slots when it reads the header, and freeing them walks
+# every slot: "*1000000000" alone costs seconds of event loop when the reader is dropped.
+# No reply RawRedis asks for has this many elements (pages and batches are bounded), so
+# a larger array header fails the round trip before hiredis sees it.
+MAX_ARRAY_ELEMENTS = 1_000_000
+_BIG_ARRAY = re.compile(rb"(?:^|\r\n)\*(\d{7,})\r\n")
 
 
 @dataclass(frozen=True)
@@ -336,10 +343,13 @@ async def read_replies(
     import hiredis  # loaded on first use: kinds import their client libraries lazily
 
     parser = hiredis.Reader(
-        encoding="utf-8", errors="surrogateescape", replyError=rexc.ResponseError,
+        encoding="utf-8",
+        errors="surrogateescape",
+        replyError=rexc.ResponseError,
     )
     out: list[Any] = []
     received = 0
+    tail = b""  # the end of the previous chunk: a header may straddle two reads
     try:
         while len(out) < count:
             reply = parser.gets()
@@ -351,10 +361,24 @@ async def read_replies(
                 raise rexc.ConnectionError("connection closed by server")
             received += len(chunk)
             if received > limit:
-                raise rexc.ConnectionError(
-                    f"protocol error: reply larger than {limit >> 20} MiB"
-                )
+                raise rexc.ConnectionError(f"protocol error: reply larger than {limit >> 20} MiB")
+            _check_arrays(tail + chunk if received > len(chunk) else chunk)
+            tail = chunk[-32:]
             parser.feed(chunk)
     except hiredis.ProtocolError as exc:
         raise rexc.ConnectionError(f"protocol error: {exc}") from None
     return out
+
+
+def _check_arrays(data: bytes) -> None:
+    """Refuse array headers beyond MAX_ARRAY_ELEMENTS (one C-speed scan per read).
+
+    Only headers after a line end match; bulk contents could, in theory, hold such a line
+    too, and would then fail the round trip: a false alarm, never a wrong value.
+    """
+    for match in _BIG_ARRAY.finditer(data):
+        if int(match[1]) > MAX_ARRAY_ELEMENTS:
+            raise rexc.ConnectionError(
+                f"protocol error: array of {int(match[1]):,} elements "
+                f"(more than {MAX_ARRAY_ELEMENTS:,})"
+            )

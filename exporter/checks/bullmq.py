@@ -37,8 +37,14 @@ from exporter.logs import event
 from exporter.samples import Family, Sink
 
 STATES = (
-    "waiting", "paused", "active", "delayed", "prioritized", "waiting-children",
-    "completed", "failed",
+    "waiting",
+    "paused",
+    "active",
+    "delayed",
+    "prioritized",
+    "waiting-children",
+    "completed",
+    "failed",
 )
 COUNTER_SOURCES = ("auto", "metrics", "events", "off")
 DEFAULT_MAX_QUEUES = 1000
@@ -53,7 +59,7 @@ SCAN_COUNT = 2000  # keys per SCAN step: few round trips, short server work per 
 # timeout is spent; the rest is read on the next scrape, from where this one stopped.
 EVENTS_FIRST_PAGE = 200
 EVENTS_PAGE = 1000
-FOLLOW_QUEUES_PER_TRIP = 50
+FOLLOW_QUEUES_PER_TRIP = 20
 EVENTS_TIME_SHARE = 0.5
 TIMESTAMP_BATCH = 1000
 # Active jobs per queue whose locks are checked for stalled jobs (the first ones of the
@@ -61,26 +67,32 @@ TIMESTAMP_BATCH = 1000
 STALLED_SAMPLE = 1000
 
 JOBS = Family(
-    "bullmq_queue_jobs", "gauge",
+    "bullmq_queue_jobs",
+    "gauge",
     "Jobs in each state, as BullMQ's Queue.getJobCounts() counts them.",
     ("prefix", "queue", "state"),
 )
 PAUSED = Family(
-    "bullmq_queue_paused", "gauge", "1 when the queue is paused (meta.paused), else 0.",
+    "bullmq_queue_paused",
+    "gauge",
+    "1 when the queue is paused (meta.paused), else 0.",
     ("prefix", "queue"),
 )
 OLDEST_WAITING = Family(
-    "bullmq_queue_oldest_waiting_job_timestamp_seconds", "gauge",
+    "bullmq_queue_oldest_waiting_job_timestamp_seconds",
+    "gauge",
     "Creation time of the job next in line in the wait list; absent when nothing waits.",
     ("prefix", "queue"),
 )
 COMPLETED = Family(
-    "bullmq_jobs_completed_total", "counter",
+    "bullmq_jobs_completed_total",
+    "counter",
     "Jobs completed, including those removed on completion.",
     ("prefix", "queue"),
 )
 FAILED = Family(
-    "bullmq_jobs_failed_total", "counter",
+    "bullmq_jobs_failed_total",
+    "counter",
     "Jobs failed with no retries left, including those removed on failure.",
     ("prefix", "queue"),
 )
@@ -88,42 +100,50 @@ QUEUES = Family(
     "bullmq_queues", "gauge", "Queues reported under the prefix by this scrape.", ("prefix",)
 )
 CAP_REACHED = Family(
-    "bullmq_queues_cap_reached", "gauge",
+    "bullmq_queues_cap_reached",
+    "gauge",
     "1 when discovery found more queues than max_queues and reported only the first ones.",
     ("prefix",),
 )
 EXISTS = Family(
-    "bullmq_queue_exists", "gauge",
+    "bullmq_queue_exists",
+    "gauge",
     "1 when the queue has a meta hash or id key; 0 for a listed queue that does not exist.",
     ("prefix", "queue"),
 )
 WORKERS = Family(
-    "bullmq_queue_workers", "gauge",
+    "bullmq_queue_workers",
+    "gauge",
     "Redis connections named as this queue's workers, as Queue.getWorkers() finds them.",
     ("prefix", "queue"),
 )
 STALLED = Family(
-    "bullmq_queue_stalled_jobs", "gauge",
+    "bullmq_queue_stalled_jobs",
+    "gauge",
     "Active jobs whose lock key is gone (the worker died or hung past its lock).",
     ("prefix", "queue"),
 )
 SCHEDULERS = Family(
-    "bullmq_queue_schedulers", "gauge",
+    "bullmq_queue_schedulers",
+    "gauge",
     "Repeatable jobs / job schedulers of the queue (entries of its repeat set).",
     ("prefix", "queue"),
 )
 SCHEDULER_NEXT = Family(
-    "bullmq_queue_scheduler_next_run_timestamp_seconds", "gauge",
+    "bullmq_queue_scheduler_next_run_timestamp_seconds",
+    "gauge",
     "When the queue's earliest scheduled run is due; absent without schedulers.",
     ("prefix", "queue"),
 )
 SCHEDULERS_OVERDUE = Family(
-    "bullmq_queue_schedulers_overdue", "gauge",
+    "bullmq_queue_schedulers_overdue",
+    "gauge",
     "Schedulers whose next run is more than schedule_grace in the past (not advancing).",
     ("prefix", "queue"),
 )
 SKIPPED = Family(
-    "bullmq_queues_skipped", "gauge",
+    "bullmq_queues_skipped",
+    "gauge",
     "Queues left out of this scrape because a key is unreadable (wrong type); see the logs.",
     ("prefix",),
 )
@@ -329,8 +349,12 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     if outcome.exists:
                         self._logged.pop(target, None)
                     else:
-                        self._log_once(target, "no keys yet (not created, or misspelled?)",
-                                       "bullmq listed queue not found", logging.INFO)
+                        self._log_once(
+                            target,
+                            "no keys yet (not created, or misspelled?)",
+                            "bullmq listed queue not found",
+                            logging.INFO,
+                        )
                 elif outcome is None:
                     continue  # a discovered queue deleted since discovery
                 else:
@@ -397,8 +421,14 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         names = tuple(sorted(found))
         capped = len(names) > self.options.max_queues
         if capped:
-            event(_LOG, "bullmq queue discovery capped", check=self.spec.name, prefix=prefix,
-                  found=len(names), max_queues=self.options.max_queues)
+            event(
+                _LOG,
+                "bullmq queue discovery capped",
+                check=self.spec.name,
+                prefix=prefix,
+                found=len(names),
+                max_queues=self.options.max_queues,
+            )
             names = names[: self.options.max_queues]
         self._discovered[prefix] = _Discovery(now, names, capped)
         return names, capped
@@ -431,10 +461,20 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 count += 1
             elif mode == "follow":
                 state = self._states[(prefix, queue)]
-                parts.append(pack_text([(
-                    "XRANGE", base + "events", _after(state.stream_id or "0-0"), "+",
-                    "COUNT", EVENTS_FIRST_PAGE,
-                )]))
+                parts.append(
+                    pack_text(
+                        [
+                            (
+                                "XRANGE",
+                                base + "events",
+                                _after(state.stream_id or "0-0"),
+                                "+",
+                                "COUNT",
+                                EVENTS_FIRST_PAGE,
+                            )
+                        ]
+                    )
+                )
                 count += 1
             modes.append(mode)
         parts.append(pack_text([("EXEC",)]))
@@ -476,9 +516,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             return "none"
         return "position" if state.stream_id is None else "follow"
 
-    def _parse_queue(
-        self, prefix: str, queue: str, replies: list[Any], mode: str
-    ) -> _Read | None:
+    def _parse_queue(self, prefix: str, queue: str, replies: list[Any], mode: str) -> _Read | None:
         metrics_read = self.options.counters in ("auto", "metrics")
         names = _REPLY_KEYS_WITH_METRICS if metrics_read else _REPLY_KEYS
         for index, reply in enumerate(replies):
@@ -542,11 +580,19 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         pending = [r for r in reads if r.events_more]
         while pending and loop.time() < until:
             trip, pending = pending[:FOLLOW_QUEUES_PER_TRIP], pending[FOLLOW_QUEUES_PER_TRIP:]
-            pages = await self._redis.execute([
-                ("XRANGE", f"{r.prefix}:{r.queue}:events", _after(r.last_id or "0-0"), "+",
-                 "COUNT", EVENTS_PAGE)
-                for r in trip
-            ])
+            pages = await self._redis.execute(
+                [
+                    (
+                        "XRANGE",
+                        f"{r.prefix}:{r.queue}:events",
+                        _after(r.last_id or "0-0"),
+                        "+",
+                        "COUNT",
+                        EVENTS_PAGE,
+                    )
+                    for r in trip
+                ]
+            )
             for read, page in zip(trip, pages, strict=True):
                 if isinstance(page, Exception) or not isinstance(page, list):
                     continue  # the stream went away meanwhile: what was read counts
@@ -630,8 +676,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         """Log a queue's problem when it starts or changes, not on every scrape."""
         if self._logged.get(target) != why:
             self._logged[target] = why
-            event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1],
-                  reason=why)
+            event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1], reason=why)
 
 
 def _count_events(read: _Read, page: list[Any]) -> None:
@@ -762,8 +807,20 @@ KIND = Kind(
     parse=parse,
     probe=BullmqProbe,
     families=(
-        JOBS, PAUSED, OLDEST_WAITING, COMPLETED, FAILED, EXISTS, WORKERS, STALLED, SCHEDULERS,
-        SCHEDULER_NEXT, SCHEDULERS_OVERDUE, QUEUES, CAP_REACHED, SKIPPED,
+        JOBS,
+        PAUSED,
+        OLDEST_WAITING,
+        COMPLETED,
+        FAILED,
+        EXISTS,
+        WORKERS,
+        STALLED,
+        SCHEDULERS,
+        SCHEDULER_NEXT,
+        SCHEDULERS_OVERDUE,
+        QUEUES,
+        CAP_REACHED,
+        SKIPPED,
     ),
     target="url",
 )

@@ -34,7 +34,13 @@ from typing import Any
 from bullmq import FlowProducer, Queue, Worker
 
 STATES = (
-    "active", "completed", "delayed", "failed", "paused", "prioritized", "waiting",
+    "active",
+    "completed",
+    "delayed",
+    "failed",
+    "paused",
+    "prioritized",
+    "waiting",
     "waiting-children",
 )
 HOUR_MS = 3_600_000
@@ -64,8 +70,9 @@ async def counts(url: str, prefix: str, names: list[str]) -> dict[str, Any]:
     return out
 
 
-async def run_worker(url: str, prefix: str, name: str, ok: int, fail: int,
-                     extra: dict[str, Any]) -> None:
+async def run_worker(
+    url: str, prefix: str, name: str, ok: int, fail: int, extra: dict[str, Any]
+) -> None:
     """Process until ``ok`` jobs completed and ``fail`` failed, then close the worker."""
     done = {"completed": 0, "failed": 0}
 
@@ -107,7 +114,13 @@ async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
         for i in range(2):
             await queue.add("hold", {"i": i})
         holder = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "hold", url, prefix, all_q, "2",
+            sys.executable,
+            __file__,
+            "hold",
+            url,
+            prefix,
+            all_q,
+            "2",
             stdout=asyncio.subprocess.DEVNULL,
         )
 
@@ -128,12 +141,16 @@ async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
             await queue.add("later", {"i": i}, {"delay": HOUR_MS})
         for i in range(3):
             await queue.add("urgent", {"i": i}, {"priority": i + 1})
-        await flows.add({
-            "name": "parent", "queueName": all_q, "data": {},
-            "children": [
-                {"name": "child", "queueName": children_q, "data": {"i": i}} for i in range(2)
-            ],
-        })
+        await flows.add(
+            {
+                "name": "parent",
+                "queueName": all_q,
+                "data": {},
+                "children": [
+                    {"name": "child", "queueName": children_q, "data": {"i": i}} for i in range(2)
+                ],
+            }
+        )
 
         # paused: 3 jobs, pause, 2 more and one prioritized.
         paused_first = await paused.add("wait", {"i": 0})
@@ -208,6 +225,7 @@ async def serve(url: str, prefix: str, name: str) -> None:
 
     worker = Worker(name, process, opts(url, prefix))
     try:
+
         async def named() -> bool:
             return await workers_count(url, prefix, name) > 0
 
@@ -236,8 +254,9 @@ def main(argv: list[str]) -> None:
     elif command == "counts":
         result = {"counts": asyncio.run(counts(url, prefix, rest))}
     elif command == "finish":
-        asyncio.run(finish(url, prefix, rest[0], int(rest[1]), int(rest[2]),
-                           rest[3:] == ["metrics"]))
+        asyncio.run(
+            finish(url, prefix, rest[0], int(rest[1]), int(rest[2]), rest[3:] == ["metrics"])
+        )
         result = {}
     elif command == "hold":
         lock_ms = int(rest[2]) if len(rest) > 2 else None
@@ -251,8 +270,7 @@ def main(argv: list[str]) -> None:
     elif command == "workers":
         result = {"workers": asyncio.run(workers_count(url, prefix, rest[0]))}
     elif command == "schedule":
-        result = {"schedulers": asyncio.run(schedule(url, prefix, rest[0], rest[1],
-                                                     int(rest[2])))}
+        result = {"schedulers": asyncio.run(schedule(url, prefix, rest[0], rest[1], int(rest[2])))}
     else:
         raise SystemExit(f"unknown command {command}")
     print(json.dumps({"bullmq": version, "pid": os.getpid(), **result}), flush=True)

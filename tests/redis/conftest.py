@@ -34,7 +34,10 @@ class Bullmq:
     def run(self, *args: str, timeout: float = 180) -> dict[str, Any]:
         done = subprocess.run(
             [str(self.python), str(DRIVER), *args],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if done.returncode != 0:
             raise AssertionError(
@@ -55,8 +58,11 @@ class Running:
     def __init__(self, driver: Bullmq, args: tuple[str, ...]) -> None:
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(
-            [str(driver.python), str(DRIVER), *args], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            [str(driver.python), str(DRIVER), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
         )
         self.what = f"bullmq driver ({driver.layout}) {args[0]}"
 
@@ -70,8 +76,10 @@ class Running:
             self.stderr.seek(0)
             errors = self.stderr.read()[-4000:].decode(errors="replace")
             self._release()
-            raise AssertionError(f"{self.what} printed nothing within {timeout} s (exit "
-                                 f"{self.process.returncode}):\n{errors}")
+            raise AssertionError(
+                f"{self.what} printed nothing within {timeout} s (exit "
+                f"{self.process.returncode}):\n{errors}"
+            )
         result: dict[str, Any] = json.loads(text)
         return result
 
@@ -98,8 +106,10 @@ class Running:
 def require_bullmq(layout: str) -> Bullmq:
     driver = Bullmq(layout)
     if not driver.python.exists():
-        unavailable(f"side venv {VENVS[layout]} with the bullmq package is missing: "
-                    "bash scripts/test-setup.d/bullmq.sh")
+        unavailable(
+            f"side venv {VENVS[layout]} with the bullmq package is missing: "
+            "bash scripts/test-setup.d/bullmq.sh"
+        )
     return driver
 
 

@@ -16,9 +16,26 @@ from tests.support import run_check, value, values
 
 # Commands a scrape may send: reads, the MULTI/EXEC that batches them, and connection setup.
 READ_ONLY = {
-    "exists", "hget", "llen", "lrange", "lindex", "zcard", "zcount", "zrange", "xrange",
-    "xrevrange", "scan", "client|list",
-    "multi", "exec", "ping", "info", "client|setinfo", "hello", "select", "auth",
+    "exists",
+    "hget",
+    "llen",
+    "lrange",
+    "lindex",
+    "zcard",
+    "zcount",
+    "zrange",
+    "xrange",
+    "xrevrange",
+    "scan",
+    "client|list",
+    "multi",
+    "exec",
+    "ping",
+    "info",
+    "client|setinfo",
+    "hello",
+    "select",
+    "auth",
 }
 
 
@@ -33,9 +50,7 @@ def expected(counts: dict[str, Any]) -> dict[str, float]:
     return {state: float(counts[state]) for state in STATES}
 
 
-async def test_every_state_equals_get_job_counts(
-    bullmq: Bullmq, redis_server: RedisServer
-) -> None:
+async def test_every_state_equals_get_job_counts(bullmq: Bullmq, redis_server: RedisServer) -> None:
     base = f"ingest{bullmq.layout}"
     made = bullmq.run("populate", redis_server.url, "bull", base)
     names = [f"{base}-all", f"{base}-children", f"{base}-paused"]
@@ -64,8 +79,9 @@ async def test_every_state_equals_get_job_counts(
     assert value(result, "bullmq_queues_cap_reached", prefix="bull") == 0
 
     for name, millis in made["oldest_waiting_ms"].items():
-        oldest = value(result, "bullmq_queue_oldest_waiting_job_timestamp_seconds",
-                       prefix="bull", queue=name)
+        oldest = value(
+            result, "bullmq_queue_oldest_waiting_job_timestamp_seconds", prefix="bull", queue=name
+        )
         assert oldest == millis / 1000
 
 
@@ -83,16 +99,18 @@ async def test_paused_queue_layout_per_major(bullmq: Bullmq, redis_server: Redis
         assert (wait, paused) == (0, 5)
     else:
         assert (wait, paused) == (5, 0)
-    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
-                              "queues": [name]})
+    result = await run_check(
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": [name]}
+    )
     assert result.success, result.error
     counts = made["counts"][name]
     assert jobs(result, name) == expected(counts)
     assert (counts["waiting"], counts["paused"]) == (wait, paused)
     assert value(result, "bullmq_queue_paused", prefix="bull", queue=name) == 1
     # Paused jobs still wait, in either list: the queue's age is reported for both layouts.
-    oldest = value(result, "bullmq_queue_oldest_waiting_job_timestamp_seconds",
-                   prefix="bull", queue=name)
+    oldest = value(
+        result, "bullmq_queue_oldest_waiting_job_timestamp_seconds", prefix="bull", queue=name
+    )
     assert oldest == made["oldest_waiting_ms"][name] / 1000
 
 
@@ -111,8 +129,9 @@ async def test_legacy_marker_is_not_counted_and_not_removed(
         client.hset(f"bull:{lonely}:meta", "opts.maxLenEvents", 10000)
         client.rpush(f"bull:{lonely}:wait", "0:1700000000000")
 
-    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
-                              "queues": [children, lonely]})
+    result = await run_check(
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": [children, lonely]}
+    )
     assert result.success, result.error
     with redis_server.client() as client:
         assert client.lindex(f"bull:{children}:wait", -1) == "0:1700000000000"

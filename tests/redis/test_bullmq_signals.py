@@ -57,8 +57,10 @@ async def test_worker_killed_mid_job_shows_one_stalled_job_once_its_lock_expires
         async with running([check]) as runner:
             (alive,) = await runner.scrape(30)
             assert alive.success, alive.error
-            assert value(alive, "bullmq_queue_jobs", prefix="bull", queue="ingest",
-                         state="active") == 1
+            assert (
+                value(alive, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="active")
+                == 1
+            )
             assert queue_value(alive, "bullmq_queue_stalled_jobs", "ingest") == 0
             holder.kill()
             with redis_server.client() as client:
@@ -82,16 +84,21 @@ async def test_scheduler_that_stops_advancing_is_overdue_after_the_grace(
     url = redis_server.url
     (scheduler,) = bullmq.run("schedule", url, "bull", "ingest", "poll", "1000")["schedulers"]
     due = scheduler["next"] / 1000.0
-    check = {"name": "q", "kind": "bullmq", "url": url, "queues": ["ingest", "mail"],
-             "schedule_grace": "2s"}
+    check = {
+        "name": "q",
+        "kind": "bullmq",
+        "url": url,
+        "queues": ["ingest", "mail"],
+        "schedule_grace": "2s",
+    }
     first = await run_check(check)
     assert first.success, first.error
     assert queue_value(first, "bullmq_queue_schedulers", "ingest") == 1
-    assert queue_value(first, "bullmq_queue_scheduler_next_run_timestamp_seconds",
-                       "ingest") == due
+    assert queue_value(first, "bullmq_queue_scheduler_next_run_timestamp_seconds", "ingest") == due
     assert queue_value(first, "bullmq_queue_schedulers", "mail") == 0
     assert not values(first, "bullmq_queue_scheduler_next_run_timestamp_seconds").get(
-        (("prefix", "bull"), ("queue", "mail")))
+        (("prefix", "bull"), ("queue", "mail"))
+    )
     if time.time() < due + 2 - 0.5:  # not yet beyond the grace
         assert queue_value(first, "bullmq_queue_schedulers_overdue", "ingest") == 0
 
@@ -119,15 +126,20 @@ async def test_old_repeat_layout_entries_count_as_schedulers(redis_server: Redis
     now_ms = int(time.time() * 1000)
     with redis_server.client() as client:
         client.hset("bull:legacy:meta", "opts.maxLenEvents", 10000)
-        client.zadd("bull:legacy:repeat", {"tick::::60000": now_ms + 60_000,
-                                           "sweep::::3600000": now_ms - 600_000})
-    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
-                              "queues": ["legacy"]})
+        client.zadd(
+            "bull:legacy:repeat",
+            {"tick::::60000": now_ms + 60_000, "sweep::::3600000": now_ms - 600_000},
+        )
+    result = await run_check(
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["legacy"]}
+    )
     assert result.success, result.error
     assert queue_value(result, "bullmq_queue_schedulers", "legacy") == 2
     assert queue_value(result, "bullmq_queue_schedulers_overdue", "legacy") == 1  # 10 min > 5m
-    assert queue_value(result, "bullmq_queue_scheduler_next_run_timestamp_seconds",
-                       "legacy") == (now_ms - 600_000) / 1000
+    assert (
+        queue_value(result, "bullmq_queue_scheduler_next_run_timestamp_seconds", "legacy")
+        == (now_ms - 600_000) / 1000
+    )
 
 
 async def test_listed_queue_that_does_not_exist_is_a_series(
@@ -135,11 +147,13 @@ async def test_listed_queue_that_does_not_exist_is_a_series(
 ) -> None:
     url = redis_server.url
     bullmq.run("finish", url, "bull", "mail", "1", "0")
-    result = await run_check({"name": "q", "kind": "bullmq", "url": url,
-                              "queues": ["mail", "mial"]})
+    result = await run_check(
+        {"name": "q", "kind": "bullmq", "url": url, "queues": ["mail", "mial"]}
+    )
     assert result.success, result.error
     assert queue_value(result, "bullmq_queue_exists", "mail") == 1
     assert queue_value(result, "bullmq_queue_exists", "mial") == 0
     discovered = await run_check({"name": "q", "kind": "bullmq", "url": url})
     assert values(discovered, "bullmq_queue_exists") == {
-        (("prefix", "bull"), ("queue", "mail")): 1.0}
+        (("prefix", "bull"), ("queue", "mail")): 1.0
+    }
