@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,6 +52,8 @@ COUNTER_SOURCES = ("auto", "metrics", "events", "off")
 DEFAULT_MAX_QUEUES = 1000
 DEFAULT_DISCOVERY_INTERVAL = 60.0
 DEFAULT_SCHEDULE_GRACE = 300.0
+DEFAULT_RECENT_JOBS = 100
+QUANTILES = (("0.5", 0.5), ("0.9", 0.9), ("1", 1.0))
 
 BATCH_QUEUES = 250  # queues per MULTI/EXEC round trip
 SCAN_COUNT = 2000  # keys per SCAN step: few round trips, short server work per step
@@ -141,6 +145,24 @@ SCHEDULERS_OVERDUE = Family(
     "Schedulers whose next run is more than schedule_grace in the past (not advancing).",
     ("prefix", "queue"),
 )
+RECENT_WAIT = Family(
+    "bullmq_queue_recent_job_wait_seconds",
+    "gauge",
+    "Wait (processedOn - timestamp) of the last recent_jobs completed jobs, by quantile.",
+    ("prefix", "queue", "quantile"),
+)
+RECENT_PROCESSING = Family(
+    "bullmq_queue_recent_job_processing_seconds",
+    "gauge",
+    "Processing time (finishedOn - processedOn) of the last recent_jobs completed jobs.",
+    ("prefix", "queue", "quantile"),
+)
+RECENT_JOBS = Family(
+    "bullmq_queue_recent_jobs",
+    "gauge",
+    "Completed jobs behind the recent_job quantiles (at most recent_jobs).",
+    ("prefix", "queue"),
+)
 SKIPPED = Family(
     "bullmq_queues_skipped",
     "gauge",
@@ -163,6 +185,7 @@ class BullmqOptions:
     counters: str
     workers: bool
     schedule_grace: float
+    recent_jobs: int
 
 
 def parse(reader: Reader) -> BullmqOptions:
@@ -178,6 +201,7 @@ def parse(reader: Reader) -> BullmqOptions:
     counters = reader.choice("counters", COUNTER_SOURCES, "auto")
     workers = reader.bool("workers", True)
     grace = reader.duration("schedule_grace", DEFAULT_SCHEDULE_GRACE, positive=False)
+    recent_jobs = reader.int("recent_jobs", DEFAULT_RECENT_JOBS, minimum=0)
     if reader.has("queues"):
         for key in ("discover_id_keys", "max_queues", "discovery_interval"):
             if reader.has(key):
@@ -192,6 +216,7 @@ def parse(reader: Reader) -> BullmqOptions:
         counters=str(counters),
         workers=bool(workers),
         schedule_grace=float(grace),
+        recent_jobs=int(recent_jobs),
     )
 
 
@@ -229,6 +254,10 @@ class _QueueState:
     counters: dict[str, _Counter] = field(
         default_factory=lambda: {name: _Counter() for name in _FINISHED}
     )
+    # The last recent_jobs completed jobs: (id, wait, processing) oldest first, and the
+    # finish time (ms) of the newest, from which the next scrape reads newer ones.
+    recent: deque[tuple[str, float, float]] = field(default_factory=deque)
+    recent_since: str = "-inf"
 
 
 @dataclass
@@ -253,6 +282,10 @@ class _Read:
     events_more: bool = False
     oldest: float | None = None
     stalled: int = 0
+    # Completed jobs newer than the ones already sampled: (id, finishedOn ms), oldest first;
+    # the second round trip fills in their timings.
+    completed_new: list[tuple[str, str]] = field(default_factory=list)
+    timings: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -446,6 +479,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         metrics = self.options.counters in ("auto", "metrics")
         template = _READS_WITH_METRICS if metrics else _READS
         overdue_before = str(now_ms - int(self.options.schedule_grace * 1000))
+        recent = self.options.recent_jobs
         parts = [pack_text([("CLIENT", "LIST")])] if with_clients else []
         parts.append(pack_text([("MULTI",)]))
         count = len(parts) + 1  # CLIENT LIST, MULTI, EXEC
@@ -455,6 +489,26 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             parts.append(template.render(base))
             parts.append(pack_text([("ZCOUNT", base + "repeat", "-inf", "(" + overdue_before)]))
             count += template.count + 1
+            if recent:
+                state = self._states.get((prefix, queue))
+                since = state.recent_since if state is not None else "-inf"
+                parts.append(
+                    pack_text(
+                        [
+                            (
+                                "ZREVRANGEBYSCORE",
+                                base + "completed",
+                                "+inf",
+                                since,
+                                "WITHSCORES",
+                                "LIMIT",
+                                0,
+                                recent,
+                            )
+                        ]
+                    )
+                )
+                count += 1
             mode = self._events_mode((prefix, queue))
             if mode == "position":
                 parts.append(pack_text([("XREVRANGE", base + "events", "+", "-", "COUNT", 1)]))
@@ -491,7 +545,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         outcomes: list[_Read | _Skip | None] = []
         position = 0
         for (prefix, queue), mode in zip(batch, modes, strict=True):
-            size = template.count + 1 + (0 if mode == "none" else 1)
+            size = template.count + 1 + (1 if recent else 0) + (0 if mode == "none" else 1)
             chunk = results[position : position + size]
             position += size
             try:
@@ -553,6 +607,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             position += 2
         overdue = int(replies[position])
         position += 1
+        completed: list[Any] = []
+        if self.options.recent_jobs:
+            completed = replies[position]
+            position += 1
         # Not setdefault: its default would build a fresh state per queue on every scrape.
         state = self._states.get((prefix, queue))
         if state is None:
@@ -564,6 +622,12 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             next_run=float(first_run[1]) / 1000.0 if first_run else None,
             overdue=overdue, active=[str(job) for job in active],
         )  # fmt: skip
+        if completed:
+            known = {job for job, _, _ in state.recent}
+            # Newest first, as [id, score, id, score, ...]; the newest already sampled
+            # comes back too (its score is the lower bound): skip what is known.
+            pairs = zip(completed[0::2], completed[1::2], strict=True)
+            read.completed_new = [(str(j), str(f)) for j, f in pairs if j not in known][::-1]
         if mode == "position":
             entries = replies[position] or []
             state.stream_id = entries[0][0] if entries else "0-0"
@@ -607,7 +671,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
 
         waiting = [r for r in reads if r.next_job is not None]
         busy = [r for r in reads if r.active]
-        if not waiting and not busy:
+        finished = [r for r in reads if r.completed_new]
+        if not waiting and not busy and not finished:
             return
         commands: list[tuple[str, ...]] = [("MULTI",)]
         for read in waiting:
@@ -618,6 +683,12 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             # In the same transaction: a job that finished since the first round trip
             # lost its lock and left the active list at once, so it is not stalled.
             commands.append(("LRANGE", base + "active", "0", str(STALLED_SAMPLE - 1)))
+        for read in finished:
+            base = f"{read.prefix}:{read.queue}:"
+            commands.extend(
+                ("HMGET", base + job, "timestamp", "processedOn", "finishedOn")
+                for job, _ in read.completed_new
+            )
         commands.append(("EXEC",))
         replies = await self._redis.execute(commands)
         for reply in replies:
@@ -643,6 +714,16 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 1 for job, lock in zip(read.active, locks, strict=True)
                 if lock == 0 and job in active_now
             )  # fmt: skip
+        for read in finished:
+            fields = results[position : position + len(read.completed_new)]
+            position += len(read.completed_new)
+            for (job, _), raw in zip(read.completed_new, fields, strict=True):
+                times = [_int_or_none(v) for v in raw] if isinstance(raw, list) else []
+                created, processed, done = [*times, None, None, None][:3]
+                # A job removed meanwhile (or never processed) has nothing to measure.
+                if created is None or processed is None or done is None:
+                    continue
+                read.timings.append((job, (processed - created) / 1000, (done - processed) / 1000))
 
     def _write_queue(
         self, out: Sink, read: _Read, workers: dict[tuple[str, str], int] | None
@@ -661,9 +742,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             out.add(WORKERS, workers.get((read.prefix, read.queue), 0), **labels)
         if read.oldest is not None:
             out.add(OLDEST_WAITING, read.oldest, **labels)
+        state = self._states[(read.prefix, read.queue)]
+        if self.options.recent_jobs:
+            self._write_timings(out, read, state, labels)
         if self.options.counters == "off":
             return
-        state = self._states[(read.prefix, read.queue)]
         if read.last_id is not None:
             state.stream_id = read.last_id
         for name, family in (("completed", COMPLETED), ("failed", FAILED)):
@@ -672,11 +755,34 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             _advance(counter, read.metrics[name], self.options.counters)
             out.add(family, counter.value, **labels)
 
+    def _write_timings(
+        self, out: Sink, read: _Read, state: _QueueState, labels: dict[str, str]
+    ) -> None:
+        recent = state.recent
+        recent.extend(read.timings)
+        while len(recent) > self.options.recent_jobs:
+            recent.popleft()
+        if read.completed_new:
+            state.recent_since = read.completed_new[-1][1]
+        out.add(RECENT_JOBS, len(recent), **labels)
+        if not recent:
+            return
+        waits = sorted(wait for _, wait, _ in recent)
+        runs = sorted(run for _, _, run in recent)
+        for label, q in QUANTILES:
+            out.add(RECENT_WAIT, _nearest_rank(waits, q), quantile=label, **labels)
+            out.add(RECENT_PROCESSING, _nearest_rank(runs, q), quantile=label, **labels)
+
     def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
         """Log a queue's problem when it starts or changes, not on every scrape."""
         if self._logged.get(target) != why:
             self._logged[target] = why
             event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1], reason=why)
+
+
+def _nearest_rank(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted values by the nearest-rank method (an observed value)."""
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
 
 
 def _count_events(read: _Read, page: list[Any]) -> None:
@@ -818,6 +924,9 @@ KIND = Kind(
         SCHEDULERS,
         SCHEDULER_NEXT,
         SCHEDULERS_OVERDUE,
+        RECENT_WAIT,
+        RECENT_PROCESSING,
+        RECENT_JOBS,
         QUEUES,
         CAP_REACHED,
         SKIPPED,

@@ -157,3 +157,73 @@ async def test_listed_queue_that_does_not_exist_is_a_series(
     assert values(discovered, "bullmq_queue_exists") == {
         (("prefix", "bull"), ("queue", "mail")): 1.0
     }
+
+
+async def test_recent_job_timings_equal_the_jobs_timestamps(redis_server: RedisServer) -> None:
+    """Completed jobs as BullMQ leaves them (hash with timestamp, processedOn, finishedOn;
+    the completed set scored by finishedOn): the quantiles are the jobs' own figures, the
+    window holds the last ``recent_jobs`` by finish time, and later jobs move it."""
+    base = 1_700_000_000_000
+    # job i: waited i seconds, ran 10*i ms; finished in order of i.
+    with redis_server.client() as client:
+        client.hset("bull:mail:meta", "opts.maxLenEvents", 10000)
+
+        def complete(i: int) -> None:
+            created = base + 100_000 * i
+            processed = created + 1000 * i
+            finished = processed + 10 * i
+            client.hset(
+                f"bull:mail:{i}",
+                mapping={"timestamp": created, "processedOn": processed, "finishedOn": finished},
+            )
+            client.zadd("bull:mail:completed", {str(i): finished})
+
+        for i in range(1, 11):
+            complete(i)
+    check = {
+        "name": "q",
+        "kind": "bullmq",
+        "url": redis_server.url,
+        "queues": ["mail", "sms"],
+        "recent_jobs": 5,
+    }
+
+    def figures(result: CheckResult, family: str) -> dict[str, float]:
+        return {
+            dict(k)["quantile"]: v
+            for k, v in values(result, family).items()
+            if dict(k)["queue"] == "mail"
+        }
+
+    async with running([check]) as runner:
+        (first,) = await runner.scrape(30)
+        assert first.success, first.error
+        # The last 5 by finish time are jobs 6..10: waits 6..10 s, runs 60..100 ms.
+        assert queue_value(first, "bullmq_queue_recent_jobs", "mail") == 5
+        assert figures(first, "bullmq_queue_recent_job_wait_seconds") == {
+            "0.5": 8.0,
+            "0.9": 10.0,
+            "1": 10.0,
+        }
+        assert figures(first, "bullmq_queue_recent_job_processing_seconds") == {
+            "0.5": 0.08,
+            "0.9": 0.1,
+            "1": 0.1,
+        }
+        assert queue_value(first, "bullmq_queue_recent_jobs", "sms") == 0
+        assert not [
+            k
+            for k in values(first, "bullmq_queue_recent_job_wait_seconds")
+            if dict(k)["queue"] == "sms"
+        ]
+
+        with redis_server.client() as client:
+            complete(30)  # waited 30 s, ran 300 ms
+        (second,) = await runner.scrape(30)
+        # Jobs 7..10 and 30: waits 7, 8, 9, 10, 30.
+        assert figures(second, "bullmq_queue_recent_job_wait_seconds") == {
+            "0.5": 9.0,
+            "0.9": 30.0,
+            "1": 30.0,
+        }
+        assert figures(second, "bullmq_queue_recent_job_processing_seconds")["1"] == 0.3
