@@ -42,7 +42,7 @@ READ_SIZE = 1 << 17
 # No reply RawRedis asks for has this many elements (pages and batches are bounded), so
 # a larger array header fails the round trip before hiredis sees it.
 MAX_ARRAY_ELEMENTS = 1_000_000
-_BIG_ARRAY = re.compile(rb"(?:^|\r\n)\*(\d{7,})\r\n")
+_BIG_ARRAY = re.compile(rb"\r\n\*(\d{7,})\r\n")
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,9 @@ async def read_replies(
     )
     out: list[Any] = []
     received = 0
-    tail = b""  # the end of the previous chunk: a header may straddle two reads
+    # The end of the previous chunk (a header may straddle two reads); a reply starts
+    # where a line ended.
+    tail = b"\r\n"
     try:
         while len(out) < count:
             reply = parser.gets()
@@ -362,7 +364,7 @@ async def read_replies(
             received += len(chunk)
             if received > limit:
                 raise rexc.ConnectionError(f"protocol error: reply larger than {limit >> 20} MiB")
-            _check_arrays(tail + chunk if received > len(chunk) else chunk)
+            _check_arrays(tail + chunk)
             tail = chunk[-32:]
             parser.feed(chunk)
     except hiredis.ProtocolError as exc:
