@@ -171,6 +171,8 @@ SKIPPED = Family(
 )
 
 _FINISHED = ("completed", "failed")
+_STATE_LABELS = tuple((name, (("state", name),)) for name in STATES)
+_QUANTILE_LABELS = tuple((q, (("quantile", label),)) for label, q in QUANTILES)
 _LOG = logging.WARNING
 
 
@@ -258,6 +260,7 @@ class _QueueState:
     # finish time (ms) of the newest, from which the next scrape reads newer ones.
     recent: deque[tuple[str, float, float]] = field(default_factory=deque)
     recent_since: str = "-inf"
+    figures: tuple[tuple[float, float], ...] | None = None  # (wait, run) per quantile
 
 
 @dataclass
@@ -321,8 +324,6 @@ _QUEUE_READS: tuple[tuple[str, ...], ...] = (
     ("HGET", Key("metrics:failed"), "count"),
 )
 _BASE_READS = len(_QUEUE_READS) - 2
-_READS = CommandTemplate(_QUEUE_READS[:_BASE_READS])
-_READS_WITH_METRICS = CommandTemplate(_QUEUE_READS)
 # The key each reply of a queue's chunk read (its first argument), for a skip's reason;
 # the overdue count of the repeat set, then the events stream read, when there is one.
 _KEYS = tuple(str(command[1]) for command in _QUEUE_READS)
@@ -477,8 +478,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         from redis import exceptions as rexc
 
         metrics = self.options.counters in ("auto", "metrics")
-        template = _READS_WITH_METRICS if metrics else _READS
+        # Laid out once per batch: the overdue cut-off is the same for every queue.
         overdue_before = str(now_ms - int(self.options.schedule_grace * 1000))
+        reads = _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
+        overdue = ("ZCOUNT", Key("repeat"), "-inf", "(" + overdue_before)
+        template = CommandTemplate((*reads, overdue))
         recent = self.options.recent_jobs
         parts = [pack_text([("CLIENT", "LIST")])] if with_clients else []
         parts.append(pack_text([("MULTI",)]))
@@ -487,8 +491,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         for prefix, queue in batch:
             base = f"{prefix}:{queue}:"
             parts.append(template.render(base))
-            parts.append(pack_text([("ZCOUNT", base + "repeat", "-inf", "(" + overdue_before)]))
-            count += template.count + 1
+            count += template.count
             if recent:
                 state = self._states.get((prefix, queue))
                 since = state.recent_since if state is not None else "-inf"
@@ -545,7 +548,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         outcomes: list[_Read | _Skip | None] = []
         position = 0
         for (prefix, queue), mode in zip(batch, modes, strict=True):
-            size = template.count + 1 + (1 if recent else 0) + (0 if mode == "none" else 1)
+            size = template.count + (1 if recent else 0) + (0 if mode == "none" else 1)
             chunk = results[position : position + size]
             position += size
             try:
@@ -728,20 +731,23 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     def _write_queue(
         self, out: Sink, read: _Read, workers: dict[tuple[str, str], int] | None
     ) -> None:
-        labels = {"prefix": read.prefix, "queue": read.queue}
-        for name in STATES:
-            out.add(JOBS, read.counts[name], state=name, **labels)
-        out.add(PAUSED, 1 if read.paused else 0, **labels)
-        out.add(EXISTS, 1 if read.exists else 0, **labels)
-        out.add(STALLED, read.stalled, **labels)
-        out.add(SCHEDULERS, read.schedulers, **labels)
-        out.add(SCHEDULERS_OVERDUE, read.overdue, **labels)
+        # Label pairs in the families' order (prefix, queue[, state|quantile]), built once.
+        labels = (("prefix", read.prefix), ("queue", read.queue))
+        add = out.add_ordered
+        counts = read.counts
+        for name, state_label in _STATE_LABELS:
+            add(JOBS, counts[name], labels + state_label)
+        add(PAUSED, 1 if read.paused else 0, labels)
+        add(EXISTS, 1 if read.exists else 0, labels)
+        add(STALLED, read.stalled, labels)
+        add(SCHEDULERS, read.schedulers, labels)
+        add(SCHEDULERS_OVERDUE, read.overdue, labels)
         if read.next_run is not None:
-            out.add(SCHEDULER_NEXT, read.next_run, **labels)
+            add(SCHEDULER_NEXT, read.next_run, labels)
         if workers is not None:
-            out.add(WORKERS, workers.get((read.prefix, read.queue), 0), **labels)
+            add(WORKERS, workers.get((read.prefix, read.queue), 0), labels)
         if read.oldest is not None:
-            out.add(OLDEST_WAITING, read.oldest, **labels)
+            add(OLDEST_WAITING, read.oldest, labels)
         state = self._states[(read.prefix, read.queue)]
         if self.options.recent_jobs:
             self._write_timings(out, read, state, labels)
@@ -753,25 +759,28 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             counter = state.counters[name]
             counter.events += read.finished[name]
             _advance(counter, read.metrics[name], self.options.counters)
-            out.add(family, counter.value, **labels)
+            add(family, counter.value, labels)
 
     def _write_timings(
-        self, out: Sink, read: _Read, state: _QueueState, labels: dict[str, str]
+        self, out: Sink, read: _Read, state: _QueueState, labels: tuple[tuple[str, str], ...]
     ) -> None:
         recent = state.recent
-        recent.extend(read.timings)
-        while len(recent) > self.options.recent_jobs:
-            recent.popleft()
+        if read.timings or state.figures is None:
+            recent.extend(read.timings)
+            while len(recent) > self.options.recent_jobs:
+                recent.popleft()
+            waits = sorted(wait for _, wait, _ in recent)
+            runs = sorted(run for _, _, run in recent)
+            # Kept until new jobs arrive: most scrapes of most queues bring none.
+            state.figures = tuple(
+                (_nearest_rank(waits, q), _nearest_rank(runs, q)) for _, q in QUANTILES
+            ) if recent else ()  # fmt: skip
         if read.completed_new:
             state.recent_since = read.completed_new[-1][1]
-        out.add(RECENT_JOBS, len(recent), **labels)
-        if not recent:
-            return
-        waits = sorted(wait for _, wait, _ in recent)
-        runs = sorted(run for _, _, run in recent)
-        for label, q in QUANTILES:
-            out.add(RECENT_WAIT, _nearest_rank(waits, q), quantile=label, **labels)
-            out.add(RECENT_PROCESSING, _nearest_rank(runs, q), quantile=label, **labels)
+        out.add_ordered(RECENT_JOBS, len(recent), labels)
+        for (_, quantile_label), (wait, run) in zip(_QUANTILE_LABELS, state.figures, strict=False):
+            out.add_ordered(RECENT_WAIT, wait, labels + quantile_label)
+            out.add_ordered(RECENT_PROCESSING, run, labels + quantile_label)
 
     def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
         """Log a queue's problem when it starts or changes, not on every scrape."""
