@@ -170,6 +170,10 @@ def first_line(exc: BaseException) -> str:
 Command = Sequence[str | int]
 
 
+class ReplyLimitExceeded(rexc.ConnectionError):
+    """A round trip of :class:`RawRedis` brought more than its byte limit."""
+
+
 class RawRedis:
     """One RESP2 connection that sends and parses large pipelines in bulk.
 
@@ -329,7 +333,7 @@ def pack(commands: Sequence[Command]) -> bytes:
 
 
 async def read_replies(
-    reader: asyncio.StreamReader, count: int, limit: int = MAX_REPLY_BYTES
+    reader: asyncio.StreamReader, count: int, limit: int | None = None
 ) -> list[Any]:
     """Read exactly ``count`` replies with hiredis' incremental parser.
 
@@ -347,6 +351,8 @@ async def read_replies(
         errors="surrogateescape",
         replyError=rexc.ResponseError,
     )
+    if limit is None:
+        limit = MAX_REPLY_BYTES
     out: list[Any] = []
     received = 0
     # The end of the previous chunk (a header may straddle two reads); a reply starts
@@ -363,7 +369,7 @@ async def read_replies(
                 raise rexc.ConnectionError("connection closed by server")
             received += len(chunk)
             if received > limit:
-                raise rexc.ConnectionError(f"protocol error: reply larger than {limit >> 20} MiB")
+                raise ReplyLimitExceeded(f"protocol error: reply larger than {limit >> 20} MiB")
             _check_arrays(tail + chunk)
             tail = chunk[-32:]
             parser.feed(chunk)

@@ -28,6 +28,7 @@ from exporter.checks._redis_conn import (
     Key,
     RawRedis,
     RedisConnOptions,
+    ReplyLimitExceeded,
     first_line,
     pack_text,
     parse_conn,
@@ -55,13 +56,14 @@ DEFAULT_SCHEDULE_GRACE = 300.0
 DEFAULT_RECENT_JOBS = 100
 QUANTILES = (("0.5", 0.5), ("0.9", 0.9), ("1", 1.0))
 
-BATCH_QUEUES = 250  # queues per MULTI/EXEC round trip
+BATCH_QUEUES = 250  # queues per MULTI/EXEC
+PIPELINED_BATCHES = 4  # MULTI/EXECs sent together in one round trip (1,000 queues)
 SCAN_COUNT = 2000  # keys per SCAN step: few round trips, short server work per step
 # The events stream is read in bounded pages: the first (EVENTS_FIRST_PAGE entries) with
 # the counts, further ones (EVENTS_PAGE) for at most FOLLOW_QUEUES_PER_TRIP busy queues
 # per round trip, so no reply exceeds a few MiB, until EVENTS_TIME_SHARE of the check's
 # timeout is spent; the rest is read on the next scrape, from where this one stopped.
-EVENTS_FIRST_PAGE = 200
+EVENTS_FIRST_PAGE = 100
 EVENTS_PAGE = 1000
 FOLLOW_QUEUES_PER_TRIP = 20
 EVENTS_TIME_SHARE = 0.5
@@ -338,6 +340,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._discovered: dict[str, _Discovery] = {}
         self._states: dict[tuple[str, str], _QueueState] = {}
         self._logged: dict[tuple[str, str], str] = {}
+        # Events page sizes; halved when a round trip exceeds RawRedis' byte limit (entries
+        # with large return values), so the stream positions keep advancing.
+        self._first_page = EVENTS_FIRST_PAGE
+        self._follow_page = EVENTS_PAGE
+        self._follow_queues = FOLLOW_QUEUES_PER_TRIP
 
     async def close(self) -> None:
         await self._redis.close()
@@ -368,12 +375,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         problems: list[str] = []
         clients: Any = None
         now_ms = int(time.time() * 1000)
-        for start in range(0, len(targets), BATCH_QUEUES):
-            batch = targets[start : start + BATCH_QUEUES]
+        group = BATCH_QUEUES * PIPELINED_BATCHES
+        for start in range(0, len(targets), group):
+            batch = targets[start : start + group]
             # CLIENT LIST rides along with the first batch, outside its MULTI: an ACL
             # denial of it must not abort the counts.
             with_clients = options.workers and start == 0
-            outcomes, listed = await self._read_batch(batch, now_ms, with_clients)
+            outcomes, listed = await self._read_batches(batch, now_ms, with_clients)
             if with_clients:
                 clients = listed
             for target, outcome in zip(batch, outcomes, strict=True):
@@ -467,26 +475,68 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._discovered[prefix] = _Discovery(now, names, capped)
         return names, capped
 
-    async def _read_batch(
-        self, batch: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
+    async def _read_batches(
+        self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
     ) -> tuple[list[_Read | _Skip | None], Any]:
-        """One MULTI/EXEC for the batch: every count of every queue, consistent per batch.
+        """One round trip: a MULTI/EXEC per BATCH_QUEUES queues, all sent in one write.
 
+        Every count of a queue comes from one transaction, so it is consistent per batch.
         With ``with_clients``, a CLIENT LIST goes first in the same round trip; its reply
         (text, or the error object) is returned beside the outcomes.
         """
         from redis import exceptions as rexc
 
+        packed = [
+            self._pack_batch(targets[start : start + BATCH_QUEUES], now_ms)
+            for start in range(0, len(targets), BATCH_QUEUES)
+        ]
+        head = pack_text([("CLIENT", "LIST")]) if with_clients else ""
+        payload = (head + "".join(text for text, _, _ in packed)).encode("utf-8", "surrogateescape")
+        try:
+            replies = await self._redis.execute_packed(
+                payload, (1 if with_clients else 0) + sum(count for _, count, _ in packed)
+            )
+        except ReplyLimitExceeded:
+            # First events pages of busy streams with large entries: smaller ones from the
+            # next scrape on (this one fails; nothing was counted, positions are kept).
+            self._first_page = max(self._first_page // 2, 1)
+            raise
+        clients = replies.pop(0) if with_clients else None
+        outcomes: list[_Read | _Skip | None] = []
+        position = 0
+        for start, (_, count, modes) in zip(
+            range(0, len(targets), BATCH_QUEUES), packed, strict=True
+        ):
+            batch_replies = replies[position : position + count]
+            position += count
+            # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the
+            # first.
+            for reply in batch_replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            results: list[Any] | None = batch_replies[-1]
+            if results is None:
+                raise rexc.ResponseError("EXEC was aborted")
+            batch = targets[start : start + BATCH_QUEUES]
+            outcomes.extend(self._parse_batch(batch, modes, results))
+        return outcomes, clients
+
+    def _template(self, now_ms: int) -> CommandTemplate:
         metrics = self.options.counters in ("auto", "metrics")
         # Laid out once per batch: the overdue cut-off is the same for every queue.
         overdue_before = str(now_ms - int(self.options.schedule_grace * 1000))
         reads = _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
         overdue = ("ZCOUNT", Key("repeat"), "-inf", "(" + overdue_before)
-        template = CommandTemplate((*reads, overdue))
+        return CommandTemplate((*reads, overdue))
+
+    def _pack_batch(
+        self, batch: Sequence[tuple[str, str]], now_ms: int
+    ) -> tuple[str, int, list[str]]:
+        """One batch's MULTI ... EXEC as RESP text, its command count and events modes."""
+        template = self._template(now_ms)
         recent = self.options.recent_jobs
-        parts = [pack_text([("CLIENT", "LIST")])] if with_clients else []
-        parts.append(pack_text([("MULTI",)]))
-        count = len(parts) + 1  # CLIENT LIST, MULTI, EXEC
+        parts = [pack_text([("MULTI",)])]
+        count = 2  # MULTI, EXEC
         modes: list[str] = []
         for prefix, queue in batch:
             base = f"{prefix}:{queue}:"
@@ -527,7 +577,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                                 _after(state.stream_id or "0-0"),
                                 "+",
                                 "COUNT",
-                                EVENTS_FIRST_PAGE,
+                                self._first_page,
                             )
                         ]
                     )
@@ -535,27 +585,26 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 count += 1
             modes.append(mode)
         parts.append(pack_text([("EXEC",)]))
-        payload = "".join(parts).encode("utf-8", "surrogateescape")
-        replies = await self._redis.execute_packed(payload, count)
-        clients = replies.pop(0) if with_clients else None
-        # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the first.
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        results: list[Any] = replies[-1]
-        if results is None:
-            raise rexc.ResponseError("EXEC was aborted")
+        return "".join(parts), count, modes
+
+    def _parse_batch(
+        self, batch: Sequence[tuple[str, str]], modes: list[str], results: list[Any]
+    ) -> list[_Read | _Skip | None]:
+        per_queue = (
+            len(_QUEUE_READS) if self.options.counters in ("auto", "metrics") else (_BASE_READS)
+        )
+        fixed = per_queue + 1 + (1 if self.options.recent_jobs else 0)  # + ZCOUNT, recent
         outcomes: list[_Read | _Skip | None] = []
         position = 0
         for (prefix, queue), mode in zip(batch, modes, strict=True):
-            size = template.count + (1 if recent else 0) + (0 if mode == "none" else 1)
+            size = fixed + (0 if mode == "none" else 1)
             chunk = results[position : position + size]
             position += size
             try:
                 outcomes.append(self._parse_queue(prefix, queue, chunk, mode))
             except _Skip as exc:
                 outcomes.append(exc)
-        return outcomes, clients
+        return outcomes
 
     def _events_mode(self, key: tuple[str, str]) -> str:
         """``position`` (find the stream's end), ``follow`` (read new entries) or ``none``."""
@@ -637,7 +686,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         elif mode == "follow":
             page = replies[position] or []
             _count_events(read, page)
-            read.events_more = len(page) == EVENTS_FIRST_PAGE
+            read.events_more = len(page) == self._first_page
         return read
 
     async def _follow_streams(self, reads: list[_Read], until: float) -> None:
@@ -646,25 +695,28 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         loop = asyncio.get_running_loop()
         pending = [r for r in reads if r.events_more]
         while pending and loop.time() < until:
-            trip, pending = pending[:FOLLOW_QUEUES_PER_TRIP], pending[FOLLOW_QUEUES_PER_TRIP:]
-            pages = await self._redis.execute(
-                [
-                    (
-                        "XRANGE",
-                        f"{r.prefix}:{r.queue}:events",
-                        _after(r.last_id or "0-0"),
-                        "+",
-                        "COUNT",
-                        EVENTS_PAGE,
-                    )
-                    for r in trip
-                ]
-            )
+            size, page_size = self._follow_queues, self._follow_page
+            trip, pending = pending[:size], pending[size:]
+            commands = [
+                ("XRANGE", f"{r.prefix}:{r.queue}:events", _after(r.last_id or "0-0"), "+",
+                 "COUNT", page_size)
+                for r in trip
+            ]  # fmt: skip
+            try:
+                pages = await self._redis.execute(commands)
+            except ReplyLimitExceeded:
+                # Large entries (big return values): fewer per round trip from now on. What
+                # was read counts; the rest follows on the next scrapes.
+                if len(trip) > 1:
+                    self._follow_queues = len(trip) // 2
+                else:
+                    self._follow_page = max(self._follow_page // 2, 1)
+                return
             for read, page in zip(trip, pages, strict=True):
                 if isinstance(page, Exception) or not isinstance(page, list):
                     continue  # the stream went away meanwhile: what was read counts
                 _count_events(read, page)
-                if len(page) == EVENTS_PAGE:
+                if len(page) == page_size:
                     pending.append(read)
 
     async def _second_trip(self, reads: list[_Read]) -> None:

@@ -14,7 +14,7 @@ import resource
 
 import pytest
 
-from exporter.checks import bullmq
+from exporter.checks import _redis_conn, bullmq
 from exporter.checks._redis_conn import MAX_REPLY_BYTES
 from exporter.checks.bullmq import EVENTS_TIME_SHARE
 from exporter.runner import CheckResult
@@ -175,3 +175,41 @@ async def test_busy_streams_stay_within_the_deadline_and_count_exactly(
             assert all(earlier[n] <= later[n] for n in names)
         (quiet,) = await runner.scrape(60)
         assert counters(quiet) == seen[-1]
+
+
+async def test_entries_too_large_for_a_round_trip_shrink_the_pages_and_still_count(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completed events carry the job's return value: with large ones a page of entries
+    can exceed the reader's byte limit (1 MiB here instead of 64). The pages shrink until
+    they fit, every scrape of the follow phase still succeeds, and nothing is lost."""
+    monkeypatch.setattr(_redis_conn, "MAX_REPLY_BYTES", 1 << 20)
+    names = ["a", "b", "c"]
+    big = "x" * 2048
+    with redis_server.client() as client:
+        for name in names:
+            client.hset(f"bull:{name}:meta", "opts.maxLenEvents", 10000)
+            client.xadd(f"bull:{name}:events", {"event": "added", "jobId": "0"})
+    check = {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": names,
+             "counters": "events"}  # fmt: skip
+    async with running([check]) as runner:
+        (first,) = await runner.scrape(60)
+        assert first.success, first.error
+        with redis_server.client() as client:
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                for i in range(1500):
+                    event = "failed" if i % 10 == 0 else "completed"
+                    pipe.xadd(
+                        f"bull:{name}:events", {"event": event, "jobId": str(i), "returnvalue": big}
+                    )
+            pipe.execute()
+        for _ in range(40):
+            (result,) = await runner.scrape(60)
+            assert result.success, result.error
+            completed = values(result, "bullmq_jobs_completed_total")
+            failed = values(result, "bullmq_jobs_failed_total")
+            if set(completed.values()) == {1350.0} and set(failed.values()) == {150.0}:
+                break
+        assert set(completed.values()) == {1350.0}
+        assert set(failed.values()) == {150.0}
