@@ -52,10 +52,16 @@ class RedisConnOptions:
     password: str | None
     tls_ca_file: str | None
     tls_insecure_skip_verify: bool
+    # Redis Sentinel: the master is looked up by name on each connect (so a failover is
+    # followed by the next redial); the URL then gives credentials and database only.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
 
     @property
     def where(self) -> str:
         """``host:port`` (or the socket path) for messages; never the userinfo."""
+        if self.sentinel_master is not None:
+            return f"sentinel master {self.sentinel_master}"
         try:
             parts = urlsplit(self.url)
             if parts.scheme == "unix":
@@ -80,13 +86,39 @@ def parse_conn(reader: Reader) -> RedisConnOptions:
             reader.error(key, "only used with a rediss:// URL")
     if tls and isinstance(ca_file, str) and ca_file and not os.path.isfile(ca_file):
         reader.error("tls_ca_file", f'no such file "{ca_file}"')
+    sentinels = _sentinels(reader)
+    master = reader.str("sentinel_master", None)
+    if sentinels and not master:
+        reader.error("sentinel_master", "required with sentinels: the master's name")
+    if master and not reader.has("sentinels"):
+        reader.error("sentinels", "required with sentinel_master: host:port of each sentinel")
+    if sentinels and (tls or (isinstance(url, str) and url.startswith("unix:"))):
+        reader.error("sentinels", "works with redis:// URLs only (no TLS, no unix socket)")
     return RedisConnOptions(
         url=url if isinstance(url, str) else "",
         username=username or None,
         password=password or None,
         tls_ca_file=ca_file or None,
         tls_insecure_skip_verify=bool(insecure),
+        sentinels=sentinels,
+        sentinel_master=master or None,
     )
+
+
+def _sentinels(reader: Reader) -> tuple[tuple[str, int], ...]:
+    value = reader.str_list("sentinels", ())
+    if not reader.has("sentinels") or not isinstance(value, tuple):
+        return ()
+    if not value:
+        reader.error("sentinels", "must not be empty")
+    found: list[tuple[str, int]] = []
+    for item in value:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            reader.error("sentinels", f'expected "host:port", got "{item}"')
+            continue
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
 
 
 def _check_db(reader: Reader, url: str) -> None:
@@ -123,7 +155,38 @@ def make_client(options: RedisConnOptions, timeout: float) -> Redis:
         if options.tls_insecure_skip_verify:
             kwargs["ssl_cert_reqs"] = "none"
             kwargs["ssl_check_hostname"] = False
+    if options.sentinel_master is not None:
+        return _sentinel_client(options, kwargs)
     return Redis.from_url(options.url, **kwargs)
+
+
+def _sentinel_client(options: RedisConnOptions, kwargs: dict[str, Any]) -> Redis:
+    """A client whose pool asks the sentinels for the master on every new connection."""
+    from redis.asyncio.sentinel import Sentinel
+
+    params: dict[str, Any] = parse_url(options.url)  # type: ignore[no-untyped-call]
+    for key in ("username", "password", "db"):
+        if key in params:
+            kwargs.setdefault(key, params[key])
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(options.sentinels),
+        socket_timeout=kwargs["socket_timeout"],
+        socket_connect_timeout=kwargs["socket_connect_timeout"],
+    )
+    assert options.sentinel_master is not None
+
+    class SentinelRedis(Redis):
+        """Closes the connections to the sentinels with the client's own."""
+
+        async def aclose(self, close_connection_pool: bool | None = None) -> None:
+            await super().aclose(close_connection_pool)
+            for client in sentinel.sentinels:
+                await client.aclose()
+
+    client: Redis = sentinel.master_for(
+        options.sentinel_master, redis_class=SentinelRedis, **kwargs
+    )
+    return client
 
 
 def reason(exc: BaseException, where: str) -> str:
@@ -136,6 +199,8 @@ def reason(exc: BaseException, where: str) -> str:
         return f"redis {where}: still loading its dataset"
     if isinstance(exc, rexc.TimeoutError):
         return f"redis {where}: timed out"
+    if isinstance(exc, NoSentinelAnswer):
+        return f"redis {where}: {first_line(exc)}"
     if isinstance(exc, rexc.ConnectionError):
         return f"redis {where}: {_connection_reason(exc)}"
     if isinstance(exc, rexc.ResponseError):
@@ -172,6 +237,10 @@ Command = Sequence[str | int]
 
 class ReplyLimitExceeded(rexc.ConnectionError):
     """A round trip of :class:`RawRedis` brought more than its byte limit."""
+
+
+class NoSentinelAnswer(rexc.ConnectionError):
+    """No configured sentinel named the master; the message says what each one did."""
 
 
 class RawRedis:
@@ -235,6 +304,8 @@ class RawRedis:
 
     async def _connect(self) -> None:
         params: dict[str, Any] = parse_url(self.options.url)  # type: ignore[no-untyped-call]
+        if self.options.sentinel_master is not None:
+            params["host"], params["port"] = await self._ask_sentinels()
         try:
             if "path" in params:
                 reader, writer = await asyncio.open_unix_connection(params["path"])
@@ -256,6 +327,9 @@ class RawRedis:
             setup.append(("AUTH", username, password) if username else ("AUTH", password))
         if params.get("db"):
             setup.append(("SELECT", int(params["db"])))
+        if self.options.sentinel_master is not None:
+            # A sentinel may still name a demoted master for a moment after a failover.
+            setup.append(("ROLE",))
         if not setup:
             return
         try:
@@ -269,6 +343,35 @@ class RawRedis:
                 if command[0] == "AUTH":
                     raise rexc.AuthenticationError(str(reply))
                 raise reply
+            if command[0] == "ROLE" and not (isinstance(reply, list) and reply[:1] == ["master"]):
+                await self.close()
+                raise rexc.ConnectionError(
+                    f"{params['host']}:{params['port']}, named master by the sentinels, is a "
+                    "replica (failover in progress?)"
+                )
+
+    async def _ask_sentinels(self) -> tuple[str, int]:
+        """The master's address from the first sentinel that knows it."""
+        master = self.options.sentinel_master
+        problems: list[str] = []
+        for host, port in self.options.sentinels:
+            writer: asyncio.StreamWriter | None = None
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(pack([("SENTINEL", "get-master-addr-by-name", str(master))]))
+                await writer.drain()
+                (reply,) = await read_replies(reader, 1, limit=1 << 16)
+            except (OSError, rexc.ConnectionError) as exc:
+                problems.append(f"{host}:{port}: {_connection_reason(exc)}")
+                continue
+            finally:
+                if writer is not None:
+                    writer.close()
+            if isinstance(reply, list) and len(reply) == 2 and str(reply[1]).isdigit():
+                return str(reply[0]), int(reply[1])
+            what = first_line(reply) if isinstance(reply, Exception) else "unknown master"
+            problems.append(f"{host}:{port}: {what}")
+        raise NoSentinelAnswer(f"no sentinel named the master ({'; '.join(problems)})")
 
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
