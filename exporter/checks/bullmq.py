@@ -416,7 +416,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 )
             else:
                 workers = _workers(clients, [(r.prefix, r.queue) for r in reads])
-        for read in reads:
+        for index, read in enumerate(reads):
+            if index and not index % BATCH_QUEUES:
+                await asyncio.sleep(0)  # let other work run between slices of queues
             self._write_queue(out, read, workers)
         for prefix in options.prefixes:
             out.add(QUEUES, sum(1 for r in reads if r.prefix == prefix), prefix=prefix)
@@ -519,6 +521,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 raise rexc.ResponseError("EXEC was aborted")
             batch = targets[start : start + BATCH_QUEUES]
             outcomes.extend(self._parse_batch(batch, modes, results))
+            await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
         return outcomes, clients
 
     def _template(self, now_ms: int) -> CommandTemplate:
