@@ -235,7 +235,11 @@ def first_line(exc: BaseException) -> str:
 Command = Sequence[str | int]
 
 
-class ReplyLimitExceeded(rexc.ConnectionError):
+class ProtocolViolation(rexc.ConnectionError):
+    """The server's reply broke RESP or the reader's bounds; asking again would not help."""
+
+
+class ReplyLimitExceeded(ProtocolViolation):
     """A round trip of :class:`RawRedis` brought more than its byte limit."""
 
 
@@ -274,6 +278,8 @@ class RawRedis:
         fresh = self._writer is None
         try:
             return await self._round_trip(payload, count)
+        except ProtocolViolation:
+            raise  # the same request would bring the same reply
         except rexc.ConnectionError:
             if fresh:
                 raise
@@ -477,7 +483,7 @@ async def read_replies(
             tail = chunk[-32:]
             parser.feed(chunk)
     except hiredis.ProtocolError as exc:
-        raise rexc.ConnectionError(f"protocol error: {exc}") from None
+        raise ProtocolViolation(f"protocol error: {exc}") from None
     return out
 
 
@@ -489,7 +495,7 @@ def _check_arrays(data: bytes) -> None:
     """
     for match in _BIG_ARRAY.finditer(data):
         if int(match[1]) > MAX_ARRAY_ELEMENTS:
-            raise rexc.ConnectionError(
+            raise ProtocolViolation(
                 f"protocol error: array of {int(match[1]):,} elements "
                 f"(more than {MAX_ARRAY_ELEMENTS:,})"
             )
