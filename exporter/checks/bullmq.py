@@ -71,6 +71,7 @@ TIMESTAMP_BATCH = 1000
 # Active jobs per queue whose locks are checked for stalled jobs (the first ones of the
 # active list); a queue has as many active jobs as its workers' concurrency.
 STALLED_SAMPLE = 1000
+STALLED_BUDGET = 100_000  # lock checks per scrape over all queues
 
 JOBS = Family(
     "bullmq_queue_jobs",
@@ -728,6 +729,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         from redis import exceptions as rexc
 
         waiting = [r for r in reads if r.next_job is not None]
+        budget = STALLED_BUDGET
+        for read in reads:
+            # Keep the transaction's reply bounded whatever the queues' concurrency.
+            read.active = read.active[: max(budget, 0)]
+            budget -= len(read.active)
         busy = [r for r in reads if r.active]
         finished = [r for r in reads if r.completed_new]
         if not waiting and not busy and not finished:
