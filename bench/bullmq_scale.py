@@ -31,8 +31,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bullmq_data import Plan, queue_names, write_queues
 from bench.harness import redis_server
+from exporter.checks import _redis_conn
 from exporter.config import load_data
 from exporter.runner import Runner
+
+ROUND_TRIPS = [0]  # RawRedis round trips (one write, then every reply read), counted below
+
+
+def count_round_trips() -> None:
+    """Count RawRedis round trips by wrapping its one send-and-read method (bench only:
+    Redis' own total_reads_processed counts socket reads, several per large pipeline)."""
+    original = _redis_conn.RawRedis._send
+
+    async def counted(self: _redis_conn.RawRedis, payload: bytes, count: int) -> list[object]:
+        ROUND_TRIPS[0] += 1
+        return await original(self, payload, count)
+
+    _redis_conn.RawRedis._send = counted  # type: ignore[method-assign]
+
 
 # The job counts the numbers in docs/kinds/bullmq.md were measured with.
 PLAN = Plan(waiting=20, active=2, delayed=5, prioritized=3, completed=50, failed=5)
@@ -79,12 +95,15 @@ async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
         timings = []
         cpu = []
         per_scrape = []
+        trips = []
         with redis.Redis.from_url(url) as client:
             for _ in range(rounds):
                 client.config_resetstat()
                 before = commands(client)
                 started, started_cpu = time.perf_counter(), time.process_time()
+                trips_before = ROUND_TRIPS[0]
                 (result,) = await runner.scrape(60)
+                trips.append(ROUND_TRIPS[0] - trips_before)
                 timings.append(time.perf_counter() - started)
                 cpu.append(time.process_time() - started_cpu)
                 per_scrape.append(commands(client) - before)
@@ -99,6 +118,7 @@ async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
         "warm_max_ms": max(timings) * 1000,
         "cpu_median_ms": statistics.median(cpu) * 1000,
         "commands": statistics.median(per_scrape),
+        "round_trips": statistics.median(trips),
         "samples": samples,
     }
 
@@ -115,6 +135,7 @@ async def main() -> None:
         "shows how much of a scrape is the cyclic GC walking long-lived objects",
     )
     args = parser.parse_args()
+    count_round_trips()
     if args.gc_freeze:
         gc.collect()
         gc.freeze()
@@ -126,14 +147,16 @@ async def main() -> None:
         rows = [await measure(url, n, args.rounds) for n in args.sizes]
     print(
         f"{'queues':>7} {'first scrape':>13} {'later (median)':>15} {'later (max)':>12} "
-        f"{'exporter CPU':>13} {'cmds/scrape':>12} {'cmds/queue':>11} {'samples':>8}"
+        f"{'exporter CPU':>13} {'cmds/scrape':>12} {'cmds/queue':>11} {'samples':>8} "
+        f"{'round trips':>11}"
     )
     for row in rows:
         print(
             f"{row['queues']:>7} {row['cold_ms']:>10.1f} ms {row['warm_median_ms']:>12.1f} ms "
             f"{row['warm_max_ms']:>9.1f} ms {row['cpu_median_ms']:>10.1f} ms "
             f"{row['commands']:>12.0f} "
-            f"{row['commands'] / row['queues']:>11.1f} {row['samples']:>8}"
+            f"{row['commands'] / row['queues']:>11.1f} {row['samples']:>8} "
+            f"{row['round_trips']:>11.0f}"
         )
 
 

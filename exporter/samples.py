@@ -50,6 +50,14 @@ class Sink:
         ordered = tuple((name, str(labels[name])) for name in family.labels)
         self.samples.append(Sample(family, self._base + ordered, float(value)))
 
+    def add_ordered(
+        self, family: Family, value: float, labels: tuple[tuple[str, str], ...]
+    ) -> None:
+        """Like :meth:`add` with ``labels`` already as ``(name, value)`` pairs in
+        ``family.labels`` order, for kinds writing tens of thousands of samples per scrape
+        (bullmq): the pairs are built once per queue, not checked on every call."""
+        self.samples.append(Sample(family, self._base + labels, float(value)))
+
 
 def to_metrics(samples: Iterable[Sample], extra: Sequence[Metric] = ()) -> list[Metric]:
     """Group samples into prometheus_client metric families, in first-seen order."""

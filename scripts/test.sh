@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian binaries the tests start as real servers (the list is in one place: here).
-APT_PACKAGES=(redis-server postgresql pgbouncer prometheus prometheus-alertmanager docker-compose prometheus-redis-exporter prometheus-blackbox-exporter prometheus-postgres-exporter wrk chromium)
+APT_PACKAGES=(redis-server redis-sentinel postgresql pgbouncer prometheus prometheus-alertmanager docker-compose prometheus-redis-exporter prometheus-blackbox-exporter prometheus-postgres-exporter wrk chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

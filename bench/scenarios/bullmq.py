@@ -12,7 +12,19 @@ from pathlib import Path
 import redis
 
 from bench.bullmq_data import STATES, Plan, is_paused, queue_names, write_queues
-from bench.harness import REPO, Context, Redis, fetch, median, ours, peer, redis_server, samples_of
+from bench.harness import (
+    REPO,
+    Context,
+    Redis,
+    Unavailable,
+    fetch,
+    median,
+    ours,
+    peer,
+    redis_server,
+    samples_of,
+)
+from bench.node_bullmq import NodePeer, Timing, timed
 from bench.report import Section, Target, cpu_ms, mib, ms, ratio, table
 from bench.scenarios.common import Subject, Summary, measure_many, scrape
 
@@ -34,6 +46,8 @@ CHECK = "queues"
 GOAL_WALL_RATIO = 5.0
 GOAL_TRIP_RATIO = 10.0
 GOAL_COLLECT = 0.100
+GOAL_NODE_RATIO = 0.5  # our collection / Node BullMQ's getJobCounts() over all queues
+GOAL_NODE_TRIPS = 10
 SIDE_VENVS = {"bullmq 2.26 (v5 layout)": ".cache/bullmq-v5", "bullmq 3.x": ".cache/bullmq-v6"}
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -95,6 +109,7 @@ def run(ctx: Context) -> Section:
                         f"Commands of one scrape at {size} queues (INFO commandstats delta): "
                         + "; ".join(f"**{label}**: {mix}" for label, mix in mixes.items())
                     )
+                    versus_node(ctx, client, server, size, plan, section)
         finally:
             client.close()
     section.extra.append("Ratios (redis_exporter --check-keys ÷ runbook-exporter):\n\n" + table(
@@ -109,6 +124,73 @@ def run(ctx: Context) -> Section:
         "LATENCY...) is the last row of each size."
     )
     return section
+
+
+def versus_node(
+    ctx: Context, client: redis.Redis, server: Redis, size: int, plan: Plan, section: Section
+) -> None:
+    """Node BullMQ's getJobCounts() and exportPrometheusMetrics() over the same queues,
+    interleaved with scrapes of this exporter (collection = the check's own duration)."""
+    names = queue_names(size)
+    try:
+        node = NodePeer(server.url, PREFIX, names)
+    except Unavailable as exc:
+        section.notes.append(f"Node BullMQ peer skipped: {exc}")
+        return
+    stats = _server_stats(client, server)
+    mine: list[Timing] = []
+    counts: list[Timing] = []
+    exports: list[Timing] = []
+    try:
+        with ours(ctx.workdir, {"checks": [{"name": CHECK, "kind": "bullmq", "url": server.url,
+                                            "max_queues": max(size, 1000)}]},
+                  tag="ours-vs-node") as exporter:  # fmt: skip
+            url = f"{exporter.base}/metrics"
+            verify_ours(fetch(url), size, plan)
+            first = node.run("counts")["counts"]
+            want = {name: plan.counts(is_paused(i)) for i, name in enumerate(names)}
+            for name in names:
+                got = {state: first[name].get(state, 0) for state in want[name]}
+                # getJobCounts() leaves "paused" out where the v6 layout has no such list.
+                if {k: v for k, v in got.items() if k != "paused"} != {
+                    k: v for k, v in want[name].items() if k != "paused"
+                }:
+                    raise RuntimeError(f"Node BullMQ counts {name} as {first[name]}")
+            node.run("export")
+            for _ in range(ctx.repeat):
+                mine.append(timed(stats, lambda: 1000 * median(_durations([fetch(url)]))))
+                counts.append(timed(stats, lambda: float(node.run("counts")["ms"])))
+                exports.append(timed(stats, lambda: float(node.run("export")["ms"])))
+    finally:
+        node.close()
+    ours_ms = median([t.ms for t in mine])
+    counts_ms = median([t.ms for t in counts])
+    export_ms = median([t.ms for t in exports])
+    for label, runs in (
+        ("runbook-exporter bullmq check (collection: counts, workers, stalled, schedulers, "
+         "timings, counters)", mine),
+        (f"Node BullMQ {node.version}: getJobCounts() over all queues (Promise.all)", counts),
+        (f"Node BullMQ {node.version}: exportPrometheusMetrics() over all queues", exports),
+    ):  # fmt: skip
+        section.notes.append(
+            f"{label}: {median([t.ms for t in runs]):,.1f} ms, "
+            f"{median([t.commands for t in runs]):,.0f} Redis commands, "
+            f"{median([t.reads for t in runs]):,.0f} round trips (read events)"
+        )
+    ratio_counts = ours_ms / counts_ms
+    trips = median([t.reads for t in mine])
+    section.targets += [
+        Target(f"collection ≤ {GOAL_NODE_RATIO}× Node BullMQ getJobCounts() over {size} queues",
+               f"{ratio_counts:.2f}× ({ours_ms:,.1f} ms vs {counts_ms:,.1f} ms; "
+               f"exportPrometheusMetrics() {export_ms:,.1f} ms, {ours_ms / export_ms:.2f}×)",
+               ratio_counts <= GOAL_NODE_RATIO),
+        # Redis counts socket reads, several per large pipelined write (~16 KiB each), so
+        # read events overstate round trips; bench/bullmq_scale.py counts the check's own.
+        Target(f"≤ {GOAL_NODE_TRIPS} Redis round trips per scrape, {size} queues",
+               f"{trips:,.0f} Redis read events (an upper bound; Node BullMQ "
+               f"{median([t.reads for t in counts]):,.0f}); the check's own round trips are "
+               "bench/bullmq_scale.py's last column", None),
+    ]  # fmt: skip
 
 
 def compare(ctx: Context, client: redis.Redis, server: Redis, size: int, plan: Plan

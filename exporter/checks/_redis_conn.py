@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,16 @@ from exporter.redact import REDACTOR
 SCHEMES = ("redis", "rediss", "unix")
 # Two connections cover a pipeline plus a PING racing it; the runner is single-flight.
 POOL_SIZE = 2
+# RawRedis reads at most this many bytes per round trip (the bullmq kind keeps its
+# round trips far below it: bounded event pages), and this many per read.
+MAX_REPLY_BYTES = 64 << 20
+READ_SIZE = 1 << 17
+# hiredis allocates an array's slots when it reads the header, and freeing them walks
+# every slot: "*1000000000" alone costs seconds of event loop when the reader is dropped.
+# No reply RawRedis asks for has this many elements (pages and batches are bounded), so
+# a larger array header fails the round trip before hiredis sees it.
+MAX_ARRAY_ELEMENTS = 1_000_000
+_BIG_ARRAY = re.compile(rb"\r\n\*(\d{7,})\r\n")
 
 
 @dataclass(frozen=True)
@@ -41,10 +52,16 @@ class RedisConnOptions:
     password: str | None
     tls_ca_file: str | None
     tls_insecure_skip_verify: bool
+    # Redis Sentinel: the master is looked up by name on each connect (so a failover is
+    # followed by the next redial); the URL then gives credentials and database only.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
 
     @property
     def where(self) -> str:
         """``host:port`` (or the socket path) for messages; never the userinfo."""
+        if self.sentinel_master is not None:
+            return f"sentinel master {self.sentinel_master}"
         try:
             parts = urlsplit(self.url)
             if parts.scheme == "unix":
@@ -69,13 +86,39 @@ def parse_conn(reader: Reader) -> RedisConnOptions:
             reader.error(key, "only used with a rediss:// URL")
     if tls and isinstance(ca_file, str) and ca_file and not os.path.isfile(ca_file):
         reader.error("tls_ca_file", f'no such file "{ca_file}"')
+    sentinels = _sentinels(reader)
+    master = reader.str("sentinel_master", None)
+    if sentinels and not master:
+        reader.error("sentinel_master", "required with sentinels: the master's name")
+    if master and not reader.has("sentinels"):
+        reader.error("sentinels", "required with sentinel_master: host:port of each sentinel")
+    if sentinels and (tls or (isinstance(url, str) and url.startswith("unix:"))):
+        reader.error("sentinels", "works with redis:// URLs only (no TLS, no unix socket)")
     return RedisConnOptions(
         url=url if isinstance(url, str) else "",
         username=username or None,
         password=password or None,
         tls_ca_file=ca_file or None,
         tls_insecure_skip_verify=bool(insecure),
+        sentinels=sentinels,
+        sentinel_master=master or None,
     )
+
+
+def _sentinels(reader: Reader) -> tuple[tuple[str, int], ...]:
+    value = reader.str_list("sentinels", ())
+    if not reader.has("sentinels") or not isinstance(value, tuple):
+        return ()
+    if not value:
+        reader.error("sentinels", "must not be empty")
+    found: list[tuple[str, int]] = []
+    for item in value:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            reader.error("sentinels", f'expected "host:port", got "{item}"')
+            continue
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
 
 
 def _check_db(reader: Reader, url: str) -> None:
@@ -112,7 +155,38 @@ def make_client(options: RedisConnOptions, timeout: float) -> Redis:
         if options.tls_insecure_skip_verify:
             kwargs["ssl_cert_reqs"] = "none"
             kwargs["ssl_check_hostname"] = False
+    if options.sentinel_master is not None:
+        return _sentinel_client(options, kwargs)
     return Redis.from_url(options.url, **kwargs)
+
+
+def _sentinel_client(options: RedisConnOptions, kwargs: dict[str, Any]) -> Redis:
+    """A client whose pool asks the sentinels for the master on every new connection."""
+    from redis.asyncio.sentinel import Sentinel
+
+    params: dict[str, Any] = parse_url(options.url)  # type: ignore[no-untyped-call]
+    for key in ("username", "password", "db"):
+        if key in params:
+            kwargs.setdefault(key, params[key])
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(options.sentinels),
+        socket_timeout=kwargs["socket_timeout"],
+        socket_connect_timeout=kwargs["socket_connect_timeout"],
+    )
+    assert options.sentinel_master is not None
+
+    class SentinelRedis(Redis):
+        """Closes the connections to the sentinels with the client's own."""
+
+        async def aclose(self, close_connection_pool: bool | None = None) -> None:
+            await super().aclose(close_connection_pool)
+            for client in sentinel.sentinels:
+                await client.aclose()
+
+    client: Redis = sentinel.master_for(
+        options.sentinel_master, redis_class=SentinelRedis, **kwargs
+    )
+    return client
 
 
 def reason(exc: BaseException, where: str) -> str:
@@ -125,6 +199,8 @@ def reason(exc: BaseException, where: str) -> str:
         return f"redis {where}: still loading its dataset"
     if isinstance(exc, rexc.TimeoutError):
         return f"redis {where}: timed out"
+    if isinstance(exc, NoSentinelAnswer):
+        return f"redis {where}: {first_line(exc)}"
     if isinstance(exc, rexc.ConnectionError):
         return f"redis {where}: {_connection_reason(exc)}"
     if isinstance(exc, rexc.ResponseError):
@@ -156,11 +232,19 @@ def first_line(exc: BaseException) -> str:
     return REDACTOR.redact(text[0]) if text else type(exc).__name__
 
 
-class _Incomplete(Exception):
-    """The buffer ends inside a reply: read more."""
-
-
 Command = Sequence[str | int]
+
+
+class ProtocolViolation(rexc.ConnectionError):
+    """The server's reply broke RESP or the reader's bounds; asking again would not help."""
+
+
+class ReplyLimitExceeded(ProtocolViolation):
+    """A round trip of :class:`RawRedis` brought more than its byte limit."""
+
+
+class NoSentinelAnswer(rexc.ConnectionError):
+    """No configured sentinel named the master; the message says what each one did."""
 
 
 class RawRedis:
@@ -194,6 +278,8 @@ class RawRedis:
         fresh = self._writer is None
         try:
             return await self._round_trip(payload, count)
+        except ProtocolViolation:
+            raise  # the same request would bring the same reply
         except rexc.ConnectionError:
             if fresh:
                 raise
@@ -224,6 +310,8 @@ class RawRedis:
 
     async def _connect(self) -> None:
         params: dict[str, Any] = parse_url(self.options.url)  # type: ignore[no-untyped-call]
+        if self.options.sentinel_master is not None:
+            params["host"], params["port"] = await self._ask_sentinels()
         try:
             if "path" in params:
                 reader, writer = await asyncio.open_unix_connection(params["path"])
@@ -245,6 +333,9 @@ class RawRedis:
             setup.append(("AUTH", username, password) if username else ("AUTH", password))
         if params.get("db"):
             setup.append(("SELECT", int(params["db"])))
+        if self.options.sentinel_master is not None:
+            # A sentinel may still name a demoted master for a moment after a failover.
+            setup.append(("ROLE",))
         if not setup:
             return
         try:
@@ -258,6 +349,35 @@ class RawRedis:
                 if command[0] == "AUTH":
                     raise rexc.AuthenticationError(str(reply))
                 raise reply
+            if command[0] == "ROLE" and not (isinstance(reply, list) and reply[:1] == ["master"]):
+                await self.close()
+                raise rexc.ConnectionError(
+                    f"{params['host']}:{params['port']}, named master by the sentinels, is a "
+                    "replica (failover in progress?)"
+                )
+
+    async def _ask_sentinels(self) -> tuple[str, int]:
+        """The master's address from the first sentinel that knows it."""
+        master = self.options.sentinel_master
+        problems: list[str] = []
+        for host, port in self.options.sentinels:
+            writer: asyncio.StreamWriter | None = None
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(pack([("SENTINEL", "get-master-addr-by-name", str(master))]))
+                await writer.drain()
+                (reply,) = await read_replies(reader, 1, limit=1 << 16)
+            except (OSError, rexc.ConnectionError) as exc:
+                problems.append(f"{host}:{port}: {_connection_reason(exc)}")
+                continue
+            finally:
+                if writer is not None:
+                    writer.close()
+            if isinstance(reply, list) and len(reply) == 2 and str(reply[1]).isdigit():
+                return str(reply[0]), int(reply[1])
+            what = first_line(reply) if isinstance(reply, Exception) else "unknown master"
+            problems.append(f"{host}:{port}: {what}")
+        raise NoSentinelAnswer(f"no sentinel named the master ({'; '.join(problems)})")
 
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
@@ -321,58 +441,61 @@ def pack(commands: Sequence[Command]) -> bytes:
     return pack_text(commands).encode("utf-8", "surrogateescape")
 
 
-async def read_replies(reader: asyncio.StreamReader, count: int) -> list[Any]:
-    """Read exactly ``count`` replies, parsing whole chunks at a time."""
+async def read_replies(
+    reader: asyncio.StreamReader, count: int, limit: int | None = None
+) -> list[Any]:
+    """Read exactly ``count`` replies with hiredis' incremental parser.
+
+    The parser keeps its position between reads, so the cost is linear in the reply size
+    and each step parses at most one read's worth of bytes (the event loop runs in
+    between). ``limit`` bounds the bytes of one round trip: a server that sends a reply
+    that never ends (or claims a bulk of 2^62 bytes) fails it instead of growing memory.
+    Protocol errors (a nesting deeper than RESP allows, a bad length) become
+    :class:`redis.exceptions.ConnectionError`.
+    """
+    import hiredis  # loaded on first use: kinds import their client libraries lazily
+
+    parser = hiredis.Reader(
+        encoding="utf-8",
+        errors="surrogateescape",
+        replyError=rexc.ResponseError,
+    )
+    if limit is None:
+        limit = MAX_REPLY_BYTES
     out: list[Any] = []
-    buffer = b""
-    pos = 0
-    while len(out) < count:
-        if buffer.startswith(b"+QUEUED\r\n", pos):
-            # Half the replies of a MULTI/EXEC batch: skip the general parser.
-            out.append("QUEUED")
-            pos += 9
-            continue
-        try:
-            value, pos = _parse(buffer, pos)
-        except _Incomplete:
-            chunk = await reader.read(1 << 17)
+    received = 0
+    # The end of the previous chunk (a header may straddle two reads); a reply starts
+    # where a line ended.
+    tail = b"\r\n"
+    try:
+        while len(out) < count:
+            reply = parser.gets()
+            if reply is not False:
+                out.append(reply)
+                continue
+            chunk = await reader.read(READ_SIZE)
             if not chunk:
-                raise rexc.ConnectionError("connection closed by server") from None
-            buffer = buffer[pos:] + chunk
-            pos = 0
-            continue
-        out.append(value)
+                raise rexc.ConnectionError("connection closed by server")
+            received += len(chunk)
+            if received > limit:
+                raise ReplyLimitExceeded(f"protocol error: reply larger than {limit >> 20} MiB")
+            _check_arrays(tail + chunk)
+            tail = chunk[-32:]
+            parser.feed(chunk)
+    except hiredis.ProtocolError as exc:
+        raise ProtocolViolation(f"protocol error: {exc}") from None
     return out
 
 
-def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind = buf[pos]
-    if kind == 58:  # ':' integer
-        return int(buf[pos + 1 : end]), end + 2
-    if kind == 36:  # '$' bulk string
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        start = end + 2
-        stop = start + size
-        if stop + 2 > len(buf):
-            raise _Incomplete
-        return buf[start:stop].decode("utf-8", "surrogateescape"), stop + 2
-    if kind == 42:  # '*' array
-        size = int(buf[pos + 1 : end])
-        if size < 0:
-            return None, end + 2
-        pos = end + 2
-        items = []
-        for _ in range(size):
-            item, pos = _parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 43:  # '+' simple string
-        return buf[pos + 1 : end].decode("utf-8", "replace"), end + 2
-    if kind == 45:  # '-' error
-        return rexc.ResponseError(buf[pos + 1 : end].decode("utf-8", "replace")), end + 2
-    raise rexc.ConnectionError(f"protocol error: unexpected reply type {chr(kind)!r}")
+def _check_arrays(data: bytes) -> None:
+    """Refuse array headers beyond MAX_ARRAY_ELEMENTS (one C-speed scan per read).
+
+    Only headers after a line end match; bulk contents could, in theory, hold such a line
+    too, and would then fail the round trip: a false alarm, never a wrong value.
+    """
+    for match in _BIG_ARRAY.finditer(data):
+        if int(match[1]) > MAX_ARRAY_ELEMENTS:
+            raise ProtocolViolation(
+                f"protocol error: array of {int(match[1]):,} elements "
+                f"(more than {MAX_ARRAY_ELEMENTS:,})"
+            )

@@ -12,20 +12,23 @@ are the script's without its side effect, and consistent within a batch.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from redis import exceptions as rexc
 
 from exporter.checks._redis_conn import (
     CommandTemplate,
     Key,
     RawRedis,
     RedisConnOptions,
+    ReplyLimitExceeded,
     first_line,
     pack_text,
     parse_conn,
@@ -37,40 +40,66 @@ from exporter.logs import event
 from exporter.samples import Family, Sink
 
 STATES = (
-    "waiting", "paused", "active", "delayed", "prioritized", "waiting-children",
-    "completed", "failed",
+    "waiting",
+    "paused",
+    "active",
+    "delayed",
+    "prioritized",
+    "waiting-children",
+    "completed",
+    "failed",
 )
 COUNTER_SOURCES = ("auto", "metrics", "events", "off")
 DEFAULT_MAX_QUEUES = 1000
 DEFAULT_DISCOVERY_INTERVAL = 60.0
+DEFAULT_SCHEDULE_GRACE = 300.0
+DEFAULT_RECENT_JOBS = 100
+QUANTILES = (("0.5", 0.5), ("0.9", 0.9), ("1", 1.0))
 
-BATCH_QUEUES = 250  # queues per MULTI/EXEC round trip
+BATCH_QUEUES = 250  # queues per MULTI/EXEC
+PIPELINED_BATCHES = 4  # MULTI/EXECs sent together in one round trip (1,000 queues)
 SCAN_COUNT = 2000  # keys per SCAN step: few round trips, short server work per step
-EVENTS_PAGE = 1000  # stream entries per XRANGE
-EVENTS_MAX_PAGES = 20  # per queue per scrape; the rest is read on the next scrape
+# The events stream is read in bounded pages: the first (EVENTS_FIRST_PAGE entries) with
+# the counts, further ones (EVENTS_PAGE) for at most FOLLOW_QUEUES_PER_TRIP busy queues
+# per round trip, so no reply exceeds a few MiB, until EVENTS_TIME_SHARE of the check's
+# timeout is spent; the rest is read on the next scrape, from where this one stopped.
+EVENTS_FIRST_PAGE = 100
+EVENTS_PAGE = 1000
+FOLLOW_QUEUES_PER_TRIP = 20
+EVENTS_TIME_SHARE = 0.5
 TIMESTAMP_BATCH = 1000
+# Active jobs per queue whose locks are checked for stalled jobs (the first ones of the
+# active list); a queue has as many active jobs as its workers' concurrency.
+STALLED_SAMPLE = 1000
+STALLED_BUDGET = 100_000  # lock checks per scrape over all queues
 
 JOBS = Family(
-    "bullmq_queue_jobs", "gauge",
+    "bullmq_queue_jobs",
+    "gauge",
     "Jobs in each state, as BullMQ's Queue.getJobCounts() counts them.",
     ("prefix", "queue", "state"),
 )
 PAUSED = Family(
-    "bullmq_queue_paused", "gauge", "1 when the queue is paused (meta.paused), else 0.",
+    "bullmq_queue_paused",
+    "gauge",
+    "1 when the queue is paused (meta.paused), else 0.",
     ("prefix", "queue"),
 )
 OLDEST_WAITING = Family(
-    "bullmq_queue_oldest_waiting_job_timestamp_seconds", "gauge",
+    "bullmq_queue_oldest_waiting_job_timestamp_seconds",
+    "gauge",
     "Creation time of the job next in line in the wait list; absent when nothing waits.",
     ("prefix", "queue"),
 )
 COMPLETED = Family(
-    "bullmq_jobs_completed_total", "counter",
+    "bullmq_jobs_completed_total",
+    "counter",
     "Jobs completed, including those removed on completion.",
     ("prefix", "queue"),
 )
 FAILED = Family(
-    "bullmq_jobs_failed_total", "counter",
+    "bullmq_jobs_failed_total",
+    "counter",
     "Jobs failed with no retries left, including those removed on failure.",
     ("prefix", "queue"),
 )
@@ -78,17 +107,75 @@ QUEUES = Family(
     "bullmq_queues", "gauge", "Queues reported under the prefix by this scrape.", ("prefix",)
 )
 CAP_REACHED = Family(
-    "bullmq_queues_cap_reached", "gauge",
+    "bullmq_queues_cap_reached",
+    "gauge",
     "1 when discovery found more queues than max_queues and reported only the first ones.",
     ("prefix",),
 )
+EXISTS = Family(
+    "bullmq_queue_exists",
+    "gauge",
+    "1 when the queue has a meta hash or id key; 0 for a listed queue that does not exist.",
+    ("prefix", "queue"),
+)
+WORKERS = Family(
+    "bullmq_queue_workers",
+    "gauge",
+    "Redis connections named as this queue's workers, as Queue.getWorkers() finds them.",
+    ("prefix", "queue"),
+)
+STALLED = Family(
+    "bullmq_queue_stalled_jobs",
+    "gauge",
+    "Active jobs whose lock key is gone (the worker died or hung past its lock).",
+    ("prefix", "queue"),
+)
+SCHEDULERS = Family(
+    "bullmq_queue_schedulers",
+    "gauge",
+    "Repeatable jobs / job schedulers of the queue (entries of its repeat set).",
+    ("prefix", "queue"),
+)
+SCHEDULER_NEXT = Family(
+    "bullmq_queue_scheduler_next_run_timestamp_seconds",
+    "gauge",
+    "When the queue's earliest scheduled run is due; absent without schedulers.",
+    ("prefix", "queue"),
+)
+SCHEDULERS_OVERDUE = Family(
+    "bullmq_queue_schedulers_overdue",
+    "gauge",
+    "Schedulers whose next run is more than schedule_grace in the past (not advancing).",
+    ("prefix", "queue"),
+)
+RECENT_WAIT = Family(
+    "bullmq_queue_recent_job_wait_seconds",
+    "gauge",
+    "Wait (processedOn - timestamp) of the last recent_jobs completed jobs, by quantile.",
+    ("prefix", "queue", "quantile"),
+)
+RECENT_PROCESSING = Family(
+    "bullmq_queue_recent_job_processing_seconds",
+    "gauge",
+    "Processing time (finishedOn - processedOn) of the last recent_jobs completed jobs.",
+    ("prefix", "queue", "quantile"),
+)
+RECENT_JOBS = Family(
+    "bullmq_queue_recent_jobs",
+    "gauge",
+    "Completed jobs behind the recent_job quantiles (at most recent_jobs).",
+    ("prefix", "queue"),
+)
 SKIPPED = Family(
-    "bullmq_queues_skipped", "gauge",
+    "bullmq_queues_skipped",
+    "gauge",
     "Queues left out of this scrape because a key is unreadable (wrong type); see the logs.",
     ("prefix",),
 )
 
 _FINISHED = ("completed", "failed")
+_STATE_LABELS = tuple((name, (("state", name),)) for name in STATES)
+_QUANTILE_LABELS = tuple((q, (("quantile", label),)) for label, q in QUANTILES)
 _LOG = logging.WARNING
 
 
@@ -101,6 +188,9 @@ class BullmqOptions:
     max_queues: int
     discovery_interval: float
     counters: str
+    workers: bool
+    schedule_grace: float
+    recent_jobs: int
 
 
 def parse(reader: Reader) -> BullmqOptions:
@@ -114,6 +204,9 @@ def parse(reader: Reader) -> BullmqOptions:
     max_queues = reader.int("max_queues", DEFAULT_MAX_QUEUES, minimum=1)
     interval = reader.duration("discovery_interval", DEFAULT_DISCOVERY_INTERVAL, positive=False)
     counters = reader.choice("counters", COUNTER_SOURCES, "auto")
+    workers = reader.bool("workers", True)
+    grace = reader.duration("schedule_grace", DEFAULT_SCHEDULE_GRACE, positive=False)
+    recent_jobs = reader.int("recent_jobs", DEFAULT_RECENT_JOBS, minimum=0)
     if reader.has("queues"):
         for key in ("discover_id_keys", "max_queues", "discovery_interval"):
             if reader.has(key):
@@ -126,6 +219,9 @@ def parse(reader: Reader) -> BullmqOptions:
         max_queues=int(max_queues),
         discovery_interval=float(interval),
         counters=str(counters),
+        workers=bool(workers),
+        schedule_grace=float(grace),
+        recent_jobs=int(recent_jobs),
     )
 
 
@@ -163,6 +259,11 @@ class _QueueState:
     counters: dict[str, _Counter] = field(
         default_factory=lambda: {name: _Counter() for name in _FINISHED}
     )
+    # The last recent_jobs completed jobs: (id, wait, processing) oldest first, and the
+    # finish time (ms) of the newest, from which the next scrape reads newer ones.
+    recent: deque[tuple[str, float, float]] = field(default_factory=deque)
+    recent_since: str = "-inf"
+    figures: tuple[tuple[float, float], ...] | None = None  # (wait, run) per quantile
 
 
 @dataclass
@@ -175,10 +276,22 @@ class _Read:
     counts: dict[str, int]
     paused: bool
     next_job: str | None
-    entries: list[Any]  # events stream entries: [id, [field, value, ...]]
     metrics: dict[str, int | None]
-    events_full: bool = False
+    schedulers: int
+    next_run: float | None  # seconds
+    overdue: int
+    active: list[str]  # the first STALLED_SAMPLE active job ids
+    # Events stream entries read this scrape: finished jobs per event, the last id read
+    # (None: none), and whether a full page came back (more may follow).
+    finished: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_FINISHED, 0))
+    last_id: str | None = None
+    events_more: bool = False
     oldest: float | None = None
+    stalled: int = 0
+    # Completed jobs newer than the ones already sampled: (id, finishedOn ms), oldest first;
+    # the second round trip fills in their timings.
+    completed_new: list[tuple[str, str]] = field(default_factory=list)
+    timings: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -196,6 +309,9 @@ class _Skip(Exception):
 # ``<prefix>:<queue>:``. The last two only when counters may come from worker metrics.
 _QUEUE_READS: tuple[tuple[str, ...], ...] = (
     ("EXISTS", Key("meta"), Key("id")),
+    ("ZCARD", Key("repeat")),
+    ("ZRANGE", Key("repeat"), "0", "0", "WITHSCORES"),
+    ("LRANGE", Key("active"), "0", str(STALLED_SAMPLE - 1)),
     ("HGET", Key("meta"), "paused"),
     ("LLEN", Key("wait")),
     ("LRANGE", Key("wait"), "-2", "-1"),
@@ -210,13 +326,12 @@ _QUEUE_READS: tuple[tuple[str, ...], ...] = (
     ("HGET", Key("metrics:completed"), "count"),
     ("HGET", Key("metrics:failed"), "count"),
 )
-_READS = CommandTemplate(_QUEUE_READS[:12])
-_READS_WITH_METRICS = CommandTemplate(_QUEUE_READS)
+_BASE_READS = len(_QUEUE_READS) - 2
 # The key each reply of a queue's chunk read (its first argument), for a skip's reason;
-# the events stream read, when there is one, comes last.
+# the overdue count of the repeat set, then the events stream read, when there is one.
 _KEYS = tuple(str(command[1]) for command in _QUEUE_READS)
-_REPLY_KEYS = (*_KEYS[:12], "events")
-_REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
+_REPLY_KEYS = (*_KEYS[:_BASE_READS], "repeat", "events")
+_REPLY_KEYS_WITH_METRICS = (*_KEYS, "repeat", "events")
 
 
 class BullmqProbe(BaseProbe[BullmqOptions]):
@@ -226,11 +341,18 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._discovered: dict[str, _Discovery] = {}
         self._states: dict[tuple[str, str], _QueueState] = {}
         self._logged: dict[tuple[str, str], str] = {}
+        # Events page sizes; halved when a round trip exceeds RawRedis' byte limit (entries
+        # with large return values), so the stream positions keep advancing.
+        self._first_page = EVENTS_FIRST_PAGE
+        self._follow_page = EVENTS_PAGE
+        self._follow_queues = FOLLOW_QUEUES_PER_TRIP
 
     async def close(self) -> None:
         await self._redis.close()
 
     async def collect(self, out: Sink) -> None:
+        from redis import exceptions as rexc
+
         try:
             await self._collect(out)
         except rexc.RedisError as exc:
@@ -238,6 +360,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
 
     async def _collect(self, out: Sink) -> None:
         options = self.options
+        loop = asyncio.get_running_loop()
+        events_until = loop.time() + self.spec.timeout * EVENTS_TIME_SHARE
         targets: list[tuple[str, str]] = []
         capped: dict[str, bool] = {}
         for prefix in options.prefixes:
@@ -250,17 +374,30 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         reads: list[_Read] = []
         skipped: dict[str, int] = dict.fromkeys(options.prefixes, 0)
         problems: list[str] = []
-        for start in range(0, len(targets), BATCH_QUEUES):
-            batch = targets[start : start + BATCH_QUEUES]
-            for target, outcome in zip(batch, await self._read_batch(batch), strict=True):
+        clients: Any = None
+        now_ms = int(time.time() * 1000)
+        group = BATCH_QUEUES * PIPELINED_BATCHES
+        for start in range(0, len(targets), group):
+            batch = targets[start : start + group]
+            # CLIENT LIST rides along with the first batch, outside its MULTI: an ACL
+            # denial of it must not abort the counts.
+            with_clients = options.workers and start == 0
+            outcomes, listed = await self._read_batches(batch, now_ms, with_clients)
+            if with_clients:
+                clients = listed
+            for target, outcome in zip(batch, outcomes, strict=True):
                 prefix, queue = target
                 if isinstance(outcome, _Read):
                     reads.append(outcome)
                     if outcome.exists:
                         self._logged.pop(target, None)
                     else:
-                        self._log_once(target, "no keys yet (not created, or misspelled?)",
-                                       "bullmq listed queue not found", logging.INFO)
+                        self._log_once(
+                            target,
+                            "no keys yet (not created, or misspelled?)",
+                            "bullmq listed queue not found",
+                            logging.INFO,
+                        )
                 elif outcome is None:
                     continue  # a discovered queue deleted since discovery
                 else:
@@ -268,11 +405,22 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     self._log_once(target, str(outcome), "bullmq queue skipped", _LOG)
                     if options.queues:
                         problems.append(f"{prefix}:{queue}: {outcome}")
-        await self._follow_full_streams(reads)
-        await self._read_oldest(reads)
+        await self._follow_streams(reads, events_until)
+        await self._second_trip(reads)
 
-        for read in reads:
-            self._write_queue(out, read)
+        workers: dict[tuple[str, str], int] | None = None
+        if options.workers and targets:
+            if isinstance(clients, Exception):
+                problems.append(
+                    f"CLIENT LIST refused ({first_line(clients)}): bullmq_queue_workers needs "
+                    "+client|list in the user's ACL, or set workers: false"
+                )
+            else:
+                workers = _workers(clients, [(r.prefix, r.queue) for r in reads])
+        for index, read in enumerate(reads):
+            if index and not index % BATCH_QUEUES:
+                await asyncio.sleep(0)  # let other work run between slices of queues
+            self._write_queue(out, read, workers)
         for prefix in options.prefixes:
             out.add(QUEUES, sum(1 for r in reads if r.prefix == prefix), prefix=prefix)
             out.add(CAP_REACHED, 1 if capped[prefix] else 0, prefix=prefix)
@@ -318,16 +466,79 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         names = tuple(sorted(found))
         capped = len(names) > self.options.max_queues
         if capped:
-            event(_LOG, "bullmq queue discovery capped", check=self.spec.name, prefix=prefix,
-                  found=len(names), max_queues=self.options.max_queues)
+            event(
+                _LOG,
+                "bullmq queue discovery capped",
+                check=self.spec.name,
+                prefix=prefix,
+                found=len(names),
+                max_queues=self.options.max_queues,
+            )
             names = names[: self.options.max_queues]
         self._discovered[prefix] = _Discovery(now, names, capped)
         return names, capped
 
-    async def _read_batch(self, batch: Sequence[tuple[str, str]]) -> list[_Read | _Skip | None]:
-        """One MULTI/EXEC for the batch: every count of every queue, consistent per batch."""
+    async def _read_batches(
+        self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
+    ) -> tuple[list[_Read | _Skip | None], Any]:
+        """One round trip: a MULTI/EXEC per BATCH_QUEUES queues, all sent in one write.
+
+        Every count of a queue comes from one transaction, so it is consistent per batch.
+        With ``with_clients``, a CLIENT LIST goes first in the same round trip; its reply
+        (text, or the error object) is returned beside the outcomes.
+        """
+        from redis import exceptions as rexc
+
+        packed = [
+            self._pack_batch(targets[start : start + BATCH_QUEUES], now_ms)
+            for start in range(0, len(targets), BATCH_QUEUES)
+        ]
+        head = pack_text([("CLIENT", "LIST")]) if with_clients else ""
+        payload = (head + "".join(text for text, _, _ in packed)).encode("utf-8", "surrogateescape")
+        try:
+            replies = await self._redis.execute_packed(
+                payload, (1 if with_clients else 0) + sum(count for _, count, _ in packed)
+            )
+        except ReplyLimitExceeded:
+            # First events pages of busy streams with large entries: smaller ones from the
+            # next scrape on (this one fails; nothing was counted, positions are kept).
+            self._first_page = max(self._first_page // 2, 1)
+            raise
+        clients = replies.pop(0) if with_clients else None
+        outcomes: list[_Read | _Skip | None] = []
+        position = 0
+        for start, (_, count, modes) in zip(
+            range(0, len(targets), BATCH_QUEUES), packed, strict=True
+        ):
+            batch_replies = replies[position : position + count]
+            position += count
+            # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the
+            # first.
+            for reply in batch_replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            results: list[Any] | None = batch_replies[-1]
+            if results is None:
+                raise rexc.ResponseError("EXEC was aborted")
+            batch = targets[start : start + BATCH_QUEUES]
+            outcomes.extend(self._parse_batch(batch, modes, results))
+            await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
+        return outcomes, clients
+
+    def _template(self, now_ms: int) -> CommandTemplate:
         metrics = self.options.counters in ("auto", "metrics")
-        template = _READS_WITH_METRICS if metrics else _READS
+        # Laid out once per batch: the overdue cut-off is the same for every queue.
+        overdue_before = str(now_ms - int(self.options.schedule_grace * 1000))
+        reads = _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
+        overdue = ("ZCOUNT", Key("repeat"), "-inf", "(" + overdue_before)
+        return CommandTemplate((*reads, overdue))
+
+    def _pack_batch(
+        self, batch: Sequence[tuple[str, str]], now_ms: int
+    ) -> tuple[str, int, list[str]]:
+        """One batch's MULTI ... EXEC as RESP text, its command count and events modes."""
+        template = self._template(now_ms)
+        recent = self.options.recent_jobs
         parts = [pack_text([("MULTI",)])]
         count = 2  # MULTI, EXEC
         modes: list[str] = []
@@ -335,32 +546,62 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             base = f"{prefix}:{queue}:"
             parts.append(template.render(base))
             count += template.count
+            if recent:
+                state = self._states.get((prefix, queue))
+                since = state.recent_since if state is not None else "-inf"
+                parts.append(
+                    pack_text(
+                        [
+                            (
+                                "ZREVRANGEBYSCORE",
+                                base + "completed",
+                                "+inf",
+                                since,
+                                "WITHSCORES",
+                                "LIMIT",
+                                0,
+                                recent,
+                            )
+                        ]
+                    )
+                )
+                count += 1
             mode = self._events_mode((prefix, queue))
             if mode == "position":
                 parts.append(pack_text([("XREVRANGE", base + "events", "+", "-", "COUNT", 1)]))
                 count += 1
             elif mode == "follow":
                 state = self._states[(prefix, queue)]
-                parts.append(pack_text([(
-                    "XRANGE", base + "events", _after(state.stream_id or "0-0"), "+",
-                    "COUNT", EVENTS_PAGE,
-                )]))
+                parts.append(
+                    pack_text(
+                        [
+                            (
+                                "XRANGE",
+                                base + "events",
+                                _after(state.stream_id or "0-0"),
+                                "+",
+                                "COUNT",
+                                self._first_page,
+                            )
+                        ]
+                    )
+                )
                 count += 1
             modes.append(mode)
         parts.append(pack_text([("EXEC",)]))
-        payload = "".join(parts).encode("utf-8", "surrogateescape")
-        replies = await self._redis.execute_packed(payload, count)
-        # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the first.
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        results: list[Any] = replies[-1]
-        if results is None:
-            raise rexc.ResponseError("EXEC was aborted")
+        return "".join(parts), count, modes
+
+    def _parse_batch(
+        self, batch: Sequence[tuple[str, str]], modes: list[str], results: list[Any]
+    ) -> list[_Read | _Skip | None]:
+        per_queue = (
+            len(_QUEUE_READS) if self.options.counters in ("auto", "metrics") else (_BASE_READS)
+        )
+        fixed = per_queue + 1 + (1 if self.options.recent_jobs else 0)  # + ZCOUNT, recent
         outcomes: list[_Read | _Skip | None] = []
         position = 0
         for (prefix, queue), mode in zip(batch, modes, strict=True):
-            size = template.count + (0 if mode == "none" else 1)
+            size = fixed + (0 if mode == "none" else 1)
             chunk = results[position : position + size]
             position += size
             try:
@@ -385,118 +626,284 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             return "none"
         return "position" if state.stream_id is None else "follow"
 
-    def _parse_queue(
-        self, prefix: str, queue: str, replies: list[Any], mode: str
-    ) -> _Read | None:
+    def _parse_queue(self, prefix: str, queue: str, replies: list[Any], mode: str) -> _Read | None:
         metrics_read = self.options.counters in ("auto", "metrics")
         names = _REPLY_KEYS_WITH_METRICS if metrics_read else _REPLY_KEYS
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 key = f"{prefix}:{queue}:{names[index] if index < len(names) else '?'}"
                 raise _Skip(f"{key}: {first_line(reply)}")
-        exists = replies[0] > 0
+        try:
+            return self._read_of(prefix, queue, replies, mode, metrics_read)
+        except (TypeError, ValueError, IndexError) as exc:
+            # Not what Redis answers to these commands: a broken or hostile server.
+            raise _Skip(f"{prefix}:{queue}: unexpected reply ({type(exc).__name__})") from None
+
+    def _read_of(
+        self, prefix: str, queue: str, replies: list[Any], mode: str, metrics_read: bool
+    ) -> _Read | None:
+        (exists_count, schedulers, first_run, active, paused_field, wait_len, wait_tail,
+         paused_len, paused_tail, active_len, *sets) = replies[:_BASE_READS]  # fmt: skip
+        exists = int(exists_count) > 0
         if not exists and not self.options.queues:
             return None  # neither meta nor id: obliterated since discovery
-        wait_tail: list[str] = replies[3]
-        paused_tail: list[str] = replies[5]
         # The v5 layout moves a paused queue's jobs to the paused list: they wait there.
         next_job = _next_job(wait_tail) or _next_job(paused_tail)
         counts = {
-            "waiting": _list_count(replies[2], wait_tail),
-            "paused": _list_count(replies[4], paused_tail),
-            "active": replies[6],
-            "delayed": replies[7],
-            "prioritized": replies[8],
-            "waiting-children": replies[9],
-            "completed": replies[10],
-            "failed": replies[11],
+            "waiting": _list_count(int(wait_len), wait_tail),
+            "paused": _list_count(int(paused_len), paused_tail),
+            "active": int(active_len),
+            **{name: int(n) for name, n in zip(STATES[3:], sets, strict=True)},
         }
-        position = 12
+        position = _BASE_READS
         metrics: dict[str, int | None] = dict.fromkeys(_FINISHED)
         if metrics_read:
-            metrics["completed"] = _int_or_none(replies[12])
-            metrics["failed"] = _int_or_none(replies[13])
-            position = 14
-        entries: list[Any] = []
-        if mode != "none":
-            entries = replies[position] or []
+            metrics["completed"] = _int_or_none(replies[position])
+            metrics["failed"] = _int_or_none(replies[position + 1])
+            position += 2
+        overdue = int(replies[position])
+        position += 1
+        completed: list[Any] = []
+        if self.options.recent_jobs:
+            completed = replies[position]
+            position += 1
         # Not setdefault: its default would build a fresh state per queue on every scrape.
         state = self._states.get((prefix, queue))
         if state is None:
             state = self._states[(prefix, queue)] = _QueueState()
-        if mode == "position":
-            state.stream_id = entries[0][0] if entries else "0-0"
-            entries = []
-        return _Read(
+        read = _Read(
             prefix=prefix, queue=queue, exists=exists, counts=counts,
-            paused=replies[1] is not None,
-            next_job=next_job, entries=entries, metrics=metrics,
-            events_full=mode == "follow" and len(entries) == EVENTS_PAGE,
-        )
+            paused=paused_field is not None, next_job=next_job, metrics=metrics,
+            schedulers=int(schedulers),
+            next_run=float(first_run[1]) / 1000.0 if first_run else None,
+            overdue=overdue, active=[str(job) for job in active],
+        )  # fmt: skip
+        if completed:
+            known = {job for job, _, _ in state.recent}
+            # Newest first, as [id, score, id, score, ...]; the newest already sampled
+            # comes back too (its score is the lower bound): skip what is known.
+            pairs = zip(completed[0::2], completed[1::2], strict=True)
+            read.completed_new = [(str(j), str(f)) for j, f in pairs if j not in known][::-1]
+        if mode == "position":
+            entries = replies[position] or []
+            state.stream_id = entries[0][0] if entries else "0-0"
+        elif mode == "follow":
+            page = replies[position] or []
+            _count_events(read, page)
+            read.events_more = len(page) == self._first_page
+        return read
 
-    async def _follow_full_streams(self, reads: list[_Read]) -> None:
-        """Read further pages of busy event streams, a bounded number per scrape."""
-        pending = [r for r in reads if r.events_full]
-        for _ in range(EVENTS_MAX_PAGES - 1):
-            if not pending:
+    async def _follow_streams(self, reads: list[_Read], until: float) -> None:
+        """Read further pages of busy event streams until the scrape's share of time is
+        spent; a stream not caught up goes on from its last entry on the next scrape."""
+        loop = asyncio.get_running_loop()
+        pending = [r for r in reads if r.events_more]
+        while pending and loop.time() < until:
+            size, page_size = self._follow_queues, self._follow_page
+            trip, pending = pending[:size], pending[size:]
+            commands = [
+                ("XRANGE", f"{r.prefix}:{r.queue}:events", _after(r.last_id or "0-0"), "+",
+                 "COUNT", page_size)
+                for r in trip
+            ]  # fmt: skip
+            try:
+                pages = await self._redis.execute(commands)
+            except ReplyLimitExceeded:
+                # Large entries (big return values): fewer per round trip from now on. What
+                # was read counts; the rest follows on the next scrapes.
+                if len(trip) > 1:
+                    self._follow_queues = len(trip) // 2
+                else:
+                    self._follow_page = max(self._follow_page // 2, 1)
                 return
-            pages = await self._redis.execute([
-                ("XRANGE", f"{r.prefix}:{r.queue}:events", _after(r.entries[-1][0]), "+",
-                 "COUNT", EVENTS_PAGE)
-                for r in pending
-            ])
-            still: list[_Read] = []
-            for read, page in zip(pending, pages, strict=True):
-                if isinstance(page, Exception) or not page:
-                    continue
-                read.entries.extend(page)
-                if len(page) == EVENTS_PAGE:
-                    still.append(read)
-            pending = still
+            for read, page in zip(trip, pages, strict=True):
+                if isinstance(page, Exception) or not isinstance(page, list):
+                    continue  # the stream went away meanwhile: what was read counts
+                _count_events(read, page)
+                if len(page) == page_size:
+                    pending.append(read)
 
-    async def _read_oldest(self, reads: list[_Read]) -> None:
-        """Second round trip: the creation time of each queue's next waiting job."""
+    async def _second_trip(self, reads: list[_Read]) -> None:
+        """Second round trip: the creation time of each queue's next waiting job, and the
+        locks of active jobs (a lock gone while the job is still active: stalled)."""
+        from redis import exceptions as rexc
+
         waiting = [r for r in reads if r.next_job is not None]
-        for start in range(0, len(waiting), TIMESTAMP_BATCH):
-            chunk = waiting[start : start + TIMESTAMP_BATCH]
-            replies = await self._redis.execute([
-                ("HGET", f"{r.prefix}:{r.queue}:{r.next_job}", "timestamp") for r in chunk
-            ])
-            for read, raw in zip(chunk, replies, strict=True):
-                millis = None if isinstance(raw, Exception) else _int_or_none(raw)
-                # A job taken by a worker meanwhile keeps its hash; a removed one has none.
-                if millis is not None and millis > 0:
-                    read.oldest = millis / 1000.0
+        budget = STALLED_BUDGET
+        for read in reads:
+            # Keep the transaction's reply bounded whatever the queues' concurrency.
+            read.active = read.active[: max(budget, 0)]
+            budget -= len(read.active)
+        busy = [r for r in reads if r.active]
+        finished = [r for r in reads if r.completed_new]
+        if not waiting and not busy and not finished:
+            return
+        commands: list[tuple[str, ...]] = [("MULTI",)]
+        for read in waiting:
+            commands.append(("HGET", f"{read.prefix}:{read.queue}:{read.next_job}", "timestamp"))
+        for read in busy:
+            base = f"{read.prefix}:{read.queue}:"
+            commands.extend(("EXISTS", f"{base}{job}:lock") for job in read.active)
+            # In the same transaction: a job that finished since the first round trip
+            # lost its lock and left the active list at once, so it is not stalled.
+            commands.append(("LRANGE", base + "active", "0", str(STALLED_SAMPLE - 1)))
+        for read in finished:
+            base = f"{read.prefix}:{read.queue}:"
+            commands.extend(
+                ("HMGET", base + job, "timestamp", "processedOn", "finishedOn")
+                for job, _ in read.completed_new
+            )
+        commands.append(("EXEC",))
+        replies = await self._redis.execute(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        results = replies[-1]
+        if not isinstance(results, list):
+            raise rexc.ResponseError("EXEC was aborted")
+        position = 0
+        for read in waiting:
+            raw = results[position]
+            position += 1
+            millis = None if isinstance(raw, Exception) else _int_or_none(raw)
+            # A job taken by a worker meanwhile keeps its hash; a removed one has none.
+            if millis is not None and millis > 0:
+                read.oldest = millis / 1000.0
+        for read in busy:
+            locks = results[position : position + len(read.active)]
+            still = results[position + len(read.active)]
+            position += len(read.active) + 1
+            active_now = set(still) if isinstance(still, list) else set()
+            read.stalled = sum(
+                1 for job, lock in zip(read.active, locks, strict=True)
+                if lock == 0 and job in active_now
+            )  # fmt: skip
+        for read in finished:
+            fields = results[position : position + len(read.completed_new)]
+            position += len(read.completed_new)
+            for (job, _), raw in zip(read.completed_new, fields, strict=True):
+                times = [_int_or_none(v) for v in raw] if isinstance(raw, list) else []
+                created, processed, done = [*times, None, None, None][:3]
+                # A job removed meanwhile (or never processed) has nothing to measure.
+                if created is None or processed is None or done is None:
+                    continue
+                read.timings.append((job, (processed - created) / 1000, (done - processed) / 1000))
 
-    def _write_queue(self, out: Sink, read: _Read) -> None:
-        labels = {"prefix": read.prefix, "queue": read.queue}
-        for name in STATES:
-            out.add(JOBS, read.counts[name], state=name, **labels)
-        out.add(PAUSED, 1 if read.paused else 0, **labels)
+    def _write_queue(
+        self, out: Sink, read: _Read, workers: dict[tuple[str, str], int] | None
+    ) -> None:
+        # Label pairs in the families' order (prefix, queue[, state|quantile]), built once.
+        labels = (("prefix", read.prefix), ("queue", read.queue))
+        add = out.add_ordered
+        counts = read.counts
+        for name, state_label in _STATE_LABELS:
+            add(JOBS, counts[name], labels + state_label)
+        add(PAUSED, 1 if read.paused else 0, labels)
+        add(EXISTS, 1 if read.exists else 0, labels)
+        add(STALLED, read.stalled, labels)
+        add(SCHEDULERS, read.schedulers, labels)
+        add(SCHEDULERS_OVERDUE, read.overdue, labels)
+        if read.next_run is not None:
+            add(SCHEDULER_NEXT, read.next_run, labels)
+        if workers is not None:
+            add(WORKERS, workers.get((read.prefix, read.queue), 0), labels)
         if read.oldest is not None:
-            out.add(OLDEST_WAITING, read.oldest, **labels)
+            add(OLDEST_WAITING, read.oldest, labels)
+        state = self._states[(read.prefix, read.queue)]
+        if self.options.recent_jobs:
+            self._write_timings(out, read, state, labels)
         if self.options.counters == "off":
             return
-        state = self._states[(read.prefix, read.queue)]
-        finished = dict.fromkeys(_FINISHED, 0)
-        for entry_id, fields in read.entries:
-            # Entries are [id, [field, value, ...]]; BullMQ writes "event" first.
-            kind = _field(fields, "event")
-            if kind in finished:
-                finished[kind] += 1
-            state.stream_id = entry_id
+        if read.last_id is not None:
+            state.stream_id = read.last_id
         for name, family in (("completed", COMPLETED), ("failed", FAILED)):
             counter = state.counters[name]
-            counter.events += finished[name]
+            counter.events += read.finished[name]
             _advance(counter, read.metrics[name], self.options.counters)
-            out.add(family, counter.value, **labels)
+            add(family, counter.value, labels)
+
+    def _write_timings(
+        self, out: Sink, read: _Read, state: _QueueState, labels: tuple[tuple[str, str], ...]
+    ) -> None:
+        recent = state.recent
+        if read.timings or state.figures is None:
+            recent.extend(read.timings)
+            while len(recent) > self.options.recent_jobs:
+                recent.popleft()
+            waits = sorted(wait for _, wait, _ in recent)
+            runs = sorted(run for _, _, run in recent)
+            # Kept until new jobs arrive: most scrapes of most queues bring none.
+            state.figures = tuple(
+                (_nearest_rank(waits, q), _nearest_rank(runs, q)) for _, q in QUANTILES
+            ) if recent else ()  # fmt: skip
+        if read.completed_new:
+            state.recent_since = read.completed_new[-1][1]
+        out.add_ordered(RECENT_JOBS, len(recent), labels)
+        for (_, quantile_label), (wait, run) in zip(_QUANTILE_LABELS, state.figures, strict=False):
+            out.add_ordered(RECENT_WAIT, wait, labels + quantile_label)
+            out.add_ordered(RECENT_PROCESSING, run, labels + quantile_label)
 
     def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
         """Log a queue's problem when it starts or changes, not on every scrape."""
         if self._logged.get(target) != why:
             self._logged[target] = why
-            event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1],
-                  reason=why)
+            event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1], reason=why)
+
+
+def _nearest_rank(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted values by the nearest-rank method (an observed value)."""
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+
+def _count_events(read: _Read, page: list[Any]) -> None:
+    """Count the finished jobs of a page of stream entries ([id, [field, value, ...]])."""
+    finished = read.finished
+    for entry_id, fields in page:
+        # BullMQ writes "event" first.
+        kind = _field(fields, "event")
+        if kind in finished:
+            finished[kind] += 1
+        read.last_id = entry_id
+
+
+def _workers(listing: Any, queues: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Connections per queue named as BullMQ names its workers' connections.
+
+    Node BullMQ names them ``<prefix>:<base64 of the queue name>``, the Python package
+    ``<prefix>:<queue name>``; a worker given a name appends ``:w:<name>``. This counts
+    the connections ``Queue.getWorkers()`` returns, from one CLIENT LIST for all queues.
+    """
+    names: dict[str, tuple[str, str]] = {}
+    for prefix, queue in queues:
+        names[f"{prefix}:{queue}"] = (prefix, queue)
+        encoded = base64.b64encode(queue.encode("utf-8", "surrogateescape")).decode("ascii")
+        names[f"{prefix}:{encoded}"] = (prefix, queue)
+    found: dict[tuple[str, str], int] = {}
+    text = listing if isinstance(listing, str) else ""
+    for line in text.splitlines():
+        name = _client_name(line)
+        if not name:
+            continue
+        owner = names.get(name)
+        if owner is None and ":w:" in name:
+            # The prefix may contain ":w:" itself: try every split point.
+            start = name.find(":w:")
+            while owner is None and start >= 0:
+                owner = names.get(name[:start])
+                start = name.find(":w:", start + 1)
+        if owner is not None:
+            found[owner] = found.get(owner, 0) + 1
+    return found
+
+
+def _client_name(line: str) -> str:
+    # CLIENT LIST lines are "id=7 addr=... name=<name> age=..."; names have no spaces.
+    start = line.find(" name=")
+    if start < 0:
+        return ""
+    start += 6
+    end = line.find(" ", start)
+    return line[start:] if end < 0 else line[start:end]
 
 
 def _field(fields: list[str], name: str) -> str | None:
@@ -575,6 +982,24 @@ KIND = Kind(
     "lifetime completed/failed.",
     parse=parse,
     probe=BullmqProbe,
-    families=(JOBS, PAUSED, OLDEST_WAITING, COMPLETED, FAILED, QUEUES, CAP_REACHED, SKIPPED),
+    families=(
+        JOBS,
+        PAUSED,
+        OLDEST_WAITING,
+        COMPLETED,
+        FAILED,
+        EXISTS,
+        WORKERS,
+        STALLED,
+        SCHEDULERS,
+        SCHEDULER_NEXT,
+        SCHEDULERS_OVERDUE,
+        RECENT_WAIT,
+        RECENT_PROCESSING,
+        RECENT_JOBS,
+        QUEUES,
+        CAP_REACHED,
+        SKIPPED,
+    ),
     target="url",
 )

@@ -9,7 +9,16 @@ can be exercised against the same exporter. Every command prints one JSON line l
     bullmq_driver.py finish URL PREFIX QUEUE OK FAIL [metrics]
                                                  OK jobs completed and FAIL failed, all
                                                  removed on finish (removeOnComplete/Fail)
-    bullmq_driver.py hold URL PREFIX QUEUE N     (internal) take N jobs and never finish
+    bullmq_driver.py hold URL PREFIX QUEUE N [LOCK_MS]
+                                                 take N jobs and never finish (prints
+                                                 "holding" once they are active; the test
+                                                 kills it); LOCK_MS: lockDuration
+    bullmq_driver.py add URL PREFIX QUEUE N      N jobs; prints their ids
+    bullmq_driver.py serve URL PREFIX QUEUE      a worker until stdin closes; prints
+                                                 getWorkers() count once it is running
+    bullmq_driver.py workers URL PREFIX QUEUE    Queue.getWorkers() count
+    bullmq_driver.py schedule URL PREFIX QUEUE ID EVERY_MS
+                                                 upsertJobScheduler; its getJobSchedulers()
 """
 
 from __future__ import annotations
@@ -25,7 +34,13 @@ from typing import Any
 from bullmq import FlowProducer, Queue, Worker
 
 STATES = (
-    "active", "completed", "delayed", "failed", "paused", "prioritized", "waiting",
+    "active",
+    "completed",
+    "delayed",
+    "failed",
+    "paused",
+    "prioritized",
+    "waiting",
     "waiting-children",
 )
 HOUR_MS = 3_600_000
@@ -55,8 +70,9 @@ async def counts(url: str, prefix: str, names: list[str]) -> dict[str, Any]:
     return out
 
 
-async def run_worker(url: str, prefix: str, name: str, ok: int, fail: int,
-                     extra: dict[str, Any]) -> None:
+async def run_worker(
+    url: str, prefix: str, name: str, ok: int, fail: int, extra: dict[str, Any]
+) -> None:
     """Process until ``ok`` jobs completed and ``fail`` failed, then close the worker."""
     done = {"completed": 0, "failed": 0}
 
@@ -98,7 +114,13 @@ async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
         for i in range(2):
             await queue.add("hold", {"i": i})
         holder = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "hold", url, prefix, all_q, "2",
+            sys.executable,
+            __file__,
+            "hold",
+            url,
+            prefix,
+            all_q,
+            "2",
             stdout=asyncio.subprocess.DEVNULL,
         )
 
@@ -119,12 +141,16 @@ async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
             await queue.add("later", {"i": i}, {"delay": HOUR_MS})
         for i in range(3):
             await queue.add("urgent", {"i": i}, {"priority": i + 1})
-        await flows.add({
-            "name": "parent", "queueName": all_q, "data": {},
-            "children": [
-                {"name": "child", "queueName": children_q, "data": {"i": i}} for i in range(2)
-            ],
-        })
+        await flows.add(
+            {
+                "name": "parent",
+                "queueName": all_q,
+                "data": {},
+                "children": [
+                    {"name": "child", "queueName": children_q, "data": {"i": i}} for i in range(2)
+                ],
+            }
+        )
 
         # paused: 3 jobs, pause, 2 more and one prioritized.
         paused_first = await paused.add("wait", {"i": 0})
@@ -159,15 +185,65 @@ async def finish(url: str, prefix: str, name: str, ok: int, fail: int, metrics: 
     await run_worker(url, prefix, name, ok, fail, extra)
 
 
-async def hold(url: str, prefix: str, name: str, n: int) -> None:
+async def hold(url: str, prefix: str, name: str, n: int, lock_ms: int | None) -> None:
     forever = asyncio.Event()
+    taken: list[Any] = []
 
     async def process(job: Any, token: Any) -> Any:
+        taken.append(job.id)
+        if len(taken) == n:
+            print(json.dumps({"holding": taken}), flush=True)
         await forever.wait()
 
-    worker = Worker(name, process, {**opts(url, prefix), "concurrency": n})
+    extra = {"lockDuration": lock_ms, "lockRenewTime": lock_ms // 4} if lock_ms else {}
+    worker = Worker(name, process, {**opts(url, prefix), "concurrency": n, **extra})
     await forever.wait()  # killed by the parent
     await worker.close()
+
+
+async def add(url: str, prefix: str, name: str, n: int) -> list[str]:
+    queue = Queue(name, opts(url, prefix))
+    try:
+        return [str((await queue.add("hold", {"i": i})).id) for i in range(n)]
+    finally:
+        await queue.close()
+
+
+async def workers_count(url: str, prefix: str, name: str) -> int:
+    queue = Queue(name, opts(url, prefix))
+    try:
+        return int(await queue.get_workers_count())
+    finally:
+        await queue.close()
+
+
+async def serve(url: str, prefix: str, name: str) -> None:
+    """A worker until stdin reaches EOF; prints getWorkers()' count once it runs."""
+
+    async def process(job: Any, token: Any) -> Any:
+        return None
+
+    worker = Worker(name, process, opts(url, prefix))
+    try:
+
+        async def named() -> bool:
+            return await workers_count(url, prefix, name) > 0
+
+        await wait_for(named, f"worker of {name} listed by getWorkers()")
+        count = await workers_count(url, prefix, name)
+        print(json.dumps({"workers": count}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await worker.close(force=True)
+
+
+async def schedule(url: str, prefix: str, name: str, scheduler: str, every: int) -> Any:
+    queue = Queue(name, opts(url, prefix))
+    try:
+        await queue.upsertJobScheduler(scheduler, {"every": every})
+        return await queue.getJobSchedulers()
+    finally:
+        await queue.close()
 
 
 def main(argv: list[str]) -> None:
@@ -178,12 +254,23 @@ def main(argv: list[str]) -> None:
     elif command == "counts":
         result = {"counts": asyncio.run(counts(url, prefix, rest))}
     elif command == "finish":
-        asyncio.run(finish(url, prefix, rest[0], int(rest[1]), int(rest[2]),
-                           rest[3:] == ["metrics"]))
+        asyncio.run(
+            finish(url, prefix, rest[0], int(rest[1]), int(rest[2]), rest[3:] == ["metrics"])
+        )
         result = {}
     elif command == "hold":
-        asyncio.run(hold(url, prefix, rest[0], int(rest[1])))
+        lock_ms = int(rest[2]) if len(rest) > 2 else None
+        asyncio.run(hold(url, prefix, rest[0], int(rest[1]), lock_ms))
         return
+    elif command == "serve":
+        asyncio.run(serve(url, prefix, rest[0]))
+        return
+    elif command == "add":
+        result = {"ids": asyncio.run(add(url, prefix, rest[0], int(rest[1])))}
+    elif command == "workers":
+        result = {"workers": asyncio.run(workers_count(url, prefix, rest[0]))}
+    elif command == "schedule":
+        result = {"schedulers": asyncio.run(schedule(url, prefix, rest[0], rest[1], int(rest[2])))}
     else:
         raise SystemExit(f"unknown command {command}")
     print(json.dumps({"bullmq": version, "pid": os.getpid(), **result}), flush=True)

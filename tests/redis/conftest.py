@@ -8,7 +8,9 @@ inside the side venvs made by scripts/test-setup.d/bullmq.sh, one per BullMQ lay
 from __future__ import annotations
 
 import json
+import select
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,10 @@ class Bullmq:
     def run(self, *args: str, timeout: float = 180) -> dict[str, Any]:
         done = subprocess.run(
             [str(self.python), str(DRIVER), *args],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if done.returncode != 0:
             raise AssertionError(
@@ -42,12 +47,69 @@ class Bullmq:
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
 
+    def start(self, *args: str) -> Running:
+        """The driver as a long-running process (``serve``, ``hold``); see :class:`Running`."""
+        return Running(self, args)
+
+
+class Running:
+    """A driver process kept running; ``line`` waits for its next JSON line."""
+
+    def __init__(self, driver: Bullmq, args: tuple[str, ...]) -> None:
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
+        self.process = subprocess.Popen(
+            [str(driver.python), str(DRIVER), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        self.what = f"bullmq driver ({driver.layout}) {args[0]}"
+
+    def line(self, timeout: float = 60) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        text = self.process.stdout.readline() if ready else ""
+        if not text:
+            self.process.kill()
+            self.process.wait()
+            self.stderr.seek(0)
+            errors = self.stderr.read()[-4000:].decode(errors="replace")
+            self._release()
+            raise AssertionError(
+                f"{self.what} printed nothing within {timeout} s (exit "
+                f"{self.process.returncode}):\n{errors}"
+            )
+        result: dict[str, Any] = json.loads(text)
+        return result
+
+    def close(self, timeout: float = 60) -> None:
+        """Close stdin (``serve`` ends its worker cleanly) and wait for the exit."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout)
+        self._release()
+
+    def kill(self) -> None:
+        """SIGKILL: a worker dying mid-job, its sockets closed by the kernel."""
+        self.process.kill()
+        self.process.wait()
+        self._release()
+
+    def _release(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+        self.stderr.close()
+
 
 def require_bullmq(layout: str) -> Bullmq:
     driver = Bullmq(layout)
     if not driver.python.exists():
-        unavailable(f"side venv {VENVS[layout]} with the bullmq package is missing: "
-                    "bash scripts/test-setup.d/bullmq.sh")
+        unavailable(
+            f"side venv {VENVS[layout]} with the bullmq package is missing: "
+            "bash scripts/test-setup.d/bullmq.sh"
+        )
     return driver
 
 

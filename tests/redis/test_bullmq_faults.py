@@ -33,8 +33,9 @@ async def test_redis_killed_then_restarted_fails_then_recovers(redis_server: Red
         queues, server = await runner.scrape(30)
         assert queues.success, queues.error
         assert server.success, server.error
-        assert value(queues, "bullmq_queue_jobs", prefix="bull", queue="ingest",
-                     state="waiting") == 3
+        assert (
+            value(queues, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="waiting") == 3
+        )
 
         redis_server.kill()
         for _ in range(2):  # the pooled connections die first, then connecting fails
@@ -50,8 +51,9 @@ async def test_redis_killed_then_restarted_fails_then_recovers(redis_server: Red
         queues, server = await runner.scrape(30)
         assert queues.success, queues.error
         assert server.success, server.error
-        assert value(queues, "bullmq_queue_jobs", prefix="bull", queue="ingest",
-                     state="waiting") == 1
+        assert (
+            value(queues, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="waiting") == 1
+        )
         assert value(server, "redis_uptime_seconds") < 60
 
 
@@ -69,16 +71,16 @@ async def test_wrong_type_key_skips_the_queue_with_a_logged_reason(
     assert discovered.success, discovered.error
     assert value(discovered, "bullmq_queues_skipped", prefix="bull") == 1
     assert value(discovered, "bullmq_queues", prefix="bull") == 1
-    assert value(discovered, "bullmq_queue_jobs", prefix="bull", queue="good",
-                 state="waiting") == 2
+    assert value(discovered, "bullmq_queue_jobs", prefix="bull", queue="good", state="waiting") == 2
     assert not [k for k in values(discovered, "bullmq_queue_jobs") if ("queue", "broken") in k]
     skipped = [r for r in caplog.records if r.getMessage() == "bullmq queue skipped"]
     assert len(skipped) == 1
     assert "bull:broken:active: WRONGTYPE" in skipped[0].__dict__["fields"]["reason"]
 
     # Asked for by name, the broken queue fails the check; the good one is still reported.
-    listed = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
-                              "queues": ["good", "broken"]})
+    listed = await run_check(
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["good", "broken"]}
+    )
     assert not listed.success
     assert (listed.error or "").startswith("bull:broken: bull:broken:active: WRONGTYPE")
     assert value(listed, "bullmq_queue_jobs", prefix="bull", queue="good", state="waiting") == 2
@@ -92,15 +94,16 @@ async def test_listed_queue_before_it_exists_is_zero_and_counts_from_its_start(
     an increase that alerts can see. The missing queue is logged once (a typo?)."""
     make_queue(redis_server, "mail", waiting=1)
     caplog.set_level(logging.INFO, logger="runbook_exporter")
-    check = {"name": "q", "kind": "bullmq", "url": redis_server.url,
-             "queues": ["mail", "ingest"]}
+    check = {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["mail", "ingest"]}
     async with running([check]) as runner:
         for _ in range(2):
             (before,) = await runner.scrape(30)
             assert before.success, before.error
             for state in ("waiting", "failed", "paused"):
-                assert value(before, "bullmq_queue_jobs", prefix="bull", queue="ingest",
-                             state=state) == 0
+                assert (
+                    value(before, "bullmq_queue_jobs", prefix="bull", queue="ingest", state=state)
+                    == 0
+                )
             assert value(before, "bullmq_jobs_failed_total", prefix="bull", queue="ingest") == 0
         assert value(before, "bullmq_queues", prefix="bull") == 2
         logged = [r for r in caplog.records if r.getMessage() == "bullmq listed queue not found"]
@@ -118,8 +121,9 @@ async def test_listed_queue_before_it_exists_is_zero_and_counts_from_its_start(
 async def test_discovery_cap_reports_instead_of_exploding(redis_server: RedisServer) -> None:
     for name in ("e", "d", "c", "b", "a"):
         make_queue(redis_server, name)
-    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
-                              "max_queues": 3})
+    result = await run_check(
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "max_queues": 3}
+    )
     assert result.success, result.error
     assert value(result, "bullmq_queues_cap_reached", prefix="bull") == 1
     assert value(result, "bullmq_queues", prefix="bull") == 3
@@ -139,13 +143,13 @@ async def test_prefixes_and_legacy_id_key_discovery(redis_server: RedisServer) -
 
     plain = await run_check(base)
     assert plain.success, plain.error
-    assert {(dict(k)["prefix"], dict(k)["queue"]) for k in values(plain, "bullmq_queue_paused")} \
-        == {("bull", "ingest"), ("app*1", "exports")}
+    assert {
+        (dict(k)["prefix"], dict(k)["queue"]) for k in values(plain, "bullmq_queue_paused")
+    } == {("bull", "ingest"), ("app*1", "exports")}
 
     legacy = await run_check({**base, "discover_id_keys": True})
     assert legacy.success, legacy.error
-    assert value(legacy, "bullmq_queue_jobs", prefix="app*1", queue="legacy",
-                 state="waiting") == 1
+    assert value(legacy, "bullmq_queue_jobs", prefix="app*1", queue="legacy", state="waiting") == 1
     assert value(legacy, "bullmq_queues", prefix="app*1") == 2
 
 
@@ -172,32 +176,58 @@ async def test_password_from_environment_and_auth_failure(
     ("options", "problems"),
     [
         ({}, ["checks[0].url: required but missing"]),
-        ({"url": "http://127.0.0.1:6379"},
-         ['checks[0].url: expected a URL starting with redis:// or rediss:// or unix://, '
-          'got "http://127.0.0.1:6379"']),
-        ({"url": "redis://127.0.0.1:6379/zero"},
-         ['checks[0].url: database must be a number such as /0, got "/zero"']),
-        ({"url": "redis://:pw@127.0.0.1:99999/0"},
-         ["checks[0].url: invalid URL: Port out of range 0-65535"]),
+        (
+            {"url": "http://127.0.0.1:6379"},
+            [
+                "checks[0].url: expected a URL starting with redis:// or rediss:// or unix://, "
+                'got "http://127.0.0.1:6379"'
+            ],
+        ),
+        (
+            {"url": "redis://127.0.0.1:6379/zero"},
+            ['checks[0].url: database must be a number such as /0, got "/zero"'],
+        ),
+        (
+            {"url": "redis://:pw@127.0.0.1:99999/0"},
+            ["checks[0].url: invalid URL: Port out of range 0-65535"],
+        ),
         ({"url": "redis://h/0", "prefix": []}, ["checks[0].prefix: must not be empty"]),
-        ({"url": "redis://h/0", "prefix": ["bull", "bull"]},
-         ['checks[0].prefix: duplicate prefix "bull"']),
-        ({"url": "redis://h/0", "queues": []},
-         ["checks[0].queues: must not be empty (leave queues out to discover them)"]),
-        ({"url": "redis://h/0", "queues": ["a:b"]},
-         ['checks[0].queues: BullMQ queue names cannot contain \':\', got "a:b"']),
-        ({"url": "redis://h/0", "queues": ["a"], "max_queues": 5},
-         ["checks[0].max_queues: only used with discovery; leave it out when queues are listed"]),
-        ({"url": "redis://h/0", "max_queues": 0},
-         ["checks[0].max_queues: must be at least 1, got 0"]),
-        ({"url": "redis://h/0", "counters": "sometimes"},
-         ['checks[0].counters: expected one of auto, metrics, events, off, got "sometimes"']),
-        ({"url": "redis://h/0", "discovery_interval": "soon"},
-         ['checks[0].discovery_interval: expected a duration such as 5s, got "soon"']),
-        ({"url": "redis://h/0", "tls_ca_file": "/etc/ssl/certs/ca-certificates.crt"},
-         ["checks[0].tls_ca_file: only used with a rediss:// URL"]),
-        ({"url": "rediss://h/0", "tls_ca_file": "/nonexistent/ca.pem"},
-         ['checks[0].tls_ca_file: no such file "/nonexistent/ca.pem"']),
+        (
+            {"url": "redis://h/0", "prefix": ["bull", "bull"]},
+            ['checks[0].prefix: duplicate prefix "bull"'],
+        ),
+        (
+            {"url": "redis://h/0", "queues": []},
+            ["checks[0].queues: must not be empty (leave queues out to discover them)"],
+        ),
+        (
+            {"url": "redis://h/0", "queues": ["a:b"]},
+            ["checks[0].queues: BullMQ queue names cannot contain ':', got \"a:b\""],
+        ),
+        (
+            {"url": "redis://h/0", "queues": ["a"], "max_queues": 5},
+            ["checks[0].max_queues: only used with discovery; leave it out when queues are listed"],
+        ),
+        (
+            {"url": "redis://h/0", "max_queues": 0},
+            ["checks[0].max_queues: must be at least 1, got 0"],
+        ),
+        (
+            {"url": "redis://h/0", "counters": "sometimes"},
+            ['checks[0].counters: expected one of auto, metrics, events, off, got "sometimes"'],
+        ),
+        (
+            {"url": "redis://h/0", "discovery_interval": "soon"},
+            ['checks[0].discovery_interval: expected a duration such as 5s, got "soon"'],
+        ),
+        (
+            {"url": "redis://h/0", "tls_ca_file": "/etc/ssl/certs/ca-certificates.crt"},
+            ["checks[0].tls_ca_file: only used with a rediss:// URL"],
+        ),
+        (
+            {"url": "rediss://h/0", "tls_ca_file": "/nonexistent/ca.pem"},
+            ['checks[0].tls_ca_file: no such file "/nonexistent/ca.pem"'],
+        ),
     ],
 )
 def test_bad_options_are_reported_with_their_path(
@@ -222,8 +252,9 @@ async def test_restart_between_scrapes_is_redialled_within_the_scrape(
         after, server = await runner.scrape(30)
         assert after.success, after.error
         assert server.success, server.error
-        assert value(after, "bullmq_queue_jobs", prefix="bull", queue="ingest",
-                     state="waiting") == 5
+        assert (
+            value(after, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="waiting") == 5
+        )
 
 
 async def test_server_that_never_answers_times_out_and_is_hung_up_on() -> None:
@@ -239,8 +270,14 @@ async def test_server_that_never_answers_times_out_and_is_hung_up_on() -> None:
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        result = await run_check({"name": "q", "kind": "bullmq", "timeout": "500ms",
-                                  "url": f"redis://127.0.0.1:{port}/0"})
+        result = await run_check(
+            {
+                "name": "q",
+                "kind": "bullmq",
+                "timeout": "500ms",
+                "url": f"redis://127.0.0.1:{port}/0",
+            }
+        )
         assert not result.success
         assert (result.error or "").startswith("timed out after")
         await asyncio.wait_for(hung_up.wait(), 10)
@@ -249,18 +286,59 @@ async def test_server_that_never_answers_times_out_and_is_hung_up_on() -> None:
 async def test_read_only_acl_user_over_unix_socket(
     redis_factory: Callable[..., RedisServer], tmp_path: Path
 ) -> None:
-    """The documented ACL (+@read +multi +exec) is enough; username from its own key."""
+    """The documented ACL (+@read +multi +exec +client|list) is enough; username from its
+    own key. Without +client|list the check says so in one reason and still exports the
+    counts; ``workers: false`` needs no more than +@read +multi +exec."""
     sock = tmp_path / "redis.sock"
     server = redis_factory("--unixsocket", str(sock), "--unixsocketperm", "700")
     make_queue(server, "ingest", waiting=3)
     with server.client() as client:
-        client.acl_setuser("monitor", enabled=True, passwords=["+watch-only"], keys=["~*"],
-                           commands=["+@read", "+multi", "+exec", "+ping", "+info"])
-    result = await run_check({"name": "q", "kind": "bullmq", "url": f"unix://{sock}?db=0",
-                              "username": "monitor", "password": "watch-only"})
+        client.acl_setuser(
+            "monitor",
+            enabled=True,
+            passwords=["+watch-only"],
+            keys=["~*"],
+            commands=["+@read", "+multi", "+exec", "+ping", "+info", "+client|list"],
+        )
+        client.acl_setuser(
+            "counts-only",
+            enabled=True,
+            passwords=["+watch-only"],
+            keys=["~*"],
+            commands=["+@read", "+multi", "+exec"],
+        )
+    check = {
+        "name": "q",
+        "kind": "bullmq",
+        "url": f"unix://{sock}?db=0",
+        "username": "monitor",
+        "password": "watch-only",
+    }
+    result = await run_check(check)
     assert result.success, result.error
     assert value(result, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="waiting") == 3
-    denied = await run_check({"name": "q", "kind": "bullmq", "url": f"unix://{sock}",
-                              "username": "monitor", "password": "guess"})
+    assert value(result, "bullmq_queue_workers", prefix="bull", queue="ingest") == 0
+
+    refused = await run_check({**check, "username": "counts-only"})
+    assert not refused.success
+    assert refused.error == (
+        "CLIENT LIST refused (NOPERM this user has no permissions to run the 'client|list' "
+        "command): bullmq_queue_workers needs +client|list in the user's ACL, or set "
+        "workers: false"
+    )
+    assert value(refused, "bullmq_queue_jobs", prefix="bull", queue="ingest", state="waiting") == 3
+    assert not values(refused, "bullmq_queue_workers")
+    counts_only = await run_check({**check, "username": "counts-only", "workers": False})
+    assert counts_only.success, counts_only.error
+    assert not values(counts_only, "bullmq_queue_workers")
+    denied = await run_check(
+        {
+            "name": "q",
+            "kind": "bullmq",
+            "url": f"unix://{sock}",
+            "username": "monitor",
+            "password": "guess",
+        }
+    )
     assert not denied.success
     assert (denied.error or "").startswith(f"redis {sock}: authentication failed (WRONGPASS")
