@@ -19,6 +19,7 @@ from exporter.fields import ConfigError, Problems, Reader, describe
 from exporter.redact import REDACTOR
 
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_FUTURE_SKEW = 300.0
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 # Sections of a profile that only `bundle generate` reads; the exporter skips them.
 BUNDLE_ONLY_KEYS = ("bundle",)
@@ -76,6 +77,7 @@ def spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
         "kind": spec.kind,
         "timeout": spec.timeout,
         "min_interval": spec.min_interval,
+        "max_future_skew": spec.max_future_skew,
     }
     if spec.labels:
         out["labels"] = _plain(dict(spec.labels))
@@ -277,6 +279,7 @@ def read_check_common(
     kind_name = check.str("kind")
     timeout = check.duration("timeout", DEFAULT_TIMEOUT)
     min_interval = check.duration("min_interval", 0.0, positive=False)
+    max_future_skew = check.duration("max_future_skew", DEFAULT_MAX_FUTURE_SKEW, positive=False)
     labels = check.labels("labels")
     for label, _ in labels:
         if label in ("check", "kind"):
@@ -289,7 +292,9 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         if isinstance(kind_name, str) and kind_name:
-            check.error("kind", f'unknown kind "{kind_name}" (known: {", ".join(sorted(KINDS))})')
+            check.error(
+                "kind", f"unknown kind {describe(kind_name)} (known: {', '.join(sorted(KINDS))})"
+            )
         check.ignore(*check.data.keys())
         return None
     options = kind.parse(check)
@@ -301,6 +306,7 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
         min_interval=min_interval,
         labels=labels,
         options=options,
+        max_future_skew=max_future_skew,
     )
 
 

@@ -20,6 +20,10 @@ class Family:
     type: FamilyType
     help: str
     labels: tuple[str, ...] = ()
+    # The value is the Unix time of something that already happened (newest data, last
+    # save): one further ahead than the check's max_future_skew is refused, since
+    # ``time() - value`` would go negative and its staleness alert could never fire.
+    past_time: bool = False
 
     def __post_init__(self) -> None:
         if self.type == "counter" and not self.name.endswith("_total"):
