@@ -113,12 +113,19 @@ class Runner:
         """Switch to ``config``: unchanged checks keep their probe, the others are closed."""
         old = self._checks
         new: dict[str, _LiveCheck] = {}
-        for spec in config.checks:
-            kept = old.get(spec.name)
-            if kept is not None and kept.spec == spec:
-                new[spec.name] = kept
-            else:
-                new[spec.name] = _LiveCheck(spec, self._kinds[spec.kind].probe(spec))
+        try:
+            for spec in config.checks:
+                kept = old.get(spec.name)
+                if kept is not None and kept.spec == spec:
+                    new[spec.name] = kept
+                else:
+                    new[spec.name] = _LiveCheck(spec, self._kinds[spec.kind].probe(spec))
+        except BaseException:
+            # A probe that cannot be made leaves the old configuration running whole.
+            await self._close(
+                [live for live in new.values() if old.get(live.spec.name) is not live]
+            )
+            raise
         self._checks = new
         retired = [live for name, live in old.items() if new.get(name) is not live]
         await self._close(retired)

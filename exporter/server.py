@@ -23,6 +23,7 @@ from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
 from exporter.probing import ProbePool, probe_response
+from exporter.redact import REDACTOR
 from exporter.runner import DEFAULT_TIMEOUT_OFFSET, Runner
 from exporter.summary import debug_text, key_values
 
@@ -91,21 +92,21 @@ class Exporter:
         await self.prober.close()
 
     async def reload(self) -> bool:
-        """Load the config again; keep the old one when the new one is invalid."""
+        """Load the config again; keep the old one when the new one is invalid.
+
+        Any failure, not only an invalid file, keeps the old configuration and shows as
+        ``config_last_reload_successful 0`` and on the status page: a reload that
+        answered 500 while the metric said 1 was a silent failure.
+        """
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(self.loader)
+                await self.runner.apply(config)
             except ConfigError as exc:
-                self.reload_state.successful = False
-                self.reload_state.last_error = str(exc)  # ConfigError redacts its problems
-                event(
-                    logging.ERROR,
-                    "reload refused, keeping the previous configuration",
-                    source=self.reload_state.source,
-                    problems=exc.problems,
-                )
-                return False
-            await self.runner.apply(config)
+                return self._refused(exc.problems)  # ConfigError redacts its problems
+            except Exception as exc:
+                event(logging.DEBUG, "reload raised", exc_info=True)
+                return self._refused([REDACTOR.reason(f"unexpected {type(exc).__name__}: {exc}")])
             self.config = config
             self.reload_state = ReloadState(source=config.source)
             event(
@@ -115,6 +116,17 @@ class Exporter:
                 checks=len(config.checks),
             )
             return True
+
+    def _refused(self, problems: list[str]) -> bool:
+        self.reload_state.successful = False
+        self.reload_state.last_error = "\n".join(problems)
+        event(
+            logging.ERROR,
+            "reload refused, keeping the previous configuration",
+            source=self.reload_state.source,
+            problems=problems,
+        )
+        return False
 
     def own_metrics(self) -> list[Metric]:
         build = GaugeMetricFamily(
