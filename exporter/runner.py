@@ -101,6 +101,8 @@ class Runner:
         self._checks: dict[str, _LiveCheck] = {}
         self._limit = asyncio.Semaphore(max_concurrency)
         self._snapshot: _Snapshot | None = None
+        # Checks a reload replaced while they ran: closed once their run ends.
+        self._retiring: dict[asyncio.Task[None], list[_LiveCheck]] = {}
 
     @property
     def specs(self) -> list[CheckSpec[Any]]:
@@ -128,10 +130,27 @@ class Runner:
             raise
         self._checks = new
         retired = [live for name, live in old.items() if new.get(name) is not live]
-        await self._close(retired)
+        running = [live for live in retired if live.inflight and not live.inflight.done()]
+        await self._close([live for live in retired if live not in running])
+        if running:
+            # A scrape that started before this reload waits for these runs: cancelling
+            # them would report check_success 0 for checks that are only being replaced
+            # (a false page). Each run ends within its own timeout; then it is closed.
+            task = asyncio.get_running_loop().create_task(self._retire(running))
+            self._retiring[task] = running
+
+    async def _retire(self, running: list[_LiveCheck]) -> None:
+        await asyncio.wait([live.inflight for live in running if live.inflight is not None])
+        task = asyncio.current_task()
+        if task is not None and self._retiring.pop(task, None) is not None:
+            await self._close(running)
 
     async def close(self) -> None:
         retired, self._checks = list(self._checks.values()), {}
+        for task, running in self._retiring.items():
+            task.cancel()
+            retired.extend(running)
+        self._retiring.clear()
         await self._close(retired)
 
     async def _close(self, retired: list[_LiveCheck]) -> None:
@@ -183,7 +202,7 @@ class Runner:
                 results[name] = task.result()
                 continue
             if task.cancelled():
-                error = "cancelled: the check was removed or changed by a reload"
+                error = "cancelled: the exporter is shutting down"
             else:
                 error = f"scrape deadline of {budget:.3g}s passed before the check finished"
             results[name] = CheckResult(
