@@ -187,8 +187,34 @@ class Exporter:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.Application:
-    """The aiohttp application; ``middlewares`` come from the web config (auth, headers)."""
+# Content types a browser may send cross-site without asking first (a CORS "simple"
+# request): a form or a fetch() with a text/plain body.
+_BROWSER_BODY_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+def cross_site_refusal(request: web.Request) -> str | None:
+    """Why a lifecycle request (``/-/reload``) looks like it came from a web page, or None.
+
+    Reloads come from curl, config management and SIGHUP, none of which sends ``Origin``
+    or ``Sec-Fetch-Site``; a browser sends them with every POST, even to its own origin,
+    which also covers DNS rebinding (where the page's origin and the Host agree). A form
+    or text body is refused as well, for old browsers that send neither header.
+    """
+    if "Origin" in request.headers:
+        return "requests from web pages (an Origin header) are refused"
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site != "none":
+        return f"requests from web pages (Sec-Fetch-Site: {fetch_site}) are refused"
+    if request.content_type in _BROWSER_BODY_TYPES and request.can_read_body:
+        return f"a {request.content_type} body is refused (send no body)"
+    return None
+
+
+def make_app(
+    exporter: Exporter, middlewares: Sequence[Middleware] = (), *, lifecycle: bool = True
+) -> web.Application:
+    """The aiohttp application; ``middlewares`` come from the web config (auth, headers);
+    ``lifecycle`` False answers ``/-/reload`` with 403 (``--no-web.enable-lifecycle``)."""
     app = web.Application(middlewares=list(middlewares))
 
     async def metrics(request: web.Request) -> web.Response:
@@ -211,7 +237,12 @@ def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.
             return web.Response(text="Ready.\n")
         return web.Response(text="Not ready.\n", status=503)
 
-    async def reload(_: web.Request) -> web.Response:
+    async def reload(request: web.Request) -> web.Response:
+        if not lifecycle:
+            return web.Response(text="Lifecycle API is not enabled.\n", status=403)
+        refusal = cross_site_refusal(request)
+        if refusal is not None:
+            return web.Response(text=f"Reload refused: {refusal}.\n", status=403)
         if await exporter.reload():
             return web.Response(text="Reloaded.\n")
         return web.Response(

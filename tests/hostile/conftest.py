@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ class ExporterProcess:
     config: Path
     port: int
     extra: tuple[str, ...] = ()
+    fd_limit: int | None = None  # RLIMIT_NOFILE, soft and hard, of the exporter
     proc: subprocess.Popen[str] | None = None
     stderr_path: Path | None = None
 
@@ -57,7 +59,12 @@ class ExporterProcess:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 text=True,
+                preexec_fn=self._limit_fds if self.fd_limit is not None else None,
             )
+
+    def _limit_fds(self) -> None:
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     async def ready(self) -> None:
         async def up() -> bool:
@@ -130,11 +137,11 @@ StartExporter = Callable[..., Awaitable[ExporterProcess]]
 async def exporter_process(tmp_path: Path) -> AsyncIterator[StartExporter]:
     started: list[ExporterProcess] = []
 
-    async def start(config: str, *extra: str) -> ExporterProcess:
+    async def start(config: str, *extra: str, fd_limit: int | None = None) -> ExporterProcess:
         path = tmp_path / f"config{len(started)}.yml"
         path.write_text(config)
         process = ExporterProcess(
-            path, free_port(), extra, stderr_path=tmp_path / f"stderr{len(started)}.log"
+            path, free_port(), extra, fd_limit, stderr_path=tmp_path / f"stderr{len(started)}.log"
         )
         process.start()
         started.append(process)
