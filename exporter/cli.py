@@ -11,7 +11,7 @@ import logging
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
@@ -23,6 +23,8 @@ from exporter.probing import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_POOLED
 from exporter.runner import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_OFFSET, CheckResult, Runner
 
 if TYPE_CHECKING:  # the web server is imported by `serve` only: validate/check stay small
+    from aiohttp import web
+
     from exporter.webconfig import WebConfig
 
 DEFAULT_LISTEN = ":9711"
@@ -235,24 +237,43 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class AcceptFailureLog:
-    """The event loop's exception handler: ``accept()`` failures logged once per interval.
+def shed_idle_connections(server: web.Server | None) -> int:
+    """Close every connection of ``server`` with no request in progress; how many.
 
-    When file descriptors run out, asyncio reports every failed ``accept()`` with a
-    traceback: 66,000 lines in 5 s under a 64-fd limit. One warning per interval with a
-    count says the same; every other report goes to asyncio's default handler.
+    aiohttp does not say publicly whether a connection is busy: a handler without the
+    flag counts as busy and is kept.
+    """
+    closed = 0
+    for handler in server.connections if server is not None else []:
+        if getattr(handler, "_request_in_progress", True) is False:
+            handler.force_close()
+            closed += 1
+    return closed
+
+
+class AcceptFailureLog:
+    """The event loop's exception handler for ``accept()`` failures (descriptors run out).
+
+    asyncio reports every failed ``accept()`` with a traceback: 66,000 lines in 5 s under
+    a 64-fd limit. Here one warning per interval with a count says the same; and each
+    failure closes the connections that wait without a request in progress (``shed``),
+    so that an idle-socket flood cannot keep /metrics unreachable until the idle timeout.
+    Every other report goes to asyncio's default handler.
     """
 
     INTERVAL = 10.0
 
-    def __init__(self) -> None:
+    def __init__(self, shed: Callable[[], int] | None = None) -> None:
         self._last = -self.INTERVAL
         self._suppressed = 0
+        self.shed = shed
 
     def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if not str(context.get("message", "")).startswith("socket.accept() out of system"):
             loop.default_exception_handler(context)
             return
+        if self.shed is not None:
+            self.shed()
         now = loop.time()
         if now - self._last < self.INTERVAL:
             self._suppressed += 1
@@ -275,7 +296,8 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
 
     host, port = parse_listen_address(args.listen)
     raise_fd_limit()
-    asyncio.get_running_loop().set_exception_handler(AcceptFailureLog().handle)
+    accept_failures = AcceptFailureLog()
+    asyncio.get_running_loop().set_exception_handler(accept_failures.handle)
     exporter = Exporter(
         config,
         lambda: _load(args.config_file, args.listen),
@@ -297,6 +319,7 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
         keepalive_timeout=args.idle_timeout,
     )
     await runner.setup()
+    accept_failures.shed = lambda: shed_idle_connections(runner.server)
     site = web.TCPSite(runner, host, port, ssl_context=web_config.ssl_context())
     try:
         await site.start()
