@@ -44,6 +44,7 @@ USER_AGENT = "runbook-exporter"
 DEFAULT_BODY_LIMIT = 1024 * 1024
 DEFAULT_OK = ("ok", "up", "healthy", "pass")
 DEFAULT_MAX_ITEMS = 100
+MAX_LABEL_LENGTH = 256  # characters of a component or item name taken from the body
 METHODS = ("GET", "HEAD", "POST", "OPTIONS")
 # Header values that are credentials whatever the header is called ("Bearer abc...").
 _CREDENTIAL_VALUE = re.compile(
@@ -731,6 +732,13 @@ class HttpProbe(BaseProbe[HttpOptions]):
                     continue
                 label = str(name)
             assert label is not None
+            if len(label) > MAX_LABEL_LENGTH:
+                # The target chooses these names: a 150 KB key must not become a label.
+                problems.add(
+                    f"{path.text}: an element's name has {len(label)} characters, more than "
+                    f"{MAX_LABEL_LENGTH}; not exported"
+                )
+                continue
             yield label, where, element
 
     def _components(self, doc: Any, out: Sink, problems: _Problems) -> None:
