@@ -28,11 +28,12 @@ _USERINFO = re.compile(
     r"(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@"
 )
 # name=value pairs (query strings, libpq keyword DSNs); the value is masked when the name
-# says it is a credential (see _SECRET_NAME). Same look-behind, same reason.
-_ASSIGNMENT = re.compile(r"(?<![\w.-])(?P<name>[\w.-]{1,200})=(?P<value>[^\s&\"',;]+)")
+# says it is a credential (secret_name). Same look-behind, same reason. The value stops at
+# a quote so that a logfmt or JSON line keeps its quoting.
+_ASSIGNMENT = re.compile(r"(?<![\w.-])(?P<name>[\w.-]{1,200})=(?P<value>[^\s&\"]+)")
 # Names of parameters and headers that carry credentials: any name containing one of the
 # long words (access_token, X-Api-Key, client_secret, X-Password...), or exactly one of
-# the short ones (key, sig: an Azure SAS signature, auth, code).
+# the short ones (key, sig: an Azure SAS signature, code, pass).
 _SECRET_WORDS = re.compile(
     r"(?i)token|secret|passw|pwd|api.?key|signature|credential|session|cookie|auth"
 )

@@ -4,6 +4,8 @@ fuzz over mutated profiles. Each ends in bounded time with ``where: message`` li
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -212,3 +214,22 @@ def test_mutated_profiles_validate_in_bounded_time_without_tracebacks(
         assert PROBLEM.fullmatch(problem), problem
         assert len(problem) < 600
     assert time.monotonic() - started < 5.0
+
+
+def test_validate_command_reports_an_alias_bomb_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yml"
+    path.write_text(billion_laughs())
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "validate", "--config.file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "invalid configuration:",
+        f"  {path}:6:5: invalid YAML: aliases expand this value beyond 200000 values or 32 levels",
+    ]
