@@ -17,7 +17,7 @@ import threading
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "<secret>"
-MAX_REASON = 400
+MAX_REASON = 1000
 """Characters of a failure reason kept for metrics-side texts, logs and the status page."""
 
 # user:password@ in any URL-shaped text, whether or not its password was registered. The
@@ -43,13 +43,6 @@ _SECRET_SHORT = frozenset({"key", "sig", "code", "pass"})
 def secret_name(name: str) -> bool:
     """True when a parameter or header called ``name`` carries a credential."""
     return name.lower() in _SECRET_SHORT or _SECRET_WORDS.search(name) is not None
-
-
-def shorten(text: str, limit: int = MAX_REASON) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class Redactor:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from exporter.config import Config, load_data, load_file, parse_yaml
 from exporter.fields import ConfigError
+from exporter.redact import MAX_REASON
 
 PROFILES = sorted((Path(__file__).parents[2] / "profiles").glob("*.yml"))
 # "checks[2].url: ..." or "file.yml:3:7: invalid YAML: ..." or "file.yml: larger than...".
@@ -41,7 +42,7 @@ def validate(text: str, tmp_path: Path) -> list[str]:
     assert time.monotonic() - started < 5.0
     for problem in caught.value.problems:
         assert PROBLEM.fullmatch(problem), problem
-        assert len(problem) < 600
+        assert len(problem) < MAX_REASON + 60
     return caught.value.problems
 
 
@@ -212,7 +213,7 @@ def test_mutated_profiles_validate_in_bounded_time_without_tracebacks(
     assert problems
     for problem in problems:
         assert PROBLEM.fullmatch(problem), problem
-        assert len(problem) < 600
+        assert len(problem) < MAX_REASON + 60
     assert time.monotonic() - started < 5.0
 
 

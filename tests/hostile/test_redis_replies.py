@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from exporter.checks._redis_limits import MAX_REPLY_BYTES
+from exporter.redact import MAX_REASON
 from tests.hostile.conftest import (
     Handler,
     StartExporter,
@@ -161,7 +162,7 @@ async def test_long_error_line_is_cut_and_does_not_stall(tcp_servers) -> None:
     port = await tcp_servers(resp_server({"PING": b"-ERR " + b"a" * 40_000 + b"\r\n"}))
     result = await run_check(check(port))
     assert not result.success
-    assert len(result.error or "") < 600
+    assert len(result.error or "") < MAX_REASON + 60
     assert "more characters" in (result.error or "")
 
 
