@@ -1,10 +1,13 @@
 """The ``http`` kind against hostile health endpoints: huge JSON keys, redirects that
-try to collect credentials, numbers Python refuses, timestamps from the future."""
+try to collect credentials, numbers Python refuses, timestamps from the future (and one
+from a database, since that refusal is the runner's)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -159,3 +162,28 @@ async def test_timestamps_from_the_future_fail_the_item_instead_of_looking_fresh
     assert not strict.success
     assert values(strict, "freshness_timestamp_seconds") == {}
     assert "max_future_skew 10s" in (strict.error or "")
+
+
+async def test_a_future_time_from_a_database_fails_too(tmp_path: Path) -> None:
+    """The refusal is the runner's, for every family declared a past time: here a real
+    SQLite file whose newest row is dated 9999-12-31."""
+    path = tmp_path / "engine.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (at TEXT)")
+        db.execute("INSERT INTO events VALUES ('9999-12-31T23:59:59Z')")
+    result = await run_check(
+        {
+            "name": "engine-db",
+            "kind": "sqlite",
+            "path": str(path),
+            "queries": [
+                {"name": "newest", "type": "freshness", "sql": "SELECT max(at) FROM events"}
+            ],
+        }
+    )
+    assert not result.success
+    assert values(result, "freshness_timestamp_seconds") == {}
+    assert (result.error or "").startswith(
+        'freshness_timestamp_seconds{item="newest"} is 9999-12-31T23:59:59Z, more than '
+        "max_future_skew 5m ahead"
+    )
