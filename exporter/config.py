@@ -122,10 +122,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
+        self._nodes += 1
         try:
+            if self._nodes > MAX_NODES:  # stop composing early: PyYAML does ~40k values/s
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"more than {MAX_NODES} values in the file",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
             if self._depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(
                     None,
@@ -184,13 +193,13 @@ def _check_expansion(root: yaml.Node) -> None:
         visiting.discard(key)
         size[key] = 1 + sum(size[id(c)] for c in children)
         depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
-        if size[key] > MAX_NODES or depth[key] > MAX_DEPTH:
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"aliases expand this value beyond {MAX_NODES} values or {MAX_DEPTH} levels",
-                node.start_mark,
-            )
+        problem = None
+        if size[key] > MAX_NODES:
+            problem = f"more than {MAX_NODES} values here (an alias counts all it repeats)"
+        elif depth[key] > MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep once aliases are expanded"
+        if problem is not None:
+            raise yaml.composer.ComposerError(None, None, problem, node.start_mark)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
