@@ -13,10 +13,9 @@ from typing import Any
 from exporter.checks import KINDS
 from exporter.checks.base import CheckFailed, CheckSpec, Kind, Probe
 from exporter.config import Config
-from exporter.fields import format_duration
 from exporter.logs import event
 from exporter.redact import REDACTOR
-from exporter.samples import Sample, Sink
+from exporter.samples import Sample, Sink, refuse_future_times
 
 DEFAULT_MAX_CONCURRENCY = 64
 # Seconds subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to get the scrape
@@ -46,38 +45,6 @@ class _Snapshot:
     checks: dict[str, _LiveCheck]  # the configuration they belong to (identity)
     results: list[CheckResult]
     fresh_until: float  # event-loop time at which the first of them expires
-
-
-def _refuse_future_times(
-    samples: list[Sample], skew: float
-) -> tuple[tuple[Sample, ...], str | None]:
-    """The samples without past times (``Family.past_time``) that lie in the future, and
-    a reason naming them.
-
-    A target whose clock runs ahead (or whose data holds 9999-12-31) would otherwise look
-    fresh forever: its staleness alert compares ``time() - value`` with a threshold.
-    """
-    limit = time.time() + skew
-    refused = [s for s in samples if s.family.past_time and s.value > limit]
-    if not refused:
-        return tuple(samples), None
-    first = refused[0]
-    labels = ",".join(f'{k}="{v}"' for k, v in first.labels if k != "check")
-    more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-    reason = (
-        f"{first.family.name}{{{labels}}} is {_future_text(first.value)}, more than "
-        f"max_future_skew {format_duration(skew)} ahead of this host's clock{more}: "
-        "the target's clock or data is wrong; not exported"
-    )
-    dropped = {id(s) for s in refused}
-    return tuple(s for s in samples if id(s) not in dropped), reason
-
-
-def _future_text(value: float) -> str:
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
-    except (OverflowError, OSError, ValueError):
-        return f"{value:.6g} (Unix seconds)"
 
 
 class _LiveCheck:
@@ -246,7 +213,7 @@ class Runner:
         except Exception as exc:
             error = f"unexpected {type(exc).__name__}: {exc}"
             event(logging.DEBUG, "check raised", check=spec.name, kind=spec.kind, exc_info=True)
-        samples, future = _refuse_future_times(sink.samples, spec.max_future_skew)
+        samples, future = refuse_future_times(sink.samples, spec.max_future_skew)
         if future is not None:
             error = future if error is None else f"{error}; {future}"
         if error is not None:

@@ -187,3 +187,23 @@ async def test_a_future_time_from_a_database_fails_too(tmp_path: Path) -> None:
         'freshness_timestamp_seconds{item="newest"} is 9999-12-31T23:59:59Z, more than '
         "max_future_skew 5m ahead"
     )
+
+
+async def test_probe_endpoint_refuses_future_times_as_the_runner_does(
+    serve: Serve, exporter_process: StartExporter
+) -> None:
+    base = await serve(json_app({"at": "9999-12-31T23:59:59Z"}))
+    exporter = await exporter_process(
+        "checks: []\n"
+        "modules:\n"
+        "  health:\n"
+        "    kind: http\n"
+        "    freshness: [{path: at}]\n"
+        "    allowed_targets: ['http://127\\.0\\.0\\.1:\\d+/health']\n"
+    )
+    status, body = await exporter.get(f"/probe?module=health&target={base}/health")
+    assert status == 200, body
+    assert "probe_success 0.0" in body
+    assert "freshness_timestamp_seconds{" not in body
+    status, debug = await exporter.get(f"/probe?module=health&target={base}/health&debug=true")
+    assert "more than max_future_skew 5m ahead of this host's clock" in debug
