@@ -19,6 +19,7 @@ from exporter.fields import ConfigError, Problems, Reader, describe
 from exporter.redact import REDACTOR
 
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_FUTURE_SKEW = 300.0
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 # Sections of a profile that only `bundle generate` reads; the exporter skips them.
 BUNDLE_ONLY_KEYS = ("bundle",)
@@ -76,6 +77,7 @@ def spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
         "kind": spec.kind,
         "timeout": spec.timeout,
         "min_interval": spec.min_interval,
+        "max_future_skew": spec.max_future_skew,
     }
     if spec.labels:
         out["labels"] = _plain(dict(spec.labels))
@@ -99,14 +101,130 @@ def _plain(value: Any) -> Any:
     return REDACTOR.redact(str(value))
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""A configuration file larger than this is refused before parsing."""
+MAX_DEPTH = 32
+"""Levels of nesting a configuration may have (a check's options are 4-6 deep)."""
+MAX_NODES = 200_000
+"""Values a configuration may hold once every alias is expanded (a billion-laughs file
+of a few hundred bytes expands to 10^9)."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last, keys
+    that are not text, and documents nested or expanded beyond the limits above.
+
+    PyYAML composes recursively (10,000 ``[`` exhaust Python's stack) and shares an
+    anchor's value between its aliases, which every later walk copies: both are
+    stopped while composing, before anything is built.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        self._nodes += 1
+        try:
+            if self._nodes > MAX_NODES:  # stop composing early: PyYAML does ~40k values/s
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"more than {MAX_NODES} values in the file",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            # A scalar Python refuses: 5,000 digits, 2024-13-45. ConstructorError is not
+            # a ValueError, so only the innermost value is named.
+            message = str(exc).split(";")[0]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {message}", node.start_mark
+            ) from None
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse alias cycles, and aliases that expand beyond MAX_NODES or MAX_DEPTH."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        children = _children(node)
+        if not children_done:
+            visiting.add(key)
+            stack.append((node, True))
+            for child in children:
+                if id(child) in visiting:
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        "an alias refers to a value that contains it",
+                        child.start_mark,
+                    )
+                if id(child) not in size:
+                    stack.append((child, False))
+            continue
+        visiting.discard(key)
+        size[key] = 1 + sum(size[id(c)] for c in children)
+        depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+        problem = None
+        if size[key] > MAX_NODES:
+            problem = f"more than {MAX_NODES} values here (an alias counts all it repeats)"
+        elif depth[key] > MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep once aliases are expanded"
+        if problem is not None:
+            raise yaml.composer.ComposerError(None, None, problem, node.start_mark)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *base": merged by construct_mapping below
+        scalar = isinstance(key_node, yaml.ScalarNode)
+        key = loader.construct_object(key_node) if scalar else None
+        if not isinstance(key, str):
+            shown = repr(key) if scalar else "a list or mapping"
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f'keys must be text, got {shown} (quote it: "...")',
+                key_node.start_mark,
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -122,18 +240,32 @@ _UniqueKeyLoader.add_constructor(
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{source}: larger than {MAX_CONFIG_BYTES // 2**20} MiB"])
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(
+            [f"{source}:{line}:{column}: invalid YAML: character {exc.character!r} not allowed"]
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError([f"{source}: invalid YAML: {first}"]) from None
 
 
-def interpolate(value: Any, path: str, env: Mapping[str, str], problems: Problems) -> Any:
+def interpolate(
+    value: Any, path: str, env: Mapping[str, str], problems: Problems, depth: int = 0
+) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string scalar."""
+    if depth > MAX_DEPTH:
+        problems.settle(path, f"nested more than {MAX_DEPTH} levels deep")
+        return None
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -153,10 +285,12 @@ def interpolate(value: Any, path: str, env: Mapping[str, str], problems: Problem
 
         return _ENV.sub(substitute, value)
     if isinstance(value, list):
-        return [interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+        return [
+            interpolate(v, f"{path}[{i}]", env, problems, depth + 1) for i, v in enumerate(value)
+        ]
     if isinstance(value, Mapping):
         return {
-            k: interpolate(v, f"{path}.{k}" if path else str(k), env, problems)
+            k: interpolate(v, f"{path}.{k}" if path else str(k), env, problems, depth + 1)
             for k, v in value.items()
         }
     return value
@@ -268,8 +402,8 @@ def _parse_module(name: str, module: Reader) -> Module | None:
 
 def read_check_common(
     check: Reader, names: dict[str, str]
-) -> tuple[Any, Any, float, float, tuple[tuple[str, str], ...]]:
-    """The keys every check has: name, kind, timeout, min_interval, labels.
+) -> tuple[Any, Any, float, float, float, tuple[tuple[str, str], ...]]:
+    """The keys every check has: name, kind, timeout, min_interval, max_future_skew, labels.
 
     Also what ``runbook-exporter schema`` reads to describe them (exporter/schema.py).
     """
@@ -277,19 +411,24 @@ def read_check_common(
     kind_name = check.str("kind")
     timeout = check.duration("timeout", DEFAULT_TIMEOUT)
     min_interval = check.duration("min_interval", 0.0, positive=False)
+    max_future_skew = check.duration("max_future_skew", DEFAULT_MAX_FUTURE_SKEW, positive=False)
     labels = check.labels("labels")
     for label, _ in labels:
         if label in ("check", "kind"):
             check.error("labels", f"label {label} is set by the exporter and cannot be overridden")
-    return name, kind_name, timeout, min_interval, labels
+    return name, kind_name, timeout, min_interval, max_future_skew, labels
 
 
 def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
-    name, kind_name, timeout, min_interval, labels = read_check_common(check, names)
+    name, kind_name, timeout, min_interval, max_future_skew, labels = read_check_common(
+        check, names
+    )
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         if isinstance(kind_name, str) and kind_name:
-            check.error("kind", f'unknown kind "{kind_name}" (known: {", ".join(sorted(KINDS))})')
+            check.error(
+                "kind", f"unknown kind {describe(kind_name)} (known: {', '.join(sorted(KINDS))})"
+            )
         check.ignore(*check.data.keys())
         return None
     options = kind.parse(check)
@@ -301,13 +440,18 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
         min_interval=min_interval,
         labels=labels,
         options=options,
+        max_future_skew=max_future_skew,
     )
 
 
 def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{source}: larger than {MAX_CONFIG_BYTES // 2**20} MiB"])
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:

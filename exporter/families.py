@@ -19,6 +19,7 @@ FRESHNESS = Family(
     "gauge",
     "Unix time of the newest data seen by the check; age is time() minus this.",
     ("item",),
+    past_time=True,
 )
 DB_POOL_CONNECTIONS = Family(
     "db_pool_connections",

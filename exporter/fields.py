@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
-from exporter.redact import REDACTOR
+from exporter.redact import REDACTOR, secret_name
 
 T = TypeVar("T")
 
 _MISSING: Any = object()
-# Query parameters that carry credentials in libpq, MongoDB and Redis URLs.
-_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "token", "auth", "secret"})
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _DURATION_UNITS = {
@@ -41,7 +39,8 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         # A kind may quote a bad value that holds a secret (a DSN token): mask it here,
         # once, rather than trusting every message to be clean.
-        self.problems = [REDACTOR.redact(problem) for problem in problems]
+        # Problems quote the file (a 100 KB kind string): cut before redacting.
+        self.problems = [REDACTOR.reason(problem) for problem in problems]
         super().__init__("\n".join(self.problems))
 
 
@@ -291,7 +290,7 @@ class Reader:
             REDACTOR.register(parts.password)
             REDACTOR.register(unquote(parts.password))
         for name, secret in parse_qsl(parts.query):
-            if name.lower() in _SECRET_QUERY_KEYS and secret:
+            if secret_name(name) and secret:
                 REDACTOR.register(secret)
         return value
 

@@ -28,7 +28,7 @@ from exporter.exposition import encode
 from exporter.fields import Problems, Reader, describe
 from exporter.logs import event
 from exporter.redact import REDACTOR
-from exporter.samples import Family, Sample, Sink, to_metrics
+from exporter.samples import Family, Sample, Sink, refuse_future_times, to_metrics
 from exporter.summary import debug_text
 
 if TYPE_CHECKING:  # the CLI reads this module's defaults without loading the web server
@@ -193,11 +193,14 @@ class ProbePool:
             error = f"unexpected {type(exc).__name__}: {exc}"
         finally:
             self._release(entry, loop.time())
+        samples, future = refuse_future_times(sink.samples, spec.max_future_skew)
+        if future is not None:
+            error = future if error is None else f"{error}; {future}"
         if error is not None:
-            error = REDACTOR.redact(error)
+            error = REDACTOR.reason(error)  # cut, then redacted, as the runner does
             # Debug only: with thousands of targets, failures are Prometheus' to count.
             event(logging.DEBUG, "probe failed", module=spec.name, target=target, reason=error)
-        return ProbeOutcome(error is None, loop.time() - started, error, sink.samples)
+        return ProbeOutcome(error is None, loop.time() - started, error, list(samples))
 
     def _checkout(self, key: tuple[str, str], spec: CheckSpec[Any], now: float) -> _Pooled:
         entry = self._entries.get(key)

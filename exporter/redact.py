@@ -2,6 +2,12 @@
 
 Config loading registers each secret it parses; logs, error messages, the status page and
 ``/config`` pass through :meth:`Redactor.redact` before anyone sees them.
+
+Texts that quote a target (a failure reason naming a 40 KB JSON key, a Redis error line)
+are untrusted and may be huge: :meth:`Redactor.reason` cuts them to :data:`MAX_REASON`
+characters before redacting, and every pattern here runs in time linear in its input
+(each can start only at the beginning of a run of name characters), so no text can hold
+the event loop.
 """
 
 from __future__ import annotations
@@ -11,13 +17,32 @@ import threading
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "<secret>"
+MAX_REASON = 1000
+"""Characters of a failure reason kept for metrics-side texts, logs and the status page."""
 
-# user:password@ in any URL-shaped text, whether or not its password was registered.
+# user:password@ in any URL-shaped text, whether or not its password was registered. The
+# look-behind lets a scheme start only where a run of scheme characters starts: without
+# it, a long alphanumeric run is retried from every position (quadratic time).
 _USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@"
+    r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)"
+    r"(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@"
 )
-# password=... in libpq keyword DSNs and query strings.
-_KEYWORD = re.compile(r"(?i)\b(password|passwd|pwd|token|secret|api_key)=([^\s&]+)")
+# name=value pairs (query strings, libpq keyword DSNs); the value is masked when the name
+# says it is a credential (secret_name). Same look-behind, same reason. The value stops at
+# a quote so that a logfmt or JSON line keeps its quoting.
+_ASSIGNMENT = re.compile(r"(?<![\w.-])(?P<name>[\w.-]{1,200})=(?P<value>[^\s&\"]+)")
+# Names of parameters and headers that carry credentials: any name containing one of the
+# long words (access_token, X-Api-Key, client_secret, X-Password...), or exactly one of
+# the short ones (key, sig: an Azure SAS signature, code, pass).
+_SECRET_WORDS = re.compile(
+    r"(?i)token|secret|passw|pwd|api.?key|signature|credential|session|cookie|auth"
+)
+_SECRET_SHORT = frozenset({"key", "sig", "code", "pass"})
+
+
+def secret_name(name: str) -> bool:
+    """True when a parameter or header called ``name`` carries a credential."""
+    return name.lower() in _SECRET_SHORT or _SECRET_WORDS.search(name) is not None
 
 
 class Redactor:
@@ -25,6 +50,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._longest = 0
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
 
@@ -35,14 +61,27 @@ class Redactor:
             return
         with self._lock:
             self._secrets.add(secret)
+            self._longest = max(self._longest, len(secret))
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
     def redact(self, text: str) -> str:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-        text = _KEYWORD.sub(lambda m: f"{m[1]}={MASK}", text)
+        text = _ASSIGNMENT.sub(_mask_assignment, text)
         pattern = self._pattern
         return pattern.sub(MASK, text) if pattern is not None else text
+
+    def reason(self, text: str, limit: int = MAX_REASON) -> str:
+        """An untrusted text (a failure reason) cut to about ``limit`` characters, redacted.
+
+        The cut comes first, so the cost is bounded whatever the target sent; it keeps
+        enough beyond ``limit`` for a registered secret that starts before ``limit`` to be
+        recognised whole, and cuts again after masking.
+        """
+        if len(text) <= limit:
+            return self.redact(text)
+        window = self.redact(text[: limit + self._longest + 64])
+        return f"{window[:limit]}... ({len(text) - limit} more characters)"
 
     def redact_url(self, url: str) -> str:
         """A URL with its password masked, for display."""
@@ -55,6 +94,12 @@ class Redactor:
         netloc = parts.netloc.rsplit("@", 1)[1]
         user = parts.username or ""
         return self.redact(urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc}")))
+
+
+def _mask_assignment(match: re.Match[str]) -> str:
+    if secret_name(match["name"]):
+        return f"{match['name']}={MASK}"
+    return match[0]
 
 
 REDACTOR = Redactor()

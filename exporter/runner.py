@@ -15,7 +15,7 @@ from exporter.checks.base import CheckFailed, CheckSpec, Kind, Probe
 from exporter.config import Config
 from exporter.logs import event
 from exporter.redact import REDACTOR
-from exporter.samples import Sample, Sink
+from exporter.samples import Sample, Sink, refuse_future_times
 
 DEFAULT_MAX_CONCURRENCY = 64
 # Seconds subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to get the scrape
@@ -68,6 +68,8 @@ class Runner:
         self._checks: dict[str, _LiveCheck] = {}
         self._limit = asyncio.Semaphore(max_concurrency)
         self._snapshot: _Snapshot | None = None
+        # Checks a reload replaced while they ran: closed once their run ends.
+        self._retiring: dict[asyncio.Task[None], list[_LiveCheck]] = {}
 
     @property
     def specs(self) -> list[CheckSpec[Any]]:
@@ -80,18 +82,42 @@ class Runner:
         """Switch to ``config``: unchanged checks keep their probe, the others are closed."""
         old = self._checks
         new: dict[str, _LiveCheck] = {}
-        for spec in config.checks:
-            kept = old.get(spec.name)
-            if kept is not None and kept.spec == spec:
-                new[spec.name] = kept
-            else:
-                new[spec.name] = _LiveCheck(spec, self._kinds[spec.kind].probe(spec))
+        try:
+            for spec in config.checks:
+                kept = old.get(spec.name)
+                if kept is not None and kept.spec == spec:
+                    new[spec.name] = kept
+                else:
+                    new[spec.name] = _LiveCheck(spec, self._kinds[spec.kind].probe(spec))
+        except BaseException:
+            # A probe that cannot be made leaves the old configuration running whole.
+            await self._close(
+                [live for live in new.values() if old.get(live.spec.name) is not live]
+            )
+            raise
         self._checks = new
         retired = [live for name, live in old.items() if new.get(name) is not live]
-        await self._close(retired)
+        running = [live for live in retired if live.inflight and not live.inflight.done()]
+        await self._close([live for live in retired if live not in running])
+        if running:
+            # A scrape that started before this reload waits for these runs: cancelling
+            # them would report check_success 0 for checks that are only being replaced
+            # (a false page). Each run ends within its own timeout; then it is closed.
+            task = asyncio.get_running_loop().create_task(self._retire(running))
+            self._retiring[task] = running
+
+    async def _retire(self, running: list[_LiveCheck]) -> None:
+        await asyncio.wait([live.inflight for live in running if live.inflight is not None])
+        task = asyncio.current_task()
+        if task is not None and self._retiring.pop(task, None) is not None:
+            await self._close(running)
 
     async def close(self) -> None:
         retired, self._checks = list(self._checks.values()), {}
+        for task, running in self._retiring.items():
+            task.cancel()
+            retired.extend(running)
+        self._retiring.clear()
         await self._close(retired)
 
     async def _close(self, retired: list[_LiveCheck]) -> None:
@@ -143,7 +169,7 @@ class Runner:
                 results[name] = task.result()
                 continue
             if task.cancelled():
-                error = "cancelled: the check was removed or changed by a reload"
+                error = "cancelled: the exporter is shutting down"
             else:
                 error = f"scrape deadline of {budget:.3g}s passed before the check finished"
             results[name] = CheckResult(
@@ -187,8 +213,12 @@ class Runner:
         except Exception as exc:
             error = f"unexpected {type(exc).__name__}: {exc}"
             event(logging.DEBUG, "check raised", check=spec.name, kind=spec.kind, exc_info=True)
+        samples, future = refuse_future_times(sink.samples, spec.max_future_skew)
+        if future is not None:
+            error = future if error is None else f"{error}; {future}"
         if error is not None:
-            error = REDACTOR.redact(error)
+            # Reasons quote targets (a JSON key, an error line): cut, then redact, once.
+            error = REDACTOR.reason(error)
         result = CheckResult(
             name=spec.name,
             kind=spec.kind,
@@ -198,7 +228,7 @@ class Runner:
             finished_at=time.time(),
             started=started,
             error=error,
-            samples=tuple(sink.samples),
+            samples=samples,
         )
         self._log_transition(live.last, result)
         live.last = result

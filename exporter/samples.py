@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from prometheus_client.metrics_core import Metric
+
+from exporter.fields import format_duration
 
 FamilyType = Literal["gauge", "counter"]
 
@@ -20,6 +23,10 @@ class Family:
     type: FamilyType
     help: str
     labels: tuple[str, ...] = ()
+    # The value is the Unix time of something that already happened (newest data, last
+    # save): one further ahead than the check's max_future_skew is refused, since
+    # ``time() - value`` would go negative and its staleness alert could never fire.
+    past_time: bool = False
 
     def __post_init__(self) -> None:
         if self.type == "counter" and not self.name.endswith("_total"):
@@ -57,6 +64,38 @@ class Sink:
         ``family.labels`` order, for kinds writing tens of thousands of samples per scrape
         (bullmq): the pairs are built once per queue, not checked on every call."""
         self.samples.append(Sample(family, self._base + labels, float(value)))
+
+
+def refuse_future_times(
+    samples: list[Sample], skew: float
+) -> tuple[tuple[Sample, ...], str | None]:
+    """The samples without past times (``Family.past_time``) more than ``skew`` seconds in
+    the future, and a reason naming them (None when there are none).
+
+    A target whose clock runs ahead (or whose data holds 9999-12-31) would otherwise look
+    fresh forever: its staleness alert compares ``time() - value`` with a threshold.
+    """
+    limit = time.time() + skew
+    refused = [s for s in samples if s.family.past_time and s.value > limit]
+    if not refused:
+        return tuple(samples), None
+    first = refused[0]
+    labels = ",".join(f'{k}="{v}"' for k, v in first.labels if k != "check")
+    more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+    reason = (
+        f"{first.family.name}{{{labels}}} is {_future_text(first.value)}, more than "
+        f"max_future_skew {format_duration(skew)} ahead of this host's clock{more}: "
+        "the target's clock or data is wrong; not exported"
+    )
+    dropped = {id(s) for s in refused}
+    return tuple(s for s in samples if id(s) not in dropped), reason
+
+
+def _future_text(value: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+    except (OverflowError, OSError, ValueError):
+        return f"{value:.6g} (Unix seconds)"
 
 
 def to_metrics(samples: Iterable[Sample], extra: Sequence[Metric] = ()) -> list[Metric]:

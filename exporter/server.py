@@ -23,6 +23,7 @@ from exporter.exposition import Renderer
 from exporter.fields import ConfigError
 from exporter.logs import event
 from exporter.probing import ProbePool, probe_response
+from exporter.redact import REDACTOR
 from exporter.runner import DEFAULT_TIMEOUT_OFFSET, Runner
 from exporter.summary import debug_text, key_values
 
@@ -91,21 +92,21 @@ class Exporter:
         await self.prober.close()
 
     async def reload(self) -> bool:
-        """Load the config again; keep the old one when the new one is invalid."""
+        """Load the config again; keep the old one when the new one is invalid.
+
+        Any failure, not only an invalid file, keeps the old configuration and shows as
+        ``config_last_reload_successful 0`` and on the status page: a reload that
+        answered 500 while the metric said 1 was a silent failure.
+        """
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(self.loader)
+                await self.runner.apply(config)
             except ConfigError as exc:
-                self.reload_state.successful = False
-                self.reload_state.last_error = str(exc)  # ConfigError redacts its problems
-                event(
-                    logging.ERROR,
-                    "reload refused, keeping the previous configuration",
-                    source=self.reload_state.source,
-                    problems=exc.problems,
-                )
-                return False
-            await self.runner.apply(config)
+                return self._refused(exc.problems)  # ConfigError redacts its problems
+            except Exception as exc:
+                event(logging.DEBUG, "reload raised", exc_info=True)
+                return self._refused([REDACTOR.reason(f"unexpected {type(exc).__name__}: {exc}")])
             self.config = config
             self.reload_state = ReloadState(source=config.source)
             event(
@@ -115,6 +116,17 @@ class Exporter:
                 checks=len(config.checks),
             )
             return True
+
+    def _refused(self, problems: list[str]) -> bool:
+        self.reload_state.successful = False
+        self.reload_state.last_error = "\n".join(problems)
+        event(
+            logging.ERROR,
+            "reload refused, keeping the previous configuration",
+            source=self.reload_state.source,
+            problems=problems,
+        )
+        return False
 
     def own_metrics(self) -> list[Metric]:
         build = GaugeMetricFamily(
@@ -175,8 +187,34 @@ class Exporter:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.Application:
-    """The aiohttp application; ``middlewares`` come from the web config (auth, headers)."""
+# Content types a browser may send cross-site without asking first (a CORS "simple"
+# request): a form or a fetch() with a text/plain body.
+_BROWSER_BODY_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+def cross_site_refusal(request: web.Request) -> str | None:
+    """Why a lifecycle request (``/-/reload``) looks like it came from a web page, or None.
+
+    Reloads come from curl, config management and SIGHUP, none of which sends ``Origin``
+    or ``Sec-Fetch-Site``; a browser sends them with every POST, even to its own origin,
+    which also covers DNS rebinding (where the page's origin and the Host agree). A form
+    or text body is refused as well, for old browsers that send neither header.
+    """
+    if "Origin" in request.headers:
+        return "requests from web pages (an Origin header) are refused"
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site != "none":
+        return f"requests from web pages (Sec-Fetch-Site: {fetch_site}) are refused"
+    if request.content_type in _BROWSER_BODY_TYPES and request.can_read_body:
+        return f"a {request.content_type} body is refused (send no body)"
+    return None
+
+
+def make_app(
+    exporter: Exporter, middlewares: Sequence[Middleware] = (), *, lifecycle: bool = True
+) -> web.Application:
+    """The aiohttp application; ``middlewares`` come from the web config (auth, headers);
+    ``lifecycle`` False answers ``/-/reload`` with 403 (``--no-web.enable-lifecycle``)."""
     app = web.Application(middlewares=list(middlewares))
 
     async def metrics(request: web.Request) -> web.Response:
@@ -199,7 +237,12 @@ def make_app(exporter: Exporter, middlewares: Sequence[Middleware] = ()) -> web.
             return web.Response(text="Ready.\n")
         return web.Response(text="Not ready.\n", status=503)
 
-    async def reload(_: web.Request) -> web.Response:
+    async def reload(request: web.Request) -> web.Response:
+        if not lifecycle:
+            return web.Response(text="Lifecycle API is not enabled.\n", status=403)
+        refusal = cross_site_refusal(request)
+        if refusal is not None:
+            return web.Response(text=f"Reload refused: {refusal}.\n", status=403)
         if await exporter.reload():
             return web.Response(text="Reloaded.\n")
         return web.Response(

@@ -26,9 +26,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 
+from exporter.checks._redis_limits import (
+    ReplyTooLarge,
+    limited_parser_class,
+    no_client_setinfo,
+)
 from exporter.checks.tcp import TlsOptions
 from exporter.fields import Reader
-from exporter.redact import REDACTOR
+from exporter.redact import MAX_REASON, REDACTOR
 
 SCHEMES = ("redis", "rediss", "unix")
 # Two connections cover a pipeline plus a PING racing it; the runner is single-flight.
@@ -136,6 +141,11 @@ def _check_db(reader: Reader, url: str) -> None:
 def make_client(options: RedisConnOptions, timeout: float) -> Redis:
     """A client with a small pool; connects on first use, redials after failures."""
     kwargs: dict[str, Any] = {
+        # RESP2 and no HELLO: the kind sends PING and INFO only, and works with Redis < 6.
+        "protocol": 2,
+        # Replies are bounded (see _redis_limits): a hostile server cannot grow the heap.
+        "parser_class": limited_parser_class(),
+        **no_client_setinfo(),
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "decode_responses": True,
@@ -203,6 +213,8 @@ def reason(exc: BaseException, where: str) -> str:
         return f"redis {where}: {first_line(exc)}"
     if isinstance(exc, rexc.ConnectionError):
         return f"redis {where}: {_connection_reason(exc)}"
+    if isinstance(exc, ReplyTooLarge):
+        return f"redis {where}: {first_line(exc)}"
     if isinstance(exc, rexc.ResponseError):
         text = first_line(exc)
         if text.startswith(("NOAUTH", "WRONGPASS")):
@@ -228,8 +240,9 @@ def _connection_reason(exc: BaseException) -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return REDACTOR.redact(text[0]) if text else type(exc).__name__
+    # A server's error line can be any length: cut before redacting.
+    text = str(exc)[: MAX_REASON * 2].strip().splitlines()
+    return REDACTOR.reason(text[0]) if text else type(exc).__name__
 
 
 Command = Sequence[str | int]

@@ -30,6 +30,8 @@ class CheckSpec(Generic[OptionsT]):
     min_interval: float
     labels: tuple[tuple[str, str], ...]
     options: OptionsT
+    # How far ahead of this host's clock a past time (``Family.past_time``) may be.
+    max_future_skew: float = 300.0
 
 
 class Probe(Protocol):

@@ -90,6 +90,7 @@ OLDEST_WAITING = Family(
     "gauge",
     "Creation time of the job next in line in the wait list; absent when nothing waits.",
     ("prefix", "queue"),
+    past_time=True,  # a job timestamp of 1e24 s must not look fresh forever
 )
 COMPLETED = Family(
     "bullmq_jobs_completed_total",

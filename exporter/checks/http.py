@@ -9,10 +9,12 @@ response, its JSON, a path or a type fails the check with a reason naming the pa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import ssl
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from exporter.checks.tcp import (
 )
 from exporter.families import FRESHNESS
 from exporter.fields import Reader, describe
-from exporter.redact import REDACTOR
+from exporter.redact import REDACTOR, secret_name
 from exporter.samples import Family, Sink
 
 if TYPE_CHECKING:  # aiohttp is imported where a probe uses it (docs/architecture.md)
@@ -42,9 +44,12 @@ USER_AGENT = "runbook-exporter"
 DEFAULT_BODY_LIMIT = 1024 * 1024
 DEFAULT_OK = ("ok", "up", "healthy", "pass")
 DEFAULT_MAX_ITEMS = 100
+MAX_LABEL_LENGTH = 256  # characters of a component or item name taken from the body
 METHODS = ("GET", "HEAD", "POST", "OPTIONS")
-# Header names whose values are credentials: registered with the redactor.
-_SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|cookie|session")
+# Header values that are credentials whatever the header is called ("Bearer abc...").
+_CREDENTIAL_VALUE = re.compile(
+    r"(?i)\s*(bearer|basic|digest|token|apikey|sharedaccesssignature)\s"
+)
 _SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
                "GB": 1000**3, "GiB": 1024**3}
@@ -224,10 +229,21 @@ def _headers(reader: Reader) -> tuple[tuple[str, str], ...]:
             # may be a token, so it is not quoted.
             headers.error(name, "control characters (such as a line break) in the value")
             continue
-        if _SECRET_HEADER.search(name):
+        if secret_header(name, value):
             REDACTOR.register(value)
+            REDACTOR.register(value.strip().rpartition(" ")[2])
         out.append((name, value))
     return tuple(out)
+
+
+def secret_header(name: str, value: str) -> bool:
+    """A header whose value is a credential: by its name (``X-Api-Key``, ``X-Password``,
+    ``X-Signature``, see :func:`exporter.redact.secret_name`) or by its value's scheme
+    (``Bearer ...``). Such values are masked everywhere and never follow a redirect to
+    another origin."""
+    return secret_name(name.removeprefix("X-").removeprefix("x-")) or bool(
+        _CREDENTIAL_VALUE.match(value)
+    )
 
 
 def _components(reader: Reader) -> ComponentsOptions | None:
@@ -339,6 +355,28 @@ def parse(reader: Reader) -> HttpOptions:
 # --- probing -------------------------------------------------------------------------
 
 
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _request_headers(
+    options: HttpOptions,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers for the configured origin, headers for any other origin)."""
+    headers = dict(options.headers)
+    if options.bearer_token:
+        headers["Authorization"] = f"Bearer {options.bearer_token}"
+    if options.basic_auth is not None:
+        credentials = f"{options.basic_auth.username}:{options.basic_auth.password}".encode()
+        headers["Authorization"] = f"Basic {base64.b64encode(credentials).decode()}"
+    foreign = {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in ("authorization", "cookie", "proxy-authorization")
+        and not secret_header(name, value)
+    }
+    return headers, foreign
+
+
 def _too_large(limit: int) -> str:
     return f"body larger than body_size_limit of {_size_text(limit)}"
 
@@ -441,6 +479,9 @@ class HttpProbe(BaseProbe[HttpOptions]):
         self._timeout = aiohttp.ClientTimeout(total=self._budget)
         body = spec.options.body
         self._body = body.encode() if body is not None else None
+        # Headers sent to the configured origin, and the ones a redirect to another origin
+        # keeps: credentials (Authorization, X-Api-Key...) stay with the configured host.
+        self._headers, self._foreign_headers = _request_headers(spec.options)
 
     def _session(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -453,19 +494,12 @@ class HttpProbe(BaseProbe[HttpOptions]):
                     context = self._peer.recording(self.options.tls.context())
                 except (OSError, ssl.SSLError) as exc:
                     raise CheckFailed(f"tls.ca_file: {tls_failure(exc)}") from None
-            headers = {"User-Agent": USER_AGENT, **dict(self.options.headers)}
-            if self.options.bearer_token:
-                headers["Authorization"] = f"Bearer {self.options.bearer_token}"
-            basic = self.options.basic_auth
-            if basic is not None:
-                credentials = f"{basic.username}:{basic.password}".encode()
-                headers["Authorization"] = f"Basic {base64.b64encode(credentials).decode()}"
             self._client = aiohttp.ClientSession(
                 # A fresh connection per probe, as blackbox does: the duration includes
                 # connecting, and every probe sees the certificate the server serves now.
                 connector=aiohttp.TCPConnector(ssl=context, force_close=True),
                 cookie_jar=aiohttp.DummyCookieJar(),
-                headers=headers,
+                headers={"User-Agent": USER_AGENT},
                 trust_env=False,
             )
         return self._client
@@ -485,15 +519,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
         status: int | None = None
         self._peer.der = None
         try:
-            async with session.request(
-                options.method,
-                options.url,
-                data=self._body,
-                allow_redirects=options.follow_redirects,
-                max_redirects=options.max_redirects,
-                timeout=self._timeout,
-                server_hostname=options.tls.server_name,
-            ) as response:
+            async with asyncio.timeout(self._budget), await self._follow(session) as response:
                 status = response.status
                 out.add(STATUS_CODE, status)
                 expiry = self._cert_expiry(response)
@@ -529,6 +555,46 @@ class HttpProbe(BaseProbe[HttpOptions]):
         else:
             out.add(UP, 1 if up else 0)
         problems.raise_if_any()
+
+    async def _follow(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        """The final response, following redirects here rather than in aiohttp.
+
+        aiohttp keeps every header but Authorization on a redirect to another origin; a
+        configured ``X-Api-Key`` would reach whatever host a 302 names. Credentials are
+        sent to the configured origin only; other hosts get the public headers.
+        """
+        from yarl import URL  # aiohttp's URL type
+
+        options = self.options
+        url = URL(options.url)
+        origin = url.origin()
+        method, data = options.method, self._body
+        for hop in range(options.max_redirects + 1):
+            home = url.origin() == origin
+            response = await session.request(
+                method,
+                url,
+                data=data,
+                headers=self._headers if home else self._foreign_headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+                server_hostname=options.tls.server_name if home else None,
+            )
+            location = response.headers.get("Location")
+            if not (options.follow_redirects and response.status in _REDIRECTS and location):
+                return response
+            response.release()
+            if hop == options.max_redirects:
+                raise CheckFailed("too many redirects")
+            try:
+                url = url.join(URL(location))
+            except ValueError:
+                raise CheckFailed(f"redirect to an invalid URL {_short(location)}") from None
+            if url.scheme not in ("http", "https") or not url.host:
+                raise CheckFailed(f"redirect to a URL that is not http(s) {_short(location)}")
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                method, data = ("HEAD" if method == "HEAD" else "GET"), None
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _cert_expiry(self, response: aiohttp.ClientResponse) -> float | None:
         if response.url.scheme != "https" or self._peer.der is None:
@@ -580,6 +646,12 @@ class HttpProbe(BaseProbe[HttpOptions]):
             problems.add("body is not valid JSON: not UTF-8 text")
         except RecursionError:
             problems.add("body is not usable JSON: nested too deeply")
+        except ValueError:
+            # Python refuses integers of more than sys.get_int_max_str_digits() digits.
+            problems.add(
+                f"body is not usable JSON: a number has more than "
+                f"{sys.get_int_max_str_digits()} digits"
+            )
         return _INVALID
 
     def _health_status(self, doc: Any, problems: _Problems) -> bool:
@@ -660,6 +732,13 @@ class HttpProbe(BaseProbe[HttpOptions]):
                     continue
                 label = str(name)
             assert label is not None
+            if len(label) > MAX_LABEL_LENGTH:
+                # The target chooses these names: a 150 KB key must not become a label.
+                problems.add(
+                    f"{path.text}: an element's name has {len(label)} characters, more than "
+                    f"{MAX_LABEL_LENGTH}; not exported"
+                )
+                continue
             yield label, where, element
 
     def _components(self, doc: Any, out: Sink, problems: _Problems) -> None:

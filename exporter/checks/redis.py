@@ -8,15 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from redis import exceptions as rexc
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any
 
 from exporter.checks._redis_conn import RedisConnOptions, make_client, parse_conn, reason
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 PING_SECONDS = Family(
     "redis_ping_duration_seconds", "gauge", "Round trip of one PING on an open connection."
@@ -41,7 +41,8 @@ RDB_LAST_BGSAVE_SUCCESS = Family(
     "redis_rdb_last_bgsave_success", "gauge", "1 when the last RDB background save succeeded."
 )
 RDB_LAST_SAVE_TIME = Family(
-    "redis_rdb_last_save_timestamp_seconds", "gauge", "Unix time of the last successful RDB save."
+    "redis_rdb_last_save_timestamp_seconds", "gauge", "Unix time of the last successful RDB save.",
+    past_time=True,
 )
 AOF_ENABLED = Family("redis_aof_enabled", "gauge", "1 when the append-only file is enabled.")
 AOF_LAST_WRITE_SUCCESS = Family(
@@ -95,17 +96,29 @@ class RedisProbe(BaseProbe[RedisOptions]):
         self._client: Redis | None = None
 
     async def collect(self, out: Sink) -> None:
+        from redis import exceptions as rexc
+
         if self._client is None:
             self._client = make_client(self.options.conn, self.spec.timeout)
+        where = self.options.conn.where
+        step = "PING"
         try:
             # The first command may have to connect (and authenticate): time the second.
             await self._client.ping()
             started = time.perf_counter()
-            await self._client.ping()
+            pong = await self._client.ping()
             ping = time.perf_counter() - started
+            step = "INFO"
             info = await self._client.info()
         except rexc.RedisError as exc:
-            raise CheckFailed(reason(exc, self.options.conn.where)) from None
+            raise CheckFailed(reason(exc, where)) from None
+        except (TypeError, ValueError, AttributeError, IndexError):
+            # redis-py's reply callbacks assume the documented reply type.
+            raise CheckFailed(f"redis {where}: unexpected reply to {step}") from None
+        if pong is not True:
+            raise CheckFailed(f"redis {where}: PING did not answer PONG")
+        if not isinstance(info, Mapping):
+            raise CheckFailed(f"redis {where}: unexpected reply to INFO")
         out.add(PING_SECONDS, ping)
         write_info(out, info)
 

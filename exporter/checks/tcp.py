@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from exporter.checks._timestamps import cert_not_after
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader
+from exporter.redact import REDACTOR
 from exporter.samples import Family, Sink
 
 CONNECT_SECONDS = Family(
@@ -162,6 +163,21 @@ def parse_address(reader: Reader, key: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+# Lines of a send text that carry a credential: Redis AUTH, POP3/FTP PASS, IMAP LOGIN...
+_CREDENTIAL_COMMAND = re.compile(r"(?i)^\s*(auth|pass|password|login)\b")
+
+
+def register_send_secrets(send: str) -> None:
+    """Mask the credential in each line of a ``send`` text that starts with a login
+    command (``AUTH <password>``, ``AUTH <user> <password>``, ``PASS <password>``,
+    ``LOGIN <user> <password>``): its last word is the password."""
+    for line in send.splitlines():
+        if _CREDENTIAL_COMMAND.match(line):
+            words = line.split()
+            if len(words) > 1:
+                REDACTOR.register(words[-1])
+
+
 def parse(reader: Reader) -> TcpOptions:
     host, port = parse_address(reader, "address")
     tls: TlsOptions | None = None
@@ -175,6 +191,8 @@ def parse(reader: Reader) -> TcpOptions:
         tls_reader = reader.mapping("tls")
         tls = parse_tls_mapping(tls_reader) if tls_reader is not None else None
     send = reader.str("send", None)
+    if isinstance(send, str):
+        register_send_secrets(send)
     expect = reader.regex("expect", None)
     return TcpOptions(host=host, port=port, tls=tls, send=send or None, expect=expect)
 

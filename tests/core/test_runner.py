@@ -9,6 +9,8 @@ from exporter.config import load_data
 from exporter.runner import Runner
 from tests.core import conftest
 from tests.core.conftest import Behaviour
+from tests.leaks import polled
+from tests.support import async_wait_until
 
 
 def config(*checks: dict[str, Any]) -> Any:
@@ -176,13 +178,19 @@ def test_module_state_is_per_test() -> None:
 async def test_reload_during_a_scrape_answers_for_the_checks_it_started(
     test_kind: Behaviour,
 ) -> None:
+    """The scrape reports the old configuration whole, with the real result of the check
+    being replaced: cancelling it reported check_success 0, a false page (issue 13)."""
     test_kind.gate.clear()
     runner = await started_runner({"name": "old", "kind": "test", "mode": "gate"})
     scrape = asyncio.create_task(runner.scrape(budget=30))
     await asyncio.wait_for(test_kind.running.wait(), 30)
     await runner.apply(config({"name": "new", "kind": "test"}))
+    assert not scrape.done()
+    assert test_kind.closed == []  # still running: closed when its run ends
+    test_kind.gate.set()
     (result,) = await scrape
     assert result.name == "old"
-    assert result.error == "cancelled: the check was removed or changed by a reload"
+    assert result.success, result.error
+    await async_wait_until(polled(lambda: test_kind.closed == ["old"]), 10, "old closed")
     assert [r.name for r in await runner.scrape(budget=30)] == ["new"]
     await runner.close()

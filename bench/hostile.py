@@ -1,0 +1,347 @@
+"""``python -m bench.hostile [--code DIR]``: what a hostile target does to a serving exporter.
+
+Each attack runs against a real ``python -m exporter`` process on loopback and reports the
+worst ``/-/healthy`` latency while it runs (asked every 50 ms), the scrape's wall time for
+a 4.5 s deadline (timeout header 5 s), and the process's RSS growth. ``--code DIR`` runs
+the exporter from another checkout (e.g. ``git archive <commit> | tar -x -C DIR``) to
+compare before and after; the numbers are in docs/benchmarks.md. Not a test: no
+assertions, only figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Served:
+    def __init__(self, code: Path, config: str, *flags: str, fd_limit: int | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="hostile-"))
+        self.config = self.dir / "config.yml"
+        self.config.write_text(config)
+        self.port = free_port()
+        self.err = self.dir / "stderr.log"
+        env = {**os.environ, "PYTHONPATH": str(code)}
+
+        def limit() -> None:
+            if fd_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
+        with self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "exporter",
+                    "--config.file",
+                    str(self.config),
+                    "--web.listen-address",
+                    f"127.0.0.1:{self.port}",
+                    *flags,
+                ],
+                cwd=code,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=limit if fd_limit is not None else None,
+            )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(self.base + "/-/ready") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(self.err.read_text())
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> float:
+        """Seconds SIGTERM took (SIGKILL after 30 s: returned as inf)."""
+        started = time.monotonic()
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return float("inf")
+        return time.monotonic() - started
+
+
+async def under_attack(served: Served, attack: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    """Run ``attack`` while polling /-/healthy; worst latency, attack time, RSS growth."""
+    latencies: list[float] = []
+    stop = asyncio.Event()
+
+    async def poll() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+            while not stop.is_set():
+                started = time.monotonic()
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(served.base + "/-/healthy") as response:
+                        await response.read()
+                latencies.append(time.monotonic() - started)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+
+    before = served.rss()
+    poller = asyncio.create_task(poll())
+    started = time.monotonic()
+    outcome = await attack()
+    took = time.monotonic() - started
+    stop.set()
+    await poller
+    return {
+        "healthy_worst_ms": round(max(latencies) * 1000, 1),
+        "attack_s": round(took, 2),
+        "rss_growth_mib": round((served.rss() - before) / 2**20, 1),
+        "outcome": outcome,
+    }
+
+
+async def scrape(served: Served) -> str:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session,
+        session.get(
+            served.base + "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"}
+        ) as response,
+    ):
+        body = await response.text()
+    return next(
+        (line for line in body.splitlines() if line.startswith("runbook_exporter_check_success")),
+        "no check_success",
+    )
+
+
+async def tcp_server(handler: Handler) -> tuple[asyncio.Server, int]:
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await handler(reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+    return server, int(server.sockets[0].getsockname()[1])
+
+
+async def read_command(reader: asyncio.StreamReader) -> list[bytes]:
+    header = await reader.readline()
+    if not header:
+        raise ConnectionError
+    args = []
+    for _ in range(int(header[1:])):
+        size = int((await reader.readline())[1:])
+        args.append((await reader.readexactly(size + 2))[:-2])
+    return args
+
+
+async def redis_attack(
+    code: Path, reply: Callable[[asyncio.StreamWriter], Awaitable[None]]
+) -> dict[str, Any]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            command = (await read_command(reader))[0].upper()
+            if command == b"HELLO":  # what a Redis 7 answers, for clients that ask
+                writer.write(b"%1\r\n$5\r\nproto\r\n:3\r\n")
+            elif command == b"CLIENT":
+                writer.write(b"+OK\r\n")
+            elif command == b"PING":
+                writer.write(b"+PONG\r\n")
+            else:
+                await reply(writer)
+            await writer.drain()
+
+    server, port = await tcp_server(handle)
+    served = Served(
+        code,
+        f"checks:\n  - {{name: r, kind: redis, url: 'redis://127.0.0.1:{port}/0', timeout: 5s}}\n",
+    )
+    try:
+        await served.ready()
+        result = await under_attack(served, lambda: scrape(served))
+        await asyncio.sleep(2)
+        result["rss_after_2s_mib"] = round(served.rss() / 2**20, 1)
+        result["sigterm_s"] = served.stop()
+        return result
+    finally:
+        served.proc.kill()
+        server.close()
+
+
+async def endless_bulk(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"$4611686018427387904\r\n")
+    chunk = b"x" * (1 << 20)
+    while True:
+        writer.write(chunk)
+        await writer.drain()
+
+
+async def huge_info(writer: asyncio.StreamWriter) -> None:
+    line = b"used_memory:1\r\n"
+    body = line * (200 * 2**20 // len(line))
+    writer.write(b"$%d\r\n" % len(body))
+    for start in range(0, len(body), 1 << 20):
+        writer.write(body[start : start + (1 << 20)])
+        await writer.drain()
+    writer.write(b"\r\n")
+
+
+async def json_key_attack(code: Path, key_size: int) -> dict[str, Any]:
+    from aiohttp import web
+
+    body = json.dumps({"status": "ok", "components": {"k" * key_size: {"state": "x"}}})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    served = Served(
+        code,
+        f"checks:\n  - {{name: a, kind: http, url: 'http://127.0.0.1:{port}/health',"
+        " status_path: status, components: {path: components}}\n",
+    )
+    try:
+        await served.ready()
+        result = await under_attack(served, lambda: scrape(served))
+        result["sigterm_s"] = served.stop()
+        return result
+    finally:
+        served.proc.kill()
+        await runner.cleanup()
+
+
+async def alias_bomb_reload(code: Path) -> dict[str, Any]:
+    levels = 9
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    lines.append(f"checks:\n  - {{name: x, kind: tcp, address: 'h:1', labels: *a{levels - 1}}}")
+    served = Served(code, "checks:\n  - {name: t, kind: tcp, address: '127.0.0.1:1'}\n")
+    try:
+        await served.ready()
+        served.config.write_text("\n".join(lines) + "\n")
+
+        async def reload() -> str:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+                session.post(served.base + "/-/reload") as response,
+            ):
+                status = response.status
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(served.base + "/metrics") as response,
+            ):
+                body = await response.text()
+            flag = next(
+                line
+                for line in body.splitlines()
+                if line.startswith("runbook_exporter_config_last_reload_successful")
+            )
+            return f"{status} {flag}"
+
+        try:
+            return await asyncio.wait_for(under_attack(served, reload), 40)
+        except TimeoutError:
+            return {"outcome": "no answer within 40 s", "rss_mib": round(served.rss() / 2**20)}
+    finally:
+        served.proc.kill()
+
+
+async def idle_flood(code: Path) -> dict[str, Any]:
+    served = Served(
+        code, "checks:\n  - {name: t, kind: tcp, address: '127.0.0.1:1'}\n", fd_limit=64
+    )
+    flood = []
+    try:
+        await served.ready()
+        for _ in range(80):
+            sock = socket.socket()
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect(("127.0.0.1", served.port))
+            flood.append(sock)
+        await asyncio.sleep(10)
+        answered = False
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as s,
+                s.get(served.base + "/-/healthy") as response,
+            ):
+                answered = response.status == 200
+        return {
+            "healthy_after_10s": answered,
+            "log_lines_10s": len(served.err.read_text().splitlines()),
+        }
+    finally:
+        for sock in flood:
+            sock.close()
+        served.proc.kill()
+
+
+def redact_time(code: Path) -> dict[str, Any]:
+    script = (
+        "import time; from exporter.redact import REDACTOR; t = time.process_time(); "
+        "REDACTOR.redact('a' * 80_000); print(time.process_time() - t)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(code)},
+        check=True,
+    )
+    return {"redact_80k_alnum_s": round(float(run.stdout), 3)}
+
+
+async def main(code: Path) -> dict[str, Any]:
+    return {
+        "redactor": redact_time(code),
+        "http_json_key_40k": await json_key_attack(code, 40_000),
+        "http_json_key_150k": await json_key_attack(code, 150_000),
+        "redis_endless_bulk": await redis_attack(code, endless_bulk),
+        "redis_info_200mb": await redis_attack(code, huge_info),
+        "reload_alias_bomb": await alias_bomb_reload(code),
+        "idle_socket_flood_64fd": await idle_flood(code),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1])
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args.code.resolve())), indent=2))
