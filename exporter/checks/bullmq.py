@@ -965,7 +965,8 @@ def _glob_escape(text: str) -> str:
 KIND = Kind(
     name="bullmq",
     summary="BullMQ queues: jobs per state as getJobCounts(), paused, queue age, "
-    "lifetime completed/failed.",
+    "lifetime completed/failed, existence, workers, stalled jobs, schedulers, recent job "
+    "timings.",
     parse=parse,
     probe=BullmqProbe,
     families=(
