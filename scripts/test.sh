@@ -13,6 +13,9 @@ done
 # kubectl (for `kubectl kustomize` on deploy/kubernetes): any kubectl will do, and some
 # images ship their own at /usr/bin/kubectl, which Debian's package would collide with.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
+# npm (and node) for the official Node BullMQ (scripts/test-setup.d/node-bullmq.sh); any
+# node >= 18 will do, so an existing one is kept.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -408,32 +408,52 @@ class Key(str):
     """In a :class:`CommandTemplate`, a key: the per-use base followed by this suffix."""
 
 
+class Arg(str):
+    """In a :class:`CommandTemplate`, a value given per use (``render(base, *values)``),
+    in the order the Args appear; the text of the Arg itself is not used."""
+
+
 class CommandTemplate:
     """Fixed commands over keys that share a base (``bull:ingest:``), rendered as RESP text.
 
-    Packing argument by argument costs about a microsecond each; a queue's dozen reads
-    differ only in their base, so they are laid out once and filled in with one format.
+    Packing argument by argument costs about a microsecond each; a queue's reads differ
+    only in their base (and a few :class:`Arg` values), so they are laid out once and
+    filled in with one format.
     """
 
     def __init__(self, commands: Sequence[Sequence[str]]) -> None:
         pieces: list[str] = []
         self._suffix_sizes: list[int] = []
+        self._args = 0
+        sizes = 0
         for command in commands:
             pieces.append(f"*{len(command)}\r\n")
             for arg in command:
                 text = arg.replace("{", "{{").replace("}", "}}")
                 size = len(arg.encode("utf-8"))
                 if isinstance(arg, Key):
-                    pieces.append(f"${{{len(self._suffix_sizes)}}}\r\n{{base}}{text}\r\n")
+                    pieces.append(f"${{{sizes}}}\r\n{{base}}{text}\r\n")
                     self._suffix_sizes.append(size)
+                    sizes += 1
+                elif isinstance(arg, Arg):
+                    pieces.append(f"${{size{self._args}}}\r\n{{arg{self._args}}}\r\n")
+                    self._args += 1
                 else:
                     pieces.append(f"${size}\r\n{text}\r\n")
         self._format = "".join(pieces)
         self.count = len(commands)
 
-    def render(self, base: str) -> str:
+    def render(self, base: str, *values: str) -> str:
+        if len(values) != self._args:
+            raise ValueError(f"template takes {self._args} values, got {len(values)}")
         size = len(base) if base.isascii() else len(base.encode("utf-8", "surrogateescape"))
-        return self._format.format(*[size + s for s in self._suffix_sizes], base=base)
+        fields: dict[str, str | int] = {"base": base}
+        for index, value in enumerate(values):
+            fields[f"arg{index}"] = value
+            fields[f"size{index}"] = (
+                len(value) if value.isascii() else len(value.encode("utf-8", "surrogateescape"))
+            )
+        return self._format.format(*[size + s for s in self._suffix_sizes], **fields)
 
 
 def pack_text(commands: Sequence[Command]) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from exporter.checks._redis_conn import (
+    Arg,
     CommandTemplate,
     Key,
     RawRedis,
@@ -526,68 +527,52 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
         return outcomes, clients
 
-    def _template(self, now_ms: int) -> CommandTemplate:
+    def _reads(self, now_ms: int) -> tuple[tuple[str, ...], ...]:
         metrics = self.options.counters in ("auto", "metrics")
         # Laid out once per batch: the overdue cut-off is the same for every queue.
         overdue_before = str(now_ms - int(self.options.schedule_grace * 1000))
         reads = _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
         overdue = ("ZCOUNT", Key("repeat"), "-inf", "(" + overdue_before)
-        return CommandTemplate((*reads, overdue))
+        return (*reads, overdue)
 
     def _pack_batch(
         self, batch: Sequence[tuple[str, str]], now_ms: int
     ) -> tuple[str, int, list[str]]:
         """One batch's MULTI ... EXEC as RESP text, its command count and events modes."""
-        template = self._template(now_ms)
+        reads = self._reads(now_ms)
         recent = self.options.recent_jobs
+        if recent:
+            # Only jobs finished since the newest one already sampled (an Arg per queue).
+            reads += (("ZREVRANGEBYSCORE", Key("completed"), "+inf", Arg("since"),
+                       "WITHSCORES", "LIMIT", "0", str(recent)),)  # fmt: skip
+        # One template per events mode: the stream read differs (and so its arguments).
+        templates = {
+            "none": CommandTemplate(reads),
+            "position": CommandTemplate(
+                (*reads, ("XREVRANGE", Key("events"), "+", "-", "COUNT", "1"))
+            ),
+            "follow": CommandTemplate(
+                (
+                    *reads,
+                    ("XRANGE", Key("events"), Arg("after"), "+", "COUNT", str(self._first_page)),
+                )
+            ),
+        }
         parts = [pack_text([("MULTI",)])]
         count = 2  # MULTI, EXEC
         modes: list[str] = []
         for prefix, queue in batch:
             base = f"{prefix}:{queue}:"
-            parts.append(template.render(base))
-            count += template.count
-            if recent:
-                state = self._states.get((prefix, queue))
-                since = state.recent_since if state is not None else "-inf"
-                parts.append(
-                    pack_text(
-                        [
-                            (
-                                "ZREVRANGEBYSCORE",
-                                base + "completed",
-                                "+inf",
-                                since,
-                                "WITHSCORES",
-                                "LIMIT",
-                                0,
-                                recent,
-                            )
-                        ]
-                    )
-                )
-                count += 1
             mode = self._events_mode((prefix, queue))
-            if mode == "position":
-                parts.append(pack_text([("XREVRANGE", base + "events", "+", "-", "COUNT", 1)]))
-                count += 1
-            elif mode == "follow":
-                state = self._states[(prefix, queue)]
-                parts.append(
-                    pack_text(
-                        [
-                            (
-                                "XRANGE",
-                                base + "events",
-                                _after(state.stream_id or "0-0"),
-                                "+",
-                                "COUNT",
-                                self._first_page,
-                            )
-                        ]
-                    )
-                )
-                count += 1
+            state = self._states.get((prefix, queue))
+            values: list[str] = []
+            if recent:
+                values.append(state.recent_since if state is not None else "-inf")
+            if mode == "follow" and state is not None:
+                values.append(_after(state.stream_id or "0-0"))
+            template = templates[mode]
+            parts.append(template.render(base, *values))
+            count += template.count
             modes.append(mode)
         parts.append(pack_text([("EXEC",)]))
         return "".join(parts), count, modes
@@ -980,7 +965,8 @@ def _glob_escape(text: str) -> str:
 KIND = Kind(
     name="bullmq",
     summary="BullMQ queues: jobs per state as getJobCounts(), paused, queue age, "
-    "lifetime completed/failed.",
+    "lifetime completed/failed, existence, workers, stalled jobs, schedulers, recent job "
+    "timings.",
     parse=parse,
     probe=BullmqProbe,
     families=(

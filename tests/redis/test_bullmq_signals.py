@@ -6,12 +6,19 @@ Real redis-server and real workers, queues and schedulers of the official bullmq
 
 from __future__ import annotations
 
+import json
+import select
+import shutil
+import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 from exporter.runner import CheckResult
 from tests.redis.conftest import Bullmq
 from tests.servers import RedisServer
-from tests.support import async_wait_until, run_check, running, value, values
+from tests.support import async_wait_until, run_check, running, unavailable, value, values
 
 
 def queue_value(result: CheckResult, family: str, queue: str) -> float:
@@ -227,3 +234,46 @@ async def test_recent_job_timings_equal_the_jobs_timestamps(redis_server: RedisS
             "1": 30.0,
         }
         assert figures(second, "bullmq_queue_recent_job_processing_seconds")["1"] == 0.3
+
+
+NODE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "node-bullmq"
+NODE_WORKER = Path(__file__).with_name("node_worker.mjs")
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("worker_name", [None, "mailer-1"], ids=["unnamed", "named"])
+async def test_node_bullmq_workers_are_counted_as_get_workers_lists_them(
+    redis_server: RedisServer, worker_name: str | None
+) -> None:
+    """Node BullMQ names its connections ``<prefix>:<base64 of the queue>`` (plus
+    ``:w:<name>`` for a named worker), unlike the Python package: the gauge must equal
+    the official Node package's own getWorkers() count for both forms."""
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "bullmq").is_dir():
+        unavailable("Node BullMQ missing: bash scripts/test-setup.d/node-bullmq.sh (needs npm)")
+    queue = "mail ü"  # base64 of a non-ASCII name with a space
+    args = [node, str(NODE_WORKER), str(NODE_DIR), redis_server.url, "bull", queue]
+    process = start(*args, *([worker_name] if worker_name else []))
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "the Node worker never reported"
+        listed = json.loads(process.stdout.readline())
+        assert listed["workers"] >= 1, listed
+        check = {"name": "q", "kind": "bullmq", "url": redis_server.url,
+                 "queues": [queue, "other"]}  # fmt: skip
+        result = await run_check(check)
+        assert result.success, result.error
+        assert queue_value(result, "bullmq_queue_workers", queue) == listed["workers"]
+        assert queue_value(result, "bullmq_queue_workers", "other") == 0
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(30)
+        if process.stdout is not None:
+            process.stdout.close()
+    after = await run_check(check)
+    assert queue_value(after, "bullmq_queue_workers", queue) == 0

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from redis import exceptions as rexc
 
-from exporter.checks._redis_conn import CommandTemplate, Key, pack, read_replies
+from exporter.checks._redis_conn import Arg, CommandTemplate, Key, pack, read_replies
 from tests.servers import RedisServer
 from tests.support import run_check, value
 
@@ -42,14 +42,36 @@ async def test_connection_closed_mid_reply_is_a_connection_error() -> None:
 
 
 def test_template_renders_what_pack_packs() -> None:
-    template = CommandTemplate([("LLEN", Key("wait")), ("HGET", Key("meta"), "paused"),
-                                ("EXISTS", Key("meta"), Key("id"))])
+    template = CommandTemplate(
+        [("LLEN", Key("wait")), ("HGET", Key("meta"), "paused"), ("EXISTS", Key("meta"), Key("id"))]
+    )
     for base in ("bull:ingest:", "bull:café:", "{app}:q{1}:"):
-        assert template.render(base).encode() == pack([
-            ("LLEN", base + "wait"), ("HGET", base + "meta", "paused"),
-            ("EXISTS", base + "meta", base + "id"),
-        ])
+        assert template.render(base).encode() == pack(
+            [
+                ("LLEN", base + "wait"),
+                ("HGET", base + "meta", "paused"),
+                ("EXISTS", base + "meta", base + "id"),
+            ]
+        )
     assert template.count == 3
+
+
+def test_template_fills_in_per_use_values() -> None:
+    template = CommandTemplate(
+        [
+            ("XRANGE", Key("events"), Arg("after"), "+", "COUNT", "100"),
+            ("ZREVRANGEBYSCORE", Key("completed"), "+inf", Arg("since")),
+        ]
+    )
+    for base, after, since in (("bull:a:", "1-1", "-inf"), ("bull:ü:", "17000-0", "{x}")):
+        assert template.render(base, after, since).encode() == pack(
+            [
+                ("XRANGE", base + "events", after, "+", "COUNT", "100"),
+                ("ZREVRANGEBYSCORE", base + "completed", "+inf", since),
+            ]
+        )
+    with pytest.raises(ValueError, match="takes 2 values, got 1"):
+        template.render("bull:a:", "1-1")
 
 
 async def test_non_ascii_names_round_trip(redis_server: RedisServer) -> None:
@@ -58,10 +80,15 @@ async def test_non_ascii_names_round_trip(redis_server: RedisServer) -> None:
         client.lpush("bull:café:wait", "1", "2")
         client.hset("bull:café:1", "timestamp", 1_700_000_000_000)
         client.hset("{ünï}:köln:meta", "opts.maxLenEvents", 10000)
-    result = await run_check({"name": "q", "kind": "bullmq", "url": redis_server.url,
-                              "prefix": ["bull", "{ünï}"]})
+    result = await run_check(
+        {"name": "q", "kind": "bullmq", "url": redis_server.url, "prefix": ["bull", "{ünï}"]}
+    )
     assert result.success, result.error
     assert value(result, "bullmq_queue_jobs", prefix="bull", queue="café", state="waiting") == 2
-    assert value(result, "bullmq_queue_oldest_waiting_job_timestamp_seconds",
-                 prefix="bull", queue="café") == 1_700_000_000
+    assert (
+        value(
+            result, "bullmq_queue_oldest_waiting_job_timestamp_seconds", prefix="bull", queue="café"
+        )
+        == 1_700_000_000
+    )
     assert value(result, "bullmq_queues", prefix="{ünï}") == 1
