@@ -6,7 +6,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -461,6 +460,8 @@ def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
 
 def load_default(listen_port: int, env: Mapping[str, str] | None = None) -> Config:
     """The embedded default: the disk holding the working directory, and our own health."""
+    from importlib import resources  # only the embedded default reads package data
+
     text = resources.files("exporter").joinpath("default.yml").read_text(encoding="utf-8")
     environment = dict(os.environ if env is None else env)
     environment.setdefault("RUNBOOK_EXPORTER_PORT", str(listen_port))

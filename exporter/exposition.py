@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
-
-from prometheus_client import exposition as text_format
-from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics import exposition as openmetrics_format
-from prometheus_client.utils import floatToGoString as _untyped_go_float
+from typing import TYPE_CHECKING
 
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
 from exporter.runner import CheckResult
 from exporter.samples import Sample, to_metrics
 
-OPENMETRICS_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+# prometheus_client is imported for OpenMetrics only: the text format, which Prometheus
+# asks for by default, is written here (byte for byte as prometheus_client writes it, which
+# tests/core/test_exposition.py checks), so a serving exporter does not load it.
+OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 # prometheus_client now labels its output version=1.0.0, which Prometheus 2.x does not know;
 # the bytes are the classic 0.0.4 format (no UTF-8 names here), so say that.
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -43,7 +46,25 @@ def build_metrics(results: Sequence[CheckResult], extra: Sequence[Metric] = ()) 
     return to_metrics(all_samples(results), extra)
 
 
-_go_float: Callable[[float], str] = _untyped_go_float
+def go_float(value: float) -> str:
+    """A sample value as Prometheus' Go client writes it: ``+Inf``, ``-Inf``, ``NaN``,
+    Python's shortest repr otherwise, switching to an exponent where Go does (large values
+    such as 1234567.0 become ``1.234567e+06``)."""
+    value = float(value)  # an int is written as a float, 7 -> 7.0, as prometheus_client does
+    if value != value:  # NaN is the one value unequal to itself
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    digits_before_point = text.find(".")
+    if value > 0 and digits_before_point > 6:
+        digits = text[:digits_before_point] + text[digits_before_point + 1 :]
+        mantissa = (digits[0] + "." + digits[1:]).rstrip("0").rstrip(".")
+        return f"{mantissa}e+{digits_before_point - 1:02d}"
+    return text
+
+
+_go_float = go_float
 
 
 def _escape_label_value(value: str) -> str:
@@ -104,16 +125,30 @@ class _Families:
         return self._metrics
 
 
+def wants_openmetrics(accept: str | None) -> bool:
+    return bool(accept and "application/openmetrics-text" in accept)
+
+
 def encode(metrics: Sequence[Metric], accept: str | None) -> tuple[bytes, str]:
-    """Encode for the Accept header: OpenMetrics when asked, else the text format."""
-    if accept and "application/openmetrics-text" in accept:
-        return _openmetrics(_Families(metrics)), OPENMETRICS_TYPE
-    return _text(_Families(metrics)), TEXT_TYPE
+    """Encode for the Accept header with prometheus_client: OpenMetrics when asked, else
+    the text format."""
+    from prometheus_client import exposition as text_format
+    from prometheus_client.openmetrics import exposition as openmetrics_format
+
+    # The encoders only call .collect(); they are typed against CollectorRegistry.
+    if wants_openmetrics(accept):
+        openmetrics: Callable[[_Families], bytes] = openmetrics_format.generate_latest
+        return openmetrics(_Families(metrics)), OPENMETRICS_TYPE
+    text: Callable[[_Families], bytes] = text_format.generate_latest
+    return text(_Families(metrics)), TEXT_TYPE
 
 
-# The encoders only call .collect(); they are typed against CollectorRegistry.
-_openmetrics: Callable[[_Families], bytes] = openmetrics_format.generate_latest
-_text: Callable[[_Families], bytes] = text_format.generate_latest
+def encode_samples(samples: Sequence[Sample], accept: str | None) -> tuple[bytes, str]:
+    """Samples for the Accept header: OpenMetrics through prometheus_client when asked,
+    else the text format written here."""
+    if wants_openmetrics(accept):
+        return encode(to_metrics(samples), accept)
+    return TextWriter().write(samples), TEXT_TYPE
 
 
 _EOF = b"# EOF\n"
@@ -172,13 +207,13 @@ class Renderer:
     def render(
         self,
         results: Sequence[CheckResult],
-        own: Sequence[Metric],
+        own: Sequence[Sample],
         accept: str | None,
         *,
         gzip: bool = False,
     ) -> tuple[bytes, str]:
         """The body (gzip-compressed when asked) and its content type."""
-        openmetrics = bool(accept and "application/openmetrics-text" in accept)
+        openmetrics = wants_openmetrics(accept)
         encoded = self._cache.get(openmetrics)
         if encoded is None or not encoded.reusable_for(results):
             key = tuple(results)
@@ -188,7 +223,10 @@ class Renderer:
                 checks = self._text.write(all_samples(key))
             encoded = _Encoded(results, key, checks)
             self._cache[openmetrics] = encoded
-        tail, content_type = encode(own, accept)  # ends with # EOF in OpenMetrics
+        if openmetrics:
+            tail, content_type = encode(to_metrics(own), accept)  # ends with # EOF
+        else:
+            tail, content_type = self._text.write(own), TEXT_TYPE
         if gzip:
             return encoded.gzip_with(tail), content_type
         return encoded.plain + tail, content_type

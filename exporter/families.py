@@ -32,3 +32,20 @@ DB_POOL_MAX_CONNECTIONS = Family(
     "gauge",
     "Connections the database or pool accepts at most (reserved slots excluded).",
 )
+
+# The exporter's own families (besides process_*, exporter/process.py): read by the server
+# and by docs/metrics.md, so their names and help are written once.
+BUILD_INFO = Family(
+    "runbook_exporter_build_info", "gauge", "Version of the exporter; always 1.", ("version",)
+)
+CONFIG_RELOAD_SUCCESSFUL = Family(
+    "runbook_exporter_config_last_reload_successful",
+    "gauge",
+    "1 when the last configuration (re)load succeeded.",
+)
+CONFIG_RELOAD_SUCCESS_TIME = Family(
+    "runbook_exporter_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful configuration (re)load.",
+)
+OWN_FAMILIES = (BUILD_INFO, CONFIG_RELOAD_SUCCESSFUL, CONFIG_RELOAD_SUCCESS_TIME)

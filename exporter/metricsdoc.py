@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from exporter.checks import KINDS
-from exporter.families import CHECK_DURATION, CHECK_SUCCESS
+from exporter.families import CHECK_DURATION, CHECK_SUCCESS, OWN_FAMILIES
 from exporter.probing import PROBE_DURATION, PROBE_SUCCESS
+from exporter.process import FAMILIES as PROCESS_FAMILIES
 from exporter.samples import Family
 
 TARGET = Path("docs/metrics.md")
@@ -34,12 +35,8 @@ def render() -> str:
         _row(CHECK_DURATION, "every check"),
         _row(PROBE_SUCCESS, "every `/probe` answer", check_label=False),
         _row(PROBE_DURATION, "every `/probe` answer", check_label=False),
-        "| `runbook_exporter_build_info` | gauge | version | exporter | Version; always 1. |",
-        "| `runbook_exporter_config_last_reload_successful` | gauge | | exporter "
-        "| 1 when the last (re)load succeeded. |",
-        "| `runbook_exporter_config_last_reload_success_timestamp_seconds` | gauge | | exporter "
-        "| Unix time of the last successful (re)load. |",
-        "| `process_*` | | | exporter | Standard process metrics (CPU, memory, fds). |",
+        *(_row(family, "exporter", check_label=False) for family in OWN_FAMILIES),
+        *(_row(family, "exporter", check_label=False) for family in PROCESS_FAMILIES),
     ]
     sources: dict[str, tuple[Family, list[str]]] = {}
     for name in sorted(KINDS):

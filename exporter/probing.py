@@ -24,11 +24,11 @@ from urllib.parse import parse_qsl, urlsplit
 from exporter.checks import KINDS
 from exporter.checks.base import CheckFailed, CheckSpec, Kind, Probe
 from exporter.config import Config, Module, spec_as_dict
-from exporter.exposition import encode
+from exporter.exposition import encode_samples
 from exporter.fields import Problems, Reader, describe
 from exporter.logs import event
 from exporter.redact import REDACTOR
-from exporter.samples import Family, Sample, Sink, refuse_future_times, to_metrics
+from exporter.samples import Family, Sample, Sink, refuse_future_times
 from exporter.summary import debug_text
 
 if TYPE_CHECKING:  # the CLI reads this module's defaults without loading the web server
@@ -316,5 +316,5 @@ async def probe_response(
             samples=outcome.all_samples(),
         )
         return web.Response(text=text)
-    body, content_type = encode(to_metrics(outcome.all_samples()), accept)
+    body, content_type = encode_samples(outcome.all_samples(), accept)
     return web.Response(body=body, headers={"Content-Type": content_type})

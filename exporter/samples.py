@@ -6,11 +6,12 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-from prometheus_client.metrics_core import Metric
+from typing import TYPE_CHECKING, Literal
 
 from exporter.fields import format_duration
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 FamilyType = Literal["gauge", "counter"]
 
@@ -100,6 +101,8 @@ def _future_text(value: float) -> str:
 
 def to_metrics(samples: Iterable[Sample], extra: Sequence[Metric] = ()) -> list[Metric]:
     """Group samples into prometheus_client metric families, in first-seen order."""
+    from prometheus_client.metrics_core import Metric  # OpenMetrics only (exposition.py)
+
     by_name: dict[str, Metric] = {}
     for sample in samples:
         family = sample.family

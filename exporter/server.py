@@ -13,18 +13,19 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import ProcessCollector
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from exporter import __version__
 from exporter.alert_links import AlertLink, alerts_by_check
 from exporter.config import Config, spec_as_dict
 from exporter.exposition import Renderer
+from exporter.families import BUILD_INFO, CONFIG_RELOAD_SUCCESS_TIME, CONFIG_RELOAD_SUCCESSFUL
 from exporter.fields import ConfigError
 from exporter.logs import event
 from exporter.probing import ProbePool, probe_response
+from exporter.process import process_samples
 from exporter.redact import REDACTOR
 from exporter.runner import DEFAULT_TIMEOUT_OFFSET, Runner
+from exporter.samples import Sample
 from exporter.summary import debug_text, key_values
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' own default scrape_timeout
@@ -79,7 +80,6 @@ class Exporter:
         self.reload_state = ReloadState(source=config.source)
         self.ready = False
         self._reload_lock = asyncio.Lock()
-        self._process = ProcessCollector(registry=None)
         self._renderer = Renderer()
 
     async def start(self) -> None:
@@ -128,24 +128,14 @@ class Exporter:
         )
         return False
 
-    def own_metrics(self) -> list[Metric]:
-        build = GaugeMetricFamily(
-            "runbook_exporter_build_info",
-            "Version of the exporter; always 1.",
-            labels=["version"],
-        )
-        build.add_metric([__version__], 1)
-        ok = GaugeMetricFamily(
-            "runbook_exporter_config_last_reload_successful",
-            "1 when the last configuration (re)load succeeded.",
-            value=1 if self.reload_state.successful else 0,
-        )
-        when = GaugeMetricFamily(
-            "runbook_exporter_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful configuration (re)load.",
-            value=self.reload_state.success_timestamp,
-        )
-        return [build, ok, when, *self._process.collect()]
+    def own_samples(self) -> list[Sample]:
+        """The exporter's own series: build info, reload state, process metrics."""
+        return [
+            Sample(BUILD_INFO, (("version", __version__),), 1.0),
+            Sample(CONFIG_RELOAD_SUCCESSFUL, (), 1.0 if self.reload_state.successful else 0.0),
+            Sample(CONFIG_RELOAD_SUCCESS_TIME, (), self.reload_state.success_timestamp),
+            *process_samples(),
+        ]
 
     async def scrape(
         self, timeout_header: str | None, accept: str | None, *, gzip: bool = False
@@ -153,7 +143,7 @@ class Exporter:
         """One scrape's body (gzip-compressed when asked) and content type."""
         budget = scrape_budget(timeout_header, self.timeout_offset, self.default_scrape_timeout)
         results = await self.runner.scrape(budget)
-        return self._renderer.render(results, self.own_metrics(), accept, gzip=gzip)
+        return self._renderer.render(results, self.own_samples(), accept, gzip=gzip)
 
     async def debug_check(self, request: web.Request) -> web.Response:
         """``/debug?check=NAME``: the last run of one check, what was asked and returned."""

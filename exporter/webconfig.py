@@ -13,21 +13,18 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import hmac
 import os
 import re
 import ssl
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -35,6 +32,9 @@ from aiohttp.typedefs import Middleware
 from exporter.config import parse_yaml
 from exporter.fields import ConfigError, Problems, Reader, describe, parse_duration
 from exporter.redact import REDACTOR
+
+if TYPE_CHECKING:
+    from exporter._libssl import OpenSSL
 
 # Go's tls.CipherSuites() (the secure list exporter-toolkit accepts) -> OpenSSL's name.
 # TLS 1.3 suites are accepted and, as in Go, not configurable: None.
@@ -405,6 +405,8 @@ def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
 @contextlib.contextmanager
 def _memory_files(*contents: bytes) -> Iterator[list[str]]:
     """Paths to ``contents`` for ssl's file-only loaders; in memory where Linux allows."""
+    import tempfile  # only inline cert/key need it: not loaded by every exporter
+
     fds: list[int] = []
     with tempfile.TemporaryDirectory(prefix="webconfig-") as directory:
         paths = []
@@ -426,61 +428,15 @@ def _memory_files(*contents: bytes) -> Iterator[list[str]]:
                 os.close(fd)
 
 
-_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
-SSL_VERIFY_PEER = 0x01
-SSL_VERIFY_FAIL_IF_NO_PEER_CERT = 0x02
-SSL_CTRL_SET_GROUPS_LIST = 92
+_OPENSSL: OpenSSL | None = None  # exporter._libssl, loaded on first use
 
 
-class _OpenSSL:
-    """The few libssl calls Python's ssl module does not expose, on its own SSL_CTX."""
-
-    def __init__(self) -> None:
-        name = ctypes.util.find_library("ssl") or "libssl.so.3"
-        self.lib = ctypes.CDLL(name)
-        self.lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
-        self.lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
-        self.lib.SSL_CTX_ctrl.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_int,
-            ctypes.c_long,
-            ctypes.c_void_p,
-        ]
-        self.lib.SSL_CTX_ctrl.restype = ctypes.c_long
-        # One callback for the process, kept alive: it accepts whatever certificate came.
-        self.accept_any = _VERIFY_CALLBACK(lambda _ok, _store: 1)
-
-    def _ctx(self, context: ssl.SSLContext) -> int:
-        """The SSL_CTX* inside ``context`` (after PyObject_HEAD), proven before use."""
-        pointer = ctypes.c_void_p.from_address(id(context) + 2 * ctypes.sizeof(ctypes.c_void_p))
-        address = pointer.value
-        saved = context.verify_mode
-        ok = address is not None
-        for mode, expected in ((ssl.CERT_OPTIONAL, 1), (ssl.CERT_REQUIRED, 3), (ssl.CERT_NONE, 0)):
-            context.verify_mode = mode
-            ok = ok and self.lib.SSL_CTX_get_verify_mode(address) == expected
-        context.verify_mode = saved
-        if not ok or address is None:
-            raise ValueError("this Python's ssl module does not expose its SSL_CTX as expected")
-        return int(address)
-
-    def accept_any_client_cert(self, context: ssl.SSLContext, *, required: bool) -> None:
-        mode = SSL_VERIFY_PEER | (SSL_VERIFY_FAIL_IF_NO_PEER_CERT if required else 0)
-        self.lib.SSL_CTX_set_verify(self._ctx(context), mode, self.accept_any)
-
-    def set_groups(self, context: ssl.SSLContext, groups: list[str]) -> None:
-        names = ctypes.create_string_buffer(":".join(groups).encode())
-        if self.lib.SSL_CTX_ctrl(self._ctx(context), SSL_CTRL_SET_GROUPS_LIST, 0, names) != 1:
-            raise ValueError(f"curve_preferences: OpenSSL refused {':'.join(groups)}")
-
-
-_OPENSSL: _OpenSSL | None = None
-
-
-def _openssl() -> _OpenSSL:
+def _openssl() -> OpenSSL:
     global _OPENSSL
     if _OPENSSL is None:
-        _OPENSSL = _OpenSSL()
+        from exporter._libssl import OpenSSL
+
+        _OPENSSL = OpenSSL()
     return _OPENSSL
 
 

@@ -50,3 +50,55 @@ def test_text_writer_matches_prometheus_client(label_value: str) -> None:
     writer = TextWriter()
     assert writer.write(all_samples(results)) == expected
     assert writer.write(all_samples(results)) == expected  # from the label cache
+
+
+def test_go_float_writes_values_as_prometheus_client_does() -> None:
+    """The oracle is prometheus_client's own formatter, over values around every switch."""
+    import random
+
+    from prometheus_client.utils import floatToGoString
+
+    from exporter.exposition import go_float
+
+    rng = random.Random(12)
+    values = [
+        *VALUES,
+        999999.5,
+        1e6,
+        1234567.0,
+        9999999.0,
+        1e7,
+        123456789012.5,
+        5e-324,
+        -1e300,
+        1.7976931348623157e308,
+        0.1,
+        -0.0,
+    ]
+    values += [rng.uniform(-1e12, 1e12) for _ in range(2000)]
+    values += [10 ** rng.uniform(-30, 30) for _ in range(2000)]
+    values += [float(rng.randrange(0, 10**15)) for _ in range(2000)]
+    assert [go_float(v) for v in values] == [floatToGoString(v) for v in values]
+
+
+def test_own_process_metrics_agree_with_prometheus_clients_collector() -> None:
+    from prometheus_client import ProcessCollector
+
+    from exporter.process import process_samples
+
+    ours = {s.family.name: (s.family.type, s.family.help, s.value) for s in process_samples()}
+    theirs = {
+        sample.name: (family.type, family.documentation, sample.value)
+        for family in ProcessCollector(registry=None).collect()
+        for sample in family.samples
+    }
+    assert ours.keys() == theirs.keys()
+    for name, (kind, help_text, value) in ours.items():
+        assert (kind, help_text) == theirs[name][:2], name
+        tolerance = {
+            "process_resident_memory_bytes": 4 * 2**20,
+            "process_virtual_memory_bytes": 16 * 2**20,
+            "process_cpu_seconds_total": 0.5,
+            "process_open_fds": 2,
+        }.get(name, 0.01)
+        assert abs(value - theirs[name][2]) <= tolerance, (name, value, theirs[name][2])

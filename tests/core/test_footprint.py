@@ -87,3 +87,23 @@ def test_bundle_check_runs_without_the_pgbouncer_extra() -> None:
         cwd=REPO,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_serving_exporter_does_not_load_prometheus_client_for_the_text_format() -> None:
+    """The text format and the process metrics are written by the exporter itself;
+    prometheus_client (about 1 MiB with http.server and wsgiref) is for OpenMetrics only."""
+    loaded = imported_after("""
+        import asyncio
+        from exporter.config import load_data
+        from exporter.server import Exporter
+        async def main():
+            config = load_data({"checks": [{"name": "t", "kind": "tcp",
+                                            "address": "127.0.0.1:1"}]}, "x", {})
+            exporter = Exporter(config, lambda: config)
+            await exporter.start()
+            body, _ = await exporter.scrape("5", None, gzip=True)
+            await exporter.stop()
+            assert body
+        asyncio.run(main())
+    """)
+    assert "prometheus_client" not in loaded
