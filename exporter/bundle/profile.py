@@ -13,11 +13,12 @@ import ast
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from exporter.bundle.known import EXTERNAL_METRICS
+from exporter.bundle.promql import scoped
 from exporter.config import load_data, parse_yaml
 from exporter.fields import (
     ConfigError,
@@ -38,6 +39,11 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 # What a runbook line writes down: a threshold, a cadence (how often something runs or is
 # polled), a severity, a response window, or a channel.
 COVERAGE_KINDS = ("threshold", "cadence", "severity", "window", "channel")
+# The isolation convention: the scrape config gives every target of one monitored system
+# the target label ``system`` (compose/prometheus.yml, the ServiceMonitor), and every
+# selector of that system's rules selects it, so two systems' rules never fire on each
+# other's series and every alert carries it (aggregations keep it).
+SYSTEM_LABEL = "system"
 DEFAULT_DOCS_URL = "https://github.com/runbook-exporter/runbook-exporter/blob/main/docs/runbooks"
 # ``{threshold}``, ``{window}``, ``{threshold * 2}``: a placeholder never contains the
 # ``=``/``"`` of a PromQL label matcher, so both can share one string.
@@ -148,6 +154,7 @@ class Exporter:
 @dataclass(frozen=True)
 class Profile:
     slug: str  # file stem: surveillance-tracker
+    system: str  # value of the `system` target label its targets carry (default: slug)
     title: str
     runbook: str  # file name of the runbook in ../shared/runbooks
     prefix: str
@@ -233,6 +240,11 @@ def fill(template: str, **values: str | float) -> str:
 
 def placeholders(template: str) -> list[str]:
     return [m[1].strip() for m in PLACEHOLDER.finditer(template)]
+
+
+def system_scoped(query: str, system: str) -> str:
+    """``query`` reading only the series of one system, keeping its label."""
+    return scoped(query, f'{SYSTEM_LABEL}="{system}"', SYSTEM_LABEL)
 
 
 def check_names(query: str) -> list[str]:
@@ -490,6 +502,9 @@ def read_bundle(
     if isinstance(prefix, str) and prefix and not NAME.fullmatch(prefix):
         bundle.error("prefix", f"use CamelCase letters and digits, got {describe(prefix)}")
     docs_url = bundle.str("docs_url", DEFAULT_DOCS_URL)
+    system = bundle.str("system", slug)
+    if isinstance(system, str) and not SLUG.fullmatch(system):
+        bundle.error("system", f"use lower-case letters, digits and -, got {describe(system)}")
     evaluation_interval = bundle.duration("evaluation_interval", 60.0)
 
     routing = bundle.mapping("routing", required=True)
@@ -559,6 +574,8 @@ def read_bundle(
             if dependency not in seen:
                 bundle.error(f"alerts[{index}].depends_on",
                              f'unknown alert "{dependency}" in this profile')
+    # Every selector of every alert reads this system's series only.
+    alerts = [replace(a, query=system_scoped(a.query, system)) for a in alerts]
     by_short = {a.short: a for a in alerts}
     coverage = tuple(
         _read_coverage(
@@ -575,6 +592,7 @@ def read_bundle(
         return None
     return Profile(
         slug=slug,
+        system=system,
         title=title,
         runbook=runbook,
         prefix=prefix,

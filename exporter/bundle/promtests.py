@@ -11,12 +11,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.bundle.profile import LABEL_REF, Alert, Profile, evaluate, fill, number
+from exporter.bundle.profile import (
+    LABEL_REF,
+    SYSTEM_LABEL,
+    Alert,
+    Profile,
+    evaluate,
+    fill,
+    number,
+)
 from exporter.bundle.render import GENERATED, dump_yaml, threshold_text, value_text
 from exporter.bundle.rules import alert_annotations, alert_labels, runbook_url
 from exporter.fields import format_duration
 
 STEP = 60.0  # seconds between input samples and between rule evaluations
+# The system label the isolation tests give the inputs of a system that is not this one.
+OTHER_SYSTEM = "another-system"
+
+
+def with_labels(series: str, labels: dict[str, str]) -> str:
+    """A promtool series string (``name{a="b"}``) with these labels added."""
+    extra = ",".join(f'{name}="{value}"' for name, value in labels.items())
+    if series.endswith("}"):
+        inner = series[series.index("{") + 1 : -1].strip()
+        return f"{series[:-1]}{',' if inner else ''}{extra}}}"
+    return f"{series}{{{extra}}}"
 
 
 def _values(shape: str, value: float, steps: int) -> str:
@@ -28,12 +47,14 @@ def _values(shape: str, value: float, steps: int) -> str:
     return f"{number(-value)}+{number(STEP)}x{steps}"
 
 
-def _inputs(alert: Alert, side: str, steps: int) -> list[dict[str, str]]:
+def _inputs(alert: Alert, side: str, steps: int, system: str) -> list[dict[str, str]]:
+    """The test's input series on one side of the threshold, as series of ``system``."""
     names = {"threshold": alert.threshold}
     out = []
     for entry in alert.test.series:
         value = evaluate(entry.quiet if side == "quiet" else entry.fire, names)
-        series = fill(entry.series, threshold=alert.threshold)
+        series = with_labels(fill(entry.series, threshold=alert.threshold),
+                             {SYSTEM_LABEL: system})
         out.append({"series": series, "values": _values(entry.shape, value, steps)})
     return out
 
@@ -73,11 +94,15 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
     end = start + alert.for_ + settle
     steps = int(end // STEP) + 2
     at_end = format_duration(end)
-    exp_labels = {**dict(alert.test.labels), **alert_labels(profile, alert)}
+    exp_labels = {
+        **dict(alert.test.labels),
+        SYSTEM_LABEL: profile.system,
+        **alert_labels(profile, alert),
+    }
     quiet = {
         "name": f"{alert.name}: quiet just short of {threshold_text(alert)}",
         "interval": format_duration(STEP),
-        "input_series": _inputs(alert, "quiet", steps),
+        "input_series": _inputs(alert, "quiet", steps, profile.system),
         "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
     }
     checks: list[dict[str, Any]] = []
@@ -98,13 +123,25 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
             ],
         }
     )
+    # Another system's healthy series alongside: they must not change the outcome.
     fire = {
         "name": f"{alert.name}: fires past {threshold_text(alert)} once for elapses",
         "interval": format_duration(STEP),
-        "input_series": _inputs(alert, "fire", steps),
+        "input_series": _inputs(alert, "fire", steps, profile.system)
+        + _inputs(alert, "quiet", steps, OTHER_SYSTEM),
         "alert_rule_test": checks,
     }
-    return [quiet, fire]
+    # Isolation: the same fault in another system's series never fires this system's
+    # alert (exp_alerts lists every alert of that name: none).
+    isolated = {
+        "name": f"{alert.name}: quiet while only another system is past "
+        f"{threshold_text(alert)}",
+        "interval": format_duration(STEP),
+        "input_series": _inputs(alert, "fire", steps, OTHER_SYSTEM)
+        + _inputs(alert, "quiet", steps, profile.system),
+        "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
+    }
+    return [quiet, fire, isolated]
 
 
 def promtool_tests(profile: Profile, rules_path: str) -> str:

@@ -13,9 +13,10 @@ import promql_parser
 import pytest
 import yaml
 
-from exporter.bundle.dashboards import dashboard_uid, panel_id, scoped
+from exporter.bundle.dashboards import dashboard_uid, panel_id
 from exporter.bundle.known import EXTERNAL_METRICS
 from exporter.bundle.profile import Profile
+from exporter.bundle.promql import scoped
 from exporter.bundle.render import grafana_unit
 
 from .test_rules import EXPORTER_METRICS, _selectors
@@ -113,6 +114,28 @@ def test_panel_queries_parse_and_use_known_metrics(
 )
 def test_scoped_adds_matchers_to_every_selector(query: str, expected: str) -> None:
     assert scoped(query, "S") == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("sum by (le, job) (rate(x[5m]))", "sum by (le, job, s) (rate(x{S}[5m]))"),
+        ("sum(rate(x[5m])) by (job)", "sum(rate(x{S}[5m])) by (job, s)"),
+        ("sum(x) / count (y)", "sum by (s) (x{S}) / count by (s) (y{S})"),
+        ("a and on (job) b", "a{S} and on (job, s) b{S}"),
+        ("a / on () b", "a{S} / on (s) b{S}"),
+        ("sum without (pod) (x)", "sum without (pod) (x{S})"),
+        ("min by (s) (x)", "min by (s) (x{S})"),
+    ],
+)
+def test_scoped_keeps_a_label_through_aggregation_and_matching(
+    query: str, expected: str
+) -> None:
+    """The system label survives every aggregation and one-to-one match, so each alert
+    carries it (promql_parser agrees the result is valid PromQL)."""
+    got = scoped(query, "S", keep="s")
+    assert got == expected
+    promql_parser.parse(got.replace("{S}", '{s="x"}').replace(",S}", ',s="x"}'))
 
 
 def test_provisioning_points_grafana_at_the_dashboards(bundle: Path) -> None:

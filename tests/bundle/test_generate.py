@@ -67,7 +67,8 @@ def test_drill_generation_goes_elsewhere(tmp_path: Path) -> None:
     assert "> 6\n" in text or "> 6 " in text  # TelemetryStale: 60s freshness window x 0.1
     assert "!= 536870912" in text  # value thresholds unchanged
     tracker = (tmp_path / "rules" / "surveillance-tracker.rules.yml").read_text()
-    assert 'queue="ingest"}[12m]) >= 2' in tracker  # {lookback} 2h x 0.1, threshold kept
+    # {lookback} 2h x 0.1, threshold kept
+    assert 'queue="ingest",system="surveillance-tracker"}[12m]) >= 2' in tracker
     am = (tmp_path / "alertmanager" / "alertmanager.yml").read_text()
     assert "repeat_interval: 1m30s" in am  # P1 15m x 0.1
     checks = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import fnmatch
 import json
 import os
 import subprocess
@@ -205,9 +206,11 @@ def prometheus_config(
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """compose/prometheus.yml with drill intervals, plus the file_sd files to write.
 
-    Only the global intervals change; scrape jobs, rule files and the Alertmanager
-    section are the committed ones. ``targets`` maps a file_sd file stem (the job) to
-    its loopback addresses; jobs without an entry get an empty target list.
+    Only the global intervals change; scrape jobs, relabelling, rule files and the
+    Alertmanager section are the committed ones. ``targets`` maps a file_sd file, without
+    ``targets/`` and ``.yml``, to its loopback addresses: ``runbook-exporter/smart-city``
+    (a job's targets in one system: the file name becomes their ``system`` label) or
+    ``alertmanager``. Fixed files without an entry get an empty target list.
     """
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     drill = copy.deepcopy(config)
@@ -216,12 +219,16 @@ def prometheus_config(
         scrape_timeout=DRILL_INTERVAL,
         evaluation_interval=DRILL_INTERVAL,
     )
-    files: dict[str, list[dict[str, Any]]] = {}
-    for name in sd_files(config):
-        stem = Path(name).stem
-        files[name] = [{"targets": list(targets.get(stem, []))}]
-    unknown = set(targets) - {Path(n).stem for n in files}
-    assert not unknown, f"compose/prometheus.yml has no file_sd file for {sorted(unknown)}"
+    patterns = sd_files(config)
+    files: dict[str, list[dict[str, Any]]] = {
+        name: [{"targets": []}] for name in patterns if "*" not in name
+    }
+    for key, addresses in targets.items():
+        name = f"targets/{key}.yml"
+        assert any(fnmatch.fnmatchcase(name, p) for p in patterns), (
+            f"compose/prometheus.yml has no file_sd file for {key}"
+        )
+        files[name] = [{"targets": list(addresses)}]
     return drill, files
 
 
@@ -279,11 +286,14 @@ class Stack:
         rule_files: Iterable[Path],
         alertmanager_config: Mapping[str, Any],
         env: Mapping[str, str] | None = None,
+        system: str = "drill",
     ) -> None:
+        """Everything, with the exporter listed as a target of ``system`` (the file_sd
+        file name that becomes its ``system`` label, as in compose/prometheus.yml)."""
         await self.webhook.start()
         await self._start_alertmanager(alertmanager_config)
         await self._start_exporter(checks, env)
-        await self._start_prometheus(rule_files)
+        await self._start_prometheus(rule_files, system)
 
     async def _start_exporter(
         self, checks: list[dict[str, Any]], env: Mapping[str, str] | None
@@ -324,11 +334,11 @@ class Stack:
         self._launch(alertmanager)
         await wait_http_ok(self.session, f"{self.alertmanager_url}/-/ready", alertmanager)
 
-    async def _start_prometheus(self, rule_files: Iterable[Path]) -> None:
+    async def _start_prometheus(self, rule_files: Iterable[Path], system: str) -> None:
         home = self.workdir / "prometheus"
         config, sd = prometheus_config(
             {
-                "runbook-exporter": [f"127.0.0.1:{self.exporter_port}"],
+                f"runbook-exporter/{system}": [f"127.0.0.1:{self.exporter_port}"],
                 "alertmanager": [f"127.0.0.1:{self.alertmanager_port}"],
                 "prometheus": [f"127.0.0.1:{self.prometheus_port}"],
             }

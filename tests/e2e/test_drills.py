@@ -81,6 +81,7 @@ async def start(
         bundle.rules(profile),
         bundle.alertmanager(),
         env=env,
+        system=profile,
     )
     await stack.wait_scraped()
 
