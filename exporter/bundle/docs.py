@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from exporter.bundle.alertmanager import receiver_name
 from exporter.bundle.dashboards import dashboard_uid, panel_id
-from exporter.bundle.profile import Alert, Profile, Severity, fill
+from exporter.bundle.guards import guards, required_of
+from exporter.bundle.profile import EXPORTER_DOWN, Alert, Profile, Severity, fill
 from exporter.bundle.render import op_text, threshold_text
 from exporter.bundle.rules import anchor
 from exporter.fields import format_duration
@@ -73,7 +74,8 @@ def _alert_section(profile: Profile, alert: Alert) -> list[str]:
         f"**What fired:** `{alert.expr()}` "
         + (f"was true for {format_duration(alert.for_)}." if alert.for_ else "was true."),
         "",
-        f"**Runbook** ({alert.section}): {_code(' / '.join(alert.quote.splitlines()))}",
+        f"**Runbook** ({alert.section}): "
+        + (_code(" / ".join(alert.quote.splitlines())) if alert.quote else "(the bundle's own)"),
         "",
         "**Steps:**",
         "",
@@ -138,7 +140,39 @@ def page(profile: Profile) -> str:
     lines += ["", "## Alerts", ""]
     for alert in profile.alerts:
         lines += _alert_section(profile, alert)
+    missing = guards(profile)
+    if missing:
+        lines += [
+            "## Missing data",
+            "",
+            "An alert over data series is silent when the series is gone (a glob that "
+            "matches nothing, an item that left its list, a failing check). Each of these "
+            "fires instead, while the exporter is scraped (when it is not, "
+            f"{profile.alert(EXPORTER_DOWN).name} pages).",
+            "",
+        ]
+        for guard_alert in missing:
+            lines += _guard_section(profile, guard_alert)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _guard_section(profile: Profile, guard_alert: Alert) -> list[str]:
+    severity = profile.severity(guard_alert.severity)
+    guarded = profile.alert(guard_alert.guarded or "")
+    series = ", ".join(f"`{r.selector()}`" for r in required_of(profile, guard_alert))
+    return [
+        f"### {guard_alert.name}",
+        "",
+        f"**{guard_alert.severity}** ({severity.priority}, respond within "
+        f"{severity.response_text}) — [{guarded.name}](#{anchor(guarded)}) has no data: "
+        f"one of {series} is missing on an exporter that is scraped "
+        + (f"(for {format_duration(guard_alert.for_)})." if guard_alert.for_ else "."),
+        "",
+        "**Steps:**",
+        "",
+        *(f"{number}. {step}" for number, step in enumerate(guard_alert.steps, 1)),
+        "",
+    ]
 
 
 def docs_files(profiles: list[Profile]) -> dict[str, str]:

@@ -74,6 +74,9 @@ class AlertTest:
     labels: tuple[tuple[str, str], ...]  # labels the firing alert carries from its series
     value: str | None  # expected alert value, an expression over threshold/fire/quiet
     settle: float  # seconds the inputs run before the alert may fire (rate windows)
+    # When set, the alert also fires with no input series at all (its query guards
+    # against a vanished target), carrying these labels.
+    absent_labels: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Alert:
     lookback: float  # seconds of {lookback}: a cadence-sized range (2 runs); drills scale it
     panel_title: str
     test: AlertTest
+    guarded: str | None = None  # a missing-data guard: the short name of its alert
 
     def expr(self, threshold: float | None = None) -> str:
         value = self.threshold if threshold is None else threshold
@@ -408,6 +412,85 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
     )
 
 
+EXPORTER_JOB = "runbook-exporter"
+EXPORTER_DOWN = "ExporterDown"
+_EXPORTER_UP = f'up{{job="{EXPORTER_JOB}"}}'
+DEFAULT_EXPORTER_DOWN_STEPS = (
+    "`systemctl status runbook-exporter` (or `docker compose ps exporter`, `kubectl get "
+    "pods -l app.kubernetes.io/name=runbook-exporter`); its log since the page.",
+    "`curl -s http://<exporter>:9711/-/healthy` and `curl -s http://<exporter>:9711/metrics "
+    "| head`.",
+    "No target at all (the summary names no instance): the exporter's entry in "
+    "`targets/runbook-exporter/<system>.yml`, or its Service with the "
+    "`app.kubernetes.io/part-of` label, is gone or names another system.",
+    "A config error after a reload is logged with its path; `runbook-exporter validate "
+    "--config.file <profile>`.",
+)
+
+
+def _exporter_down(reader: Reader | None, prefix: str, severities: list[Severity]) -> Alert:
+    """``<Prefix>ExporterDown``, which every profile gets: the exporter's target is not
+    scraped, *or there is none* (``absent``: the target list or the Service lost it).
+
+    The runbook fields may be given under ``bundle.exporter_down`` (section, quote,
+    steps, severity, for); the signal, query and test are the generator's.
+    """
+    section, quote, steps, hold = "Watching the watcher", "", DEFAULT_EXPORTER_DOWN_STEPS, 120.0
+    severity = severities[0].name if severities else ""
+    if reader is not None:
+        section = reader.str("section", section)
+        quote = reader.str("quote", quote)
+        steps = tuple(reader.str_list("steps", list(steps), allow_single=False) or steps)
+        hold = reader.duration("for", hold)
+        severity = reader.str("severity", severity)
+        names = {s.name for s in severities}
+        if severity not in names:
+            reader.error("severity", f'unknown severity "{severity}" (routing defines: '
+                                     f'{", ".join(sorted(names)) or "none"})')
+        reader.done()
+    held = format_duration(hold)
+    return Alert(
+        short=EXPORTER_DOWN,
+        name=prefix + EXPORTER_DOWN,
+        query=f"({_EXPORTER_UP} or absent({_EXPORTER_UP}) * 0)",
+        op="==",
+        threshold=0.0,
+        threshold_text="0",
+        window_threshold=False,
+        for_=hold,
+        severity=severity,
+        unit="bool",
+        section=section,
+        quote=quote,
+        summary="runbook-exporter of {{ $labels.system }} is down or has no scrape "
+        "target: this runbook's checks are blind",
+        description=f"For {held} Prometheus has not scraped the runbook-exporter target "
+        "'{{ $labels.instance }}' of this system, or has no such target at all (an empty "
+        "instance); every alert of this profile that reads its metrics is silent meanwhile.",
+        steps=steps,
+        signal="exporter_up",
+        depends_on=(),
+        exporter="prometheus",
+        window="5m",
+        lookback=3600.0,
+        panel_title="runbook-exporter scraped",
+        test=AlertTest(
+            series=(
+                SeriesInput(
+                    f'up{{job="{EXPORTER_JOB}",instance="exporter:9711"}}',
+                    "gauge",
+                    "threshold + 1",
+                    "threshold",
+                ),
+            ),
+            labels=(("instance", "exporter:9711"), ("job", EXPORTER_JOB)),
+            value=None,
+            settle=1800.0,
+            absent_labels=(("job", EXPORTER_JOB),),
+        ),
+    )
+
+
 def _read_coverage(
     reader: Reader,
     alerts: Mapping[str, Alert],
@@ -549,6 +632,12 @@ def read_bundle(
         source = entry.choice("source", tuple(sorted(EXTERNAL_METRICS)))
         exporters.append(Exporter(job, source, entry.str("what")))
         entry.done()
+    if not any(e.job == "prometheus" for e in exporters):
+        # ExporterDown reads Prometheus' own `up`.
+        exporters.append(
+            Exporter("prometheus", "prometheus", "Prometheus itself: `up` of the "
+                     "runbook-exporter scrape job")
+        )
 
     alerts: list[Alert] = []
     seen: dict[str, str] = {}
@@ -557,6 +646,10 @@ def read_bundle(
     for entry in bundle.mappings("alerts", required=True):
         alert = _read_alert(entry, prefix if isinstance(prefix, str) else "", severity_names)
         if alert is None:
+            continue
+        if alert.short == EXPORTER_DOWN:
+            entry.error("name", "ExporterDown is generated for every profile; give its "
+                                "runbook fields under bundle.exporter_down")
             continue
         if alert.short in seen:
             entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
@@ -569,6 +662,14 @@ def read_bundle(
             entry.error("exporter", f'unknown exporter "{alert.exporter}" (listed under '
                                     f'bundle.exporters: {", ".join(sorted(exporter_jobs))})')
         alerts.append(alert)
+    alerts.append(
+        _exporter_down(
+            bundle.mapping("exporter_down"),
+            prefix if isinstance(prefix, str) else "",
+            severities,
+        )
+    )
+    seen[EXPORTER_DOWN] = f"{bundle.path}.exporter_down"
     for index, alert in enumerate(alerts):
         for dependency in alert.depends_on:
             if dependency not in seen:

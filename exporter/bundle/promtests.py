@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.bundle.guards import guards, required_of
 from exporter.bundle.profile import (
+    EXPORTER_JOB,
     LABEL_REF,
     SYSTEM_LABEL,
     Alert,
@@ -60,6 +62,8 @@ def _inputs(alert: Alert, side: str, steps: int, system: str) -> list[dict[str, 
 
 
 def expected_value(alert: Alert) -> float:
+    if not alert.test.series:  # a guard: its value is 1, and no text shows it
+        return 1.0
     names = {"threshold": alert.threshold}
     first = alert.test.series[0]
     fire = evaluate(first.fire, names)
@@ -105,24 +109,7 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
         "input_series": _inputs(alert, "quiet", steps, profile.system),
         "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
     }
-    checks: list[dict[str, Any]] = []
-    if alert.for_ >= STEP:
-        before = start + alert.for_ - STEP
-        checks.append(
-            {"eval_time": format_duration(before), "alertname": alert.name, "exp_alerts": []}
-        )
-    checks.append(
-        {
-            "eval_time": at_end,
-            "alertname": alert.name,
-            "exp_alerts": [
-                {
-                    "exp_labels": exp_labels,
-                    "exp_annotations": expected_annotations(profile, alert, exp_labels),
-                }
-            ],
-        }
-    )
+    checks = _fires_after_for(profile, alert, start, end, [exp_labels])
     # Another system's healthy series alongside: they must not change the outcome.
     fire = {
         "name": f"{alert.name}: fires past {threshold_text(alert)} once for elapses",
@@ -141,13 +128,129 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
         + _inputs(alert, "quiet", steps, profile.system),
         "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
     }
-    return [quiet, fire, isolated]
+    tests = [quiet, fire, isolated]
+    if alert.test.absent_labels is not None:
+        # No series of this system at all (the target is gone): it fires all the same.
+        labels = {**dict(alert.test.absent_labels), SYSTEM_LABEL: profile.system,
+                  **alert_labels(profile, alert)}
+        tests.append(
+            {
+                "name": f"{alert.name}: fires when its series are absent",
+                "interval": format_duration(STEP),
+                "input_series": _inputs(alert, "quiet", steps, OTHER_SYSTEM),
+                "alert_rule_test": _fires_after_for(
+                    profile, alert, start, end, labels=[labels]
+                ),
+            }
+        )
+    return tests
+
+
+def _fires_after_for(
+    profile: Profile, alert: Alert, start: float, end: float, labels: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    """Silent one evaluation before ``for`` has elapsed, then firing with these labels."""
+    checks: list[dict[str, Any]] = []
+    if alert.for_ >= STEP:
+        before = format_duration(start + alert.for_ - STEP)
+        checks.append({"eval_time": before, "alertname": alert.name, "exp_alerts": []})
+    checks.append(
+        {
+            "eval_time": format_duration(end),
+            "alertname": alert.name,
+            "exp_alerts": [
+                {"exp_labels": each, "exp_annotations": expected_annotations(profile, alert, each)}
+                for each in labels
+            ],
+        }
+    )
+    return checks
+
+
+# The exporter instance the guard tests scrape.
+EXPORTER_TARGET = {"instance": "exporter:9711", "job": EXPORTER_JOB}
+
+
+def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
+    """promtool tests of a missing-data guard: quiet while every series it needs is
+    there; firing (one alert per missing series, ``missing`` naming it) when the check
+    fails and the series are gone; quiet when the exporter itself is down (ExporterDown
+    pages) and when only another system's series are missing."""
+    required = required_of(profile, guard_alert)
+    end = guard_alert.for_ + 2 * STEP
+    steps = int(end // STEP) + 2
+    at_end = format_duration(end)
+    checks = sorted({v for r in required for k, v in r.labels if k == "check"})
+
+    def up(value: int, system: str) -> dict[str, str]:
+        target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
+        return {"series": with_labels("up", target), "values": f"{value}+0x{steps}"}
+
+    def data(system: str) -> list[dict[str, str]]:
+        target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
+        return [
+            {"series": r.selector(**target), "values": f"1+0x{steps}"} for r in required
+        ]
+
+    def failing(system: str) -> list[dict[str, str]]:
+        target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
+        return [
+            {
+                "series": with_labels(f'runbook_exporter_check_success{{check="{c}"}}', target),
+                "values": f"0+0x{steps}",
+            }
+            for c in checks
+        ]
+
+    def silent(name: str, inputs: list[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "name": f"{guard_alert.name}: {name}",
+            "interval": format_duration(STEP),
+            "input_series": inputs,
+            "alert_rule_test": [
+                {"eval_time": at_end, "alertname": guard_alert.name, "exp_alerts": []}
+            ],
+        }
+
+    fired = [
+        {
+            **EXPORTER_TARGET,
+            SYSTEM_LABEL: profile.system,
+            "missing": r.selector(),
+            **dict(r.labels),
+            **alert_labels(profile, guard_alert),
+        }
+        for r in required
+    ]
+    return [
+        silent("quiet while its series are there", [up(1, profile.system), *data(profile.system)]),
+        {
+            "name": f"{guard_alert.name}: fires when the check fails and its series vanish",
+            "interval": format_duration(STEP),
+            "input_series": [
+                up(1, profile.system),
+                *failing(profile.system),
+                up(1, OTHER_SYSTEM),
+                *data(OTHER_SYSTEM),
+            ],
+            "alert_rule_test": _fires_after_for(profile, guard_alert, 0.0, end, fired),
+        },
+        silent("quiet while the exporter is down (ExporterDown pages)",
+               [up(0, profile.system)]),
+        silent(
+            "quiet while only another system's series are missing",
+            [up(1, profile.system), *data(profile.system), up(1, OTHER_SYSTEM)],
+        ),
+    ]
 
 
 def promtool_tests(profile: Profile, rules_path: str) -> str:
     data = {
         "rule_files": [rules_path],
         "evaluation_interval": format_duration(STEP),
-        "tests": [t for alert in profile.alerts for t in alert_tests(profile, alert)],
+        "tests": [
+            *(t for alert in profile.alerts for t in alert_tests(profile, alert)),
+            *(t for g in guards(profile) for t in guard_tests(profile, g)),
+        ],
     }
     return dump_yaml(data, GENERATED.format(source=f"profiles/{profile.slug}.yml"))

@@ -16,7 +16,8 @@ import yaml
 from exporter.bundle.known import EXTERNAL_METRICS
 from exporter.bundle.profile import Profile
 from exporter.bundle.promtests import expected_annotations, promtool_tests
-from exporter.bundle.rules import alert_labels, drill, rules_file
+from exporter.bundle.guards import guards
+from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
 from tests.support import require_binary
@@ -58,7 +59,8 @@ def test_promtool_check_rules(bundle: Path, profiles: list[Profile]) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for profile in profiles:
-        expected = 2 * len(profile.alerts)  # each alert plus its threshold recording rule
+        # each alert plus its threshold recording rule, and the missing-data guards
+        expected = 2 * len(profile.alerts) + len(guards(profile))
         assert f"SUCCESS: {expected} rules found" in result.stdout
 
 
@@ -77,7 +79,7 @@ def test_promtool_unit_tests_cover_every_alert(
             for check in case["alert_rule_test"]
             if check["exp_alerts"]
         }
-        assert tested == {a.name for a in profile.alerts}
+        assert tested == {a.name for a in all_alerts(profile)}
         result = subprocess.run(
             [promtool, "test", "rules", str(tests)], capture_output=True, text=True,
             check=False,
