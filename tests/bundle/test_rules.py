@@ -13,10 +13,10 @@ import promql_parser
 import pytest
 import yaml
 
+from exporter.bundle.guards import guards
 from exporter.bundle.known import EXTERNAL_METRICS
 from exporter.bundle.profile import Profile
 from exporter.bundle.promtests import expected_annotations, promtool_tests
-from exporter.bundle.guards import guards
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
