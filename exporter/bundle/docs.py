@@ -6,7 +6,15 @@ from __future__ import annotations
 from exporter.bundle.alertmanager import receiver_name
 from exporter.bundle.dashboards import dashboard_uid, panel_id
 from exporter.bundle.guards import guards, required_of
-from exporter.bundle.profile import EXPORTER_DOWN, Alert, Profile, Severity, fill
+from exporter.bundle.profile import (
+    ALWAYS_EQUAL,
+    EXPORTER_DOWN,
+    Alert,
+    Dependency,
+    Profile,
+    Severity,
+    fill,
+)
 from exporter.bundle.render import op_text, threshold_text
 from exporter.bundle.rules import anchor
 from exporter.fields import format_duration
@@ -60,10 +68,23 @@ def _exporters(profile: Profile) -> list[str]:
     return lines
 
 
+def _dependency_text(profile: Profile, dependency: Dependency) -> str:
+    """``RedisDown`` with the labels that must agree: where it is the cause."""
+    same = [*ALWAYS_EQUAL, *dependency.equal]
+    when = [f"{name}={value}" for name, value in dependency.when]
+    return (
+        f"{profile.alert(dependency.alert).name} (same {', '.join(same)}"
+        + (f"; only for {', '.join(when)}" if when else "")
+        + ")"
+    )
+
+
 def _alert_section(profile: Profile, alert: Alert) -> list[str]:
     severity = profile.severity(alert.severity)
-    silenced_by = [profile.alert(d).name for d in alert.depends_on]
-    silences = [a.name for a in profile.alerts if alert.short in a.depends_on]
+    silenced_by = [_dependency_text(profile, d) for d in alert.depends_on]
+    silences = [
+        a.name for a in profile.alerts if any(d.alert == alert.short for d in a.depends_on)
+    ]
     lines = [
         f"### {alert.name}",
         "",
@@ -87,7 +108,7 @@ def _alert_section(profile: Profile, alert: Alert) -> list[str]:
         f"`{receiver_name(profile, alert.severity)}`.",
     ]
     if silenced_by:
-        lines += ["", f"**Silenced while firing:** {', '.join(silenced_by)} (the cause)."]
+        lines += ["", f"**Silenced while the cause fires:** {'; '.join(silenced_by)}."]
     if silences:
         lines += ["", f"**While this fires it silences:** {', '.join(silences)}."]
     return [*lines, ""]

@@ -80,6 +80,23 @@ class AlertTest:
 
 
 @dataclass(frozen=True)
+class Dependency:
+    """``alert`` firing makes the dependent alert noise, but only where the labels in
+    ``equal`` agree (plus ``system`` and ``runbook``, always) and the dependent has the
+    labels in ``when``: a dead Redis mutes the component error of component="redis",
+    a down service the error rate of that service's job, never another's."""
+
+    alert: str  # short name of the cause
+    equal: tuple[str, ...]
+    when: tuple[tuple[str, str], ...] = ()
+
+
+# Labels every inhibition requires equal, besides the dependency's own.
+ALWAYS_EQUAL = ("runbook", SYSTEM_LABEL)
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+@dataclass(frozen=True)
 class Alert:
     short: str  # name inside the profile, e.g. RedisDown
     name: str  # prefix + short, the Prometheus alertname
@@ -97,7 +114,7 @@ class Alert:
     description: str
     steps: tuple[str, ...]
     signal: str  # alerts of one signal at several severities share it (inhibition)
-    depends_on: tuple[str, ...]  # short names of alerts whose firing makes this one noise
+    depends_on: tuple[Dependency, ...]  # alerts whose firing makes this one noise
     exporter: str  # which exporter produces the metrics: runbook-exporter, node_exporter...
     window: str  # range of rates in rules; dashboards use $__rate_interval
     lookback: float  # seconds of {lookback}: a cadence-sized range (2 runs); drills scale it
@@ -347,6 +364,20 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
     return AlertTest(tuple(series), labels, value, settle)
 
 
+def _read_dependency(reader: Reader) -> Dependency:
+    alert = reader.str("alert")
+    equal = reader.str_list("equal", allow_single=False)
+    for name in equal:
+        if not LABEL_NAME.fullmatch(name):
+            reader.error("equal", f"not a label name: {describe(name)}")
+        elif name in ALWAYS_EQUAL:
+            reader.error("equal", f"{name} is always required equal; list the labels "
+                                  "that tie this dependency to one service")
+    when = reader.labels("when")
+    reader.done()
+    return Dependency(alert if isinstance(alert, str) else "", tuple(equal), when)
+
+
 def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | None:
     short = reader.str("name")
     if isinstance(short, str) and short and not NAME.fullmatch(short):
@@ -368,7 +399,7 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
     if not steps and reader.has("steps"):
         reader.error("steps", "list at least one runbook step")
     signal = reader.str("signal", "")
-    depends_on = reader.str_list("depends_on", ())
+    depends_on = tuple(_read_dependency(entry) for entry in reader.mappings("depends_on"))
     exporter = reader.str("exporter", "runbook-exporter")
     window = reader.str("window", "5m")
     if isinstance(window, str) and parse_duration(window) is None:
@@ -671,10 +702,10 @@ def read_bundle(
     )
     seen[EXPORTER_DOWN] = f"{bundle.path}.exporter_down"
     for index, alert in enumerate(alerts):
-        for dependency in alert.depends_on:
-            if dependency not in seen:
-                bundle.error(f"alerts[{index}].depends_on",
-                             f'unknown alert "{dependency}" in this profile')
+        for position, dependency in enumerate(alert.depends_on):
+            if dependency.alert and dependency.alert not in seen:
+                bundle.error(f"alerts[{index}].depends_on[{position}].alert",
+                             f'unknown alert "{dependency.alert}" in this profile')
     # Every selector of every alert reads this system's series only.
     alerts = [replace(a, query=system_scoped(a.query, system)) for a in alerts]
     by_short = {a.short: a for a in alerts}

@@ -104,8 +104,16 @@ BAD = [
      "(routing defines: critical, info, warning)"),
     ({"alerts[0].query": 'up{check="nope"}'},
      'bundle.alerts[0].query: selects check "nope", which the profile does not define'),
-    ({"alerts[0].depends_on": ["Ghost"]},
-     'bundle.alerts[0].depends_on: unknown alert "Ghost" in this profile'),
+    ({"alerts[0].depends_on": [{"alert": "Ghost", "equal": ["instance"]}]},
+     'bundle.alerts[0].depends_on[0].alert: unknown alert "Ghost" in this profile'),
+    ({"alerts[0].depends_on": [{"alert": "WebDown", "equal": ["system"]}]},
+     "bundle.alerts[0].depends_on[0].equal: system is always required equal; list the "
+     "labels that tie this dependency to one service"),
+    ({"alerts[0].depends_on": ["WebDown"]},
+     "bundle.alerts[0].depends_on[0]: expected a mapping, got \"WebDown\""),
+    ({"alerts[0].name": "ExporterDown"},
+     "bundle.alerts[0].name: ExporterDown is generated for every profile; give its "
+     "runbook fields under bundle.exporter_down"),
     ({"alerts[0].summary": "{{ $value }}"},
      "bundle.alerts[0].summary: the only template allowed is {{ $labels.NAME }}; "
      "write {value} and {threshold} for the numbers"),
