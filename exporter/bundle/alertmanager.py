@@ -163,16 +163,16 @@ def inhibit_rules(profile: Profile) -> list[dict[str, Any]]:
         for check in sorted(
             {v for r in required_of(profile, guard_alert) for k, v in r.labels if k == "check"}
         ):
-            for source in check_down_alerts(profile, check):
-                if any(d.alert == source.short for d in guard_alert.depends_on):
+            for down in check_down_alerts(profile, check):
+                if any(d.alert == down.short for d in guard_alert.depends_on):
                     continue  # the declared dependency says more
-                key = (source.short, ("instance", "check"), ())
+                key = (down.short, ("instance", "check"), ())
                 grouped.setdefault(key, []).append(guard_alert.name)
-    for (source, equal, when), targets in grouped.items():
+    for (cause, equal, when), targets in grouped.items():
         rules.append(
             {
                 "source_matchers": [
-                    f'alertname="{profile.alert(source).name}"',
+                    f'alertname="{profile.alert(cause).name}"',
                     f'runbook="{profile.slug}"',
                 ],
                 "target_matchers": [
