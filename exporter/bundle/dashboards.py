@@ -8,6 +8,7 @@ the panel's threshold step, the alert's unit. Plus Grafana provisioning files.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from typing import Any
 
@@ -50,13 +51,30 @@ def panel_query(alert: Alert) -> str:
     return scoped(fill(alert.query, window="$__rate_interval", lookback=lookback), SCOPE)
 
 
+def threshold_steps(op: str, threshold: float, bad: str) -> list[tuple[float | None, str]]:
+    """Grafana threshold steps ``(value, colour)`` that colour exactly the values where
+    ``value op threshold`` holds (the alert's firing side) ``bad`` and every other value
+    green. Grafana gives a value the colour of the last step whose value it is ``>=``
+    (the first step, value None, is minus infinity), so a strict bound starts at the
+    next float above the threshold: a healthy 0 on a ``> 0`` panel stays green."""
+    above = math.nextafter(threshold, math.inf)
+    good = "green"
+    return {
+        ">": [(None, good), (above, bad)],
+        ">=": [(None, good), (threshold, bad)],
+        "<": [(None, bad), (threshold, good)],
+        "<=": [(None, bad), (above, good)],
+        "==": [(None, good), (threshold, bad), (above, good)],
+        "!=": [(None, bad), (threshold, good), (above, bad)],
+    }[op]
+
+
 def _thresholds(profile: Profile, alert: Alert) -> dash.ThresholdsConfig:
     rank = [s.name for s in profile.severities].index(alert.severity)
     bad = SEVERITY_COLORS[min(rank, len(SEVERITY_COLORS) - 1)]
-    below_is_bad = alert.op in ("<", "<=")
     steps = [
-        models.Threshold(value=None, color=bad if below_is_bad else "green"),
-        models.Threshold(value=alert.threshold, color="green" if below_is_bad else bad),
+        models.Threshold(value=value, color=color)
+        for value, color in threshold_steps(alert.op, alert.threshold, bad)
     ]
     return dash.ThresholdsConfig().mode(models.ThresholdsMode.ABSOLUTE).steps(steps)
 
