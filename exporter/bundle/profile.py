@@ -378,6 +378,27 @@ def _read_dependency(reader: Reader) -> Dependency:
     return Dependency(alert if isinstance(alert, str) else "", tuple(equal), when)
 
 
+# How an operator reads a comparison: "above 2h" (render.op_text reads this too).
+OP_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below",
+            "==": "equal to", "!=": "not equal to"}
+DEFAULT_DESCRIPTION = (
+    "The alert's query has been {op} {{threshold}} for its whole `for`; labels: "
+    "check={{{{ $labels.check }}}} instance={{{{ $labels.instance }}}} "
+    "job={{{{ $labels.job }}}}."
+)
+
+
+def _default_steps(query: str, op: str, threshold: str) -> tuple[str, ...]:
+    """Steps for an alert whose profile gives none: where to look, in order."""
+    return (
+        f"Run the alert's query in Prometheus: `{query}`; its labels (check, instance, "
+        f"job) say which series is {op} {threshold} and since when.",
+        "Open the dashboard panel of this alert for the history around the threshold.",
+        "For a check of this exporter: `curl -s http://<exporter>:9711/metrics | grep "
+        "check=` and the exporter's log name the target and its last error.",
+    )
+
+
 def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | None:
     short = reader.str("name")
     if isinstance(short, str) and short and not NAME.fullmatch(short):
@@ -391,11 +412,18 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
         reader.error("severity", f'unknown severity "{severity}" (routing defines: '
                                  f'{", ".join(sorted(severities)) or "none"})')
     unit = reader.choice("unit", UNITS)
-    section = reader.str("section")
-    quote = reader.str("quote")
-    summary = _template(reader, "summary", ("threshold", "value"))
-    description = _template(reader, "description", ("threshold", "value"))
-    steps = reader.str_list("steps", allow_single=False)
+    # Runbook metadata is optional: without it the alert says what it watches.
+    section = reader.str("section", "")
+    quote = reader.str("quote", "")
+    words = OP_WORDS.get(op, op) if isinstance(op, str) else ""
+    summary = _template(
+        reader, "summary", ("threshold", "value"),
+        f"{prefix}{short if isinstance(short, str) else ''} is {words} {{threshold}}",
+    )
+    description = _template(
+        reader, "description", ("threshold", "value"), DEFAULT_DESCRIPTION.format(op=words)
+    )
+    steps = reader.str_list("steps", (), allow_single=False)
     if not steps and reader.has("steps"):
         reader.error("steps", "list at least one runbook step")
     signal = reader.str("signal", "")
@@ -432,7 +460,7 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
         quote=quote,
         summary=summary,
         description=description,
-        steps=tuple(steps),
+        steps=tuple(steps) or _default_steps(query, op, threshold_text),
         signal=signal or _snake(short),
         depends_on=tuple(depends_on),
         exporter=exporter,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.bundle.generate import generate
 from exporter.bundle.profile import load_profile_data, load_profiles
@@ -207,3 +208,50 @@ def test_cli_reports_bad_profiles_without_traceback(tmp_path: Path) -> None:
     assert result.stderr.startswith("profiles/smart-city.yml: bundle.alerts[")
     assert '.op: expected one of >, >=, <, <=, ==, !=, got "=>"' in result.stderr
     assert not (tmp_path / "rules").exists()
+
+
+def test_a_profile_without_runbook_fields_gets_defaults_and_generates(
+    tmp_path: Path,
+) -> None:
+    """No section, quote, summary, description, steps, panel or exporter_down: the
+    bundle is generated with the generator's own texts (the issue's `steps` left out
+    crashed with TypeError), and the profile still gets its ExporterDown."""
+    data = _minimal()
+    alert = data["bundle"]["alerts"][0]  # type: ignore[index]
+    for key in ("section", "quote", "summary", "description", "steps"):
+        del alert[key]
+    profile = load_profile_data(data, "<test>", "t")
+    (web_down, exporter_down) = profile.alerts
+    assert web_down.summary == "TWebDown is below {threshold}"
+    assert web_down.steps
+    assert "runbook_exporter_check_success" in web_down.steps[0]
+    assert exporter_down.name == "TExporterDown"
+    assert exporter_down.severity == "critical"
+    files = generate([profile])
+    rules = yaml.safe_load(files["rules/t.rules.yml"])
+    summaries = {r["alert"]: r["annotations"]["summary"]
+                 for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert summaries["TWebDown"] == "TWebDown is below 1"
+    assert "### TWebDown" in files["docs/runbooks/t.md"]
+
+
+def test_every_problem_of_a_profile_is_listed_with_its_path() -> None:
+    """Wrong fields in several places: one error listing each, never a traceback."""
+    data = _minimal()
+    _set(data, "bundle.alerts[0].steps", 5)
+    _set(data, "bundle.alerts[0].op", None)
+    _set(data, "bundle.alerts[0].test", "later")
+    _set(data, "bundle.routing.severities[1].response", "soonish")
+    _set(data, "bundle.exporter_down", {"severity": "urgent", "colour": "red"})
+    with pytest.raises(ConfigError) as caught:
+        load_profile_data(data, "<test>", "t")
+    problems = caught.value.problems
+    for path in (
+        "bundle.alerts[0].steps: expected a list of strings",
+        "bundle.alerts[0].op: ",
+        "bundle.alerts[0].test: expected a mapping",
+        "bundle.routing.severities[1].response: ",
+        'bundle.exporter_down.severity: unknown severity "urgent"',
+        "bundle.exporter_down.colour: unknown key",
+    ):
+        assert any(p.startswith(path) for p in problems), (path, problems)
