@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from exporter.bundle.generate import generate
-from exporter.bundle.profile import load_profile_data, load_profiles
+from exporter.bundle.profile import Profile, load_profile_data, load_profiles
 from exporter.config import load_file
 from exporter.fields import ConfigError
 from tests.support import require_binary
@@ -255,3 +255,42 @@ def test_every_problem_of_a_profile_is_listed_with_its_path() -> None:
         "bundle.exporter_down.colour: unknown key",
     ):
         assert any(p.startswith(path) for p in problems), (path, problems)
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading (lower case, spaces to -, no
+    punctuation but - and _)."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_runbook_url_points_at_a_generated_page_and_heading(
+    generated: dict[str, str], profiles: list[Profile]
+) -> None:
+    """Each rule's runbook_url (alerts and guards) is <docs_url>/<page>#<anchor> where
+    docs/runbooks/<page> is a generated file with that heading."""
+    urls = 0
+    for profile in profiles:
+        rules = yaml.safe_load(generated[f"rules/{profile.slug}.rules.yml"])
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                url = rule["annotations"]["runbook_url"]
+                page, _, fragment = url.removeprefix(profile.docs_url + "/").partition("#")
+                text = generated.get(f"docs/runbooks/{page}")
+                assert text is not None, url
+                anchors = {_github_anchor(h) for h in re.findall(r"(?m)^#+ (.*)$", text)}
+                assert fragment in anchors, url
+                urls += 1
+    assert urls > 90
+
+
+def test_docs_url_sets_the_base_of_every_link(tmp_path: Path) -> None:
+    result = _cli("generate", "--docs-url", "https://runbooks.example/ops/", "--output",
+                  str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rules = (tmp_path / "rules" / "smart-city.rules.yml").read_text()
+    assert "runbook_url: https://runbooks.example/ops/smart-city.md#smartcityapidown" in rules
+    assert "github.com" not in rules
+    dashboard = (tmp_path / "dashboards" / "smart-city.json").read_text()
+    assert "https://runbooks.example/ops/smart-city.md#" in dashboard
