@@ -226,3 +226,46 @@ def test_two_systems_in_one_prometheus_page_only_the_faulty_one(
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_service_label_ties_a_down_job_to_its_health_check(
+    profiles: list[Profile], bundle: Path, tmp_path: Path
+) -> None:
+    """The `service` label the inhibitions require equal (docs/bundle.md): face-recognition's
+    job face-recognition-service and its health check face-recognition both carry
+    service="face-recognition" (label_replace in each query), as promtool evaluates them."""
+    promtool = _promtool()
+    profile = next(p for p in profiles if p.slug == "face-recognition")
+    system = f'system="{profile.system}"'
+    series = [
+        {"series": f'up{{job="face-recognition-service",instance="fr:8000",{system}}}',
+         "values": "0x20"},
+        {"series": f'http_probe_up{{check="face-recognition",instance="exporter:9711",'
+                   f'job="runbook-exporter",{system}}}', "values": "0x20"},
+        {"series": f'runbook_exporter_check_success{{check="face-recognition",kind="http",'
+                   f'instance="exporter:9711",job="runbook-exporter",{system}}}',
+         "values": "1x20"},
+    ]
+    checks = []
+    for short, labels in (
+        ("ServiceDown", {"job": "face-recognition-service", "instance": "fr:8000"}),
+        ("HealthCheckFailed", {"check": "face-recognition", "instance": "exporter:9711",
+                               "job": "runbook-exporter"}),
+    ):
+        alert = profile.alert(short)
+        exp = {**labels, "service": "face-recognition", "system": profile.system,
+               **alert_labels(profile, alert)}
+        checks.append({"eval_time": "15m", "alertname": alert.name,
+                       "exp_alerts": [{"exp_labels": exp, "exp_annotations":
+                                       expected_annotations(profile, alert, exp)}]})
+    suite = {
+        "rule_files": [str(bundle / "rules" / "face-recognition.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
+    }
+    path = tmp_path / "service.yml"
+    path.write_text(yaml.safe_dump(suite))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
