@@ -40,14 +40,14 @@ def _read(source: str) -> dict[str, list[AlertLink]]:
         if not isinstance(data, dict) or "bundle" not in data:
             return {}
         from exporter.bundle.profile import check_names, load_profile_data
-        from exporter.bundle.rules import runbook_url
+        from exporter.bundle.rules import all_alerts, runbook_url
 
         profile = load_profile_data(data, source, path.stem)
     except (ConfigError, OSError, UnicodeDecodeError) as exc:
         event(logging.DEBUG, "no alert links for the status page", source=source, err=str(exc))
         return {}
     out: dict[str, list[AlertLink]] = {}
-    for alert in profile.alerts:
+    for alert in all_alerts(profile):  # the missing-data guards feed on the checks too
         for check in dict.fromkeys(check_names(alert.query)):
             out.setdefault(check, []).append(
                 (alert.name, alert.severity, runbook_url(profile, alert))

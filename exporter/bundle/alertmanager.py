@@ -8,17 +8,23 @@ appear in the file: receivers read them from files under ``SECRETS_DIR``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from exporter.bundle.profile import Alert, Profile, Receiver
+from exporter.bundle.guards import guards, required_of
+from exporter.bundle.profile import ALWAYS_EQUAL, Alert, Profile, Receiver, check_names
 from exporter.bundle.render import GENERATED, dump_yaml
+from exporter.bundle.rules import all_alerts
 from exporter.fields import format_duration
 
 SECRETS_DIR = "/etc/alertmanager/secrets"
 TEMPLATE_FILE = "templates/runbook.tmpl"
 SMS_GATEWAY_URL = "http://127.0.0.1:9097/sms"  # an SMS bridge such as sachet, on the host
 # Labels that make two alerts "the same thing" for the severity inhibition.
-SAME_THING = ["runbook", "signal", "instance", "check", "mountpoint", "job", "name"]
+SAME_THING = [
+    "runbook", "system", "signal", "instance", "job", "check", "component", "item",
+    "queue", "mountpoint", "name",
+]
 GROUP_BY = ["alertname", "runbook", "check", "instance"]
 
 TEMPLATE = """\
@@ -128,10 +134,6 @@ def _route(profile: Profile) -> dict[str, Any]:
     }
 
 
-def _alternatives(alerts: list[Alert]) -> str:
-    return "|".join(a.name for a in alerts)
-
-
 def inhibit_rules(profile: Profile) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     names = [s.name for s in profile.severities]
@@ -147,19 +149,51 @@ def inhibit_rules(profile: Profile) -> list[dict[str, Any]]:
                 "equal": SAME_THING,
             }
         )
-    # A dead dependency (Redis, database, service) silences the alerts that follow from it.
-    for source in profile.alerts:
-        dependents = [a for a in profile.alerts if source.short in a.depends_on]
-        if not dependents:
-            continue
+    # A dead dependency (Redis, database, service) silences the alerts that follow from
+    # it, where the labels that make the dependency real agree (Dependency.equal).
+    everything = all_alerts(profile)
+    grouped: dict[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], list[str]] = {}
+    for target in everything:
+        for dependency in target.depends_on:
+            key = (dependency.alert, dependency.equal, dependency.when)
+            grouped.setdefault(key, []).append(target.name)
+    # A failing check also silences the missing-data guards of that check (its series
+    # are gone because it fails): same instance and check.
+    for guard_alert in guards(profile):
+        for check in sorted(
+            {v for r in required_of(profile, guard_alert) for k, v in r.labels if k == "check"}
+        ):
+            for down in check_down_alerts(profile, check):
+                if any(d.alert == down.short for d in guard_alert.depends_on):
+                    continue  # the declared dependency says more
+                key = (down.short, ("instance", "check"), ())
+                grouped.setdefault(key, []).append(guard_alert.name)
+    for (cause, equal, when), targets in grouped.items():
         rules.append(
             {
-                "source_matchers": [f'alertname="{source.name}"', f'runbook="{profile.slug}"'],
-                "target_matchers": [f'alertname=~"{_alternatives(dependents)}"'],
-                "equal": ["runbook"],
+                "source_matchers": [
+                    f'alertname="{profile.alert(cause).name}"',
+                    f'runbook="{profile.slug}"',
+                ],
+                "target_matchers": [
+                    f'runbook="{profile.slug}"',
+                    f'alertname=~"{"|".join(dict.fromkeys(targets))}"',
+                    *(f'{name}="{value}"' for name, value in when),
+                ],
+                "equal": [*ALWAYS_EQUAL, *equal],
             }
         )
     return rules
+
+
+def check_down_alerts(profile: Profile, check: str) -> list[Alert]:
+    """The profile's alerts that fire when ``check`` fails (they read its success)."""
+    return [
+        a
+        for a in profile.alerts
+        if re.search(r"\b(runbook_exporter_check_success|http_probe_up)\{", a.query)
+        and check in check_names(a.query)
+    ]
 
 
 def config(profiles: list[Profile], webhook_url: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from exporter.bundle.generate import generate, stale, write
@@ -28,6 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action.add_argument("--output", default=".", type=Path,
                             help="directory the files are written to or compared with "
                             "(default: the current directory)")
+        action.add_argument(
+            "--docs-url", default=None, metavar="URL",
+            help="base URL of the generated runbook pages (docs/runbooks/ as published "
+            "where on-call can open it); every runbook_url and dashboard link is "
+            "URL/<profile>.md#<alert> (default: each profile's bundle.docs_url)",
+        )
         if name == "generate":
             action.add_argument(
                 "--drill-factor", type=float, default=1.0, metavar="F",
@@ -49,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+    if args.docs_url:
+        profiles = [replace(p, docs_url=args.docs_url.rstrip("/")) for p in profiles]
     drill_factor = getattr(args, "drill_factor", 1.0)
     webhook_url = getattr(args, "webhook_url", None)
     if not drill_factor > 0:

@@ -8,6 +8,7 @@ the panel's threshold step, the alert's unit. Plus Grafana provisioning files.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from typing import Any
 
@@ -23,6 +24,7 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.models import dashboard as models
 
 from exporter.bundle.profile import Alert, Profile, fill
+from exporter.bundle.promql import scoped
 from exporter.bundle.render import GENERATED, dump_yaml, grafana_unit, threshold_text
 from exporter.bundle.rules import runbook_url
 from exporter.fields import format_duration
@@ -33,10 +35,6 @@ PANEL_WIDTH, PANEL_HEIGHT = 12, 8
 SEVERITY_COLORS = ("red", "orange", "yellow", "blue")
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/runbook-exporter"
 
-_KEYWORDS = {"bool", "and", "or", "unless", "offset", "inf", "nan", "atan2"}
-_AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count",
-                 "count_values", "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
-_GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 
 
 def dashboard_uid(profile: Profile) -> str:
@@ -48,106 +46,35 @@ def panel_id(index: int) -> int:
     return index + 1
 
 
-def _closing(text: str, start: int, open_char: str, close_char: str) -> int:
-    """Index just past the bracket matching ``text[start]``, skipping string literals."""
-    depth, i = 0, start
-    while i < len(text):
-        char = text[i]
-        if char in "\"'`":
-            i = text.index(char, i + 1) + 1 if char == "`" else _string_end(text, i)
-            continue
-        if char == open_char:
-            depth += 1
-        elif char == close_char:
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    raise ValueError(f"unbalanced {open_char} in {text!r}")
-
-
-def _string_end(text: str, start: int) -> int:
-    quote, i = text[start], start + 1
-    while text[i] != quote:
-        i += 2 if text[i] == "\\" else 1
-    return i + 1
-
-
-def scoped(query: str, matchers: str = SCOPE) -> str:
-    """``query`` with ``matchers`` added to every series selector.
-
-    A small PromQL scanner: identifiers followed by ``(`` are functions, the label list
-    after by/without/on/ignoring/group_* is copied as is, keywords stay, and every other
-    identifier is a metric name whose ``{...}`` gets the matchers (or gains one).
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(query):
-        char = query[i]
-        if char in "\"'`":
-            end = _string_end(query, i)
-            out.append(query[i:end])
-            i = end
-        elif char == "[":
-            end = _closing(query, i, "[", "]")
-            out.append(query[i:end])
-            i = end
-        elif char.isdigit() or (char == "." and query[i + 1 : i + 2].isdigit()):
-            end = i + 1  # a number, or a duration such as 5m after offset
-            while end < len(query) and (
-                query[end].isalnum()
-                or query[end] == "."
-                or (query[end] in "+-" and query[end - 1] in "eE")
-            ):
-                end += 1
-            out.append(query[i:end])
-            i = end
-        elif char.isalpha() or char in "_:":
-            end = i
-            while end < len(query) and (query[end].isalnum() or query[end] in "_:"):
-                end += 1
-            word = query[i:end]
-            after = end
-            while after < len(query) and query[after] == " ":
-                after += 1
-            following = query[after : after + 1]
-            if word in _GROUPING and following == "(":
-                close = _closing(query, after, "(", ")")
-                out.append(query[i:close])
-                i = close
-            elif (
-                following == "("
-                or word in _KEYWORDS
-                or (word in _AGGREGATIONS and query[after:].startswith(("by", "without")))
-            ):
-                out.append(word)
-                i = end
-            elif following == "{":
-                close = _closing(query, after, "{", "}")
-                inner = query[after + 1 : close - 1].strip()
-                out.append(f"{word}{{{inner + ',' if inner else ''}{matchers}}}")
-                i = close
-            else:
-                out.append(f"{word}{{{matchers}}}")
-                i = end
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out)
-
-
 def panel_query(alert: Alert) -> str:
     lookback = format_duration(alert.lookback)
-    return scoped(fill(alert.query, window="$__rate_interval", lookback=lookback))
+    return scoped(fill(alert.query, window="$__rate_interval", lookback=lookback), SCOPE)
+
+
+def threshold_steps(op: str, threshold: float, bad: str) -> list[tuple[float | None, str]]:
+    """Grafana threshold steps ``(value, colour)`` that colour exactly the values where
+    ``value op threshold`` holds (the alert's firing side) ``bad`` and every other value
+    green. Grafana gives a value the colour of the last step whose value it is ``>=``
+    (the first step, value None, is minus infinity), so a strict bound starts at the
+    next float above the threshold: a healthy 0 on a ``> 0`` panel stays green."""
+    above = math.nextafter(threshold, math.inf)
+    good = "green"
+    return {
+        ">": [(None, good), (above, bad)],
+        ">=": [(None, good), (threshold, bad)],
+        "<": [(None, bad), (threshold, good)],
+        "<=": [(None, bad), (above, good)],
+        "==": [(None, good), (threshold, bad), (above, good)],
+        "!=": [(None, bad), (threshold, good), (above, bad)],
+    }[op]
 
 
 def _thresholds(profile: Profile, alert: Alert) -> dash.ThresholdsConfig:
     rank = [s.name for s in profile.severities].index(alert.severity)
     bad = SEVERITY_COLORS[min(rank, len(SEVERITY_COLORS) - 1)]
-    below_is_bad = alert.op in ("<", "<=")
     steps = [
-        models.Threshold(value=None, color=bad if below_is_bad else "green"),
-        models.Threshold(value=alert.threshold, color="green" if below_is_bad else bad),
+        models.Threshold(value=value, color=color)
+        for value, color in threshold_steps(alert.op, alert.threshold, bad)
     ]
     return dash.ThresholdsConfig().mode(models.ThresholdsMode.ABSOLUTE).steps(steps)
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from exporter.bundle.alertmanager import receiver_name
 from exporter.bundle.dashboards import dashboard_uid, panel_id
-from exporter.bundle.profile import Alert, Profile, Severity, fill
+from exporter.bundle.guards import guards, required_of
+from exporter.bundle.profile import (
+    ALWAYS_EQUAL,
+    EXPORTER_DOWN,
+    Alert,
+    Dependency,
+    Profile,
+    Severity,
+    fill,
+)
 from exporter.bundle.render import op_text, threshold_text
 from exporter.bundle.rules import anchor
 from exporter.fields import format_duration
@@ -59,10 +68,23 @@ def _exporters(profile: Profile) -> list[str]:
     return lines
 
 
+def _dependency_text(profile: Profile, dependency: Dependency) -> str:
+    """``RedisDown`` with the labels that must agree: where it is the cause."""
+    same = [*ALWAYS_EQUAL, *dependency.equal]
+    when = [f"{name}={value}" for name, value in dependency.when]
+    return (
+        f"{profile.alert(dependency.alert).name} (same {', '.join(same)}"
+        + (f"; only for {', '.join(when)}" if when else "")
+        + ")"
+    )
+
+
 def _alert_section(profile: Profile, alert: Alert) -> list[str]:
     severity = profile.severity(alert.severity)
-    silenced_by = [profile.alert(d).name for d in alert.depends_on]
-    silences = [a.name for a in profile.alerts if alert.short in a.depends_on]
+    silenced_by = [_dependency_text(profile, d) for d in alert.depends_on]
+    silences = [
+        a.name for a in profile.alerts if any(d.alert == alert.short for d in a.depends_on)
+    ]
     lines = [
         f"### {alert.name}",
         "",
@@ -73,7 +95,8 @@ def _alert_section(profile: Profile, alert: Alert) -> list[str]:
         f"**What fired:** `{alert.expr()}` "
         + (f"was true for {format_duration(alert.for_)}." if alert.for_ else "was true."),
         "",
-        f"**Runbook** ({alert.section}): {_code(' / '.join(alert.quote.splitlines()))}",
+        f"**Runbook** ({alert.section}): "
+        + (_code(" / ".join(alert.quote.splitlines())) if alert.quote else "(the bundle's own)"),
         "",
         "**Steps:**",
         "",
@@ -85,7 +108,7 @@ def _alert_section(profile: Profile, alert: Alert) -> list[str]:
         f"`{receiver_name(profile, alert.severity)}`.",
     ]
     if silenced_by:
-        lines += ["", f"**Silenced while firing:** {', '.join(silenced_by)} (the cause)."]
+        lines += ["", f"**Silenced while the cause fires:** {'; '.join(silenced_by)}."]
     if silences:
         lines += ["", f"**While this fires it silences:** {', '.join(silences)}."]
     return [*lines, ""]
@@ -138,7 +161,39 @@ def page(profile: Profile) -> str:
     lines += ["", "## Alerts", ""]
     for alert in profile.alerts:
         lines += _alert_section(profile, alert)
+    missing = guards(profile)
+    if missing:
+        lines += [
+            "## Missing data",
+            "",
+            "An alert over data series is silent when the series is gone (a glob that "
+            "matches nothing, an item that left its list, a failing check). Each of these "
+            "fires instead, while the exporter is scraped (when it is not, "
+            f"{profile.alert(EXPORTER_DOWN).name} pages).",
+            "",
+        ]
+        for guard_alert in missing:
+            lines += _guard_section(profile, guard_alert)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _guard_section(profile: Profile, guard_alert: Alert) -> list[str]:
+    severity = profile.severity(guard_alert.severity)
+    guarded = profile.alert(guard_alert.guarded or "")
+    series = ", ".join(f"`{r.selector()}`" for r in required_of(profile, guard_alert))
+    return [
+        f"### {guard_alert.name}",
+        "",
+        f"**{guard_alert.severity}** ({severity.priority}, respond within "
+        f"{severity.response_text}) — [{guarded.name}](#{anchor(guarded)}) has no data: "
+        f"one of {series} is missing on an exporter that is scraped "
+        + (f"(for {format_duration(guard_alert.for_)})." if guard_alert.for_ else "."),
+        "",
+        "**Steps:**",
+        "",
+        *(f"{number}. {step}" for number, step in enumerate(guard_alert.steps, 1)),
+        "",
+    ]
 
 
 def docs_files(profiles: list[Profile]) -> dict[str, str]:

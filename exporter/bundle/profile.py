@@ -13,11 +13,12 @@ import ast
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from exporter.bundle.known import EXTERNAL_METRICS
+from exporter.bundle.promql import scoped
 from exporter.config import load_data, parse_yaml
 from exporter.fields import (
     ConfigError,
@@ -38,6 +39,11 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 # What a runbook line writes down: a threshold, a cadence (how often something runs or is
 # polled), a severity, a response window, or a channel.
 COVERAGE_KINDS = ("threshold", "cadence", "severity", "window", "channel")
+# The isolation convention: the scrape config gives every target of one monitored system
+# the target label ``system`` (compose/prometheus.yml, the ServiceMonitor), and every
+# selector of that system's rules selects it, so two systems' rules never fire on each
+# other's series and every alert carries it (aggregations keep it).
+SYSTEM_LABEL = "system"
 DEFAULT_DOCS_URL = "https://github.com/runbook-exporter/runbook-exporter/blob/main/docs/runbooks"
 # ``{threshold}``, ``{window}``, ``{threshold * 2}``: a placeholder never contains the
 # ``=``/``"`` of a PromQL label matcher, so both can share one string.
@@ -68,6 +74,26 @@ class AlertTest:
     labels: tuple[tuple[str, str], ...]  # labels the firing alert carries from its series
     value: str | None  # expected alert value, an expression over threshold/fire/quiet
     settle: float  # seconds the inputs run before the alert may fire (rate windows)
+    # When set, the alert also fires with no input series at all (its query guards
+    # against a vanished target), carrying these labels.
+    absent_labels: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """``alert`` firing makes the dependent alert noise, but only where the labels in
+    ``equal`` agree (plus ``system`` and ``runbook``, always) and the dependent has the
+    labels in ``when``: a dead Redis mutes the component error of component="redis",
+    a down service the error rate of that service's job, never another's."""
+
+    alert: str  # short name of the cause
+    equal: tuple[str, ...]
+    when: tuple[tuple[str, str], ...] = ()
+
+
+# Labels every inhibition requires equal, besides the dependency's own.
+ALWAYS_EQUAL = ("runbook", SYSTEM_LABEL)
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -88,12 +114,13 @@ class Alert:
     description: str
     steps: tuple[str, ...]
     signal: str  # alerts of one signal at several severities share it (inhibition)
-    depends_on: tuple[str, ...]  # short names of alerts whose firing makes this one noise
+    depends_on: tuple[Dependency, ...]  # alerts whose firing makes this one noise
     exporter: str  # which exporter produces the metrics: runbook-exporter, node_exporter...
     window: str  # range of rates in rules; dashboards use $__rate_interval
     lookback: float  # seconds of {lookback}: a cadence-sized range (2 runs); drills scale it
     panel_title: str
     test: AlertTest
+    guarded: str | None = None  # a missing-data guard: the short name of its alert
 
     def expr(self, threshold: float | None = None) -> str:
         value = self.threshold if threshold is None else threshold
@@ -148,6 +175,7 @@ class Exporter:
 @dataclass(frozen=True)
 class Profile:
     slug: str  # file stem: surveillance-tracker
+    system: str  # value of the `system` target label its targets carry (default: slug)
     title: str
     runbook: str  # file name of the runbook in ../shared/runbooks
     prefix: str
@@ -233,6 +261,11 @@ def fill(template: str, **values: str | float) -> str:
 
 def placeholders(template: str) -> list[str]:
     return [m[1].strip() for m in PLACEHOLDER.finditer(template)]
+
+
+def system_scoped(query: str, system: str) -> str:
+    """``query`` reading only the series of one system, keeping its label."""
+    return scoped(query, f'{SYSTEM_LABEL}="{system}"', SYSTEM_LABEL)
 
 
 def check_names(query: str) -> list[str]:
@@ -331,6 +364,41 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
     return AlertTest(tuple(series), labels, value, settle)
 
 
+def _read_dependency(reader: Reader) -> Dependency:
+    alert = reader.str("alert")
+    equal = reader.str_list("equal", allow_single=False)
+    for name in equal:
+        if not LABEL_NAME.fullmatch(name):
+            reader.error("equal", f"not a label name: {describe(name)}")
+        elif name in ALWAYS_EQUAL:
+            reader.error("equal", f"{name} is always required equal; list the labels "
+                                  "that tie this dependency to one service")
+    when = reader.labels("when")
+    reader.done()
+    return Dependency(alert if isinstance(alert, str) else "", tuple(equal), when)
+
+
+# How an operator reads a comparison: "above 2h" (render.op_text reads this too).
+OP_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below",
+            "==": "equal to", "!=": "not equal to"}
+DEFAULT_DESCRIPTION = (
+    "The alert's query has been {op} {{threshold}} for its whole `for`; labels: "
+    "check={{{{ $labels.check }}}} instance={{{{ $labels.instance }}}} "
+    "job={{{{ $labels.job }}}}."
+)
+
+
+def _default_steps(query: str, op: str, threshold: str) -> tuple[str, ...]:
+    """Steps for an alert whose profile gives none: where to look, in order."""
+    return (
+        f"Run the alert's query in Prometheus: `{query}`; its labels (check, instance, "
+        f"job) say which series is {op} {threshold} and since when.",
+        "Open the dashboard panel of this alert for the history around the threshold.",
+        "For a check of this exporter: `curl -s http://<exporter>:9711/metrics | grep "
+        "check=` and the exporter's log name the target and its last error.",
+    )
+
+
 def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | None:
     short = reader.str("name")
     if isinstance(short, str) and short and not NAME.fullmatch(short):
@@ -344,15 +412,22 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
         reader.error("severity", f'unknown severity "{severity}" (routing defines: '
                                  f'{", ".join(sorted(severities)) or "none"})')
     unit = reader.choice("unit", UNITS)
-    section = reader.str("section")
-    quote = reader.str("quote")
-    summary = _template(reader, "summary", ("threshold", "value"))
-    description = _template(reader, "description", ("threshold", "value"))
-    steps = reader.str_list("steps", allow_single=False)
+    # Runbook metadata is optional: without it the alert says what it watches.
+    section = reader.str("section", "")
+    quote = reader.str("quote", "")
+    words = OP_WORDS.get(op, op) if isinstance(op, str) else ""
+    summary = _template(
+        reader, "summary", ("threshold", "value"),
+        f"{prefix}{short if isinstance(short, str) else ''} is {words} {{threshold}}",
+    )
+    description = _template(
+        reader, "description", ("threshold", "value"), DEFAULT_DESCRIPTION.format(op=words)
+    )
+    steps = reader.str_list("steps", (), allow_single=False)
     if not steps and reader.has("steps"):
         reader.error("steps", "list at least one runbook step")
     signal = reader.str("signal", "")
-    depends_on = reader.str_list("depends_on", ())
+    depends_on = tuple(_read_dependency(entry) for entry in reader.mappings("depends_on"))
     exporter = reader.str("exporter", "runbook-exporter")
     window = reader.str("window", "5m")
     if isinstance(window, str) and parse_duration(window) is None:
@@ -385,7 +460,7 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
         quote=quote,
         summary=summary,
         description=description,
-        steps=tuple(steps),
+        steps=tuple(steps) or _default_steps(query, op, threshold_text),
         signal=signal or _snake(short),
         depends_on=tuple(depends_on),
         exporter=exporter,
@@ -393,6 +468,85 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
         lookback=lookback,
         panel_title=panel_title or short,
         test=test,
+    )
+
+
+EXPORTER_JOB = "runbook-exporter"
+EXPORTER_DOWN = "ExporterDown"
+_EXPORTER_UP = f'up{{job="{EXPORTER_JOB}"}}'
+DEFAULT_EXPORTER_DOWN_STEPS = (
+    "`systemctl status runbook-exporter` (or `docker compose ps exporter`, `kubectl get "
+    "pods -l app.kubernetes.io/name=runbook-exporter`); its log since the page.",
+    "`curl -s http://<exporter>:9711/-/healthy` and `curl -s http://<exporter>:9711/metrics "
+    "| head`.",
+    "No target at all (the summary names no instance): the exporter's entry in "
+    "`targets/runbook-exporter/<system>.yml`, or its Service with the "
+    "`app.kubernetes.io/part-of` label, is gone or names another system.",
+    "A config error after a reload is logged with its path; `runbook-exporter validate "
+    "--config.file <profile>`.",
+)
+
+
+def _exporter_down(reader: Reader | None, prefix: str, severities: list[Severity]) -> Alert:
+    """``<Prefix>ExporterDown``, which every profile gets: the exporter's target is not
+    scraped, *or there is none* (``absent``: the target list or the Service lost it).
+
+    The runbook fields may be given under ``bundle.exporter_down`` (section, quote,
+    steps, severity, for); the signal, query and test are the generator's.
+    """
+    section, quote, steps, hold = "Watching the watcher", "", DEFAULT_EXPORTER_DOWN_STEPS, 120.0
+    severity = severities[0].name if severities else ""
+    if reader is not None:
+        section = reader.str("section", section)
+        quote = reader.str("quote", quote)
+        steps = tuple(reader.str_list("steps", list(steps), allow_single=False) or steps)
+        hold = reader.duration("for", hold)
+        severity = reader.str("severity", severity)
+        names = {s.name for s in severities}
+        if severity not in names:
+            reader.error("severity", f'unknown severity "{severity}" (routing defines: '
+                                     f'{", ".join(sorted(names)) or "none"})')
+        reader.done()
+    held = format_duration(hold)
+    return Alert(
+        short=EXPORTER_DOWN,
+        name=prefix + EXPORTER_DOWN,
+        query=f"({_EXPORTER_UP} or absent({_EXPORTER_UP}) * 0)",
+        op="==",
+        threshold=0.0,
+        threshold_text="0",
+        window_threshold=False,
+        for_=hold,
+        severity=severity,
+        unit="bool",
+        section=section,
+        quote=quote,
+        summary="runbook-exporter of {{ $labels.system }} is down or has no scrape "
+        "target: this runbook's checks are blind",
+        description=f"For {held} Prometheus has not scraped the runbook-exporter target "
+        "'{{ $labels.instance }}' of this system, or has no such target at all (an empty "
+        "instance); every alert of this profile that reads its metrics is silent meanwhile.",
+        steps=steps,
+        signal="exporter_up",
+        depends_on=(),
+        exporter="prometheus",
+        window="5m",
+        lookback=3600.0,
+        panel_title="runbook-exporter scraped",
+        test=AlertTest(
+            series=(
+                SeriesInput(
+                    f'up{{job="{EXPORTER_JOB}",instance="exporter:9711"}}',
+                    "gauge",
+                    "threshold + 1",
+                    "threshold",
+                ),
+            ),
+            labels=(("instance", "exporter:9711"), ("job", EXPORTER_JOB)),
+            value=None,
+            settle=1800.0,
+            absent_labels=(("job", EXPORTER_JOB),),
+        ),
     )
 
 
@@ -490,6 +644,9 @@ def read_bundle(
     if isinstance(prefix, str) and prefix and not NAME.fullmatch(prefix):
         bundle.error("prefix", f"use CamelCase letters and digits, got {describe(prefix)}")
     docs_url = bundle.str("docs_url", DEFAULT_DOCS_URL)
+    system = bundle.str("system", slug)
+    if isinstance(system, str) and not SLUG.fullmatch(system):
+        bundle.error("system", f"use lower-case letters, digits and -, got {describe(system)}")
     evaluation_interval = bundle.duration("evaluation_interval", 60.0)
 
     routing = bundle.mapping("routing", required=True)
@@ -534,6 +691,12 @@ def read_bundle(
         source = entry.choice("source", tuple(sorted(EXTERNAL_METRICS)))
         exporters.append(Exporter(job, source, entry.str("what")))
         entry.done()
+    if not any(e.job == "prometheus" for e in exporters):
+        # ExporterDown reads Prometheus' own `up`.
+        exporters.append(
+            Exporter("prometheus", "prometheus", "Prometheus itself: `up` of the "
+                     "runbook-exporter scrape job")
+        )
 
     alerts: list[Alert] = []
     seen: dict[str, str] = {}
@@ -542,6 +705,10 @@ def read_bundle(
     for entry in bundle.mappings("alerts", required=True):
         alert = _read_alert(entry, prefix if isinstance(prefix, str) else "", severity_names)
         if alert is None:
+            continue
+        if alert.short == EXPORTER_DOWN:
+            entry.error("name", "ExporterDown is generated for every profile; give its "
+                                "runbook fields under bundle.exporter_down")
             continue
         if alert.short in seen:
             entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
@@ -554,11 +721,21 @@ def read_bundle(
             entry.error("exporter", f'unknown exporter "{alert.exporter}" (listed under '
                                     f'bundle.exporters: {", ".join(sorted(exporter_jobs))})')
         alerts.append(alert)
+    alerts.append(
+        _exporter_down(
+            bundle.mapping("exporter_down"),
+            prefix if isinstance(prefix, str) else "",
+            severities,
+        )
+    )
+    seen[EXPORTER_DOWN] = f"{bundle.path}.exporter_down"
     for index, alert in enumerate(alerts):
-        for dependency in alert.depends_on:
-            if dependency not in seen:
-                bundle.error(f"alerts[{index}].depends_on",
-                             f'unknown alert "{dependency}" in this profile')
+        for position, dependency in enumerate(alert.depends_on):
+            if dependency.alert and dependency.alert not in seen:
+                bundle.error(f"alerts[{index}].depends_on[{position}].alert",
+                             f'unknown alert "{dependency.alert}" in this profile')
+    # Every selector of every alert reads this system's series only.
+    alerts = [replace(a, query=system_scoped(a.query, system)) for a in alerts]
     by_short = {a.short: a for a in alerts}
     coverage = tuple(
         _read_coverage(
@@ -575,6 +752,7 @@ def read_bundle(
         return None
     return Profile(
         slug=slug,
+        system=system,
         title=title,
         runbook=runbook,
         prefix=prefix,

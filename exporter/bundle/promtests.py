@@ -11,12 +11,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.bundle.profile import LABEL_REF, Alert, Profile, evaluate, fill, number
+from exporter.bundle.guards import guards, required_of
+from exporter.bundle.profile import (
+    EXPORTER_JOB,
+    LABEL_REF,
+    SYSTEM_LABEL,
+    Alert,
+    Profile,
+    evaluate,
+    fill,
+    number,
+)
 from exporter.bundle.render import GENERATED, dump_yaml, threshold_text, value_text
 from exporter.bundle.rules import alert_annotations, alert_labels, runbook_url
 from exporter.fields import format_duration
 
 STEP = 60.0  # seconds between input samples and between rule evaluations
+# The system label the isolation tests give the inputs of a system that is not this one.
+OTHER_SYSTEM = "another-system"
+
+
+def with_labels(series: str, labels: dict[str, str]) -> str:
+    """A promtool series string (``name{a="b"}``) with these labels added."""
+    extra = ",".join(f'{name}="{value}"' for name, value in labels.items())
+    if series.endswith("}"):
+        inner = series[series.index("{") + 1 : -1].strip()
+        return f"{series[:-1]}{',' if inner else ''}{extra}}}"
+    return f"{series}{{{extra}}}"
 
 
 def _values(shape: str, value: float, steps: int) -> str:
@@ -28,17 +49,21 @@ def _values(shape: str, value: float, steps: int) -> str:
     return f"{number(-value)}+{number(STEP)}x{steps}"
 
 
-def _inputs(alert: Alert, side: str, steps: int) -> list[dict[str, str]]:
+def _inputs(alert: Alert, side: str, steps: int, system: str) -> list[dict[str, str]]:
+    """The test's input series on one side of the threshold, as series of ``system``."""
     names = {"threshold": alert.threshold}
     out = []
     for entry in alert.test.series:
         value = evaluate(entry.quiet if side == "quiet" else entry.fire, names)
-        series = fill(entry.series, threshold=alert.threshold)
+        series = with_labels(fill(entry.series, threshold=alert.threshold),
+                             {SYSTEM_LABEL: system})
         out.append({"series": series, "values": _values(entry.shape, value, steps)})
     return out
 
 
 def expected_value(alert: Alert) -> float:
+    if not alert.test.series:  # a guard: its value is 1, and no text shows it
+        return 1.0
     names = {"threshold": alert.threshold}
     first = alert.test.series[0]
     fire = evaluate(first.fire, names)
@@ -73,44 +98,159 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
     end = start + alert.for_ + settle
     steps = int(end // STEP) + 2
     at_end = format_duration(end)
-    exp_labels = {**dict(alert.test.labels), **alert_labels(profile, alert)}
+    exp_labels = {
+        **dict(alert.test.labels),
+        SYSTEM_LABEL: profile.system,
+        **alert_labels(profile, alert),
+    }
     quiet = {
         "name": f"{alert.name}: quiet just short of {threshold_text(alert)}",
         "interval": format_duration(STEP),
-        "input_series": _inputs(alert, "quiet", steps),
+        "input_series": _inputs(alert, "quiet", steps, profile.system),
         "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
     }
-    checks: list[dict[str, Any]] = []
-    if alert.for_ >= STEP:
-        before = start + alert.for_ - STEP
-        checks.append(
-            {"eval_time": format_duration(before), "alertname": alert.name, "exp_alerts": []}
-        )
-    checks.append(
-        {
-            "eval_time": at_end,
-            "alertname": alert.name,
-            "exp_alerts": [
-                {
-                    "exp_labels": exp_labels,
-                    "exp_annotations": expected_annotations(profile, alert, exp_labels),
-                }
-            ],
-        }
-    )
+    checks = _fires_after_for(profile, alert, start, end, [exp_labels])
+    # Another system's healthy series alongside: they must not change the outcome.
     fire = {
         "name": f"{alert.name}: fires past {threshold_text(alert)} once for elapses",
         "interval": format_duration(STEP),
-        "input_series": _inputs(alert, "fire", steps),
+        "input_series": _inputs(alert, "fire", steps, profile.system)
+        + _inputs(alert, "quiet", steps, OTHER_SYSTEM),
         "alert_rule_test": checks,
     }
-    return [quiet, fire]
+    # Isolation: the same fault in another system's series never fires this system's
+    # alert (exp_alerts lists every alert of that name: none).
+    isolated = {
+        "name": f"{alert.name}: quiet while only another system is past "
+        f"{threshold_text(alert)}",
+        "interval": format_duration(STEP),
+        "input_series": _inputs(alert, "fire", steps, OTHER_SYSTEM)
+        + _inputs(alert, "quiet", steps, profile.system),
+        "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
+    }
+    tests = [quiet, fire, isolated]
+    if alert.test.absent_labels is not None:
+        # No series of this system at all (the target is gone): it fires all the same.
+        labels = {**dict(alert.test.absent_labels), SYSTEM_LABEL: profile.system,
+                  **alert_labels(profile, alert)}
+        tests.append(
+            {
+                "name": f"{alert.name}: fires when its series are absent",
+                "interval": format_duration(STEP),
+                "input_series": _inputs(alert, "quiet", steps, OTHER_SYSTEM),
+                "alert_rule_test": _fires_after_for(
+                    profile, alert, start, end, labels=[labels]
+                ),
+            }
+        )
+    return tests
+
+
+def _fires_after_for(
+    profile: Profile, alert: Alert, start: float, end: float, labels: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    """Silent one evaluation before ``for`` has elapsed, then firing with these labels."""
+    checks: list[dict[str, Any]] = []
+    if alert.for_ >= STEP:
+        before = format_duration(start + alert.for_ - STEP)
+        checks.append({"eval_time": before, "alertname": alert.name, "exp_alerts": []})
+    checks.append(
+        {
+            "eval_time": format_duration(end),
+            "alertname": alert.name,
+            "exp_alerts": [
+                {"exp_labels": each, "exp_annotations": expected_annotations(profile, alert, each)}
+                for each in labels
+            ],
+        }
+    )
+    return checks
+
+
+# The exporter instance the guard tests scrape.
+EXPORTER_TARGET = {"instance": "exporter:9711", "job": EXPORTER_JOB}
+
+
+def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
+    """promtool tests of a missing-data guard: quiet while every series it needs is
+    there; firing (one alert per missing series, ``missing`` naming it) when the check
+    fails and the series are gone; quiet when the exporter itself is down (ExporterDown
+    pages) and when only another system's series are missing."""
+    required = required_of(profile, guard_alert)
+    end = guard_alert.for_ + 2 * STEP
+    steps = int(end // STEP) + 2
+    at_end = format_duration(end)
+    checks = sorted({v for r in required for k, v in r.labels if k == "check"})
+
+    def up(value: int, system: str) -> dict[str, str]:
+        target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
+        return {"series": with_labels("up", target), "values": f"{value}+0x{steps}"}
+
+    def data(system: str) -> list[dict[str, str]]:
+        target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
+        return [
+            {"series": r.selector(**target), "values": f"1+0x{steps}"} for r in required
+        ]
+
+    def failing(system: str) -> list[dict[str, str]]:
+        target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
+        return [
+            {
+                "series": with_labels(f'runbook_exporter_check_success{{check="{c}"}}', target),
+                "values": f"0+0x{steps}",
+            }
+            for c in checks
+        ]
+
+    def silent(name: str, inputs: list[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "name": f"{guard_alert.name}: {name}",
+            "interval": format_duration(STEP),
+            "input_series": inputs,
+            "alert_rule_test": [
+                {"eval_time": at_end, "alertname": guard_alert.name, "exp_alerts": []}
+            ],
+        }
+
+    fired = [
+        {
+            **EXPORTER_TARGET,
+            SYSTEM_LABEL: profile.system,
+            "missing": r.selector(),
+            **dict(r.labels),
+            **alert_labels(profile, guard_alert),
+        }
+        for r in required
+    ]
+    return [
+        silent("quiet while its series are there", [up(1, profile.system), *data(profile.system)]),
+        {
+            "name": f"{guard_alert.name}: fires when the check fails and its series vanish",
+            "interval": format_duration(STEP),
+            "input_series": [
+                up(1, profile.system),
+                *failing(profile.system),
+                up(1, OTHER_SYSTEM),
+                *data(OTHER_SYSTEM),
+            ],
+            "alert_rule_test": _fires_after_for(profile, guard_alert, 0.0, end, fired),
+        },
+        silent("quiet while the exporter is down (ExporterDown pages)",
+               [up(0, profile.system)]),
+        silent(
+            "quiet while only another system's series are missing",
+            [up(1, profile.system), *data(profile.system), up(1, OTHER_SYSTEM)],
+        ),
+    ]
 
 
 def promtool_tests(profile: Profile, rules_path: str) -> str:
     data = {
         "rule_files": [rules_path],
         "evaluation_interval": format_duration(STEP),
-        "tests": [t for alert in profile.alerts for t in alert_tests(profile, alert)],
+        "tests": [
+            *(t for alert in profile.alerts for t in alert_tests(profile, alert)),
+            *(t for g in guards(profile) for t in guard_tests(profile, g)),
+        ],
     }
     return dump_yaml(data, GENERATED.format(source=f"profiles/{profile.slug}.yml"))

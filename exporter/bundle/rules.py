@@ -65,14 +65,22 @@ def recording_rules(profile: Profile) -> list[dict[str, Any]]:
     ]
 
 
+def all_alerts(profile: Profile) -> list[Alert]:
+    """The profile's alerts, then their missing-data guards (exporter/bundle/guards.py)."""
+    from exporter.bundle.guards import guards
+
+    return [*profile.alerts, *guards(profile)]
+
+
 def rule_groups(profile: Profile) -> list[dict[str, Any]]:
-    """The profile's rule groups: alerts, then the threshold recording rules."""
+    """The profile's rule groups: alerts and their guards, then the threshold recording
+    rules."""
     interval = format_duration(profile.evaluation_interval)
     return [
         {
             "name": f"{profile.slug}.alerts",
             "interval": interval,
-            "rules": [rule(profile, alert) for alert in profile.alerts],
+            "rules": [rule(profile, alert) for alert in all_alerts(profile)],
         },
         {
             "name": f"{profile.slug}.thresholds",

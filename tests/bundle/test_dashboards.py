@@ -5,6 +5,7 @@ rates over $__rate_interval, and whose threshold step is the alert's threshold."
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ import promql_parser
 import pytest
 import yaml
 
-from exporter.bundle.dashboards import dashboard_uid, panel_id, scoped
+from exporter.bundle.dashboards import dashboard_uid, panel_id, threshold_steps
 from exporter.bundle.known import EXTERNAL_METRICS
 from exporter.bundle.profile import Profile
+from exporter.bundle.promql import scoped
 from exporter.bundle.render import grafana_unit
 
 from .test_rules import EXPORTER_METRICS, _selectors
@@ -31,7 +33,8 @@ def _load(bundle: Path, profile: Profile) -> dict[str, Any]:
 def _as_promql(expr: str) -> str:
     for variable, value in GRAFANA_VARIABLES.items():
         expr = expr.replace(variable, value)
-    assert "$" not in expr, expr
+    # "$1": label_replace's replacement (Grafana leaves unknown variables as they are)
+    assert "$" not in expr.replace('"$1"', ""), expr
     return expr
 
 
@@ -66,7 +69,8 @@ def test_one_panel_per_alert_with_its_threshold_and_unit(
             defaults = panel["fieldConfig"]["defaults"]
             steps = defaults["thresholds"]["steps"]
             assert steps[0]["value"] is None
-            assert [s["value"] for s in steps[1:]] == [alert.threshold], alert.name
+            assert steps[1]["value"] == pytest.approx(alert.threshold), alert.name
+            _assert_colours_match_the_alert(steps, alert.op, alert.threshold)
             assert defaults["unit"] == grafana_unit(alert.unit)
             assert alert.name in panel["description"]
             assert panel["links"][0]["url"].endswith(f"#{alert.name.lower()}")
@@ -98,6 +102,47 @@ def test_panel_queries_parse_and_use_known_metrics(
                 assert {"job", "instance"} <= names, f"{alert.name}: {expr}"
 
 
+def grafana_colour(value: float, steps: list[dict[str, Any]]) -> str:
+    """The colour Grafana gives ``value``: that of the last step whose value it is >=,
+    the first step (value null) being minus infinity. This is getActiveThreshold of
+    grafana/packages/grafana-data/src/field/thresholds.ts, re-stated."""
+    active = steps[0]
+    for step in steps[1:]:
+        if value >= step["value"]:
+            active = step
+        else:
+            break
+    return str(active["color"])
+
+
+FIRES = {
+    ">": lambda v, t: v > t,
+    ">=": lambda v, t: v >= t,
+    "<": lambda v, t: v < t,
+    "<=": lambda v, t: v <= t,
+    "==": lambda v, t: v == t,
+    "!=": lambda v, t: v != t,
+}
+
+
+def _assert_colours_match_the_alert(steps: list[dict[str, Any]], op: str, t: float) -> None:
+    """Every value around the threshold is green exactly when the alert would not fire."""
+    nearby = [math.nextafter(t, -math.inf), t, math.nextafter(t, math.inf)]
+    for value in [t - 1, t - abs(t) / 100, *nearby, t + abs(t) / 100, t + 1, 0.0]:
+        colour = grafana_colour(value, steps)
+        assert (colour != "green") == FIRES[op](value, t), (op, t, value, colour, steps)
+
+
+@pytest.mark.parametrize("op", sorted(FIRES))
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 0.9, 536870912.0, -5.0])
+def test_threshold_colours_per_operator(op: str, threshold: float) -> None:
+    """Healthy values are green and firing values coloured, for each operator
+    (ExporterDown's `== 0` panel is green at up=1, a `> 0` panel at a healthy 0, the
+    "maxmemory != 512MiB" panel green at exactly 512MiB)."""
+    steps = [{"value": v, "color": c} for v, c in threshold_steps(op, threshold, "red")]
+    _assert_colours_match_the_alert(steps, op, threshold)
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -113,6 +158,28 @@ def test_panel_queries_parse_and_use_known_metrics(
 )
 def test_scoped_adds_matchers_to_every_selector(query: str, expected: str) -> None:
     assert scoped(query, "S") == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("sum by (le, job) (rate(x[5m]))", "sum by (le, job, s) (rate(x{S}[5m]))"),
+        ("sum(rate(x[5m])) by (job)", "sum(rate(x{S}[5m])) by (job, s)"),
+        ("sum(x) / count (y)", "sum by (s) (x{S}) / count by (s) (y{S})"),
+        ("a and on (job) b", "a{S} and on (job, s) b{S}"),
+        ("a / on () b", "a{S} / on (s) b{S}"),
+        ("sum without (pod) (x)", "sum without (pod) (x{S})"),
+        ("min by (s) (x)", "min by (s) (x{S})"),
+    ],
+)
+def test_scoped_keeps_a_label_through_aggregation_and_matching(
+    query: str, expected: str
+) -> None:
+    """The system label survives every aggregation and one-to-one match, so each alert
+    carries it (promql_parser agrees the result is valid PromQL)."""
+    got = scoped(query, "S", keep="s")
+    assert got == expected
+    promql_parser.parse(got.replace("{S}", '{s="x"}').replace(",S}", ',s="x"}'))
 
 
 def test_provisioning_points_grafana_at_the_dashboards(bundle: Path) -> None:

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.bundle.generate import generate
-from exporter.bundle.profile import load_profile_data, load_profiles
+from exporter.bundle.profile import Profile, load_profile_data, load_profiles
 from exporter.config import load_file
 from exporter.fields import ConfigError
 from tests.support import require_binary
@@ -67,7 +68,8 @@ def test_drill_generation_goes_elsewhere(tmp_path: Path) -> None:
     assert "> 6\n" in text or "> 6 " in text  # TelemetryStale: 60s freshness window x 0.1
     assert "!= 536870912" in text  # value thresholds unchanged
     tracker = (tmp_path / "rules" / "surveillance-tracker.rules.yml").read_text()
-    assert 'queue="ingest"}[12m]) >= 2' in tracker  # {lookback} 2h x 0.1, threshold kept
+    # {lookback} 2h x 0.1, threshold kept
+    assert 'queue="ingest",system="surveillance-tracker"}[12m]) >= 2' in tracker
     am = (tmp_path / "alertmanager" / "alertmanager.yml").read_text()
     assert "repeat_interval: 1m30s" in am  # P1 15m x 0.1
     checks = [
@@ -103,8 +105,16 @@ BAD = [
      "(routing defines: critical, info, warning)"),
     ({"alerts[0].query": 'up{check="nope"}'},
      'bundle.alerts[0].query: selects check "nope", which the profile does not define'),
-    ({"alerts[0].depends_on": ["Ghost"]},
-     'bundle.alerts[0].depends_on: unknown alert "Ghost" in this profile'),
+    ({"alerts[0].depends_on": [{"alert": "Ghost", "equal": ["instance"]}]},
+     'bundle.alerts[0].depends_on[0].alert: unknown alert "Ghost" in this profile'),
+    ({"alerts[0].depends_on": [{"alert": "WebDown", "equal": ["system"]}]},
+     "bundle.alerts[0].depends_on[0].equal: system is always required equal; list the "
+     "labels that tie this dependency to one service"),
+    ({"alerts[0].depends_on": ["WebDown"]},
+     "bundle.alerts[0].depends_on[0]: expected a mapping, got \"WebDown\""),
+    ({"alerts[0].name": "ExporterDown"},
+     "bundle.alerts[0].name: ExporterDown is generated for every profile; give its "
+     "runbook fields under bundle.exporter_down"),
     ({"alerts[0].summary": "{{ $value }}"},
      "bundle.alerts[0].summary: the only template allowed is {{ $labels.NAME }}; "
      "write {value} and {threshold} for the numbers"),
@@ -198,3 +208,89 @@ def test_cli_reports_bad_profiles_without_traceback(tmp_path: Path) -> None:
     assert result.stderr.startswith("profiles/smart-city.yml: bundle.alerts[")
     assert '.op: expected one of >, >=, <, <=, ==, !=, got "=>"' in result.stderr
     assert not (tmp_path / "rules").exists()
+
+
+def test_a_profile_without_runbook_fields_gets_defaults_and_generates(
+    tmp_path: Path,
+) -> None:
+    """No section, quote, summary, description, steps, panel or exporter_down: the
+    bundle is generated with the generator's own texts (the issue's `steps` left out
+    crashed with TypeError), and the profile still gets its ExporterDown."""
+    data = _minimal()
+    alert = data["bundle"]["alerts"][0]  # type: ignore[index]
+    for key in ("section", "quote", "summary", "description", "steps"):
+        del alert[key]
+    profile = load_profile_data(data, "<test>", "t")
+    (web_down, exporter_down) = profile.alerts
+    assert web_down.summary == "TWebDown is below {threshold}"
+    assert web_down.steps
+    assert "runbook_exporter_check_success" in web_down.steps[0]
+    assert exporter_down.name == "TExporterDown"
+    assert exporter_down.severity == "critical"
+    files = generate([profile])
+    rules = yaml.safe_load(files["rules/t.rules.yml"])
+    summaries = {r["alert"]: r["annotations"]["summary"]
+                 for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert summaries["TWebDown"] == "TWebDown is below 1"
+    assert "### TWebDown" in files["docs/runbooks/t.md"]
+
+
+def test_every_problem_of_a_profile_is_listed_with_its_path() -> None:
+    """Wrong fields in several places: one error listing each, never a traceback."""
+    data = _minimal()
+    _set(data, "bundle.alerts[0].steps", 5)
+    _set(data, "bundle.alerts[0].op", None)
+    _set(data, "bundle.alerts[0].test", "later")
+    _set(data, "bundle.routing.severities[1].response", "soonish")
+    _set(data, "bundle.exporter_down", {"severity": "urgent", "colour": "red"})
+    with pytest.raises(ConfigError) as caught:
+        load_profile_data(data, "<test>", "t")
+    problems = caught.value.problems
+    for path in (
+        "bundle.alerts[0].steps: expected a list of strings",
+        "bundle.alerts[0].op: ",
+        "bundle.alerts[0].test: expected a mapping",
+        "bundle.routing.severities[1].response: ",
+        'bundle.exporter_down.severity: unknown severity "urgent"',
+        "bundle.exporter_down.colour: unknown key",
+    ):
+        assert any(p.startswith(path) for p in problems), (path, problems)
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading (lower case, spaces to -, no
+    punctuation but - and _)."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_runbook_url_points_at_a_generated_page_and_heading(
+    generated: dict[str, str], profiles: list[Profile]
+) -> None:
+    """Each rule's runbook_url (alerts and guards) is <docs_url>/<page>#<anchor> where
+    docs/runbooks/<page> is a generated file with that heading."""
+    urls = 0
+    for profile in profiles:
+        rules = yaml.safe_load(generated[f"rules/{profile.slug}.rules.yml"])
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                url = rule["annotations"]["runbook_url"]
+                page, _, fragment = url.removeprefix(profile.docs_url + "/").partition("#")
+                text = generated.get(f"docs/runbooks/{page}")
+                assert text is not None, url
+                anchors = {_github_anchor(h) for h in re.findall(r"(?m)^#+ (.*)$", text)}
+                assert fragment in anchors, url
+                urls += 1
+    assert urls > 90
+
+
+def test_docs_url_sets_the_base_of_every_link(tmp_path: Path) -> None:
+    result = _cli("generate", "--docs-url", "https://runbooks.example/ops/", "--output",
+                  str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rules = (tmp_path / "rules" / "smart-city.rules.yml").read_text()
+    assert "runbook_url: https://runbooks.example/ops/smart-city.md#smartcityapidown" in rules
+    assert "github.com" not in rules
+    dashboard = (tmp_path / "dashboards" / "smart-city.json").read_text()
+    assert "https://runbooks.example/ops/smart-city.md#" in dashboard

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import fnmatch
 import json
 import os
 import subprocess
@@ -205,9 +206,11 @@ def prometheus_config(
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """compose/prometheus.yml with drill intervals, plus the file_sd files to write.
 
-    Only the global intervals change; scrape jobs, rule files and the Alertmanager
-    section are the committed ones. ``targets`` maps a file_sd file stem (the job) to
-    its loopback addresses; jobs without an entry get an empty target list.
+    Only the global intervals change; scrape jobs, relabelling, rule files and the
+    Alertmanager section are the committed ones. ``targets`` maps a file_sd file, without
+    ``targets/`` and ``.yml``, to its loopback addresses: ``runbook-exporter/smart-city``
+    (a job's targets in one system: the file name becomes their ``system`` label) or
+    ``alertmanager``. Fixed files without an entry get an empty target list.
     """
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     drill = copy.deepcopy(config)
@@ -216,12 +219,16 @@ def prometheus_config(
         scrape_timeout=DRILL_INTERVAL,
         evaluation_interval=DRILL_INTERVAL,
     )
-    files: dict[str, list[dict[str, Any]]] = {}
-    for name in sd_files(config):
-        stem = Path(name).stem
-        files[name] = [{"targets": list(targets.get(stem, []))}]
-    unknown = set(targets) - {Path(n).stem for n in files}
-    assert not unknown, f"compose/prometheus.yml has no file_sd file for {sorted(unknown)}"
+    patterns = sd_files(config)
+    files: dict[str, list[dict[str, Any]]] = {
+        name: [{"targets": []}] for name in patterns if "*" not in name
+    }
+    for key, addresses in targets.items():
+        name = f"targets/{key}.yml"
+        assert any(fnmatch.fnmatchcase(name, p) for p in patterns), (
+            f"compose/prometheus.yml has no file_sd file for {key}"
+        )
+        files[name] = [{"targets": list(addresses)}]
     return drill, files
 
 
@@ -272,6 +279,7 @@ class Stack:
     prometheus_port: int = field(default_factory=free_port)
     alertmanager_port: int = field(default_factory=free_port)
     processes: list[ManagedProcess] = field(default_factory=list)
+    systems: int = 1  # exporters Prometheus scrapes, one per system
 
     async def start(
         self,
@@ -279,32 +287,49 @@ class Stack:
         rule_files: Iterable[Path],
         alertmanager_config: Mapping[str, Any],
         env: Mapping[str, str] | None = None,
+        system: str = "drill",
+        others: Mapping[str, tuple[list[dict[str, Any]], Mapping[str, str]]] | None = None,
     ) -> None:
+        """Everything, with the exporter listed as a target of ``system`` (the file_sd
+        file name that becomes its ``system`` label, as in compose/prometheus.yml).
+        ``others`` maps further systems to their own exporter's (checks, env): several
+        systems in one Prometheus."""
         await self.webhook.start()
         await self._start_alertmanager(alertmanager_config)
-        await self._start_exporter(checks, env)
-        await self._start_prometheus(rule_files)
+        targets = {system: await self._start_exporter("exporter", checks, env, self.exporter_port)}
+        for other, (other_checks, other_env) in (others or {}).items():
+            port = free_port()
+            targets[other] = await self._start_exporter(
+                f"exporter-{other}", other_checks, other_env, port
+            )
+        await self._start_prometheus(rule_files, targets)
 
     async def _start_exporter(
-        self, checks: list[dict[str, Any]], env: Mapping[str, str] | None
-    ) -> None:
-        config = write_yaml(self.workdir / "exporter.yml", {"checks": checks})
+        self,
+        name: str,
+        checks: list[dict[str, Any]],
+        env: Mapping[str, str] | None,
+        port: int,
+    ) -> str:
+        """Start one exporter; its address."""
+        config = write_yaml(self.workdir / f"{name}.yml", {"checks": checks})
         process_env = {**os.environ, **(env or {})}
         exporter = ManagedProcess(
-            "exporter",
+            name,
             [
                 sys.executable,
                 "-m",
                 "exporter",
                 f"--config.file={config}",
-                f"--web.listen-address=127.0.0.1:{self.exporter_port}",
+                f"--web.listen-address=127.0.0.1:{port}",
                 "--log.level=debug",
             ],
             self.workdir,
             process_env,
         )
         self._launch(exporter)
-        await wait_http_ok(self.session, f"{self.exporter_url}/-/ready", exporter)
+        await wait_http_ok(self.session, f"http://127.0.0.1:{port}/-/ready", exporter)
+        return f"127.0.0.1:{port}"
 
     async def _start_alertmanager(self, config: Mapping[str, Any]) -> None:
         drill = rewrite_receivers(config, self.webhook.url)
@@ -324,16 +349,22 @@ class Stack:
         self._launch(alertmanager)
         await wait_http_ok(self.session, f"{self.alertmanager_url}/-/ready", alertmanager)
 
-    async def _start_prometheus(self, rule_files: Iterable[Path]) -> None:
+    async def _start_prometheus(
+        self, rule_files: Iterable[Path], exporters: Mapping[str, str]
+    ) -> None:
         home = self.workdir / "prometheus"
+        self.systems = len(exporters)
         config, sd = prometheus_config(
             {
-                "runbook-exporter": [f"127.0.0.1:{self.exporter_port}"],
+                **{f"runbook-exporter/{s}": [address] for s, address in exporters.items()},
                 "alertmanager": [f"127.0.0.1:{self.alertmanager_port}"],
                 "prometheus": [f"127.0.0.1:{self.prometheus_port}"],
             }
         )
         path = write_yaml(home / "prometheus.yml", config)
+        for name in sd_files(config):
+            if "*" in name:  # targets/<job>/*.yml: the job's directory, empty or not
+                (home / name).parent.mkdir(parents=True, exist_ok=True)
         for name, groups in sd.items():
             write_yaml(home / name, groups)
         for rule_file in rule_files:
@@ -384,13 +415,24 @@ class Stack:
         return list(body["data"]["groups"])
 
     async def wait_scraped(self, timeout: float = START_TIMEOUT) -> None:
-        """Until Prometheus has scraped the exporter once and evaluated the rules."""
+        """Until Prometheus has scraped every exporter and then evaluated every rule
+        group again: alerts from before the first scrape (ExporterDown's absent branch
+        while no target was scraped yet) are settled by then."""
         deadline = time.monotonic() + timeout
+        seen_up: dict[str, str] | None = None  # each group's lastEvaluation when up
         while True:
-            up = await self.query('up{job="runbook-exporter"} == 1')
+            up = len(await self.query('up{job="runbook-exporter"} == 1')) == self.systems
             groups = await self.rule_groups()
-            evaluated = groups and all(g.get("lastEvaluation", "").startswith("20") for g in groups)
-            if up and evaluated:
+            evaluations = {g["name"]: g.get("lastEvaluation", "") for g in groups}
+            if up and seen_up is None:
+                seen_up = evaluations
+            if (
+                seen_up is not None
+                and groups
+                and all(
+                    e.startswith("20") and e != seen_up.get(n) for n, e in evaluations.items()
+                )
+            ):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(

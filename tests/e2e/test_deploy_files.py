@@ -166,10 +166,12 @@ def test_prometheus_yml_loads_every_profile_rules_file(tmp_path: Path) -> None:
 def test_compose_targets_name_compose_services() -> None:
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     services = set(yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())["services"])
-    for name in sd_files(config):
-        groups = yaml.safe_load((COMPOSE / name).read_text())
+    listed = [path for name in sd_files(config) for path in sorted(COMPOSE.glob(name))]
+    assert COMPOSE / "targets" / "runbook-exporter" / "smart-city.yml" in listed
+    for path in listed:
+        groups = yaml.safe_load(path.read_text())
         hosts = {t.rsplit(":", 1)[0] for g in groups for t in g["targets"]}
-        assert hosts <= services | {"localhost"}, (name, hosts)
+        assert hosts <= services | {"localhost"}, (path, hosts)
 
 
 # --- Dockerfile ------------------------------------------------------------------------
@@ -352,6 +354,13 @@ def test_kubernetes_manifests_fit_together() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     for endpoint in monitor["spec"]["endpoints"]:
         assert endpoint["path"] == "/metrics"
+        # The system label the profile's rules select comes from the Service's part-of.
+        (relabel,) = endpoint["relabelings"]
+        assert relabel["targetLabel"] == "system"
+        assert relabel["sourceLabels"] == [
+            "__meta_kubernetes_service_label_app_kubernetes_io_part_of"
+        ]
+    assert service["metadata"]["labels"]["app.kubernetes.io/part-of"] == profile.stem
 
 
 def test_kustomization_builds() -> None:

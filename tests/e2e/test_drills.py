@@ -21,13 +21,15 @@ from typing import Any
 
 import yaml
 
+from exporter.bundle.profile import load_profile as read_profile
+from exporter.bundle.rules import all_alerts
 from tests.e2e.conftest import (
     Bundle,
     ServiceApp,
     TcpServer,
     load_profile,
 )
-from tests.e2e.stack import Delivery, Stack
+from tests.e2e.stack import REPO, Delivery, Stack
 from tests.servers import RedisServer
 
 BULLMQ_JOBS = Path(__file__).with_name("bullmq_jobs.py")
@@ -44,23 +46,44 @@ class Expected:
 
 
 def expected(bundle: Bundle, profile: str, short: str) -> Expected:
-    """From the profile: the alert's name and severity; the receiver the generated tree
-    has for that profile and severity; the runbook_url its generated rule carries."""
-    data = load_profile(profile)["bundle"]
-    alert = next(a for a in data["alerts"] if a["name"] == short)
-    alertname = data["prefix"] + short
+    """From the profile (as the generator reads it: ExporterDown and the missing-data
+    guards are generated): the alert's name and severity; the receiver the generated
+    tree has for that profile and severity; the runbook_url its generated rule carries."""
+    loaded = read_profile(REPO / "profiles" / f"{profile}.yml")
+    alert = next(a for a in all_alerts(loaded) if a.short == short)
     urls = [
         rule["annotations"]["runbook_url"]
         for path in bundle.rules(profile)
         for group in yaml.safe_load(path.read_text())["groups"]
         for rule in group["rules"]
-        if rule.get("alert") == alertname
+        if rule.get("alert") == alert.name
     ]
-    assert len(urls) == 1, f"{alertname}: {len(urls)} rules in the generated bundle"
+    assert len(urls) == 1, f"{alert.name}: {len(urls)} rules in the generated bundle"
     assert f"/{profile}.md#" in urls[0], urls[0]
-    receiver = f"{profile}-{alert['severity']}"
+    receiver = f"{profile}-{alert.severity}"
     assert receiver in {r["name"] for r in bundle.alertmanager()["receivers"]}
-    return Expected(alertname, alert["severity"], receiver, urls[0])
+    return Expected(alert.name, alert.severity, receiver, urls[0])
+
+
+def drill_rules(stack: Stack, bundle: Bundle, profile: str, checks: list[str]) -> list[Path]:
+    """The profile's generated rule files without the missing-data guards of checks the
+    drill does not run: those guards would rightly page (their series are missing), but
+    each drill runs a few of the profile's checks. Every other rule is as generated."""
+    out = []
+    for path in bundle.rules(profile):
+        data = yaml.safe_load(path.read_text())
+        for group in data["groups"]:
+            group["rules"] = [
+                rule
+                for rule in group["rules"]
+                if not str(rule.get("alert", "")).endswith("NoData")
+                or any(f'check="{name}"' in rule["expr"] for name in checks)
+            ]
+        copy = stack.workdir / "drill-rules" / path.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(yaml.safe_dump(data, sort_keys=False))
+        out.append(copy)
+    return out
 
 
 def profile_checks(profile: str, *names: str) -> list[dict[str, Any]]:
@@ -73,14 +96,20 @@ async def start(
     stack: Stack,
     bundle: Bundle,
     profile: str,
-    checks: list[str],
+    checks: list[str] | list[dict[str, Any]],
     env: dict[str, str],
 ) -> None:
+    """The profile's checks (names, or entries already taken from the profile) in one
+    exporter scraped as the profile's system, with the profile's generated rules."""
+    entries = [c for c in checks if isinstance(c, dict)] or profile_checks(
+        profile, *(c for c in checks if isinstance(c, str))
+    )
     await stack.start(
-        profile_checks(profile, *checks),
-        bundle.rules(profile),
+        entries,
+        drill_rules(stack, bundle, profile, [c["name"] for c in entries]),
         bundle.alertmanager(),
         env=env,
+        system=profile,
     )
     await stack.wait_scraped()
 
@@ -371,3 +400,119 @@ async def test_exporter_dies(
     fixed = time.monotonic()
     exporter.start()
     record_timing("resolved", await assert_resolved(stack, down, fixed, job="runbook-exporter"))
+
+
+# --- missing data and isolation --------------------------------------------------------
+
+
+async def test_backup_glob_stops_matching(
+    stack: Stack, drill_bundle: Bundle, tmp_path: Path, record_timing: Any
+) -> None:
+    """Drill 8: the backup directory loses its last dump (the glob matches nothing, the
+    check writes only file_matches 0) → the backup alert cannot fire, its missing-data
+    guard pages saying which series is missing; a new dump resolves it.
+
+    The profile's own check, but without its min_interval (5m): the drill must not
+    wait five minutes for the next real read."""
+    guard = expected(drill_bundle, SMART_CITY, "BackupMissingNoData")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    dump = backups / "smartcity_20250101_020000.sql.gz"
+    dump.write_bytes(b"dump")
+    (check,) = profile_checks(SMART_CITY, "db-backup")
+    check = {k: v for k, v in check.items() if k != "min_interval"}
+    await start(stack, drill_bundle, SMART_CITY, [check], {"BACKUP_DIR": str(backups)})
+    await stack.wait_series('freshness_timestamp_seconds{check="db-backup"}')
+    await assert_not_firing(stack, guard.alertname)
+
+    fault = time.monotonic()
+    dump.unlink()
+    page, delay = await assert_page(stack, guard, fault, check="db-backup")
+    assert page.labels["missing"] == 'freshness_timestamp_seconds{check="db-backup"}'
+    assert page.annotations["summary"].startswith("No data for SmartCityBackupMissing: ")
+    assert await stack.query('file_matches{check="db-backup"} == 0')  # the check succeeds
+    record_timing("page", delay)
+
+    fixed = time.monotonic()
+    dump.write_bytes(b"dump")
+    record_timing("resolved", await assert_resolved(stack, guard, fixed, check="db-backup"))
+
+
+async def test_source_leaves_the_sources_list(
+    stack: Stack, drill_bundle: Bundle, service_app: ServiceApp, record_timing: Any
+) -> None:
+    """Drill 9: one hourly source drops out of /api/sources (its series vanishes; the
+    lag alert cannot fire) → the guard pages for that item only."""
+    guard = expected(drill_bundle, TRACKER, "HourlySourceLaggingNoData")
+    service_app.sources = ["redlightcameralist", "atlas-of-surveillance", "overpass-alpr"]
+    await service_app.start()
+    await start(stack, drill_bundle, TRACKER, ["sources"], {"TRACKER_API_URL": service_app.url})
+    await assert_not_firing(stack, guard.alertname)
+
+    fault = time.monotonic()
+    service_app.sources.remove("atlas-of-surveillance")
+    page, delay = await assert_page(stack, guard, fault, item="atlas-of-surveillance")
+    assert page.labels["check"] == "sources"
+    record_timing("page", delay)
+    assert {d.labels.get("item") for d in stack.webhook.matching(guard.alertname, "firing")} == {
+        "atlas-of-surveillance"
+    }
+
+    fixed = time.monotonic()
+    service_app.sources.append("atlas-of-surveillance")
+    record_timing(
+        "resolved", await assert_resolved(stack, guard, fixed, item="atlas-of-surveillance")
+    )
+
+
+async def test_two_systems_one_prometheus_fault_in_one(
+    stack: Stack,
+    drill_bundle: Bundle,
+    redis_factory: Any,
+    record_timing: Any,
+) -> None:
+    """Drill 10: smart-city and surveillance-tracker in one Prometheus, each with its own
+    exporter and its own Redis behind a check of the same name ("redis"). smart-city's
+    Redis stops → smart-city's RedisDown pages, surveillance-tracker's never; then
+    smart-city's exporter dies → one ExporterDown, smart-city's."""
+    smart_redis, tracker_redis = redis_factory(), redis_factory()
+    down = expected(drill_bundle, SMART_CITY, "RedisDown")
+    other = expected(drill_bundle, TRACKER, "RedisDown")
+    exporter_down = expected(drill_bundle, SMART_CITY, "ExporterDown")
+    await stack.start(
+        profile_checks(SMART_CITY, "redis"),
+        [
+            *drill_rules(stack, drill_bundle, SMART_CITY, ["redis"]),
+            *drill_rules(stack, drill_bundle, TRACKER, ["redis"]),
+        ],
+        drill_bundle.alertmanager(),
+        env={"REDIS_URL": smart_redis.url},
+        system=SMART_CITY,
+        others={TRACKER: (profile_checks(TRACKER, "redis"), {"REDIS_URL": tracker_redis.url})},
+    )
+    await stack.wait_scraped()
+    await assert_not_firing(stack, down.alertname)
+
+    fault = time.monotonic()
+    smart_redis.stop()
+    page, delay = await assert_page(stack, down, fault, check="redis")
+    assert page.labels["system"] == SMART_CITY
+    record_timing("page", delay)
+    assert [a for a in await stack.firing() if a["labels"]["alertname"] == other.alertname] == []
+    assert not stack.webhook.matching(other.alertname, "firing")
+
+    fault = time.monotonic()
+    next(p for p in stack.processes if p.name == "exporter").stop()
+    page, delay = await assert_page(stack, exporter_down, fault, job="runbook-exporter")
+    assert page.labels["system"] == SMART_CITY
+    record_timing("exporter-down page", delay)
+    # Since the fault: at start-up, before Prometheus' first scrape, every system's
+    # target is absent for longer than the drill-scaled `for` (0.6 s; 2 min in production).
+    pages = {
+        (d.labels["alertname"], d.labels.get("system"))
+        for d in stack.webhook.deliveries
+        if d.status == "firing"
+        and d.labels["alertname"].endswith("ExporterDown")
+        and d.received_at >= fault
+    }
+    assert pages == {(exporter_down.alertname, SMART_CITY)}

@@ -75,13 +75,13 @@ async def test_port_down_pages_then_resolves(
 
 
 def test_drill_prometheus_config_changes_only_intervals_and_targets() -> None:
-    config, files = prometheus_config({"runbook-exporter": ["127.0.0.1:1"]})
+    config, files = prometheus_config({"runbook-exporter/smart-city": ["127.0.0.1:1"]})
     assert config["global"]["scrape_interval"] == "1s"
-    assert files["targets/runbook-exporter.yml"] == [{"targets": ["127.0.0.1:1"]}]
-    assert files["targets/node.yml"] == [{"targets": []}]
-    assert sd_files(config) == list(files)
+    assert files["targets/runbook-exporter/smart-city.yml"] == [{"targets": ["127.0.0.1:1"]}]
+    assert files["targets/alertmanager.yml"] == [{"targets": []}]
+    assert "targets/runbook-exporter/*.yml" in sd_files(config)
     with pytest.raises(AssertionError, match="no file_sd file"):
-        prometheus_config({"postgres": ["127.0.0.1:2"]})
+        prometheus_config({"postgres/smart-city": ["127.0.0.1:2"]})
 
 
 def test_receiver_rewrite_keeps_tree_and_names() -> None:
