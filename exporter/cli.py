@@ -288,6 +288,19 @@ class AcceptFailureLog:
         self._last, self._suppressed = now, 0
 
 
+def _release_startup_memory() -> None:
+    """Give the heap that start-up freed (imports, YAML parsing) back to the system.
+
+    glibc keeps freed heap pages mapped; malloc_trim returns the whole free pages among
+    them: about 1.4 MiB of a ~42 MiB serving exporter (bench: footprint). Elsewhere (musl,
+    macOS) there is no such call and nothing is done.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig) -> int:
     from aiohttp import web
 
@@ -310,6 +323,7 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
     # re-walking it on every scrape (about 40% of the CPU of a 1,000-queue bullmq scrape).
     gc.collect()
     gc.freeze()
+    _release_startup_memory()
     runner = web.AppRunner(
         make_app(exporter, web_config.middlewares(), lifecycle=args.lifecycle),
         access_log=None,

@@ -7,8 +7,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from exporter.bundle.generate import generate, stale, write
-from exporter.bundle.profile import load_profiles
 from exporter.fields import ConfigError
 
 
@@ -50,6 +48,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    # The generator is imported when a bundle command runs, not when the command line is
+    # parsed: a serving exporter builds the same parser and must not load it (bench:
+    # footprint).
+    from exporter.bundle.generate import generate, stale, write
+    from exporter.bundle.profile import load_profiles
+
     try:
         profiles = load_profiles(args.profiles)
     except ConfigError as exc:

@@ -107,3 +107,17 @@ def test_a_serving_exporter_does_not_load_prometheus_client_for_the_text_format(
         asyncio.run(main())
     """)
     assert "prometheus_client" not in loaded
+
+
+def test_parsing_the_command_line_does_not_load_the_bundle_generator() -> None:
+    """Serving builds the same parser as `bundle`; the generator loads when a bundle command
+    runs (it is most of the exporter's own code)."""
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\n"
+         "from exporter.cli import build_parser\n"
+         "build_parser().parse_args(['--config.file', 'x.yml'])\n"
+         "print(sorted(m for m in sys.modules if m.startswith('exporter.bundle.')))\n"],
+        capture_output=True, text=True, timeout=120, check=True, cwd=REPO,
+    )  # fmt: skip
+    assert done.stdout.strip() == "['exporter.bundle.cli']"
