@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 
-from bullmq import FlowProducer, Queue, Worker  # type: ignore[import-not-found]
+from bullmq import FlowProducer, Queue, Worker
 
 # Every state getJobCounts knows; its default list leaves "prioritized" out.
 STATES = (

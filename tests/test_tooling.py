@@ -1,4 +1,5 @@
-"""The strict tooling the project promises: ruff on everything, mypy --strict on the package."""
+"""The strict tooling the project promises: ruff on everything, mypy --strict on the package,
+its tests and its bench (pyproject.toml [tool.mypy] packages)."""
 
 import subprocess
 import sys

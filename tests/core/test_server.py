@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -34,7 +34,7 @@ checks:
 
 
 @pytest.fixture
-def log_stream() -> AsyncIterator[io.StringIO]:
+def log_stream() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     logs.setup("debug", "logfmt", stream)
     yield stream

@@ -219,7 +219,11 @@ class MongoPeer:
         docs = [d for d in self.collections.get((database, collection), [])
                 if _matches(d, command.get("filter", {}))]
         for key, direction in reversed(list(command.get("sort", {}).items())):
-            docs.sort(key=lambda d, k=key: _sort_key(_get(d, k)), reverse=direction < 0)
+
+            def by_field(doc: dict[str, Any], field: str = key) -> Any:
+                return _sort_key(_get(doc, field))
+
+            docs.sort(key=by_field, reverse=direction < 0)
         limit = abs(int(command.get("limit", 0)))
         if limit:
             docs = docs[:limit]

@@ -125,7 +125,7 @@ async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
         )
 
         async def holding() -> bool:
-            return (await queue.getJobCounts("active"))["active"] >= 2
+            return bool((await queue.getJobCounts("active"))["active"] >= 2)
 
         try:
             await wait_for(holding, "2 active jobs")

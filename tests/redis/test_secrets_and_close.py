@@ -6,6 +6,7 @@ connection (counted with CLIENT LIST)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -64,7 +65,7 @@ async def test_close_after_success_and_failure_leaves_no_connection(
         client.acl_setuser("pingonly", enabled=True, passwords=["+pingonly-pw"],
                            commands=["+ping", "+auth"])
     url = redis_server.url
-    checks = [
+    checks: list[dict[str, Any]] = [
         {"name": "r-ok", "kind": "redis", "url": url},
         {"name": "q-ok", "kind": "bullmq", "url": url},
         # Connected, then failed: INFO refused by ACL / a key of the wrong type.

@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ modules:
 
 
 @pytest.fixture
-def log_stream() -> AsyncIterator[io.StringIO]:
+def log_stream() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     logs.setup("debug", "logfmt", stream)
     yield stream
@@ -90,7 +90,9 @@ async def listener() -> AsyncIterator[tuple[str, list[float]]]:
     await server.wait_closed()
 
 
-async def probe(base: str, headers: dict[str, str] | None = None, **query: str) -> tuple[int, str]:
+async def probe(
+    base: str, headers: Mapping[str, str] | None = None, **query: str
+) -> tuple[int, str]:
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"{base}/probe", params=query, headers=headers or {}) as response,
@@ -153,7 +155,7 @@ async def test_refused_requests_answer_400_with_one_line_and_log_no_error(
     reason: str,
 ) -> None:
     base, _ = served
-    status, body = await probe(base, **query)
+    status, body = await probe(base, None, **query)
     assert status == 400
     assert reason in body
     assert body.count("\n") == 1
