@@ -252,9 +252,12 @@ async def test_gzip_body_is_one_complete_member_on_cached_and_fresh_scrapes(
     assert (await post(f"{base}/-/reload"))[0] == 200
     for accept in ("text/plain", "application/openmetrics-text"):
         for _ in range(2):  # the first encodes the checks' part, the second reuses it
-            async with aiohttp.ClientSession(auto_decompress=False) as session, session.get(
-                f"{base}/metrics", headers={"Accept-Encoding": "gzip", "Accept": accept}
-            ) as resp:
+            async with (
+                aiohttp.ClientSession(auto_decompress=False) as session,
+                session.get(
+                    f"{base}/metrics", headers={"Accept-Encoding": "gzip", "Accept": accept}
+                ) as resp,
+            ):
                 raw = await resp.read()
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # exactly one gzip member
             text = inflater.decompress(raw).decode()
@@ -280,8 +283,9 @@ async def test_a_cached_state_is_served_as_valid_gzip_equal_to_the_plain_text(
     exporter = Exporter(load_file(path), lambda: load_file(path))
     await exporter.start()
     try:
-        bodies = [gzip.decompress((await exporter.scrape("10", None, gzip=True))[0])
-                  for _ in range(3)]
+        bodies = [
+            gzip.decompress((await exporter.scrape("10", None, gzip=True))[0]) for _ in range(3)
+        ]
         plain = (await exporter.scrape("10", None))[0]
     finally:
         await exporter.stop()
