@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from exporter import logs
 from exporter.config import load_file
-from exporter.server import Exporter, make_app, scrape_budget
+from exporter.server import RunningExporter, make_app, scrape_budget
 from tests.core.conftest import Behaviour
 
 SECRET = "pa55-w0rd-never-shown"
@@ -46,11 +46,11 @@ def log_stream() -> Iterator[io.StringIO]:
 @pytest.fixture
 async def served(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
-) -> AsyncIterator[tuple[str, Path, Exporter]]:
+) -> AsyncIterator[tuple[str, Path, RunningExporter]]:
     monkeypatch.setenv("REDIS_PASSWORD", SECRET)
     path = tmp_path / "config.yml"
     path.write_text(GOOD)
-    exporter = Exporter(load_file(path), lambda: load_file(path))
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()
@@ -76,7 +76,7 @@ async def post(url: str) -> tuple[int, str]:
 
 
 async def test_metrics_has_uniform_series_for_every_check(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
 ) -> None:
     base, _, _ = served
     status, body, headers = await get(f"{base}/metrics")
@@ -92,7 +92,9 @@ async def test_metrics_has_uniform_series_for_every_check(
     assert 'test_probe_value{check="fine",team="ops"}' in body
 
 
-async def test_openmetrics_and_gzip_by_request_headers(served: tuple[str, Path, Exporter]) -> None:
+async def test_openmetrics_and_gzip_by_request_headers(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
     base, _, _ = served
     status, body, headers = await get(
         f"{base}/metrics",
@@ -105,7 +107,9 @@ async def test_openmetrics_and_gzip_by_request_headers(served: tuple[str, Path, 
     assert body.endswith("# EOF\n")
 
 
-async def test_fifty_concurrent_scrapes_all_succeed(served: tuple[str, Path, Exporter]) -> None:
+async def test_fifty_concurrent_scrapes_all_succeed(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
     base, _, _ = served
     replies = await asyncio.gather(*(get(f"{base}/metrics") for _ in range(50)))
     assert {status for status, _, _ in replies} == {200}
@@ -131,7 +135,7 @@ def test_scrape_budget_from_timeout_header(header: str | None, budget: float) ->
 
 
 async def test_hanging_check_bounded_by_scrape_timeout_header(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
 ) -> None:
     base, path, _ = served
     path.write_text("checks:\n  - {name: stuck, kind: test, mode: hang, timeout: 1h}\n")
@@ -143,7 +147,7 @@ async def test_hanging_check_bounded_by_scrape_timeout_header(
     assert "deadline" in page or "timed out" in page
 
 
-async def test_valid_reload_replaces_checks(served: tuple[str, Path, Exporter]) -> None:
+async def test_valid_reload_replaces_checks(served: tuple[str, Path, RunningExporter]) -> None:
     base, path, exporter = served
     path.write_text("checks:\n  - {name: only, kind: test}\n")
     assert await post(f"{base}/-/reload") == (200, "Reloaded.\n")
@@ -154,7 +158,7 @@ async def test_valid_reload_replaces_checks(served: tuple[str, Path, Exporter]) 
 
 
 async def test_invalid_reload_is_refused_and_old_config_keeps_serving(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
     log_stream: io.StringIO,
 ) -> None:
     base, path, _ = served
@@ -170,7 +174,9 @@ async def test_invalid_reload_is_refused_and_old_config_keeps_serving(
     assert "reload refused" in log_stream.getvalue()
 
 
-async def test_status_page_lists_checks_and_links(served: tuple[str, Path, Exporter]) -> None:
+async def test_status_page_lists_checks_and_links(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
     base, _, _ = served
     await get(f"{base}/metrics")
     status, page, _ = await get(f"{base}/")
@@ -181,7 +187,7 @@ async def test_status_page_lists_checks_and_links(served: tuple[str, Path, Expor
     assert "<td>fine</td><td>test</td><td>ok</td>" in page
 
 
-async def test_health_and_readiness(served: tuple[str, Path, Exporter]) -> None:
+async def test_health_and_readiness(served: tuple[str, Path, RunningExporter]) -> None:
     base, _, exporter = served
     assert (await get(f"{base}/-/healthy"))[0] == 200
     assert (await get(f"{base}/-/ready"))[0] == 200
@@ -190,7 +196,7 @@ async def test_health_and_readiness(served: tuple[str, Path, Exporter]) -> None:
 
 
 async def test_no_secret_in_metrics_config_status_or_logs(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
     log_stream: io.StringIO,
 ) -> None:
     base, _, _ = served
@@ -207,7 +213,7 @@ async def test_no_secret_in_metrics_config_status_or_logs(
 
 
 async def test_reused_results_render_the_same_series_in_both_formats(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
     test_kind: Behaviour,
 ) -> None:
     base, path, _ = served
@@ -245,7 +251,7 @@ def test_json_log_lines_are_parseable_and_redacted() -> None:
 
 
 async def test_gzip_body_is_one_complete_member_on_cached_and_fresh_scrapes(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
 ) -> None:
     base, path, _ = served
     path.write_text("checks:\n  - {name: cached, kind: test, min_interval: 1h}\n")
@@ -280,7 +286,7 @@ async def test_a_cached_state_is_served_as_valid_gzip_equal_to_the_plain_text(
         "checks:\n"
         + "".join(f"  - {{name: c{i}, kind: test, min_interval: 1h}}\n" for i in range(50))
     )
-    exporter = Exporter(load_file(path), lambda: load_file(path))
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
     await exporter.start()
     try:
         bodies = [

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from exporter.config import load_data, load_file
 from exporter.samples import Family, Sample
-from exporter.server import Exporter, make_app
+from exporter.server import RunningExporter, make_app
 from exporter.summary import key_value, key_values
 
 SECRET = "s3cr3t-never-shown-here"
@@ -38,7 +38,7 @@ checks:
 async def served(tmp_path: Path) -> AsyncIterator[str]:
     path = tmp_path / "config.yml"
     path.write_text(CONFIG)
-    exporter = Exporter(load_file(path), lambda: load_file(path))
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()
@@ -100,7 +100,7 @@ async def test_probe_debug_view_says_what_was_asked_and_why_it_failed() -> None:
         },
         "t",
     )
-    exporter = Exporter(config, lambda: config)
+    exporter = RunningExporter(config, lambda: config)
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()
@@ -153,7 +153,7 @@ async def test_status_page_links_the_alerts_each_check_feeds() -> None:
     profile = ROOT / "profiles" / "smart-city.yml"
     rules = RULES.read_text()
     (api_url,) = re.findall(r"runbook_url: (\S+#smartcityapidown)\n", rules)
-    exporter = Exporter(load_file(profile, env={}), lambda: load_file(profile, env={}))
+    exporter = RunningExporter(load_file(profile, env={}), lambda: load_file(profile, env={}))
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()

@@ -25,7 +25,7 @@ from exporter import logs
 from exporter.config import load_data, load_file
 from exporter.fields import ConfigError
 from exporter.probing import ProbePool, resolve
-from exporter.server import Exporter, make_app
+from exporter.server import RunningExporter, make_app
 from tests.servers import RedisServer
 from tests.support import async_wait_until, free_port
 
@@ -59,10 +59,14 @@ def log_stream() -> Iterator[io.StringIO]:
 
 
 @pytest.fixture
-async def served(tmp_path: Path, log_stream: io.StringIO) -> AsyncIterator[tuple[str, Exporter]]:
+async def served(
+    tmp_path: Path, log_stream: io.StringIO
+) -> AsyncIterator[tuple[str, RunningExporter]]:
     path = tmp_path / "config.yml"
     path.write_text(CONFIG)
-    exporter = Exporter(load_file(path), lambda: load_file(path), prober=ProbePool(max_entries=3))
+    exporter = RunningExporter(
+        load_file(path), lambda: load_file(path), prober=ProbePool(max_entries=3)
+    )
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()
@@ -109,7 +113,7 @@ def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 async def test_a_tcp_target_from_the_request_is_probed(
-    served: tuple[str, Exporter], listener: tuple[str, list[float]]
+    served: tuple[str, RunningExporter], listener: tuple[str, list[float]]
 ) -> None:
     base, _ = served
     address, accepted = listener
@@ -123,7 +127,7 @@ async def test_a_tcp_target_from_the_request_is_probed(
 
 
 async def test_a_closed_port_is_probe_success_0_not_an_http_error(
-    served: tuple[str, Exporter], log_stream: io.StringIO
+    served: tuple[str, RunningExporter], log_stream: io.StringIO
 ) -> None:
     base, _ = served
     status, body = await probe(base, module="tcp_local", target=f"127.0.0.1:{free_port()}")
@@ -149,7 +153,7 @@ async def test_a_closed_port_is_probe_success_0_not_an_http_error(
     ],
 )
 async def test_refused_requests_answer_400_with_one_line_and_log_no_error(
-    served: tuple[str, Exporter],
+    served: tuple[str, RunningExporter],
     log_stream: io.StringIO,
     query: dict[str, str],
     reason: str,
@@ -178,7 +182,7 @@ def test_credentials_in_an_allowed_target_are_refused() -> None:
 
 
 async def test_the_answer_is_bounded_by_the_scrape_timeout_header(
-    served: tuple[str, Exporter], listener: tuple[str, list[float]]
+    served: tuple[str, RunningExporter], listener: tuple[str, list[float]]
 ) -> None:
     base, _ = served
     address, _ = listener
@@ -291,7 +295,7 @@ async def test_config_endpoint_shows_modules_with_secrets_masked(tmp_path: Path)
         "modules:\n  r:\n    kind: redis\n    password: hunter22-module\n"
         "    allowed_targets: ['redis://127\\.0\\.0\\.1:\\d+/\\d+']\n"
     )
-    exporter = Exporter(load_file(path), lambda: load_file(path))
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()
