@@ -14,9 +14,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import logs
 from exporter.config import load_file
+from exporter.families import OWN_FAMILIES
 from exporter.server import RunningExporter, make_app, scrape_budget
 from tests.core.conftest import Behaviour
 
@@ -90,6 +92,20 @@ async def test_metrics_has_uniform_series_for_every_check(
     assert "runbook_exporter_config_last_reload_success_timestamp_seconds " in body
     assert "process_resident_memory_bytes " in body
     assert 'test_probe_value{check="fine",team="ops"}' in body
+
+
+async def test_own_series_are_exposed_as_families_py_defines_them(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
+    """docs/metrics.md is rendered from OWN_FAMILIES: the exposition must match it."""
+    base, _, _ = served
+    _, body, _ = await get(f"{base}/metrics")
+    exposed = {family.name: family for family in text_string_to_metric_families(body)}
+    for own in OWN_FAMILIES:
+        family = exposed[own.name]
+        assert (family.type, family.documentation) == (own.type, own.help)
+        assert len(family.samples) == 1
+        assert tuple(family.samples[0].labels) == own.labels
 
 
 async def test_openmetrics_and_gzip_by_request_headers(
