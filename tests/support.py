@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -62,6 +62,33 @@ def mount_tmpfs(target: Path, options: str) -> None:
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         unavailable(f"mount -t tmpfs refused here: {done.stderr.strip()}")
+
+
+MountTmpfs = Callable[..., Path]
+
+
+@pytest.fixture
+def tmpfs_mounts(tmp_path: Path) -> Iterator[MountTmpfs]:
+    """Mount real tmpfs filesystems under ``tmp_path``: ``mount(name, options)`` returns
+    the mount point; each is unmounted at teardown (a busy one fails the test)."""
+    mounted: list[Path] = []
+
+    def mount(name: str = "fs", options: str = "size=4m,nr_inodes=2000") -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        mount_tmpfs(target, options)
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=True)
+
+
+@pytest.fixture
+def tmpfs(tmpfs_mounts: MountTmpfs) -> Path:
+    """One 4 MiB tmpfs a test can fill past a threshold (the fire drills' data volume)."""
+    return tmpfs_mounts("tmpfs", "size=4m,mode=0755")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:

@@ -18,8 +18,18 @@ import pytest
 from aiohttp import web
 
 from exporter.config import load_data
-from tests.support import config_problems, free_port, run_check, run_checks, running, value, values
-from tests.web.conftest import LoopbackCA, Serve
+from tests.leaks import polled
+from tests.support import (
+    async_wait_until,
+    config_problems,
+    free_port,
+    run_check,
+    run_checks,
+    running,
+    value,
+    values,
+)
+from tests.web.conftest import Listener, LoopbackCA, Serve
 
 
 def ts(text: str) -> float:
@@ -658,3 +668,26 @@ def test_bad_options_are_reported_with_their_path(
     options: dict[str, Any], problems: list[str]
 ) -> None:
     assert config_problems({"name": "e", "kind": "http", **options}) == problems
+
+
+async def test_http_password_in_url_is_not_in_the_reason() -> None:
+    port = free_port()
+    (result,) = await run_checks(
+        [{"name": "e", "kind": "http", "url": f"http://monitor:${{PW}}@127.0.0.1:{port}/health"}],
+        env={"PW": "Url-Pa55word"},
+    )
+    assert result.error == f"connect to 127.0.0.1:{port}: Connection refused"
+
+
+async def test_http_close_after_success_and_failure_leaves_no_connection(
+    http_listener: Listener,
+) -> None:
+    good = {"name": "ok", "kind": "http", "url": f"http://127.0.0.1:{http_listener.port}/"}
+    bad = {"name": "bad", "kind": "http", "url": f"http://127.0.0.1:{http_listener.port}/",
+           "valid_status_codes": [204]}
+    async with running([good, bad]) as runner:
+        ok, failed = await runner.scrape(30.0)
+        assert ok.success, ok.error
+        assert failed.error == "status 200, expected 204"
+        assert http_listener.accepted == 2
+    await async_wait_until(polled(lambda: http_listener.open == 0), what="http connections closed")

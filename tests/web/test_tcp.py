@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from exporter.checks.tcp import os_reason
+from tests.leaks import polled
 from tests.servers import RedisServer
 from tests.support import (
+    async_wait_until,
     config_problems,
     free_port,
     run_check,
@@ -19,7 +23,7 @@ from tests.support import (
     value,
     values,
 )
-from tests.web.conftest import LoopbackCA
+from tests.web.conftest import Listener, LoopbackCA
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -178,3 +182,54 @@ def test_bad_options_are_reported_with_their_path(
     options: dict[str, Any], problems: list[str]
 ) -> None:
     assert config_problems({"name": "t", "kind": "tcp", **options}) == problems
+
+
+def test_unresolvable_host_reason_is_the_resolver_message() -> None:
+    """A real getaddrinfo failure, made locally (numeric-host lookup of a name)."""
+    with pytest.raises(socket.gaierror) as caught:
+        socket.getaddrinfo("engine.internal", 80, flags=socket.AI_NUMERICHOST)
+    reason = os_reason(caught.value)
+    # os.strerror(-2) would say "Unknown error -2": gaierror codes are not errno values.
+    assert reason == f"cannot resolve host: {caught.value.strerror}"
+    assert "Unknown error" not in reason
+
+
+@pytest.mark.parametrize(
+    ("check", "problem"),
+    [
+        ({"kind": "tcp", "address": "db..local:5432"},
+         'checks[0].address: a label of the host name is empty or longer than 63 characters: '
+         '"db..local:5432"'),
+        ({"kind": "http", "url": "http://engine..local/health"},
+         'checks[0].url: a label of the host name is empty or longer than 63 characters: '
+         '"engine..local"'),
+        ({"kind": "tcp", "address": f"{'x' * 64}.example:80"},
+         'checks[0].address: a label of the host name is empty or longer than 63 characters: '
+         f'"{"x" * 64}.example:80"'),
+        # aiohttp refused these on every request as "unexpected ValueError"; a token with
+        # a trailing newline (a YAML block scalar) is the likely way to get one.
+        ({"kind": "http", "url": "http://h/", "headers": {"Authorization": "Bearer t0k\n"}},
+         "checks[0].headers.Authorization: control characters (such as a line break) in the "
+         "value"),
+        ({"kind": "http", "url": "http://h/", "headers": {"X Api Key": "k"}},
+         "checks[0].headers.X Api Key: not a valid header name "
+         "(letters, digits and !#$%&'*+.^_`|~-)"),
+    ],
+)
+def test_values_that_fail_every_request_are_config_errors(
+    check: dict[str, Any], problem: str
+) -> None:
+    # Before: every scrape failed with "unexpected UnicodeError: encoding with 'idna' codec".
+    assert config_problems({"name": "c", **check}) == [problem]
+
+
+async def test_tcp_probe_hangs_up_after_each_run() -> None:
+    listener = Listener(b"")
+    listener.server = await asyncio.start_server(listener.handle, "127.0.0.1", 0)
+    async with listener.server:
+        result = await run_check(
+            {"name": "t", "kind": "tcp", "address": f"127.0.0.1:{listener.port}"}
+        )
+        assert result.success, result.error
+        await async_wait_until(polled(lambda: listener.open == 0), what="tcp connection closed")
+    assert listener.accepted == 1
