@@ -58,8 +58,12 @@ def runbooks_dir() -> Path:
 
 def mount_tmpfs(target: Path, options: str) -> None:
     """Mount a real tmpfs on ``target`` (needs root: CI runs as root)."""
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         unavailable(f"mount -t tmpfs refused here: {done.stderr.strip()}")
 

@@ -45,8 +45,9 @@ async def test_tmpfs_numbers_equal_statvfs(tmpfs_mounts: MountTmpfs) -> None:
     fs = tmpfs_mounts()
     (fs / "exports").mkdir()
     (fs / "exports" / "latest.json").write_bytes(b"x" * MIB)
-    result = await run_check({"name": "data", "kind": "disk",
-                              "path": [str(fs), str(fs / "exports")]})
+    result = await run_check(
+        {"name": "data", "kind": "disk", "path": [str(fs), str(fs / "exports")]}
+    )
     assert result.success, result.error
     expected = statvfs_numbers(fs)
     assert expected["disk_size_bytes"] == 4 * MIB
@@ -62,8 +63,7 @@ async def test_tmpfs_numbers_equal_statvfs(tmpfs_mounts: MountTmpfs) -> None:
 async def test_read_only_filesystem_is_flagged(tmpfs_mounts: MountTmpfs) -> None:
     writable = tmpfs_mounts("rw")
     read_only = tmpfs_mounts("ro", "size=1m,ro")
-    result = await run_check({"name": "d", "kind": "disk",
-                              "path": [str(writable), str(read_only)]})
+    result = await run_check({"name": "d", "kind": "disk", "path": [str(writable), str(read_only)]})
     assert result.success, result.error
     assert value(result, "disk_readonly", path=str(writable), mountpoint=str(writable)) == 0
     assert value(result, "disk_readonly", path=str(read_only), mountpoint=str(read_only)) == 1
@@ -103,8 +103,7 @@ def test_mountpoint_lookup_prefers_the_longest_listed_prefix() -> None:
 
 async def test_missing_path_fails_but_the_others_are_still_reported(tmp_path: Path) -> None:
     missing = tmp_path / "exports"
-    result = await run_check({"name": "d", "kind": "disk",
-                              "path": [str(tmp_path), str(missing)]})
+    result = await run_check({"name": "d", "kind": "disk", "path": [str(tmp_path), str(missing)]})
     assert not result.success
     assert result.error == f"{missing} does not exist"
     sizes = values(result, "disk_size_bytes")
@@ -143,7 +142,8 @@ async def test_hung_statvfs_is_not_started_again_while_it_blocks(
     monkeypatch.setattr("exporter.checks.disk.os.statvfs", hung_statvfs)
     spec = load_data(
         {"checks": [{"name": "d", "kind": "disk", "path": str(tmp_path), "timeout": "1s"}]},
-        "<test>", {},
+        "<test>",
+        {},
     ).checks[0]
     probe = KINDS["disk"].probe(spec)
     try:

@@ -90,8 +90,10 @@ def test_paths_find_values(path: str, expected: Any) -> None:
         ("components.db.status", 'components.db.status: no key "db" in components'),
         ("sources.id", "sources.id: sources is a list, not an object"),
         ("sources.5.id", "sources.5.id: sources has 2 elements, no index 5"),
-        ("components.redis.status.code",
-         "components.redis.status.code: components.redis.status is a string, not an object"),
+        (
+            "components.redis.status.code",
+            "components.redis.status.code: components.redis.status is a string, not an object",
+        ),
     ],
 )
 def test_paths_that_lead_nowhere_say_where_they_stop(path: str, message: str) -> None:

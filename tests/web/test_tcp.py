@@ -54,8 +54,15 @@ def replying(reply: bytes, *, after: bytes = b"") -> Handler:
 async def test_send_expect_matches_the_reply() -> None:
     server, address = await listen(replying(b"+PONG\r\n", after=b"PING\r\n"))
     async with server:
-        result = await run_check({"name": "t", "kind": "tcp", "address": address,
-                                  "send": "PING\r\n", "expect": r"^\+PONG"})
+        result = await run_check(
+            {
+                "name": "t",
+                "kind": "tcp",
+                "address": address,
+                "send": "PING\r\n",
+                "expect": r"^\+PONG",
+            }
+        )
     assert result.success, result.error
     assert value(result, "tcp_expect_matched") == 1
     assert value(result, "tcp_connect_duration_seconds") > 0
@@ -72,11 +79,17 @@ async def test_expect_without_send_reads_the_banner() -> None:
 
 
 async def test_wrong_reply_fails_and_shows_what_was_received() -> None:
-    server, address = await listen(replying(b"-NOAUTH Authentication required.\r\n",
-                                            after=b"\n"))
+    server, address = await listen(replying(b"-NOAUTH Authentication required.\r\n", after=b"\n"))
     async with server:
-        result = await run_check({"name": "t", "kind": "tcp", "address": address,
-                                  "send": "PING\r\n", "expect": r"^\+PONG"})
+        result = await run_check(
+            {
+                "name": "t",
+                "kind": "tcp",
+                "address": address,
+                "send": "PING\r\n",
+                "expect": r"^\+PONG",
+            }
+        )
     assert result.error == (
         "expect /^\\+PONG/ did not match (connection closed); received 34 bytes: "
         "'-NOAUTH Authentication required.\\r\\n'"
@@ -92,8 +105,9 @@ async def test_silent_server_is_cut_by_the_timeout(release: asyncio.Event) -> No
 
     server, address = await listen(silent)
     async with server:
-        result = await run_check({"name": "t", "kind": "tcp", "address": address,
-                                  "timeout": "1s", "expect": r"\+PONG"})
+        result = await run_check(
+            {"name": "t", "kind": "tcp", "address": address, "timeout": "1s", "expect": r"\+PONG"}
+        )
         release.set()
     assert result.error == "expect /\\+PONG/ did not match within 0.9s; received 3 bytes: '+PO'"
     assert value(result, "tcp_expect_matched") == 0
@@ -111,11 +125,19 @@ async def test_tls_handshake_with_test_ca_reports_expiry(test_ca: LoopbackCA) ->
     context, not_after = test_ca.server_context()
     server, address = await listen(replying(b"+PONG\r\n", after=b"PING\r\n"), ssl=context)
     async with server:
-        trusted, untrusted = await run_checks([
-            {"name": "a", "kind": "tcp", "address": address, "send": "PING\r\n",
-             "expect": r"^\+PONG", "tls": {"ca_file": str(test_ca.ca_file)}},
-            {"name": "b", "kind": "tcp", "address": address, "tls": True},
-        ])
+        trusted, untrusted = await run_checks(
+            [
+                {
+                    "name": "a",
+                    "kind": "tcp",
+                    "address": address,
+                    "send": "PING\r\n",
+                    "expect": r"^\+PONG",
+                    "tls": {"ca_file": str(test_ca.ca_file)},
+                },
+                {"name": "b", "kind": "tcp", "address": address, "tls": True},
+            ]
+        )
     assert trusted.success, trusted.error
     assert value(trusted, "tcp_tls_cert_expiry_timestamp_seconds") == not_after
     assert value(trusted, "tcp_tls_handshake_duration_seconds") > 0
@@ -131,11 +153,17 @@ async def test_expired_certificate_fails_unless_insecure(test_ca: LoopbackCA) ->
     context, not_after = test_ca.server_context(expired=True)
     server, address = await listen(replying(b""), ssl=context)
     async with server:
-        verified, insecure = await run_checks([
-            {"name": "a", "kind": "tcp", "address": address,
-             "tls": {"ca_file": str(test_ca.ca_file)}},
-            {"name": "b", "kind": "tcp", "address": address, "tls": {"insecure": True}},
-        ])
+        verified, insecure = await run_checks(
+            [
+                {
+                    "name": "a",
+                    "kind": "tcp",
+                    "address": address,
+                    "tls": {"ca_file": str(test_ca.ca_file)},
+                },
+                {"name": "b", "kind": "tcp", "address": address, "tls": {"insecure": True}},
+            ]
+        )
     assert verified.error == (
         f"TLS handshake with {address}: certificate verify failed: certificate has expired"
     )
@@ -149,15 +177,20 @@ async def test_tls_against_a_plain_server_fails_with_reason() -> None:
     async with server:
         result = await run_check({"name": "t", "kind": "tcp", "address": address, "tls": True})
     assert result.error == (
-        f"TLS handshake with {address}: the server does not speak TLS here "
-        "(WRONG_VERSION_NUMBER)"
+        f"TLS handshake with {address}: the server does not speak TLS here (WRONG_VERSION_NUMBER)"
     )
 
 
 async def test_ping_pong_against_a_real_redis(redis_server: RedisServer) -> None:
-    result = await run_check({"name": "redis", "kind": "tcp",
-                              "address": f"127.0.0.1:{redis_server.port}",
-                              "send": "PING\r\n", "expect": r"^\+PONG\r\n"})
+    result = await run_check(
+        {
+            "name": "redis",
+            "kind": "tcp",
+            "address": f"127.0.0.1:{redis_server.port}",
+            "send": "PING\r\n",
+            "expect": r"^\+PONG\r\n",
+        }
+    )
     assert result.success, result.error
     assert value(result, "tcp_expect_matched") == 1
 
@@ -165,16 +198,28 @@ async def test_ping_pong_against_a_real_redis(redis_server: RedisServer) -> None
 @pytest.mark.parametrize(
     ("options", "problems"),
     [
-        ({"address": "localhost"},
-         ['checks[0].address: expected host:port such as 127.0.0.1:5000, got "localhost"']),
-        ({"address": "h:1", "tls": "yes"},
-         ["checks[0].tls: expected true, false or a mapping with ca_file, insecure, "
-          "server_name"]),
-        ({"address": "h:1", "tls": {"insecure": "no", "sni": "x"}},
-         ['checks[0].tls.insecure: expected true or false, got "no"',
-          "checks[0].tls.sni: unknown key (known keys here: ca_file, insecure, server_name)"]),
-        ({"address": "h:1", "expect": "(+PONG"},
-         ["checks[0].expect: invalid regular expression: nothing to repeat at position 1"]),
+        (
+            {"address": "localhost"},
+            ['checks[0].address: expected host:port such as 127.0.0.1:5000, got "localhost"'],
+        ),
+        (
+            {"address": "h:1", "tls": "yes"},
+            [
+                "checks[0].tls: expected true, false or a mapping with ca_file, insecure, "
+                "server_name"
+            ],
+        ),
+        (
+            {"address": "h:1", "tls": {"insecure": "no", "sni": "x"}},
+            [
+                'checks[0].tls.insecure: expected true or false, got "no"',
+                "checks[0].tls.sni: unknown key (known keys here: ca_file, insecure, server_name)",
+            ],
+        ),
+        (
+            {"address": "h:1", "expect": "(+PONG"},
+            ["checks[0].expect: invalid regular expression: nothing to repeat at position 1"],
+        ),
         ({"address": "h:1", "send": 5}, ["checks[0].send: expected a string, got 5"]),
     ],
 )
@@ -197,23 +242,33 @@ def test_unresolvable_host_reason_is_the_resolver_message() -> None:
 @pytest.mark.parametrize(
     ("check", "problem"),
     [
-        ({"kind": "tcp", "address": "db..local:5432"},
-         'checks[0].address: a label of the host name is empty or longer than 63 characters: '
-         '"db..local:5432"'),
-        ({"kind": "http", "url": "http://engine..local/health"},
-         'checks[0].url: a label of the host name is empty or longer than 63 characters: '
-         '"engine..local"'),
-        ({"kind": "tcp", "address": f"{'x' * 64}.example:80"},
-         'checks[0].address: a label of the host name is empty or longer than 63 characters: '
-         f'"{"x" * 64}.example:80"'),
+        (
+            {"kind": "tcp", "address": "db..local:5432"},
+            "checks[0].address: a label of the host name is empty or longer than 63 characters: "
+            '"db..local:5432"',
+        ),
+        (
+            {"kind": "http", "url": "http://engine..local/health"},
+            "checks[0].url: a label of the host name is empty or longer than 63 characters: "
+            '"engine..local"',
+        ),
+        (
+            {"kind": "tcp", "address": f"{'x' * 64}.example:80"},
+            "checks[0].address: a label of the host name is empty or longer than 63 characters: "
+            f'"{"x" * 64}.example:80"',
+        ),
         # aiohttp refused these on every request as "unexpected ValueError"; a token with
         # a trailing newline (a YAML block scalar) is the likely way to get one.
-        ({"kind": "http", "url": "http://h/", "headers": {"Authorization": "Bearer t0k\n"}},
-         "checks[0].headers.Authorization: control characters (such as a line break) in the "
-         "value"),
-        ({"kind": "http", "url": "http://h/", "headers": {"X Api Key": "k"}},
-         "checks[0].headers.X Api Key: not a valid header name "
-         "(letters, digits and !#$%&'*+.^_`|~-)"),
+        (
+            {"kind": "http", "url": "http://h/", "headers": {"Authorization": "Bearer t0k\n"}},
+            "checks[0].headers.Authorization: control characters (such as a line break) in the "
+            "value",
+        ),
+        (
+            {"kind": "http", "url": "http://h/", "headers": {"X Api Key": "k"}},
+            "checks[0].headers.X Api Key: not a valid header name "
+            "(letters, digits and !#$%&'*+.^_`|~-)",
+        ),
     ],
 )
 def test_values_that_fail_every_request_are_config_errors(
