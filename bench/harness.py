@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,11 @@ from typing import Any
 
 import yaml
 
+# One implementation of ports, binaries and servers for tests and bench: the bench runs
+# from the checkout in the project's venv (test extra installed), so it uses the tests'.
+from tests.servers import RedisServer
+from tests.support import find_binary, free_port
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,21 +38,13 @@ class Unavailable(Exception):
     """A binary or environment a scenario needs is missing; the message says how to fix it."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def binary(name: str, debian_package: str) -> str:
-    """Path of a Debian binary, or :class:`Unavailable` with the install command."""
-    for candidate in (
-        shutil.which(name),
-        *(f"/usr/lib/postgresql/{v}/bin/{name}" for v in ("17", "16", "15")),
-    ):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    raise Unavailable(f"{name} not found: apt-get install -y {debian_package}")
+    """Path of a Debian binary, or :class:`Unavailable` with the install command (the tests'
+    lookup; a missing binary is not a pytest skip here)."""
+    found = find_binary(name)
+    if found is None:
+        raise Unavailable(f"{name} not found: apt-get install -y {debian_package}")
+    return found
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -268,41 +264,17 @@ def peer(
 # --- real servers ----------------------------------------------------------------------
 
 
-@dataclass
-class Redis:
-    port: int
-    pid: int
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[Redis]:
-    exe = binary("redis-server", "redis-server")
-    port = free_port()
-    argv = [
-        exe,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-    ]
-    import redis as redis_client
-
-    def ping() -> bool:
-        with redis_client.Redis(port=port, socket_timeout=1) as client:
-            return bool(client.ping())
-
-    with started("redis-server", argv, workdir, port, ping) as service:
-        yield Redis(port, service.pid)
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    """The tests' redis-server (tests/servers.py), in its own directory under ``workdir``."""
+    server = RedisServer(
+        binary("redis-server", "redis-server"), Path(tempfile.mkdtemp(prefix="redis-", dir=workdir))
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @dataclass

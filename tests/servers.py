@@ -1,4 +1,5 @@
-"""Real servers shared by several test areas, started from Debian binaries on loopback."""
+"""Real servers shared by several test areas and by the bench (bench/harness.py), started from
+Debian binaries on loopback."""
 
 from __future__ import annotations
 
@@ -24,8 +25,14 @@ class TlsFiles:
 class RedisServer:
     """One redis-server process on 127.0.0.1:``port``; ``kill``/``start`` keep the port."""
 
-    def __init__(self, binary: str, workdir: Path, *args: str, password: str | None = None,
-                 tls: TlsFiles | None = None):
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *args: str,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+    ):
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
@@ -41,16 +48,43 @@ class RedisServer:
             return f"rediss://localhost:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (the bench measures its CPU)."""
+        assert self.process is not None, "redis-server is not running"
+        return self.process.pid
+
     def start(self) -> None:
         ports = ["--port", str(self.port)]
         if self.tls:
-            ports = ["--port", "0", "--tls-port", str(self.port),
-                     "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
-                     "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
+            ports = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "no",
+            ]
         command = [
-            self.binary, *ports, "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-            "--logfile", str(self.workdir / "redis.log"), *self.args,
+            self.binary,
+            *ports,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--logfile",
+            str(self.workdir / "redis.log"),
+            *self.args,
         ]
         if self.password:
             command += ["--requirepass", self.password]
@@ -72,9 +106,14 @@ class RedisServer:
         tls: dict[str, Any] = {}
         if self.tls:
             tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)}
-        return redis.Redis(host="localhost" if self.tls else "127.0.0.1", port=self.port,
-                           password=self.password, decode_responses=True, socket_timeout=10,
-                           **tls)
+        return redis.Redis(
+            host="localhost" if self.tls else "127.0.0.1",
+            port=self.port,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=10,
+            **tls,
+        )
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM), as an operator's ``systemctl stop`` would."""
@@ -100,8 +139,7 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     binary = require_binary("redis-server", "redis-server")
     servers: list[RedisServer] = []
 
-    def start(*args: str, password: str | None = None, tls: TlsFiles | None = None
-              ) -> RedisServer:
+    def start(*args: str, password: str | None = None, tls: TlsFiles | None = None) -> RedisServer:
         workdir = tmp_path / f"redis{len(servers)}"
         workdir.mkdir()
         server = RedisServer(binary, workdir, *args, password=password, tls=tls)

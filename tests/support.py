@@ -31,15 +31,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def require_binary(name: str, debian_package: str) -> str:
-    """Path of ``name``; a missing binary is ``unavailable``."""
+def find_binary(name: str) -> str | None:
+    """Path of a Debian binary on PATH or in PostgreSQL's versioned bin directory, or None."""
     for candidate in (
         shutil.which(name),
         *(f"/usr/lib/postgresql/{v}/bin/{name}" for v in ("17", "16", "15")),
     ):
         if candidate and os.path.exists(candidate):
             return candidate
-    unavailable(f"{name} not found: apt-get install -y {debian_package}")
+    return None
+
+
+def require_binary(name: str, debian_package: str) -> str:
+    """Path of ``name``; a missing binary is ``unavailable``."""
+    found = find_binary(name)
+    if found is None:
+        unavailable(f"{name} not found: apt-get install -y {debian_package}")
+    return found
 
 
 def unavailable(message: str) -> NoReturn:

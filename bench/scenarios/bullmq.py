@@ -16,7 +16,6 @@ from bench.bullmq_data import Plan, is_paused, queue_names, write_queues
 from bench.harness import (
     REPO,
     Context,
-    Redis,
     Unavailable,
     fetch,
     median,
@@ -28,6 +27,7 @@ from bench.harness import (
 from bench.node_bullmq import NodePeer, Timing, timed
 from bench.report import Section, Target, cpu_ms, mib, ms, ratio, table
 from bench.scenarios.common import Subject, Summary, measure_many, scrape
+from tests.servers import RedisServer
 
 TITLE = "BullMQ at scale"
 WHAT = (
@@ -129,7 +129,7 @@ def run(ctx: Context) -> Section:
 
 
 def versus_node(
-    ctx: Context, client: redis.Redis, server: Redis, size: int, plan: Plan, section: Section
+    ctx: Context, client: redis.Redis, server: RedisServer, size: int, plan: Plan, section: Section
 ) -> None:
     """Node BullMQ's getJobCounts() and exportPrometheusMetrics() over the same queues,
     interleaved with scrapes of this exporter (collection = the check's own duration)."""
@@ -195,7 +195,7 @@ def versus_node(
     ]  # fmt: skip
 
 
-def compare(ctx: Context, client: redis.Redis, server: Redis, size: int, plan: Plan
+def compare(ctx: Context, client: redis.Redis, server: RedisServer, size: int, plan: Plan
             ) -> tuple[dict[str, Summary], dict[str, str]]:  # fmt: skip
     """Start the four exporters, check what they report, then time them interleaved."""
     subjects: dict[str, Subject] = {}
@@ -228,7 +228,9 @@ def compare(ctx: Context, client: redis.Redis, server: Redis, size: int, plan: P
     return results, mixes
 
 
-def _server_stats(client: redis.Redis, server: Redis) -> Callable[[], tuple[float, float, float]]:
+def _server_stats(
+    client: redis.Redis, server: RedisServer
+) -> Callable[[], tuple[float, float, float]]:
     def read() -> tuple[float, float, float]:
         stats = client.info("all")
         cpu = float(stats["used_cpu_sys"]) + float(stats["used_cpu_user"])
@@ -275,7 +277,7 @@ def _commandstats(client: redis.Redis) -> dict[str, int]:
     return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
 
 
-def cross_check(ctx: Context, client: redis.Redis, server: Redis, plan: Plan) -> str:
+def cross_check(ctx: Context, client: redis.Redis, server: RedisServer, plan: Plan) -> str:
     """Small run: the real bullmq package must count the direct writer's data as planned,
     and the writer's key layout must match what the real package writes."""
     client.flushall()

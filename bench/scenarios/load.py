@@ -19,7 +19,6 @@ from bench.harness import (
     Context,
     Service,
     fetch,
-    free_port,
     median,
     ours,
     percentile,
@@ -28,6 +27,7 @@ from bench.harness import (
     targets,
 )
 from bench.report import Section, Target, mib, ms
+from tests.support import free_port
 
 TITLE = "/metrics under load"
 WHAT = (
