@@ -10,7 +10,6 @@ import contextlib
 import http.client
 import json
 import os
-import pwd
 import shutil
 import signal
 import statistics
@@ -27,7 +26,7 @@ import yaml
 
 # One implementation of ports, binaries and servers for tests and bench: the bench runs
 # from the checkout in the project's venv (test extra installed), so it uses the tests'.
-from tests.servers import RedisServer
+from tests.servers import PostgresServer, RedisServer, owned_tempdir
 from tests.support import find_binary, free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -277,80 +276,27 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-@dataclass
-class Postgres:
-    port: int
-    pid: int  # the postmaster: its tree's CPU is the server's
-    log: Path  # the server's stderr
-
-    def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
-
-
 @contextlib.contextmanager
-def postgres_cluster(workdir: Path, *settings: str) -> Iterator[Postgres]:
-    """A throwaway cluster run as ``nobody`` (PostgreSQL refuses root), trust auth.
-
-    ``settings`` are extra ``name=value`` server settings (``log_statement=all``).
-    """
-    initdb = binary("initdb", "postgresql")
-    postgres = binary("postgres", "postgresql")
-    runas: list[str] = []
-    if os.geteuid() == 0:
-        runas = [binary("runuser", "util-linux"), "-u", "nobody", "--"]
-    base = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    data = base / "data"
-    if runas:
-        nobody = pwd.getpwnam("nobody")
-        os.chown(base, nobody.pw_uid, nobody.pw_gid)
-    subprocess.run(
-        [*runas, initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+def postgres_cluster(workdir: Path, *settings: str) -> Iterator[PostgresServer]:
+    """The tests' PostgreSQL server (tests/servers.py) with trust auth, run as ``nobody``
+    when we are root; ``settings`` are extra ``name=value`` server settings
+    (``log_statement=all``). Connect with ``dsn(sslmode="disable")``."""
+    root = owned_tempdir("bench-pg-")
+    server = PostgresServer(
+        binary("initdb", "postgresql"),
+        root,
+        password=None,
+        settings=("max_connections=50", *settings),
     )
-    port = free_port()
-    argv = [
-        *runas,
-        postgres,
-        "-D",
-        str(data),
-        "-p",
-        str(port),
-        "-k",
-        str(base),
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "fsync=off",
-        "-c",
-        "max_connections=50",
-    ]
-    for setting in settings:
-        argv += ["-c", setting]
-
-    isready = binary("pg_isready", "postgresql")
-
-    def accepting() -> bool:
-        # A TCP accept is not enough: "the database system is starting up" until ready.
-        probe = [isready, "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-        return subprocess.run(probe, check=False, timeout=10).returncode == 0
-
     try:
-        with started("postgres", argv, workdir, port, accepting) as service:
-            # runuser execs nothing: postgres is its child; measure the postmaster.
-            postmaster = int((data / "postmaster.pid").read_text().split()[0])
-            service.pid = postmaster
-            try:
-                yield Postgres(port, postmaster, service.log)
-            finally:
-                # runuser may not pass TERM on: ask the postmaster for a fast shutdown.
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(postmaster, signal.SIGINT)
-                with contextlib.suppress(RuntimeError):
-                    wait_until(lambda: not Path(f"/proc/{postmaster}").exists(), 15, "postgres")
+        server.init()
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager
