@@ -46,18 +46,6 @@ def binary(name: str, debian_package: str) -> str:
     return found
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            value = predicate()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
 # --- /proc ---------------------------------------------------------------------------
 
 

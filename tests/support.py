@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import shutil
 import socket
@@ -14,12 +16,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from exporter import logs
 from exporter.cli import run_once
 from exporter.config import load_data
 from exporter.fields import ConfigError
 from exporter.runner import CheckResult, Runner
 from exporter.samples import Sample
+from exporter.server import RunningExporter, make_app
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -133,6 +138,31 @@ def config_problems(check: dict[str, Any]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_data({"checks": [check]}, "<test>", {})
     return caught.value.problems
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """The exporter's logs (debug, logfmt) captured for the test; logging reset after."""
+    stream = io.StringIO()
+    logs.setup("debug", "logfmt", stream)
+    yield stream
+    logs.LOGGER.handlers.clear()
+    logs.LOGGER.propagate = True
+    logs.LOGGER.setLevel(logging.NOTSET)
+
+
+@asynccontextmanager
+async def serving(exporter: RunningExporter) -> AsyncIterator[str]:
+    """Start ``exporter`` and its web app on a loopback port; yields the base URL
+    (``http://127.0.0.1:PORT``); stops both on exit."""
+    await exporter.start()
+    server = TestServer(make_app(exporter), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url(""))
+    finally:
+        await server.close()
+        await exporter.stop()
 
 
 @asynccontextmanager

@@ -8,19 +8,19 @@ import io
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import logs
 from exporter.config import load_file
 from exporter.families import OWN_FAMILIES
-from exporter.server import RunningExporter, make_app, scrape_budget
+from exporter.server import RunningExporter, scrape_budget
 from tests.core.conftest import Behaviour
+from tests.support import serving
 
 SECRET = "pa55-w0rd-never-shown"
 
@@ -36,16 +36,6 @@ checks:
 
 
 @pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.setup("debug", "logfmt", stream)
-    yield stream
-    logs.LOGGER.handlers.clear()
-    logs.LOGGER.propagate = True
-    logs.LOGGER.setLevel(logging.NOTSET)
-
-
-@pytest.fixture
 async def served(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
 ) -> AsyncIterator[tuple[str, Path, RunningExporter]]:
@@ -53,12 +43,8 @@ async def served(
     path = tmp_path / "config.yml"
     path.write_text(GOOD)
     exporter = RunningExporter(load_file(path), lambda: load_file(path))
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")), path, exporter
-    await server.close()
-    await exporter.stop()
+    async with serving(exporter) as base:
+        yield base, path, exporter
 
 
 async def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:

@@ -9,25 +9,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis
-from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import logs
 from exporter.config import load_data, load_file
 from exporter.fields import ConfigError
 from exporter.probing import ProbePool, resolve
-from exporter.server import RunningExporter, make_app
+from exporter.server import RunningExporter
 from tests.servers import RedisServer
-from tests.support import async_wait_until, free_port
+from tests.support import async_wait_until, free_port, serving
 
 CONFIG = """
 checks: []
@@ -49,16 +46,6 @@ modules:
 
 
 @pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.setup("debug", "logfmt", stream)
-    yield stream
-    logs.LOGGER.handlers.clear()
-    logs.LOGGER.propagate = True
-    logs.LOGGER.setLevel(logging.NOTSET)
-
-
-@pytest.fixture
 async def served(
     tmp_path: Path, log_stream: io.StringIO
 ) -> AsyncIterator[tuple[str, RunningExporter]]:
@@ -67,12 +54,8 @@ async def served(
     exporter = RunningExporter(
         load_file(path), lambda: load_file(path), prober=ProbePool(max_entries=3)
     )
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")), exporter
-    await server.close()
-    await exporter.stop()
+    async with serving(exporter) as base:
+        yield base, exporter
 
 
 @pytest.fixture
@@ -296,18 +279,12 @@ async def test_config_endpoint_shows_modules_with_secrets_masked(tmp_path: Path)
         "    allowed_targets: ['redis://127\\.0\\.0\\.1:\\d+/\\d+']\n"
     )
     exporter = RunningExporter(load_file(path), lambda: load_file(path))
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(server.make_url("/config")) as response,
-        ):
-            body = await response.json()
-    finally:
-        await server.close()
-        await exporter.stop()
+    async with (
+        serving(exporter) as base,
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/config") as response,
+    ):
+        body = await response.json()
     module = body["modules"]["r"]
     assert module["kind"] == "redis"
     assert module["allowed_targets"] == [r"redis://127\.0\.0\.1:\d+/\d+"]
