@@ -51,18 +51,21 @@ def replying(reply: bytes, *, after: bytes = b"") -> Handler:
     return handle
 
 
+def ping_pong(address: str) -> dict[str, Any]:
+    """A tcp check that sends Redis' PING and expects +PONG."""
+    return {
+        "name": "t",
+        "kind": "tcp",
+        "address": address,
+        "send": "PING\r\n",
+        "expect": r"^\+PONG",
+    }
+
+
 async def test_send_expect_matches_the_reply() -> None:
     server, address = await listen(replying(b"+PONG\r\n", after=b"PING\r\n"))
     async with server:
-        result = await run_check(
-            {
-                "name": "t",
-                "kind": "tcp",
-                "address": address,
-                "send": "PING\r\n",
-                "expect": r"^\+PONG",
-            }
-        )
+        result = await run_check(ping_pong(address))
     assert result.success, result.error
     assert value(result, "tcp_expect_matched") == 1
     assert value(result, "tcp_connect_duration_seconds") > 0
@@ -81,15 +84,7 @@ async def test_expect_without_send_reads_the_banner() -> None:
 async def test_wrong_reply_fails_and_shows_what_was_received() -> None:
     server, address = await listen(replying(b"-NOAUTH Authentication required.\r\n", after=b"\n"))
     async with server:
-        result = await run_check(
-            {
-                "name": "t",
-                "kind": "tcp",
-                "address": address,
-                "send": "PING\r\n",
-                "expect": r"^\+PONG",
-            }
-        )
+        result = await run_check(ping_pong(address))
     assert result.error == (
         "expect /^\\+PONG/ did not match (connection closed); received 34 bytes: "
         "'-NOAUTH Authentication required.\\r\\n'"
