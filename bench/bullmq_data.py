@@ -1,8 +1,9 @@
 """BullMQ queues written straight into Redis in BullMQ 5's layout (bullmq 2.26.x on PyPI).
 
 Creating 1,000 queues through the real package takes minutes; writing the same keys with
-pipelines takes about a second. The layout mirrors what the real package writes (see
-bench/bullmq_real.py, which the bench runs once per run to cross-check this writer):
+pipelines takes about a second. The layout mirrors what the real package writes (the bench
+cross-checks this writer once per run with the ``make`` and ``counts`` commands of
+tests/redis/bullmq_driver.py, the real package's driver the tests use too):
 
     <prefix>:<queue>:meta              hash  opts.maxLenEvents, paused=1 when paused
     <prefix>:<queue>:id                string last job id
@@ -26,10 +27,6 @@ from dataclasses import dataclass
 import redis
 from redis.typing import EncodableT, FieldT
 
-STATES = (
-    "waiting", "paused", "active", "delayed", "prioritized", "waiting-children",
-    "completed", "failed",
-)  # fmt: skip
 HOUR_MS = 3_600_000
 
 
@@ -59,7 +56,7 @@ class Plan:
         }
 
     def as_json(self, paused: bool) -> str:
-        """The plan in bench/bullmq_real.py's terms."""
+        """The plan in the terms of tests/redis/bullmq_driver.py's ``make``."""
         return json.dumps(self.counts(paused))
 
 

@@ -10,10 +10,8 @@ import contextlib
 import http.client
 import json
 import os
-import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +24,11 @@ from typing import Any
 
 import yaml
 
+# One implementation of ports, binaries and servers for tests and bench: the bench runs
+# from the checkout in the project's venv (test extra installed), so it uses the tests'.
+from tests.servers import PostgresServer, RedisServer, owned_tempdir
+from tests.support import find_binary, free_port
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,33 +37,13 @@ class Unavailable(Exception):
     """A binary or environment a scenario needs is missing; the message says how to fix it."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def binary(name: str, debian_package: str) -> str:
-    """Path of a Debian binary, or :class:`Unavailable` with the install command."""
-    for candidate in (
-        shutil.which(name),
-        *(f"/usr/lib/postgresql/{v}/bin/{name}" for v in ("17", "16", "15")),
-    ):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    raise Unavailable(f"{name} not found: apt-get install -y {debian_package}")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            value = predicate()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    """Path of a Debian binary, or :class:`Unavailable` with the install command (the tests'
+    lookup; a missing binary is not a pytest skip here)."""
+    found = find_binary(name)
+    if found is None:
+        raise Unavailable(f"{name} not found: apt-get install -y {debian_package}")
+    return found
 
 
 # --- /proc ---------------------------------------------------------------------------
@@ -268,117 +251,40 @@ def peer(
 # --- real servers ----------------------------------------------------------------------
 
 
-@dataclass
-class Redis:
-    port: int
-    pid: int
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[Redis]:
-    exe = binary("redis-server", "redis-server")
-    port = free_port()
-    argv = [
-        exe,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-    ]
-    import redis as redis_client
-
-    def ping() -> bool:
-        with redis_client.Redis(port=port, socket_timeout=1) as client:
-            return bool(client.ping())
-
-    with started("redis-server", argv, workdir, port, ping) as service:
-        yield Redis(port, service.pid)
-
-
-@dataclass
-class Postgres:
-    port: int
-    pid: int  # the postmaster: its tree's CPU is the server's
-    log: Path  # the server's stderr
-
-    def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}?sslmode=disable"
-
-
-@contextlib.contextmanager
-def postgres_cluster(workdir: Path, *settings: str) -> Iterator[Postgres]:
-    """A throwaway cluster run as ``nobody`` (PostgreSQL refuses root), trust auth.
-
-    ``settings`` are extra ``name=value`` server settings (``log_statement=all``).
-    """
-    initdb = binary("initdb", "postgresql")
-    postgres = binary("postgres", "postgresql")
-    runas: list[str] = []
-    if os.geteuid() == 0:
-        runas = [binary("runuser", "util-linux"), "-u", "nobody", "--"]
-    base = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    data = base / "data"
-    if runas:
-        nobody = pwd.getpwnam("nobody")
-        os.chown(base, nobody.pw_uid, nobody.pw_gid)
-    subprocess.run(
-        [*runas, initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    """The tests' redis-server (tests/servers.py), in its own directory under ``workdir``."""
+    server = RedisServer(
+        binary("redis-server", "redis-server"), Path(tempfile.mkdtemp(prefix="redis-", dir=workdir))
     )
-    port = free_port()
-    argv = [
-        *runas,
-        postgres,
-        "-D",
-        str(data),
-        "-p",
-        str(port),
-        "-k",
-        str(base),
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "fsync=off",
-        "-c",
-        "max_connections=50",
-    ]
-    for setting in settings:
-        argv += ["-c", setting]
-
-    isready = binary("pg_isready", "postgresql")
-
-    def accepting() -> bool:
-        # A TCP accept is not enough: "the database system is starting up" until ready.
-        probe = [isready, "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-        return subprocess.run(probe, check=False, timeout=10).returncode == 0
-
+    server.start()
     try:
-        with started("postgres", argv, workdir, port, accepting) as service:
-            # runuser execs nothing: postgres is its child; measure the postmaster.
-            postmaster = int((data / "postmaster.pid").read_text().split()[0])
-            service.pid = postmaster
-            try:
-                yield Postgres(port, postmaster, service.log)
-            finally:
-                # runuser may not pass TERM on: ask the postmaster for a fast shutdown.
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(postmaster, signal.SIGINT)
-                with contextlib.suppress(RuntimeError):
-                    wait_until(lambda: not Path(f"/proc/{postmaster}").exists(), 15, "postgres")
+        yield server
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        server.stop()
+
+
+@contextlib.contextmanager
+def postgres_cluster(workdir: Path, *settings: str) -> Iterator[PostgresServer]:
+    """The tests' PostgreSQL server (tests/servers.py) with trust auth, run as ``nobody``
+    when we are root; ``settings`` are extra ``name=value`` server settings
+    (``log_statement=all``). Connect with ``dsn(sslmode="disable")``."""
+    root = owned_tempdir("bench-pg-")
+    server = PostgresServer(
+        binary("initdb", "postgresql"),
+        root,
+        password=None,
+        settings=("max_connections=50", *settings),
+    )
+    try:
+        server.init()
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager

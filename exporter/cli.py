@@ -305,13 +305,13 @@ async def serve(args: argparse.Namespace, config: Config, web_config: WebConfig)
     from aiohttp import web
 
     from exporter.probing import ProbePool
-    from exporter.server import Exporter, make_app
+    from exporter.server import RunningExporter, make_app
 
     host, port = parse_listen_address(args.listen)
     raise_fd_limit()
     accept_failures = AcceptFailureLog()
     asyncio.get_running_loop().set_exception_handler(accept_failures.handle)
-    exporter = Exporter(
+    exporter = RunningExporter(
         config,
         lambda: _load(args.config_file, args.listen),
         runner=Runner(max_concurrency=args.max_concurrency),

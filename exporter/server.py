@@ -58,7 +58,7 @@ def scrape_budget(header: str | None, offset: float, default: float) -> float:
     return timeout - offset if timeout > offset else timeout / 2
 
 
-class Exporter:
+class RunningExporter:
     """The running exporter: a runner plus the config that feeds it, and its reloads."""
 
     def __init__(
@@ -201,7 +201,7 @@ def cross_site_refusal(request: web.Request) -> str | None:
 
 
 def make_app(
-    exporter: Exporter, middlewares: Sequence[Middleware] = (), *, lifecycle: bool = True
+    exporter: RunningExporter, middlewares: Sequence[Middleware] = (), *, lifecycle: bool = True
 ) -> web.Application:
     """The aiohttp application; ``middlewares`` come from the web config (auth, headers);
     ``lifecycle`` False answers ``/-/reload`` with 403 (``--no-web.enable-lifecycle``)."""
@@ -262,7 +262,7 @@ def make_app(
     return app
 
 
-def render_status(exporter: Exporter, alerts: Mapping[str, Sequence[AlertLink]]) -> str:
+def render_status(exporter: RunningExporter, alerts: Mapping[str, Sequence[AlertLink]]) -> str:
     """The HTML status page: one row per check, plus the reload state."""
     esc = html.escape
     rows = []

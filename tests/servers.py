@@ -1,12 +1,18 @@
-"""Real servers shared by several test areas, started from Debian binaries on loopback."""
+"""Real servers shared by several test areas and by the bench (bench/harness.py), started from
+Debian binaries on loopback."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import redis
@@ -24,8 +30,14 @@ class TlsFiles:
 class RedisServer:
     """One redis-server process on 127.0.0.1:``port``; ``kill``/``start`` keep the port."""
 
-    def __init__(self, binary: str, workdir: Path, *args: str, password: str | None = None,
-                 tls: TlsFiles | None = None):
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *args: str,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+    ):
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
@@ -41,16 +53,43 @@ class RedisServer:
             return f"rediss://localhost:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (the bench measures its CPU)."""
+        assert self.process is not None, "redis-server is not running"
+        return self.process.pid
+
     def start(self) -> None:
         ports = ["--port", str(self.port)]
         if self.tls:
-            ports = ["--port", "0", "--tls-port", str(self.port),
-                     "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
-                     "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
+            ports = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "no",
+            ]
         command = [
-            self.binary, *ports, "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-            "--logfile", str(self.workdir / "redis.log"), *self.args,
+            self.binary,
+            *ports,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--logfile",
+            str(self.workdir / "redis.log"),
+            *self.args,
         ]
         if self.password:
             command += ["--requirepass", self.password]
@@ -72,9 +111,14 @@ class RedisServer:
         tls: dict[str, Any] = {}
         if self.tls:
             tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)}
-        return redis.Redis(host="localhost" if self.tls else "127.0.0.1", port=self.port,
-                           password=self.password, decode_responses=True, socket_timeout=10,
-                           **tls)
+        return redis.Redis(
+            host="localhost" if self.tls else "127.0.0.1",
+            port=self.port,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=10,
+            **tls,
+        )
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM), as an operator's ``systemctl stop`` would."""
@@ -100,8 +144,7 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     binary = require_binary("redis-server", "redis-server")
     servers: list[RedisServer] = []
 
-    def start(*args: str, password: str | None = None, tls: TlsFiles | None = None
-              ) -> RedisServer:
+    def start(*args: str, password: str | None = None, tls: TlsFiles | None = None) -> RedisServer:
         workdir = tmp_path / f"redis{len(servers)}"
         workdir.mkdir()
         server = RedisServer(binary, workdir, *args, password=password, tls=tls)
@@ -117,3 +160,123 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 @pytest.fixture
 def redis_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
     return redis_factory()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+POSTGRES_SUPERUSER = "postgres"
+
+
+def run_as_nobody() -> dict[str, Any]:
+    """subprocess keywords that run a server binary as ``nobody`` when we are root
+    (PostgreSQL and PgBouncer refuse to run as root)."""
+    if os.geteuid() == 0:
+        return {"user": "nobody", "group": "nogroup"}
+    return {}
+
+
+def owned_tempdir(prefix: str) -> Path:
+    """A new temp directory the server's user (``nobody`` when we are root) owns."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(path, "nobody", "nogroup")
+    return path
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster in ``root`` (which ``nobody`` must own when we are
+    root), listening on 127.0.0.1:``port`` only (no Unix socket), started and stopped with
+    pg_ctl. ``password=None`` means trust authentication (the bench); otherwise the
+    superuser has that password and every login needs SCRAM (the db tests).
+    ``settings`` are extra ``name=value`` server settings (``log_statement=all``).
+    """
+
+    def __init__(
+        self, initdb: str, root: Path, *, password: str | None, settings: Sequence[str] = ()
+    ) -> None:
+        self.initdb = Path(initdb).resolve()
+        self.bin_dir = self.initdb.parent
+        self.root = root
+        self.data = root / "data"
+        self.log = root / "log"  # the server's stderr
+        self.port = free_port()
+        self.password = password
+        self.settings = tuple(settings)
+
+    def init(self) -> None:
+        """initdb: UTF8, C locale, no fsync; the superuser is ``postgres``."""
+        auth = ["--auth=trust"]
+        if self.password is not None:
+            password_file = self.root / "pw"
+            password_file.write_text(self.password + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(password_file, "nobody", "nogroup")
+            auth = ["--auth=scram-sha-256", f"--pwfile={password_file}"]
+        subprocess.run(
+            [str(self.initdb), "-D", str(self.data), "-U", POSTGRES_SUPERUSER, *auth,
+             "-E", "UTF8", "--locale=C", "--no-sync"],
+            check=True, capture_output=True, timeout=180, **run_as_nobody(),
+        )  # fmt: skip
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), *args],
+            check=True, capture_output=True, timeout=120, **run_as_nobody(),
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start and wait until it accepts queries (pg_ctl -w), not only connections."""
+        options = " ".join(
+            f"-c {setting}"
+            for setting in (
+                "listen_addresses=127.0.0.1",
+                f"port={self.port}",
+                "unix_socket_directories=''",
+                "fsync=off",
+                *self.settings,
+            )
+        )
+        self._ctl("-w", "-t", "120", "-o", options, "start")
+        wait_until(lambda: port_open(self.port), 60, "postgres to listen")
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are ended, then the server exits."""
+        self._ctl("-w", "-t", "120", "-m", "fast", "stop")
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (its tree's CPU is the server's)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def dsn(
+        self,
+        user: str = POSTGRES_SUPERUSER,
+        password: str | None = None,
+        database: str = "postgres",
+        **params: str,
+    ) -> str:
+        """A libpq URL to 127.0.0.1:``port``; ``params`` become its query (sslmode=...)."""
+        login = user if password is None else f"{user}:{password}"
+        query = f"?{urlencode(params)}" if params else ""
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{database}{query}"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL as the superuser (setup only; the tests talk through asyncpg)."""
+        password = {} if self.password is None else {"PGPASSWORD": self.password}
+        done = subprocess.run(
+            [str(self.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
+             "-h", "127.0.0.1", "-p", str(self.port), "-U", POSTGRES_SUPERUSER,
+             "-d", database, "-f", "-"],
+            input=sql, capture_output=True, text=True, timeout=60,
+            env={**os.environ, **password},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from exporter import logs
 from exporter.cli import run_once
 from exporter.config import load_data
 from exporter.fields import ConfigError
 from exporter.runner import CheckResult, Runner
 from exporter.samples import Sample
+from exporter.server import RunningExporter, make_app
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -31,15 +36,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def require_binary(name: str, debian_package: str) -> str:
-    """Path of ``name``; a missing binary is ``unavailable``."""
+def find_binary(name: str) -> str | None:
+    """Path of a Debian binary on PATH or in PostgreSQL's versioned bin directory, or None."""
     for candidate in (
         shutil.which(name),
         *(f"/usr/lib/postgresql/{v}/bin/{name}" for v in ("17", "16", "15")),
     ):
         if candidate and os.path.exists(candidate):
             return candidate
-    unavailable(f"{name} not found: apt-get install -y {debian_package}")
+    return None
+
+
+def require_binary(name: str, debian_package: str) -> str:
+    """Path of ``name``; a missing binary is ``unavailable``."""
+    found = find_binary(name)
+    if found is None:
+        unavailable(f"{name} not found: apt-get install -y {debian_package}")
+    return found
 
 
 def unavailable(message: str) -> NoReturn:
@@ -58,10 +71,41 @@ def runbooks_dir() -> Path:
 
 def mount_tmpfs(target: Path, options: str) -> None:
     """Mount a real tmpfs on ``target`` (needs root: CI runs as root)."""
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         unavailable(f"mount -t tmpfs refused here: {done.stderr.strip()}")
+
+
+MountTmpfs = Callable[..., Path]
+
+
+@pytest.fixture
+def tmpfs_mounts(tmp_path: Path) -> Iterator[MountTmpfs]:
+    """Mount real tmpfs filesystems under ``tmp_path``: ``mount(name, options)`` returns
+    the mount point; each is unmounted at teardown (a busy one fails the test)."""
+    mounted: list[Path] = []
+
+    def mount(name: str = "fs", options: str = "size=4m,nr_inodes=2000") -> Path:
+        target = tmp_path / name
+        target.mkdir()
+        mount_tmpfs(target, options)
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=True)
+
+
+@pytest.fixture
+def tmpfs(tmpfs_mounts: MountTmpfs) -> Path:
+    """One 4 MiB tmpfs a test can fill past a threshold (the fire drills' data volume)."""
+    return tmpfs_mounts("tmpfs", "size=4m,mode=0755")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
@@ -94,6 +138,31 @@ def config_problems(check: dict[str, Any]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_data({"checks": [check]}, "<test>", {})
     return caught.value.problems
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """The exporter's logs (debug, logfmt) captured for the test; logging reset after."""
+    stream = io.StringIO()
+    logs.setup("debug", "logfmt", stream)
+    yield stream
+    logs.LOGGER.handlers.clear()
+    logs.LOGGER.propagate = True
+    logs.LOGGER.setLevel(logging.NOTSET)
+
+
+@asynccontextmanager
+async def serving(exporter: RunningExporter) -> AsyncIterator[str]:
+    """Start ``exporter`` and its web app on a loopback port; yields the base URL
+    (``http://127.0.0.1:PORT``); stops both on exit."""
+    await exporter.start()
+    server = TestServer(make_app(exporter), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url(""))
+    finally:
+        await server.close()
+        await exporter.stop()
 
 
 @asynccontextmanager

@@ -90,6 +90,7 @@ def test_the_schema_refuses_what_the_exporter_refuses() -> None:
     good: dict[str, Any] = {"checks": [{"name": "a", "kind": "tcp", "address": "127.0.0.1:1"}]}
     load_data(good, "t")
     assert errors(good) == []
+    bad: dict[str, Any]
     for bad in (
         {"checks": [{"name": "a", "kind": "tcp", "adress": "127.0.0.1:1"}]},
         {"checks": [{"name": "a", "kind": "tcpp", "address": "127.0.0.1:1"}]},

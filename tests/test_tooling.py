@@ -1,4 +1,5 @@
-"""The strict tooling the project promises: ruff on everything, mypy --strict on the package."""
+"""The strict tooling the project promises: ruff on everything, mypy --strict on the package,
+its tests and its bench (pyproject.toml [tool.mypy] packages)."""
 
 import subprocess
 import sys
@@ -9,7 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         check=False,
     )
 

@@ -8,14 +8,14 @@ import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from bench.bullmq_data import STATES, Plan, is_paused, queue_names, write_queues
+from bench.bullmq_data import Plan, is_paused, queue_names, write_queues
 from bench.harness import (
     REPO,
     Context,
-    Redis,
     Unavailable,
     fetch,
     median,
@@ -27,6 +27,7 @@ from bench.harness import (
 from bench.node_bullmq import NodePeer, Timing, timed
 from bench.report import Section, Target, cpu_ms, mib, ms, ratio, table
 from bench.scenarios.common import Subject, Summary, measure_many, scrape
+from tests.servers import RedisServer
 
 TITLE = "BullMQ at scale"
 WHAT = (
@@ -48,6 +49,7 @@ GOAL_TRIP_RATIO = 10.0
 GOAL_COLLECT = 0.100
 GOAL_NODE_RATIO = 0.5  # our collection / Node BullMQ's getJobCounts() over all queues
 GOAL_NODE_TRIPS = 10
+DRIVER = REPO / "tests" / "redis" / "bullmq_driver.py"
 SIDE_VENVS = {"bullmq 2.26 (v5 layout)": ".cache/bullmq-v5", "bullmq 3.x": ".cache/bullmq-v6"}
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -127,7 +129,7 @@ def run(ctx: Context) -> Section:
 
 
 def versus_node(
-    ctx: Context, client: redis.Redis, server: Redis, size: int, plan: Plan, section: Section
+    ctx: Context, client: redis.Redis, server: RedisServer, size: int, plan: Plan, section: Section
 ) -> None:
     """Node BullMQ's getJobCounts() and exportPrometheusMetrics() over the same queues,
     interleaved with scrapes of this exporter (collection = the check's own duration)."""
@@ -193,7 +195,7 @@ def versus_node(
     ]  # fmt: skip
 
 
-def compare(ctx: Context, client: redis.Redis, server: Redis, size: int, plan: Plan
+def compare(ctx: Context, client: redis.Redis, server: RedisServer, size: int, plan: Plan
             ) -> tuple[dict[str, Summary], dict[str, str]]:  # fmt: skip
     """Start the four exporters, check what they report, then time them interleaved."""
     subjects: dict[str, Subject] = {}
@@ -226,7 +228,9 @@ def compare(ctx: Context, client: redis.Redis, server: Redis, size: int, plan: P
     return results, mixes
 
 
-def _server_stats(client: redis.Redis, server: Redis) -> Callable[[], tuple[float, float, float]]:
+def _server_stats(
+    client: redis.Redis, server: RedisServer
+) -> Callable[[], tuple[float, float, float]]:
     def read() -> tuple[float, float, float]:
         stats = client.info("all")
         cpu = float(stats["used_cpu_sys"]) + float(stats["used_cpu_user"])
@@ -273,7 +277,7 @@ def _commandstats(client: redis.Redis) -> dict[str, int]:
     return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
 
 
-def cross_check(ctx: Context, client: redis.Redis, server: Redis, plan: Plan) -> str:
+def cross_check(ctx: Context, client: redis.Redis, server: RedisServer, plan: Plan) -> str:
     """Small run: the real bullmq package must count the direct writer's data as planned,
     and the writer's key layout must match what the real package writes."""
     client.flushall()
@@ -286,19 +290,17 @@ def cross_check(ctx: Context, client: redis.Redis, server: Redis, plan: Plan) ->
                 "(scripts/test-setup.d/bullmq.sh creates them).")  # fmt: skip
     checked = []
     for label, python in venvs.items():
-        counts = _real(python, "counts", server.url, *probe)
+        counts = _real(python, "counts", server.url, PREFIX, *probe)["counts"]
         for index, name in ((0, names[0]), (9, names[9])):
             want = plan.counts(is_paused(index))
-            got = {state: counts[name][state] for state in STATES}
+            got = {state: counts[name][state] for state in want}
             if got != want or counts[name]["is_paused"] != is_paused(index):
                 raise RuntimeError(f"{label} counts {name} as {counts[name]}, written {want}")
         checked.append(label)
     # Layout: the real package writes a reference queue in db 1; compare key shapes.
     reference = server.url.removesuffix("/0") + "/1"
     python = next(iter(venvs.values()))
-    subprocess.run([str(python), str(REPO / "bench" / "bullmq_real.py"), "make", reference,
-                    "reference", plan.as_json(False)], check=True, capture_output=True,
-                   timeout=120)  # fmt: skip
+    _real(python, "make", reference, PREFIX, "reference", plan.as_json(False))
     with redis.Redis(port=server.port, db=1, decode_responses=True) as reference_db:
         real = _shape(reference_db, "reference")
     mine = _shape(client, names[0])
@@ -323,8 +325,9 @@ def _side_venvs(ctx: Context) -> dict[str, Path]:
     return {label: p for label, p in found.items() if p.exists()}
 
 
-def _real(python: Path, *args: str) -> dict[str, dict[str, int]]:
-    run = subprocess.run([str(python), str(REPO / "bench" / "bullmq_real.py"), *args],
+def _real(python: Path, *args: str) -> dict[str, Any]:
+    """Run the real package's driver, shared with the tests (tests/redis/bullmq_driver.py)."""
+    run = subprocess.run([str(python), str(DRIVER), *args],
                          check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from bench.harness import Context, fetch, free_port, median, started, targets
+from bench.harness import Context, fetch, median, started, targets
 from bench.report import Section, Target, mib, ms
+from tests.support import free_port
 
 TITLE = "Footprint"
 WHAT = (

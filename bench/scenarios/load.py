@@ -19,7 +19,6 @@ from bench.harness import (
     Context,
     Service,
     fetch,
-    free_port,
     median,
     ours,
     percentile,
@@ -28,6 +27,7 @@ from bench.harness import (
     targets,
 )
 from bench.report import Section, Target, mib, ms
+from tests.support import free_port
 
 TITLE = "/metrics under load"
 WHAT = (
@@ -120,7 +120,7 @@ def run(ctx: Context) -> Section:
         if errors:
             section.notes.append(f"{encoding}: {errors} requests failed or timed out.")
     done, p50, p99, rate, change, rss = stats["gzip"]
-    plain = stats["identity"]
+    identity = stats["identity"]
     cpu_ratio = ours_cpu / bare_cpu if bare_cpu else math.inf
     section.notes.append(
         f"CPU per gzip scrape: exporter {ours_cpu * 1e6:,.0f} µs, bare aiohttp handler of "
@@ -141,7 +141,7 @@ def run(ctx: Context) -> Section:
     section.targets += [
         Target(f"p99 under {GOAL_P99 * 1000:.0f} ms, {served:,} series, {SCRAPERS} scrapers",
                f"{ms(p99)} with gzip (p50 {ms(p50)}, {rate:,.0f} req/s); "
-               f"{ms(plain[2])} without (p50 {ms(plain[1])}, {plain[3]:,.0f} req/s)",
+               f"{ms(identity[2])} without (p50 {ms(identity[1])}, {identity[3]:,.0f} req/s)",
                p99 < GOAL_P99),
         Target(f"RSS flat (±{GOAL_RSS:.0%}) across {scrapes:,} scrapes",
                f"{change:+.1%} over {done:,} scrapes ({mib(rss[0])} → {mib(rss[-1])})",

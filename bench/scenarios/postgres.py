@@ -10,7 +10,6 @@ from pathlib import Path
 
 from bench.harness import (
     Context,
-    Postgres,
     Unavailable,
     fetch,
     ours,
@@ -22,6 +21,7 @@ from bench.harness import (
 )
 from bench.report import Section, cpu_ms, mib, ms, ratio
 from bench.scenarios.common import Summary, check_successes, measure_many, scrape
+from tests.servers import PostgresServer
 
 TITLE = "Postgres pool stats"
 WHAT = (
@@ -49,8 +49,9 @@ def run(ctx: Context) -> Section:
     with postgres_cluster(ctx.workdir, "log_statement=all") as pg, sessions(psycopg, pg):
         log = pg.log
         stats = server_stats(pg, log)
-        env = {"DATA_SOURCE_NAME": pg.dsn()}
-        config = {"checks": [{"name": "db", "kind": "postgres", "dsn": pg.dsn()}]}
+        dsn = pg.dsn(sslmode="disable")  # no TLS on the throwaway cluster
+        env = {"DATA_SOURCE_NAME": dsn}
+        config = {"checks": [{"name": "db", "kind": "postgres", "dsn": dsn}]}
         with (
             ours(ctx.workdir, config) as exporter,
             peer("prometheus-postgres-exporter", "prometheus-postgres-exporter", [],
@@ -97,7 +98,7 @@ def verify_ours(body: bytes) -> None:
         raise RuntimeError(f"ours: check ok {ok}/{total}, connections by state {states}")
 
 
-def server_stats(pg: Postgres, log: Path):  # type: ignore[no-untyped-def]
+def server_stats(pg: PostgresServer, log: Path):  # type: ignore[no-untyped-def]
     def read() -> tuple[float, float, float]:
         statements = len(_STATEMENT.findall(log.read_bytes()))
         return tree_cpu_seconds(pg.pid), float(statements), float("nan")
@@ -106,13 +107,14 @@ def server_stats(pg: Postgres, log: Path):  # type: ignore[no-untyped-def]
 
 
 @contextlib.contextmanager
-def sessions(psycopg, pg: Postgres) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def sessions(psycopg, pg: PostgresServer) -> Iterator[None]:  # type: ignore[no-untyped-def]
     """Idle, idle-in-transaction and active client sessions for the exporters to count."""
-    conns = [psycopg.connect(pg.dsn(), autocommit=True) for _ in range(IDLE + IDLE_IN_TX)]
+    dsn = pg.dsn(sslmode="disable")
+    conns = [psycopg.connect(dsn, autocommit=True) for _ in range(IDLE + IDLE_IN_TX)]
     for conn in conns[IDLE:]:
         conn.execute("BEGIN")
         conn.execute("SELECT 1")
-    sleepers = [psycopg.connect(pg.dsn(), autocommit=True) for _ in range(ACTIVE)]
+    sleepers = [psycopg.connect(dsn, autocommit=True) for _ in range(ACTIVE)]
     pids = [c.info.backend_pid for c in sleepers]
 
     def sleep(conn) -> None:  # type: ignore[no-untyped-def]
@@ -125,7 +127,7 @@ def sessions(psycopg, pg: Postgres) -> Iterator[None]:  # type: ignore[no-untype
     try:
         yield
     finally:
-        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+        with psycopg.connect(dsn, autocommit=True) as admin:
             for pid in pids:
                 admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
         for thread in threads:

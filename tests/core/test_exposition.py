@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 
@@ -78,7 +79,9 @@ def test_go_float_writes_values_as_prometheus_client_does() -> None:
     values += [rng.uniform(-1e12, 1e12) for _ in range(2000)]
     values += [10 ** rng.uniform(-30, 30) for _ in range(2000)]
     values += [float(rng.randrange(0, 10**15)) for _ in range(2000)]
-    assert [go_float(v) for v in values] == [floatToGoString(v) for v in values]
+    # prometheus_client.utils has no annotations: give the reference its known signature.
+    reference: Callable[[float], str] = floatToGoString
+    assert [go_float(v) for v in values] == [reference(v) for v in values]
 
 
 def test_own_process_metrics_agree_with_prometheus_clients_collector() -> None:

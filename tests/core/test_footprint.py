@@ -95,11 +95,11 @@ def test_a_serving_exporter_does_not_load_prometheus_client_for_the_text_format(
     loaded = imported_after("""
         import asyncio
         from exporter.config import load_data
-        from exporter.server import Exporter
+        from exporter.server import RunningExporter
         async def main():
             config = load_data({"checks": [{"name": "t", "kind": "tcp",
                                             "address": "127.0.0.1:1"}]}, "x", {})
-            exporter = Exporter(config, lambda: config)
+            exporter = RunningExporter(config, lambda: config)
             await exporter.start()
             body, _ = await exporter.scrape("5", None, gzip=True)
             await exporter.stop()

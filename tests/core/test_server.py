@@ -13,12 +13,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import logs
 from exporter.config import load_file
-from exporter.server import Exporter, make_app, scrape_budget
+from exporter.families import OWN_FAMILIES
+from exporter.server import RunningExporter, scrape_budget
 from tests.core.conftest import Behaviour
+from tests.support import serving
 
 SECRET = "pa55-w0rd-never-shown"
 
@@ -34,29 +36,15 @@ checks:
 
 
 @pytest.fixture
-def log_stream() -> AsyncIterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.setup("debug", "logfmt", stream)
-    yield stream
-    logs.LOGGER.handlers.clear()
-    logs.LOGGER.propagate = True
-    logs.LOGGER.setLevel(logging.NOTSET)
-
-
-@pytest.fixture
 async def served(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
-) -> AsyncIterator[tuple[str, Path, Exporter]]:
+) -> AsyncIterator[tuple[str, Path, RunningExporter]]:
     monkeypatch.setenv("REDIS_PASSWORD", SECRET)
     path = tmp_path / "config.yml"
     path.write_text(GOOD)
-    exporter = Exporter(load_file(path), lambda: load_file(path))
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")), path, exporter
-    await server.close()
-    await exporter.stop()
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
+    async with serving(exporter) as base:
+        yield base, path, exporter
 
 
 async def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
@@ -76,7 +64,7 @@ async def post(url: str) -> tuple[int, str]:
 
 
 async def test_metrics_has_uniform_series_for_every_check(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
 ) -> None:
     base, _, _ = served
     status, body, headers = await get(f"{base}/metrics")
@@ -92,7 +80,23 @@ async def test_metrics_has_uniform_series_for_every_check(
     assert 'test_probe_value{check="fine",team="ops"}' in body
 
 
-async def test_openmetrics_and_gzip_by_request_headers(served: tuple[str, Path, Exporter]) -> None:
+async def test_own_series_are_exposed_as_families_py_defines_them(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
+    """docs/metrics.md is rendered from OWN_FAMILIES: the exposition must match it."""
+    base, _, _ = served
+    _, body, _ = await get(f"{base}/metrics")
+    exposed = {family.name: family for family in text_string_to_metric_families(body)}
+    for own in OWN_FAMILIES:
+        family = exposed[own.name]
+        assert (family.type, family.documentation) == (own.type, own.help)
+        assert len(family.samples) == 1
+        assert tuple(family.samples[0].labels) == own.labels
+
+
+async def test_openmetrics_and_gzip_by_request_headers(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
     base, _, _ = served
     status, body, headers = await get(
         f"{base}/metrics",
@@ -105,7 +109,9 @@ async def test_openmetrics_and_gzip_by_request_headers(served: tuple[str, Path, 
     assert body.endswith("# EOF\n")
 
 
-async def test_fifty_concurrent_scrapes_all_succeed(served: tuple[str, Path, Exporter]) -> None:
+async def test_fifty_concurrent_scrapes_all_succeed(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
     base, _, _ = served
     replies = await asyncio.gather(*(get(f"{base}/metrics") for _ in range(50)))
     assert {status for status, _, _ in replies} == {200}
@@ -131,7 +137,7 @@ def test_scrape_budget_from_timeout_header(header: str | None, budget: float) ->
 
 
 async def test_hanging_check_bounded_by_scrape_timeout_header(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
 ) -> None:
     base, path, _ = served
     path.write_text("checks:\n  - {name: stuck, kind: test, mode: hang, timeout: 1h}\n")
@@ -143,7 +149,7 @@ async def test_hanging_check_bounded_by_scrape_timeout_header(
     assert "deadline" in page or "timed out" in page
 
 
-async def test_valid_reload_replaces_checks(served: tuple[str, Path, Exporter]) -> None:
+async def test_valid_reload_replaces_checks(served: tuple[str, Path, RunningExporter]) -> None:
     base, path, exporter = served
     path.write_text("checks:\n  - {name: only, kind: test}\n")
     assert await post(f"{base}/-/reload") == (200, "Reloaded.\n")
@@ -154,7 +160,7 @@ async def test_valid_reload_replaces_checks(served: tuple[str, Path, Exporter]) 
 
 
 async def test_invalid_reload_is_refused_and_old_config_keeps_serving(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
     log_stream: io.StringIO,
 ) -> None:
     base, path, _ = served
@@ -170,7 +176,9 @@ async def test_invalid_reload_is_refused_and_old_config_keeps_serving(
     assert "reload refused" in log_stream.getvalue()
 
 
-async def test_status_page_lists_checks_and_links(served: tuple[str, Path, Exporter]) -> None:
+async def test_status_page_lists_checks_and_links(
+    served: tuple[str, Path, RunningExporter],
+) -> None:
     base, _, _ = served
     await get(f"{base}/metrics")
     status, page, _ = await get(f"{base}/")
@@ -181,7 +189,7 @@ async def test_status_page_lists_checks_and_links(served: tuple[str, Path, Expor
     assert "<td>fine</td><td>test</td><td>ok</td>" in page
 
 
-async def test_health_and_readiness(served: tuple[str, Path, Exporter]) -> None:
+async def test_health_and_readiness(served: tuple[str, Path, RunningExporter]) -> None:
     base, _, exporter = served
     assert (await get(f"{base}/-/healthy"))[0] == 200
     assert (await get(f"{base}/-/ready"))[0] == 200
@@ -190,7 +198,7 @@ async def test_health_and_readiness(served: tuple[str, Path, Exporter]) -> None:
 
 
 async def test_no_secret_in_metrics_config_status_or_logs(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
     log_stream: io.StringIO,
 ) -> None:
     base, _, _ = served
@@ -207,7 +215,7 @@ async def test_no_secret_in_metrics_config_status_or_logs(
 
 
 async def test_reused_results_render_the_same_series_in_both_formats(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
     test_kind: Behaviour,
 ) -> None:
     base, path, _ = served
@@ -245,16 +253,19 @@ def test_json_log_lines_are_parseable_and_redacted() -> None:
 
 
 async def test_gzip_body_is_one_complete_member_on_cached_and_fresh_scrapes(
-    served: tuple[str, Path, Exporter],
+    served: tuple[str, Path, RunningExporter],
 ) -> None:
     base, path, _ = served
     path.write_text("checks:\n  - {name: cached, kind: test, min_interval: 1h}\n")
     assert (await post(f"{base}/-/reload"))[0] == 200
     for accept in ("text/plain", "application/openmetrics-text"):
         for _ in range(2):  # the first encodes the checks' part, the second reuses it
-            async with aiohttp.ClientSession(auto_decompress=False) as session, session.get(
-                f"{base}/metrics", headers={"Accept-Encoding": "gzip", "Accept": accept}
-            ) as resp:
+            async with (
+                aiohttp.ClientSession(auto_decompress=False) as session,
+                session.get(
+                    f"{base}/metrics", headers={"Accept-Encoding": "gzip", "Accept": accept}
+                ) as resp,
+            ):
                 raw = await resp.read()
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # exactly one gzip member
             text = inflater.decompress(raw).decode()
@@ -277,11 +288,12 @@ async def test_a_cached_state_is_served_as_valid_gzip_equal_to_the_plain_text(
         "checks:\n"
         + "".join(f"  - {{name: c{i}, kind: test, min_interval: 1h}}\n" for i in range(50))
     )
-    exporter = Exporter(load_file(path), lambda: load_file(path))
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
     await exporter.start()
     try:
-        bodies = [gzip.decompress((await exporter.scrape("10", None, gzip=True))[0])
-                  for _ in range(3)]
+        bodies = [
+            gzip.decompress((await exporter.scrape("10", None, gzip=True))[0]) for _ in range(3)
+        ]
         plain = (await exporter.scrape("10", None))[0]
     finally:
         await exporter.stop()

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from exporter.config import load_data, load_file
 from exporter.samples import Family, Sample
-from exporter.server import Exporter, make_app
+from exporter.server import RunningExporter
 from exporter.summary import key_value, key_values
+from tests.support import serving
 
 SECRET = "s3cr3t-never-shown-here"
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,13 +38,9 @@ checks:
 async def served(tmp_path: Path) -> AsyncIterator[str]:
     path = tmp_path / "config.yml"
     path.write_text(CONFIG)
-    exporter = Exporter(load_file(path), lambda: load_file(path))
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url(""))
-    await server.close()
-    await exporter.stop()
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
+    async with serving(exporter) as base:
+        yield base
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -100,20 +96,14 @@ async def test_probe_debug_view_says_what_was_asked_and_why_it_failed() -> None:
         },
         "t",
     )
-    exporter = Exporter(config, lambda: config)
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = closed.sockets[0].getsockname()[1]
-    closed.close()
-    await closed.wait_closed()
-    try:
-        url = f"{server.make_url('/probe')}?module=t&target=127.0.0.1:{port}&debug=true"
+    exporter = RunningExporter(config, lambda: config)
+    async with serving(exporter) as base:
+        closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = closed.sockets[0].getsockname()[1]
+        closed.close()
+        await closed.wait_closed()
+        url = f"{base}/probe?module=t&target=127.0.0.1:{port}&debug=true"
         status, text = await get(url)
-    finally:
-        await server.close()
-        await exporter.stop()
     assert status == 200
     assert f"Probe of 127.0.0.1:{port} with module t" in text
     assert "Result: FAILED" in text
@@ -153,15 +143,9 @@ async def test_status_page_links_the_alerts_each_check_feeds() -> None:
     profile = ROOT / "profiles" / "smart-city.yml"
     rules = RULES.read_text()
     (api_url,) = re.findall(r"runbook_url: (\S+#smartcityapidown)\n", rules)
-    exporter = Exporter(load_file(profile, env={}), lambda: load_file(profile, env={}))
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    try:
-        status, page = await get(str(server.make_url("/")))
-    finally:
-        await server.close()
-        await exporter.stop()
+    exporter = RunningExporter(load_file(profile, env={}), lambda: load_file(profile, env={}))
+    async with serving(exporter) as base:
+        status, page = await get(f"{base}/")
     assert status == 200
     row = page.split("<td>api</td>", 1)[1].split("</tr>", 1)[0]
     assert f"<a href='{api_url}'>SmartCityApiDown</a> (critical)" in row

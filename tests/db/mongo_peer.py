@@ -148,11 +148,11 @@ class MongoPeer:
             pos += 1
             (size,) = struct.unpack_from("<i", body, pos)
             if kind == 0:
-                command = bson.decode(body[pos:pos + size])
+                command = bson.decode(body[pos : pos + size])
             else:  # kind 1: a document sequence, named by a C string
                 name_end = body.index(b"\0", pos + 4)
-                name = body[pos + 4:name_end].decode()
-                sequences[name] = bson.decode_all(body[name_end + 1:pos + size])
+                name = body[pos + 4 : name_end].decode()
+                sequences[name] = bson.decode_all(body[name_end + 1 : pos + size])
             pos += size
         command.update(sequences)
         return flags, command
@@ -162,17 +162,21 @@ class MongoPeer:
         name_end = body.index(b"\0", 4)
         pos = name_end + 1 + 8  # numberToSkip, numberToReturn
         (size,) = struct.unpack_from("<i", body, pos)
-        return bson.decode(body[pos:pos + size])
+        return bson.decode(body[pos : pos + size])
 
     def _msg(self, response_to: int, doc: Mapping[str, Any]) -> bytes:
         payload = struct.pack("<I", 0) + b"\0" + bson.encode(doc)
-        return HEADER.pack(HEADER.size + len(payload), next(self._request_ids), response_to,
-                           OP_MSG) + payload
+        return (
+            HEADER.pack(HEADER.size + len(payload), next(self._request_ids), response_to, OP_MSG)
+            + payload
+        )
 
     def _reply(self, response_to: int, doc: Mapping[str, Any]) -> bytes:
         payload = struct.pack("<iqii", 0, 0, 0, 1) + bson.encode(doc)
-        return HEADER.pack(HEADER.size + len(payload), next(self._request_ids), response_to,
-                           OP_REPLY) + payload
+        return (
+            HEADER.pack(HEADER.size + len(payload), next(self._request_ids), response_to, OP_REPLY)
+            + payload
+        )
 
     async def _answer(self, command: dict[str, Any], connection_id: int) -> dict[str, Any]:
         name = next(iter(command), "")
@@ -191,11 +195,19 @@ class MongoPeer:
         lowered = name.lower()
         if lowered in ("hello", "ismaster"):
             return {
-                "helloOk": True, "ismaster": True, "isWritablePrimary": True,
-                "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000,
-                "maxWriteBatchSize": 100_000, "localTime": datetime.now(UTC),
-                "logicalSessionTimeoutMinutes": 30, "connectionId": connection_id,
-                "minWireVersion": 0, "maxWireVersion": 21, "readOnly": False, "ok": 1.0,
+                "helloOk": True,
+                "ismaster": True,
+                "isWritablePrimary": True,
+                "maxBsonObjectSize": 16 * 1024 * 1024,
+                "maxMessageSizeBytes": 48_000_000,
+                "maxWriteBatchSize": 100_000,
+                "localTime": datetime.now(UTC),
+                "logicalSessionTimeoutMinutes": 30,
+                "connectionId": connection_id,
+                "minWireVersion": 0,
+                "maxWireVersion": 21,
+                "readOnly": False,
+                "ok": 1.0,
             }
         if lowered in ("ping", "endsessions"):
             return {"ok": 1.0}
@@ -204,30 +216,54 @@ class MongoPeer:
         if lowered == "serverstatus":
             current = self.current_connections
             return {
-                "host": "peer", "version": VERSION, "process": "mongod", "uptime": 1.0,
-                "connections": {"current": current, "available": MAX_INCOMING - current,
-                                "totalCreated": Int64(current), "active": self._active},
+                "host": "peer",
+                "version": VERSION,
+                "process": "mongod",
+                "uptime": 1.0,
+                "connections": {
+                    "current": current,
+                    "available": MAX_INCOMING - current,
+                    "totalCreated": Int64(current),
+                    "active": self._active,
+                },
                 "ok": 1.0,
             }
         if lowered == "find":
             return self._find(command)
-        return {"ok": 0.0, "errmsg": f"no such command: '{name}'", "code": 59,
-                "codeName": "CommandNotFound"}
+        return {
+            "ok": 0.0,
+            "errmsg": f"no such command: '{name}'",
+            "code": 59,
+            "codeName": "CommandNotFound",
+        }
 
     def _find(self, command: dict[str, Any]) -> dict[str, Any]:
         database, collection = command["$db"], command["find"]
-        docs = [d for d in self.collections.get((database, collection), [])
-                if _matches(d, command.get("filter", {}))]
+        docs = [
+            d
+            for d in self.collections.get((database, collection), [])
+            if _matches(d, command.get("filter", {}))
+        ]
         for key, direction in reversed(list(command.get("sort", {}).items())):
-            docs.sort(key=lambda d, k=key: _sort_key(_get(d, k)), reverse=direction < 0)
+
+            def by_field(doc: dict[str, Any], field: str = key) -> Any:
+                return _sort_key(_get(doc, field))
+
+            docs.sort(key=by_field, reverse=direction < 0)
         limit = abs(int(command.get("limit", 0)))
         if limit:
             docs = docs[:limit]
         projection = command.get("projection")
         if projection:
             fields = [k for k, v in projection.items() if v and k != "_id"]
-            docs = [{**({"_id": d["_id"]} if projection.get("_id", 1) and "_id" in d else {}),
-                     **{k.split(".")[0]: d[k.split(".")[0]] for k in fields
-                        if k.split(".")[0] in d}} for d in docs]
-        return {"cursor": {"id": Int64(0), "ns": f"{database}.{collection}",
-                           "firstBatch": docs}, "ok": 1.0}
+            docs = [
+                {
+                    **({"_id": d["_id"]} if projection.get("_id", 1) and "_id" in d else {}),
+                    **{k.split(".")[0]: d[k.split(".")[0]] for k in fields if k.split(".")[0] in d},
+                }
+                for d in docs
+            ]
+        return {
+            "cursor": {"id": Int64(0), "ns": f"{database}.{collection}", "firstBatch": docs},
+            "ok": 1.0,
+        }

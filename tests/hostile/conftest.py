@@ -193,10 +193,11 @@ async def watching_health(process: ExporterProcess) -> AsyncIterator[HealthWatch
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+TcpServers = Callable[[Handler], Awaitable[int]]
 
 
 @pytest.fixture
-async def tcp_servers() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
+async def tcp_servers() -> AsyncIterator[TcpServers]:
     """Start raw asyncio servers on 127.0.0.1 (hostile Redis and HTTP peers); port out."""
     servers: list[asyncio.Server] = []
     tasks: set[asyncio.Task[None]] = set()

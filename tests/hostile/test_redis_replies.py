@@ -14,6 +14,7 @@ from exporter.redact import MAX_REASON
 from tests.hostile.conftest import (
     Handler,
     StartExporter,
+    TcpServers,
     read_command,
     watching_health,
 )
@@ -85,7 +86,7 @@ def check(port: int, timeout: str = "5s") -> dict[str, object]:
 
 
 async def test_endless_bulk_reply_is_refused_at_the_limit_and_memory_stays_bounded(
-    tcp_servers, exporter_process: StartExporter
+    tcp_servers: TcpServers, exporter_process: StartExporter
 ) -> None:
     port = await tcp_servers(endless_bulk())
     exporter = await exporter_process(
@@ -105,7 +106,7 @@ async def test_endless_bulk_reply_is_refused_at_the_limit_and_memory_stays_bound
 
 
 async def test_huge_info_fails_fast_without_blocking_the_event_loop(
-    tcp_servers, exporter_process: StartExporter
+    tcp_servers: TcpServers, exporter_process: StartExporter
 ) -> None:
     port = await tcp_servers(huge_info(200 * 1024 * 1024))
     exporter = await exporter_process(
@@ -120,13 +121,13 @@ async def test_huge_info_fails_fast_without_blocking_the_event_loop(
     assert health.worst < 1.0, f"/-/healthy took {health.worst:.3f}s"
 
 
-async def test_info_just_under_the_limit_is_read(tcp_servers) -> None:
+async def test_info_just_under_the_limit_is_read(tcp_servers: TcpServers) -> None:
     port = await tcp_servers(huge_info(MAX_REPLY_BYTES - 1024))
     result = await run_check(check(port))
     assert result.success, result.error
 
 
-async def test_endless_simple_string_and_huge_arrays_are_refused(tcp_servers) -> None:
+async def test_endless_simple_string_and_huge_arrays_are_refused(tcp_servers: TcpServers) -> None:
     endless_line = await tcp_servers(
         resp_server({"PING": b"+PONG\r\n", "INFO": b"+" + b"x" * (1 << 20) + b"\r\n"})
     )
@@ -144,7 +145,7 @@ async def test_endless_simple_string_and_huge_arrays_are_refused(tcp_servers) ->
     assert "reply array of more than 4096 elements" in (result.error or "")
 
 
-async def test_wrong_reply_types_give_a_clear_reason(tcp_servers) -> None:
+async def test_wrong_reply_types_give_a_clear_reason(tcp_servers: TcpServers) -> None:
     integer_info = await tcp_servers(resp_server({"PING": b"+PONG\r\n", "INFO": b":5\r\n"}))
     result = await run_check(check(integer_info))
     assert result.error == f"redis 127.0.0.1:{integer_info}: unexpected reply to INFO"
@@ -158,7 +159,7 @@ async def test_wrong_reply_types_give_a_clear_reason(tcp_servers) -> None:
     assert result.error == f"redis 127.0.0.1:{not_pong}: PING did not answer PONG"
 
 
-async def test_long_error_line_is_cut_and_does_not_stall(tcp_servers) -> None:
+async def test_long_error_line_is_cut_and_does_not_stall(tcp_servers: TcpServers) -> None:
     port = await tcp_servers(resp_server({"PING": b"-ERR " + b"a" * 40_000 + b"\r\n"}))
     result = await run_check(check(port))
     assert not result.success
@@ -166,7 +167,7 @@ async def test_long_error_line_is_cut_and_does_not_stall(tcp_servers) -> None:
     assert "more characters" in (result.error or "")
 
 
-async def test_speaks_resp2_with_ping_and_info_only_like_redis_5(tcp_servers) -> None:
+async def test_speaks_resp2_with_ping_and_info_only_like_redis_5(tcp_servers: TcpServers) -> None:
     """Redis 5 answers HELLO with an error: the kind must never send it."""
     seen: list[list[str]] = []
     info = b"redis_version:5.0.14\r\nused_memory:100\r\nrole:master\r\n"

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from exporter.config import Config, load_data, load_file
-from exporter.server import Exporter, make_app
+from exporter.server import RunningExporter, make_app
 from tests.hostile.conftest import StartExporter
 from tests.hostile.test_bad_configs import billion_laughs
 from tests.web.conftest import Serve
@@ -51,7 +51,7 @@ async def test_reload_that_raises_unexpectedly_is_a_failed_reload(tmp_path: Path
     def broken_loader() -> Config:
         raise RecursionError("maximum recursion depth exceeded")
 
-    exporter = Exporter(config, broken_loader)
+    exporter = RunningExporter(config, broken_loader)
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()
@@ -91,7 +91,7 @@ async def test_scrapes_racing_reloads_never_report_a_false_zero(
         )
 
     write("5s")
-    exporter = Exporter(load_file(path), lambda: load_file(path))
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
     await exporter.start()
     server = TestServer(make_app(exporter), host="127.0.0.1")
     await server.start_server()

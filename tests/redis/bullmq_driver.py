@@ -1,8 +1,11 @@
 """Drives the official ``bullmq`` PyPI package; run inside a side venv (.cache/bullmq-v5|v6).
 
-Not a test module: tests/redis/conftest.py runs it as a subprocess with the venv's Python,
-so that two majors of the package (2.26.x writes BullMQ's v5 layout, 3.x the v6 layout)
-can be exercised against the same exporter. Every command prints one JSON line last.
+Not a test module: tests/redis/conftest.py and the bench's cross-check
+(bench/scenarios/bullmq.py) run it as a subprocess with the venv's Python, so that two
+majors of the package (2.26.x writes BullMQ's v5 layout, 3.x the v6 layout) can be
+exercised against the same exporter. Every command prints one JSON line last. Its STATES
+are the reference's own list, deliberately not imported from the exporter (which this
+venv does not have).
 
     bullmq_driver.py populate URL PREFIX NAME    queues NAME-all, NAME-children, NAME-paused
     bullmq_driver.py counts URL PREFIX QUEUE...  getJobCounts() of every state per queue
@@ -17,6 +20,10 @@ can be exercised against the same exporter. Every command prints one JSON line l
     bullmq_driver.py serve URL PREFIX QUEUE      a worker until stdin closes; prints
                                                  getWorkers() count once it is running
     bullmq_driver.py workers URL PREFIX QUEUE    Queue.getWorkers() count
+    bullmq_driver.py make URL PREFIX QUEUE PLAN_JSON
+                                                 jobs in every state as the plan counts them
+                                                 ({"waiting": 5, "active": 2, ...}; the
+                                                 bench writes the same plan directly)
     bullmq_driver.py schedule URL PREFIX QUEUE ID EVERY_MS
                                                  upsertJobScheduler; its getJobSchedulers()
 """
@@ -125,7 +132,7 @@ async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
         )
 
         async def holding() -> bool:
-            return (await queue.getJobCounts("active"))["active"] >= 2
+            return bool((await queue.getJobCounts("active"))["active"] >= 2)
 
         try:
             await wait_for(holding, "2 active jobs")
@@ -237,6 +244,50 @@ async def serve(url: str, prefix: str, name: str) -> None:
         await worker.close(force=True)
 
 
+async def make(url: str, prefix: str, name: str, plan: dict[str, int]) -> None:
+    """One queue with ``plan[state]`` jobs per state, made by the package's own calls."""
+    queue = Queue(name, opts(url, prefix))
+    flows = FlowProducer(url, {"prefix": prefix})
+    worker = Worker(name, _never, {**opts(url, prefix), "autorun": False})
+    try:
+        # Jobs a worker finishes: completed, failed, then the ones left active.
+        finished = plan["completed"] + plan["failed"] + plan["active"]
+        for i in range(finished):
+            await queue.add("work", {"n": i}, {"removeOnComplete": False, "removeOnFail": False})
+        for i in range(finished):
+            job = await worker.getNextJob(f"token-{i}")
+            if i < plan["completed"]:
+                await job.moveToCompleted({"ok": True}, job.token)
+            elif i < plan["completed"] + plan["failed"]:
+                await job.moveToFailed(RuntimeError("boom"), job.token)
+        for i in range(plan["delayed"]):
+            await queue.add("later", {"n": i}, {"delay": HOUR_MS})
+        for i in range(plan["prioritized"]):
+            await queue.add("urgent", {"n": i}, {"priority": 1 + i})
+        for i in range(plan["waiting-children"]):
+            # The parent waits for one child in the same queue's wait list (counted there).
+            await flows.add(
+                {
+                    "name": "parent",
+                    "queueName": name,
+                    "data": {"n": i},
+                    "children": [{"name": "child", "queueName": name, "data": {}}],
+                }
+            )
+        for i in range(plan["waiting"] + plan["paused"] - plan["waiting-children"]):
+            await queue.add("work", {"n": i})
+        if plan["paused"]:
+            await queue.pause()
+    finally:
+        await worker.close(force=True)
+        await flows.close()
+        await queue.close()
+
+
+async def _never(job: object, token: str) -> None:
+    raise AssertionError("autorun is off: nothing processes jobs here")
+
+
 async def schedule(url: str, prefix: str, name: str, scheduler: str, every: int) -> Any:
     queue = Queue(name, opts(url, prefix))
     try:
@@ -269,6 +320,9 @@ def main(argv: list[str]) -> None:
         result = {"ids": asyncio.run(add(url, prefix, rest[0], int(rest[1])))}
     elif command == "workers":
         result = {"workers": asyncio.run(workers_count(url, prefix, rest[0]))}
+    elif command == "make":
+        asyncio.run(make(url, prefix, rest[0], json.loads(rest[1])))
+        result = {}
     elif command == "schedule":
         result = {"schedulers": asyncio.run(schedule(url, prefix, rest[0], rest[1], int(rest[2])))}
     else:

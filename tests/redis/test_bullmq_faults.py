@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -240,7 +241,7 @@ async def test_restart_between_scrapes_is_redialled_within_the_scrape(
     redis_server: RedisServer,
 ) -> None:
     make_queue(redis_server, "ingest", waiting=2)
-    checks = [
+    checks: list[dict[str, Any]] = [
         {"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["ingest"]},
         {"name": "r", "kind": "redis", "url": redis_server.url},
     ]

@@ -6,6 +6,7 @@ connection (counted with CLIENT LIST)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -61,15 +62,21 @@ async def test_close_after_success_and_failure_leaves_no_connection(
     make_queue(redis_server, "ingest", waiting=2)
     with redis_server.client() as client:
         client.set("bull:broken:wait", "not a list")  # a listed queue that cannot be read
-        client.acl_setuser("pingonly", enabled=True, passwords=["+pingonly-pw"],
-                           commands=["+ping", "+auth"])
+        client.acl_setuser(
+            "pingonly", enabled=True, passwords=["+pingonly-pw"], commands=["+ping", "+auth"]
+        )
     url = redis_server.url
-    checks = [
+    checks: list[dict[str, Any]] = [
         {"name": "r-ok", "kind": "redis", "url": url},
         {"name": "q-ok", "kind": "bullmq", "url": url},
         # Connected, then failed: INFO refused by ACL / a key of the wrong type.
-        {"name": "r-bad", "kind": "redis", "url": url, "username": "pingonly",
-         "password": "pingonly-pw"},
+        {
+            "name": "r-bad",
+            "kind": "redis",
+            "url": url,
+            "username": "pingonly",
+            "password": "pingonly-pw",
+        },
         {"name": "q-bad", "kind": "bullmq", "url": url, "queues": ["broken"]},
     ]
     async with running(checks) as runner:

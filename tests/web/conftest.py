@@ -1,4 +1,5 @@
-"""Fixtures for the http/tcp/file/disk kinds: real aiohttp servers on loopback, a test CA."""
+"""Fixtures for the http and tcp kinds: real aiohttp servers on loopback, a test CA, and a
+listener that counts the connections a probe leaves open."""
 
 from __future__ import annotations
 
@@ -73,3 +74,45 @@ def test_ca(tmp_path: Path) -> LoopbackCA:
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     return LoopbackCA(ca, ca_file)
+
+
+class Listener:
+    """A loopback server that answers each HTTP request (or nothing, for tcp) and keeps
+    the connection open: only the client can close it, so ``open`` shows whether it did."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.open = 0
+        self.accepted = 0
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.accepted += 1
+        try:
+            while True:
+                if self.reply:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(self.reply)
+                    await writer.drain()
+                elif not await reader.read(1024):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def http_listener() -> AsyncIterator[Listener]:
+    listener = Listener(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    listener.server = await asyncio.start_server(listener.handle, "127.0.0.1", 0)
+    async with listener.server:
+        yield listener

@@ -1,4 +1,5 @@
-"""Timestamp, certificate-date and dotted-path parsing shared by the http and tcp kinds."""
+"""Timestamp, certificate-date and dotted-path parsing shared by the http and tcp kinds, and
+the epoch numbers the http and database kinds read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import trustme
 
 from exporter.checks._jsonpath import JsonPath, PathError
+from exporter.checks._queries import to_unix_seconds
 from exporter.checks._timestamps import cert_not_after, parse_timestamp
 
 WHEN = dt.datetime(2026, 11, 22, 20, 15, 30, tzinfo=dt.UTC).timestamp()
@@ -88,8 +90,10 @@ def test_paths_find_values(path: str, expected: Any) -> None:
         ("components.db.status", 'components.db.status: no key "db" in components'),
         ("sources.id", "sources.id: sources is a list, not an object"),
         ("sources.5.id", "sources.5.id: sources has 2 elements, no index 5"),
-        ("components.redis.status.code",
-         "components.redis.status.code: components.redis.status is a string, not an object"),
+        (
+            "components.redis.status.code",
+            "components.redis.status.code: components.redis.status is a string, not an object",
+        ),
     ],
 )
 def test_paths_that_lead_nowhere_say_where_they_stop(path: str, message: str) -> None:
@@ -107,3 +111,22 @@ def test_paths_inside_an_element_name_the_element() -> None:
 def test_empty_segments_are_refused() -> None:
     with pytest.raises(ValueError, match="empty segment"):
         JsonPath.parse("a..b")
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        (1_795_378_530, 1_795_378_530.0),  # seconds
+        (1_795_378_530_250, 1_795_378_530.25),  # ms (Node's Date.now())
+        (1_795_378_530_250_000, 1_795_378_530.25),  # µs
+        (1_795_378_530_250_000_000, 1_795_378_530.25),  # ns
+        ("1795378530250000", 1_795_378_530.25),
+    ],
+)
+def test_http_and_database_kinds_read_one_epoch_number_as_one_time(
+    raw: Any, seconds: float
+) -> None:
+    # The http kind used to read anything >= 1e11 as ms (µs became the year 58,000)
+    # while the SQL and Mongo kinds scaled µs and ns: one helper now serves both.
+    assert parse_timestamp(raw) == pytest.approx(seconds)
+    assert to_unix_seconds(raw) == pytest.approx(seconds)

@@ -9,25 +9,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis
-from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import logs
 from exporter.config import load_data, load_file
 from exporter.fields import ConfigError
 from exporter.probing import ProbePool, resolve
-from exporter.server import Exporter, make_app
+from exporter.server import RunningExporter
 from tests.servers import RedisServer
-from tests.support import async_wait_until, free_port
+from tests.support import async_wait_until, free_port, serving
 
 CONFIG = """
 checks: []
@@ -49,26 +46,16 @@ modules:
 
 
 @pytest.fixture
-def log_stream() -> AsyncIterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.setup("debug", "logfmt", stream)
-    yield stream
-    logs.LOGGER.handlers.clear()
-    logs.LOGGER.propagate = True
-    logs.LOGGER.setLevel(logging.NOTSET)
-
-
-@pytest.fixture
-async def served(tmp_path: Path, log_stream: io.StringIO) -> AsyncIterator[tuple[str, Exporter]]:
+async def served(
+    tmp_path: Path, log_stream: io.StringIO
+) -> AsyncIterator[tuple[str, RunningExporter]]:
     path = tmp_path / "config.yml"
     path.write_text(CONFIG)
-    exporter = Exporter(load_file(path), lambda: load_file(path), prober=ProbePool(max_entries=3))
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")), exporter
-    await server.close()
-    await exporter.stop()
+    exporter = RunningExporter(
+        load_file(path), lambda: load_file(path), prober=ProbePool(max_entries=3)
+    )
+    async with serving(exporter) as base:
+        yield base, exporter
 
 
 @pytest.fixture
@@ -90,7 +77,9 @@ async def listener() -> AsyncIterator[tuple[str, list[float]]]:
     await server.wait_closed()
 
 
-async def probe(base: str, headers: dict[str, str] | None = None, **query: str) -> tuple[int, str]:
+async def probe(
+    base: str, headers: Mapping[str, str] | None = None, **query: str
+) -> tuple[int, str]:
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"{base}/probe", params=query, headers=headers or {}) as response,
@@ -107,7 +96,7 @@ def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 async def test_a_tcp_target_from_the_request_is_probed(
-    served: tuple[str, Exporter], listener: tuple[str, list[float]]
+    served: tuple[str, RunningExporter], listener: tuple[str, list[float]]
 ) -> None:
     base, _ = served
     address, accepted = listener
@@ -121,7 +110,7 @@ async def test_a_tcp_target_from_the_request_is_probed(
 
 
 async def test_a_closed_port_is_probe_success_0_not_an_http_error(
-    served: tuple[str, Exporter], log_stream: io.StringIO
+    served: tuple[str, RunningExporter], log_stream: io.StringIO
 ) -> None:
     base, _ = served
     status, body = await probe(base, module="tcp_local", target=f"127.0.0.1:{free_port()}")
@@ -147,13 +136,13 @@ async def test_a_closed_port_is_probe_success_0_not_an_http_error(
     ],
 )
 async def test_refused_requests_answer_400_with_one_line_and_log_no_error(
-    served: tuple[str, Exporter],
+    served: tuple[str, RunningExporter],
     log_stream: io.StringIO,
     query: dict[str, str],
     reason: str,
 ) -> None:
     base, _ = served
-    status, body = await probe(base, **query)
+    status, body = await probe(base, None, **query)
     assert status == 400
     assert reason in body
     assert body.count("\n") == 1
@@ -176,7 +165,7 @@ def test_credentials_in_an_allowed_target_are_refused() -> None:
 
 
 async def test_the_answer_is_bounded_by_the_scrape_timeout_header(
-    served: tuple[str, Exporter], listener: tuple[str, list[float]]
+    served: tuple[str, RunningExporter], listener: tuple[str, list[float]]
 ) -> None:
     base, _ = served
     address, _ = listener
@@ -289,19 +278,13 @@ async def test_config_endpoint_shows_modules_with_secrets_masked(tmp_path: Path)
         "modules:\n  r:\n    kind: redis\n    password: hunter22-module\n"
         "    allowed_targets: ['redis://127\\.0\\.0\\.1:\\d+/\\d+']\n"
     )
-    exporter = Exporter(load_file(path), lambda: load_file(path))
-    await exporter.start()
-    server = TestServer(make_app(exporter), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(server.make_url("/config")) as response,
-        ):
-            body = await response.json()
-    finally:
-        await server.close()
-        await exporter.stop()
+    exporter = RunningExporter(load_file(path), lambda: load_file(path))
+    async with (
+        serving(exporter) as base,
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/config") as response,
+    ):
+        body = await response.json()
     module = body["modules"]["r"]
     assert module["kind"] == "redis"
     assert module["allowed_targets"] == [r"redis://127\.0\.0\.1:\d+/\d+"]

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from exporter.config import load_data
-from exporter.server import Exporter, make_app
+from exporter.server import RunningExporter, make_app
 from tests.support import require_binary
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / ".cache" / "artefacts"
@@ -27,7 +27,7 @@ async def status_url(tmp_path: Path) -> AsyncIterator[str]:
             {"name": "gone", "kind": "file", "path": str(tmp_path / "missing.json")},
         ]
     }
-    exporter = Exporter(load_data(data, "t"), lambda: load_data(data, "t"))
+    exporter = RunningExporter(load_data(data, "t"), lambda: load_data(data, "t"))
     await exporter.start()
     await exporter.scrape(None, None)  # one run, so the page has values and a failure
     server = TestServer(make_app(exporter), host="127.0.0.1")

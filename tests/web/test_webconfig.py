@@ -27,7 +27,7 @@ from aiohttp import web
 from exporter import webconfig
 from exporter.config import load_data
 from exporter.fields import ConfigError
-from exporter.server import Exporter, make_app
+from exporter.server import RunningExporter, make_app
 from exporter.webconfig import WebConfig, load_web_config
 from tests.support import free_port
 
@@ -114,7 +114,9 @@ def test_the_inline_key_never_appears_in_a_refusal(tmp_path: Path) -> None:
 
 @contextlib.asynccontextmanager
 async def serving(web_config: WebConfig) -> AsyncIterator[int]:
-    exporter = Exporter(load_data({"checks": []}, "t"), lambda: load_data({"checks": []}, "t"))
+    exporter = RunningExporter(
+        load_data({"checks": []}, "t"), lambda: load_data({"checks": []}, "t")
+    )
     await exporter.start()
     runner = web.AppRunner(make_app(exporter, web_config.middlewares()), access_log=None)
     await runner.setup()

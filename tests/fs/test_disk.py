@@ -3,36 +3,22 @@ else a plain directory on the filesystem the tests already use."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-import subprocess
-from collections.abc import Callable, Iterator
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from exporter.checks import KINDS
+from exporter.checks.base import CheckFailed
 from exporter.checks.disk import mountpoint_of
-from tests.support import config_problems, mount_tmpfs, run_check, value, values
+from exporter.config import load_data
+from exporter.samples import Sink
+from tests.support import MountTmpfs, async_wait_until, config_problems, run_check, value, values
 
 MIB = 1024 * 1024
-Mount = Callable[..., Path]
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Mount]:
-    """Mount a real tmpfs under ``tmp_path`` (skips locally where mounting is refused)."""
-    mounted: list[Path] = []
-
-    def mount(name: str = "fs", options: str = "size=4m,nr_inodes=2000") -> Path:
-        target = tmp_path / name
-        target.mkdir()
-        mount_tmpfs(target, options)
-        mounted.append(target)
-        return target
-
-    yield mount
-    for target in reversed(mounted):
-        subprocess.run(["umount", str(target)], check=True)
 
 
 def walk_up_to_mount(path: Path) -> str:
@@ -55,12 +41,13 @@ def statvfs_numbers(path: Path) -> dict[str, float]:
     }
 
 
-async def test_tmpfs_numbers_equal_statvfs(tmpfs: Mount) -> None:
-    fs = tmpfs()
+async def test_tmpfs_numbers_equal_statvfs(tmpfs_mounts: MountTmpfs) -> None:
+    fs = tmpfs_mounts()
     (fs / "exports").mkdir()
     (fs / "exports" / "latest.json").write_bytes(b"x" * MIB)
-    result = await run_check({"name": "data", "kind": "disk",
-                              "path": [str(fs), str(fs / "exports")]})
+    result = await run_check(
+        {"name": "data", "kind": "disk", "path": [str(fs), str(fs / "exports")]}
+    )
     assert result.success, result.error
     expected = statvfs_numbers(fs)
     assert expected["disk_size_bytes"] == 4 * MIB
@@ -73,18 +60,17 @@ async def test_tmpfs_numbers_equal_statvfs(tmpfs: Mount) -> None:
     assert value(result, "disk_avail_bytes", path=str(fs), mountpoint=str(fs)) <= 3 * MIB
 
 
-async def test_read_only_filesystem_is_flagged(tmpfs: Mount) -> None:
-    writable = tmpfs("rw")
-    read_only = tmpfs("ro", "size=1m,ro")
-    result = await run_check({"name": "d", "kind": "disk",
-                              "path": [str(writable), str(read_only)]})
+async def test_read_only_filesystem_is_flagged(tmpfs_mounts: MountTmpfs) -> None:
+    writable = tmpfs_mounts("rw")
+    read_only = tmpfs_mounts("ro", "size=1m,ro")
+    result = await run_check({"name": "d", "kind": "disk", "path": [str(writable), str(read_only)]})
     assert result.success, result.error
     assert value(result, "disk_readonly", path=str(writable), mountpoint=str(writable)) == 0
     assert value(result, "disk_readonly", path=str(read_only), mountpoint=str(read_only)) == 1
 
 
-async def test_mount_point_with_a_space_is_read_from_mountinfo(tmpfs: Mount) -> None:
-    fs = tmpfs("data volume")
+async def test_mount_point_with_a_space_is_read_from_mountinfo(tmpfs_mounts: MountTmpfs) -> None:
+    fs = tmpfs_mounts("data volume")
     result = await run_check({"name": "d", "kind": "disk", "path": str(fs)})
     assert result.success, result.error
     assert value(result, "disk_size_bytes", path=str(fs), mountpoint=str(fs)) == 4 * MIB
@@ -117,8 +103,7 @@ def test_mountpoint_lookup_prefers_the_longest_listed_prefix() -> None:
 
 async def test_missing_path_fails_but_the_others_are_still_reported(tmp_path: Path) -> None:
     missing = tmp_path / "exports"
-    result = await run_check({"name": "d", "kind": "disk",
-                              "path": [str(tmp_path), str(missing)]})
+    result = await run_check({"name": "d", "kind": "disk", "path": [str(tmp_path), str(missing)]})
     assert not result.success
     assert result.error == f"{missing} does not exist"
     sizes = values(result, "disk_size_bytes")
@@ -138,3 +123,48 @@ def test_bad_options_are_reported_with_their_path(
     options: dict[str, Any], problems: list[str]
 ) -> None:
     assert config_problems({"name": "d", "kind": "disk", **options}) == problems
+
+
+async def test_hung_statvfs_is_not_started_again_while_it_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung NFS mount cannot be made here: os.statvfs is replaced by a call that blocks
+    until the test releases it, which is what the kernel does on such a mount."""
+    release = threading.Event()
+    calls: list[str] = []
+    real_statvfs = os.statvfs
+
+    def hung_statvfs(path: Any) -> os.statvfs_result:
+        calls.append(str(path))
+        release.wait(60)
+        return real_statvfs(path)
+
+    monkeypatch.setattr("exporter.checks.disk.os.statvfs", hung_statvfs)
+    spec = load_data(
+        {"checks": [{"name": "d", "kind": "disk", "path": str(tmp_path), "timeout": "1s"}]},
+        "<test>",
+        {},
+    ).checks[0]
+    probe = KINDS["disk"].probe(spec)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await probe.collect(Sink("d", ()))
+        for _ in range(3):
+            with pytest.raises(CheckFailed, match=r"still blocked in the call started \d+s ago"):
+                await probe.collect(Sink("d", ()))
+        assert calls == [str(tmp_path)]  # one thread stuck, not one per scrape
+    finally:
+        release.set()
+
+    async def collects() -> bool:
+        sink = Sink("d", ())
+        try:
+            await probe.collect(sink)
+        except CheckFailed:
+            return False  # still blocked: the released thread has not returned yet
+        return any(s.family.name == "disk_size_bytes" for s in sink.samples)
+
+    # Once the stuck call returns, the next scrape runs normally.
+    await async_wait_until(collects, what="disk probe usable again")
+    assert len(calls) >= 2  # the stuck call, then the run that reported

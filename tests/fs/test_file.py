@@ -94,8 +94,10 @@ async def test_glob_without_matches_fails_and_counts_zero(tmp_path: Path) -> Non
     [
         ({}, ["checks[0]: set path (one file) or glob (the newest matching file)"]),
         ({"path": "/a", "glob": "/b/*"}, ["checks[0].glob: set either path or glob, not both"]),
-        ({"path": "/backups/*.gz"},
-         ['checks[0].path: "/backups/*.gz" contains wildcards: use glob for a pattern']),
+        (
+            {"path": "/backups/*.gz"},
+            ['checks[0].path: "/backups/*.gz" contains wildcards: use glob for a pattern'],
+        ),
         ({"path": ""}, ["checks[0].path: must not be empty"]),
         ({"glob": ["/a"]}, ["checks[0].glob: expected a string, got a list"]),
     ],
