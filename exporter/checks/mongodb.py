@@ -19,6 +19,7 @@ from exporter.checks._queries import (
     QUERY_SECONDS,
     QUERY_SUCCESS,
     QueryFailed,
+    QueryLog,
     to_unix_seconds,
 )
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
@@ -162,6 +163,7 @@ class MongoProbe(BaseProbe[MongoOptions]):
     def __init__(self, spec: CheckSpec[MongoOptions]) -> None:
         super().__init__(spec)
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._query_log = QueryLog(spec.name, spec.kind)
 
     def _connect(self) -> AsyncMongoClient[dict[str, Any]]:
         from pymongo import AsyncMongoClient
@@ -216,19 +218,18 @@ class MongoProbe(BaseProbe[MongoOptions]):
             out.add(DB_POOL_CONNECTIONS, current - active, state="idle")
         else:
             out.add(DB_POOL_CONNECTIONS, current, state="idle")
-        failures = []
+        failures: dict[str, str] = {}
         for lookup in self.options.freshness:
             started = time.perf_counter()
             try:
                 out.add(FRESHNESS, await self._newest(client, lookup), item=lookup.name)
                 ok = True
             except QueryFailed as exc:
-                failures.append(f"freshness {lookup.name}: {exc}")
+                failures[lookup.name] = str(exc)
                 ok = False
             out.add(QUERY_SECONDS, time.perf_counter() - started, query=lookup.name)
             out.add(QUERY_SUCCESS, 1.0 if ok else 0.0, query=lookup.name)
-        if failures:
-            raise CheckFailed("; ".join(failures))
+        self._query_log.report(failures)
 
     async def _newest(self, client: AsyncMongoClient[dict[str, Any]], lookup: Freshness) -> float:
         from pymongo.errors import OperationFailure, PyMongoError

@@ -18,6 +18,7 @@ from exporter.checks._queries import (
     QUERY_FAMILIES,
     NamedQuery,
     QueryFailed,
+    QueryLog,
     parse_queries,
     run_queries,
 )
@@ -111,6 +112,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
     def __init__(self, spec: CheckSpec[PostgresOptions]) -> None:
         super().__init__(spec)
         self._pool: asyncpg.Pool | None = None
+        self._query_log = QueryLog(spec.name, spec.kind)
 
     async def collect(self, out: Sink) -> None:
         loop = asyncio.get_running_loop()
@@ -145,8 +147,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                 )
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
             raise _ConnectionLost(reason(exc)) from None
-        if failures:
-            raise CheckFailed("; ".join(failures))
+        self._query_log.report(failures)
 
     async def _connect(self) -> asyncpg.Pool:
         import asyncpg

@@ -20,6 +20,7 @@ from exporter.checks._queries import (
     QUERY_FAMILIES,
     NamedQuery,
     QueryFailed,
+    QueryLog,
     parse_queries,
     run_queries,
 )
@@ -96,6 +97,7 @@ def _file_state(path: str) -> _FileState:
 class SqliteProbe(BaseProbe[SqliteOptions]):
     def __init__(self, spec: CheckSpec[SqliteOptions]) -> None:
         super().__init__(spec)
+        self._query_log = QueryLog(spec.name, spec.kind)
         self._path = os.path.abspath(spec.options.path)
         self._uri = f"file:{quote(self._path)}?mode=ro"
         # SQLite's busy handler sleeps outside the progress handler's reach: keep it
@@ -159,8 +161,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
             )
         finally:
             await conn.close()
-        if failures:
-            raise CheckFailed("; ".join(failures))
+        self._query_log.report(failures)
 
     async def _pragma(self, conn: aiosqlite.Connection, name: str) -> int:
         async with conn.execute(f"PRAGMA {name}") as cursor:
