@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from exporter.alerting import DefaultAlert, Panel, TestInput
 from exporter.checks._redis_conn import (
     Arg,
     CommandTemplate,
@@ -989,4 +990,99 @@ KIND = Kind(
         SKIPPED,
     ),
     target="url",
+    alerts=(
+        DefaultAlert(
+            key="failed_jobs",
+            name="JobsFailing",
+            query="increase(bullmq_jobs_failed_total{$sel}[15m])",
+            op=">",
+            threshold=5,
+            unit="count",
+            for_=300.0,
+            severity="warning",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}): {value} jobs failed "
+            "in 15 minutes (warn above {threshold})",
+            description="Jobs keep failing: their work is not done unless retried.",
+            steps=(
+                "Read the failed jobs' failedReason (Bull Board, or "
+                "Queue.getFailed() in a shell).",
+                "Fix the cause, then retry the failed jobs.",
+            ),
+            reads="bullmq_jobs_failed_total{$sel}",
+            test=(TestInput('bullmq_jobs_failed_total{$sel,prefix="bull",queue="q"}',
+                            "jump", "threshold", "threshold + 1"),),
+            labels=(("prefix", "bull"), ("queue", "q")),
+            settle=900.0,
+        ),
+        DefaultAlert(
+            key="backlog",
+            name="Backlog",
+            query='bullmq_queue_jobs{$sel,state="waiting"}',
+            op=">",
+            threshold=1000,
+            unit="count",
+            for_=900.0,
+            severity="warning",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}) has {value} jobs "
+            "waiting (warn above {threshold})",
+            description="Work arrives faster than the workers take it, or no worker runs.",
+            steps=(
+                "Check the workers are running and not stuck (active count, their log).",
+                "Scale the workers or find what slowed them (a slow dependency).",
+            ),
+            reads="bullmq_queue_paused{$sel}",
+            test=(TestInput(
+                'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}', "gauge",
+                "threshold", "threshold + 1"),),
+            labels=(("prefix", "bull"), ("queue", "q"), ("state", "waiting")),
+        ),
+        DefaultAlert(
+            key="oldest_waiting_age",
+            name="OldestWaiting",
+            query="time() - bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel}",
+            op=">",
+            threshold=900.0,
+            unit="seconds",
+            for_=300.0,
+            severity="warning",
+            summary="the oldest waiting job of {{ $labels.queue }} ({{ $labels.check }}) "
+            "has waited {value} (warn above {threshold})",
+            description="Jobs wait too long before a worker picks them up.",
+            steps=(
+                "Check the workers of this queue are running and consuming.",
+                "Check the queue is not paused and the workers' concurrency.",
+            ),
+            # The oldest-waiting series goes when the queue drains: watch the queue's
+            # always-present series instead.
+            reads="bullmq_queue_paused{$sel}",
+            test=(TestInput(
+                'bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel,prefix="bull",'
+                'queue="q"}', "age", "threshold", "threshold + 60"),),
+            labels=(("prefix", "bull"), ("queue", "q")),
+        ),
+        DefaultAlert(
+            key="paused",
+            name="Paused",
+            query="bullmq_queue_paused{$sel}",
+            op=">",
+            threshold=0,
+            unit="bool",
+            for_=900.0,
+            severity="warning",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}) is paused",
+            description="A paused queue takes no work; jobs pile up as waiting.",
+            steps=("Find who paused it (deploy, maintenance) and resume it when done.",),
+            reads="bullmq_queue_paused{$sel}",
+            test=(TestInput('bullmq_queue_paused{$sel,prefix="bull",queue="q"}', "gauge",
+                            "threshold", "threshold + 1"),),
+            labels=(("prefix", "bull"), ("queue", "q")),
+        ),
+    ),
+    panels=(
+        Panel("Queue jobs by state", 'sum by (check, queue, state) '
+              '(bullmq_queue_jobs{check=~"$check"})', "count", "{{queue}} {{state}}"),
+        Panel("Oldest waiting job age", "time() - "
+              'bullmq_queue_oldest_waiting_job_timestamp_seconds{check=~"$check"}', "seconds",
+              "{{queue}}"),
+    ),
 )

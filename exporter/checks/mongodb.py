@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from exporter.alerting import QUERY_FAILING, Panel, down, pool_near_max, stale
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_SECONDS,
@@ -268,4 +269,19 @@ KIND = Kind(
     families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, CONNECTIONS, DB_PING_SECONDS,
               VERSION_INFO, FRESHNESS, QUERY_SUCCESS, QUERY_SECONDS),
     target="url",
+    alerts=(
+        down("MongoDB", 60.0, (
+            "mongosh --eval 'db.runCommand({ping: 1})'; check the server and its log.",
+        )),
+        pool_near_max("MongoDB"),
+        QUERY_FAILING,
+        stale("lookup", 3600.0),
+    ),
+    panels=(
+        Panel("Connections of max", 'sum without (state) '
+              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+              'db_pool_max_connections{check=~"$check"}', "ratio"),
+        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
+              "{{check}} {{query}}"),
+    ),
 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from exporter.alerting import QUERY_FAILING, QUERY_VALUE, Panel, down, stale
 from exporter.checks._blocking import OffLoop
 from exporter.checks._queries import (
     DB_PING_SECONDS,
@@ -194,4 +195,18 @@ KIND = Kind(
     families=(DB_PING_SECONDS, DATABASE_BYTES, WAL_BYTES, PAGES, FREE_PAGES, PAGE_BYTES,
               *QUERY_FAMILIES),
     target="path",
+    alerts=(
+        down("SQLite database", 300.0, (
+            "ls -l the file: does it exist, is it readable by the exporter's user?",
+            "sqlite3 FILE 'PRAGMA quick_check' on a copy when the file may be corrupt.",
+        )),
+        QUERY_FAILING,
+        QUERY_VALUE,
+        stale("query", 3600.0),
+    ),
+    panels=(
+        Panel("Database size", 'sqlite_database_size_bytes{check=~"$check"}', "bytes"),
+        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
+              "{{check}} {{query}}"),
+    ),
 )
