@@ -125,8 +125,14 @@ CHECK_FAILING = DefaultAlert(
         "Fix the target, or the check's configuration when the target moved.",
     ),
     reads="runbook_exporter_check_success{$sel}",
-    test=(TestInput("runbook_exporter_check_success{$sel,kind=\"$kind\"}", "gauge",
-                    "threshold + 1", "threshold"),),
+    test=(
+        TestInput(
+            'runbook_exporter_check_success{$sel,kind="$kind"}',
+            "gauge",
+            "threshold + 1",
+            "threshold",
+        ),
+    ),
     labels=(("kind", "$kind"),),
 )
 """Every kind has it: the check as a whole failing (its other series are missing then)."""
@@ -160,8 +166,9 @@ def down(what: str, for_: float, steps: tuple[str, ...]) -> DefaultAlert:
     )
 
 
-def stale(what: str, threshold: float, for_: float = 300.0,
-          severity: str = "warning") -> DefaultAlert:
+def stale(
+    what: str, threshold: float, for_: float = 300.0, severity: str = "warning"
+) -> DefaultAlert:
     """``time() - freshness_timestamp_seconds`` past ``threshold``: data stopped coming."""
     return DefaultAlert(
         key="stale",
@@ -181,12 +188,14 @@ def stale(what: str, threshold: float, for_: float = 300.0,
         steps=(
             "Find the writer of this item (the job, service or cron entry) and read its "
             "log for the last run.",
-            "Run it once by hand when safe, and watch the age fall on the overview "
-            "dashboard.",
+            "Run it once by hand when safe, and watch the age fall on the overview dashboard.",
         ),
         reads="freshness_timestamp_seconds{$sel}",
-        test=(TestInput('freshness_timestamp_seconds{$sel,item="x"}', "age",
-                        "threshold", "threshold + 60"),),
+        test=(
+            TestInput(
+                'freshness_timestamp_seconds{$sel,item="x"}', "age", "threshold", "threshold + 60"
+            ),
+        ),
         labels=(("item", "x"),),
     )
 
@@ -216,8 +225,10 @@ def pool_near_max(what: str) -> DefaultAlert:
     return DefaultAlert(
         key="pool_near_max",
         name="PoolNearMax",
-        query=('sum without (state) (db_pool_connections{$sel,state!~"client_.*"}) '
-               "/ db_pool_max_connections{$sel}"),
+        query=(
+            'sum without (state) (db_pool_connections{$sel,state!~"client_.*"}) '
+            "/ db_pool_max_connections{$sel}"
+        ),
         op=">",
         threshold=0.8,
         unit="ratio",
@@ -230,14 +241,17 @@ def pool_near_max(what: str) -> DefaultAlert:
             "connections (idle in transaction) or a pool sized too small."
         ),
         steps=(
-            "List connections by client and state (pg_stat_activity, SHOW POOLS, "
-            "db.currentOp()).",
+            "List connections by client and state (pg_stat_activity, SHOW POOLS, db.currentOp()).",
             "Fix the leaking client or raise the limit deliberately.",
         ),
         reads="db_pool_max_connections{$sel}",
         test=(
-            TestInput('db_pool_connections{$sel,state="active"}', "gauge",
-                      "threshold * 100", "threshold * 100 + 1"),
+            TestInput(
+                'db_pool_connections{$sel,state="active"}',
+                "gauge",
+                "threshold * 100",
+                "threshold * 100 + 1",
+            ),
             TestInput("db_pool_max_connections{$sel}", "gauge", "100", "100"),
         ),
         value="(threshold * 100 + 1) / 100",
@@ -265,8 +279,7 @@ QUERY_FAILING = DefaultAlert(
         "Run the query by hand read-only; fix it in the config or fix the schema.",
     ),
     reads="db_query_success{$sel}",
-    test=(TestInput('db_query_success{$sel,query="q"}', "gauge", "threshold + 1",
-                    "threshold"),),
+    test=(TestInput('db_query_success{$sel,query="q"}', "gauge", "threshold + 1", "threshold"),),
     labels=(("query", "q"),),
 )
 
@@ -284,8 +297,14 @@ QUERY_VALUE = DefaultAlert(
     description="A value the check's named query returns is past the limit set in the config.",
     steps=("Open the query in the config to see what the value counts, and act on it.",),
     reads="db_query_value{$sel}",
-    test=(TestInput('db_query_value{$sel,query="q",column="n",label=""}', "gauge",
-                    "threshold", "threshold + 1"),),
+    test=(
+        TestInput(
+            'db_query_value{$sel,query="q",column="n",label=""}',
+            "gauge",
+            "threshold",
+            "threshold + 1",
+        ),
+    ),
     labels=(("query", "q"), ("column", "n"), ("label", "")),
 )
 """Off until the config gives a threshold (``alerts: {query_value: {above: 100}}``)."""
@@ -326,8 +345,9 @@ def parse_alert_settings(
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        reader.error("alerts", f"expected a mapping of alert names to settings, got "
-                               f"{describe(raw)}")
+        reader.error(
+            "alerts", f"expected a mapping of alert names to settings, got {describe(raw)}"
+        )
         return ()
     by_key = {alert.key: alert for alert in kind_alerts(defaults)}
     settings: list[AlertSetting] = []
@@ -341,8 +361,11 @@ def parse_alert_settings(
             settings.append(AlertSetting(default.key, value))
             continue
         if not isinstance(value, dict):
-            reader.error(path_key, "expected true, false or a mapping with above/below, "
-                                   f"for, severity, got {describe(value)}")
+            reader.error(
+                path_key,
+                "expected true, false or a mapping with above/below, "
+                f"for, severity, got {describe(value)}",
+            )
             continue
         item = Reader(value, reader.child_path(path_key), reader.problems)
         enabled = item.bool("enabled", True)
@@ -352,8 +375,9 @@ def parse_alert_settings(
             if not item.has(side):
                 continue
             if side != direction:
-                item.error(side, f"this alert compares with {default.op}: write "
-                                 f"{direction}: instead")
+                item.error(
+                    side, f"this alert compares with {default.op}: write {direction}: instead"
+                )
                 item.ignore(side)
                 continue
             threshold = _threshold(item, side, default.unit)
@@ -364,7 +388,6 @@ def parse_alert_settings(
         # No default threshold: the alert stays off until one is given.
         no_threshold = not any(item.has(side) for side in ("above", "below", "equal"))
         if default.threshold is None and enabled and no_threshold:
-            item.error(None, f"give a threshold ({direction}: ...): this alert has none "
-                             "by default")
+            item.error(None, f"give a threshold ({direction}: ...): this alert has none by default")
         settings.append(AlertSetting(default.key, enabled, threshold, for_, severity))
     return tuple(settings)
