@@ -78,8 +78,9 @@ ALERTS: tuple[StaticAlert, ...] = (
     StaticAlert(
         name="RunbookExporterTargetMissing",
         expr=(
-            f'group by (instance) (last_over_time(up{{job="{JOB}"}}[{TARGET_LOOKBACK}])) '
-            f'unless on (instance) up{{job="{JOB}"}}'
+            f"group by (instance, system) "
+            f'(last_over_time(up{{job="{JOB}"}}[{TARGET_LOOKBACK}])) '
+            f'unless on (instance, system) up{{job="{JOB}"}}'
         ),
         for_=300.0,
         severity="warning",
