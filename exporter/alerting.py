@@ -193,7 +193,7 @@ def stale(
         reads="freshness_timestamp_seconds{$sel}",
         test=(
             TestInput(
-                'freshness_timestamp_seconds{$sel,item="x"}', "age", "threshold", "threshold + 60"
+                'freshness_timestamp_seconds{$sel,item="x"}', "age", "threshold", "threshold * 1.01"
             ),
         ),
         labels=(("item", "x"),),

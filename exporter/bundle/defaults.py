@@ -367,7 +367,8 @@ def load_config_bundle(
     env: Mapping[str, str] | None = None,
 ) -> ConfigBundle:
     """Validate an exporter config and build its bundle; every problem with its path."""
-    config = load_file(path, env)
+    # The file name, not the path: generated headers must not depend on where it lies.
+    config = replace(load_file(path, env), source=path.name)
     slug = system or re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-") or "config"
     if not SLUG.fullmatch(slug):
         raise ConfigError([f"--system: use lower-case letters, digits and -, got {slug!r}"])

@@ -1057,7 +1057,7 @@ KIND = Kind(
             reads="bullmq_queue_paused{$sel}",
             test=(TestInput(
                 'bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel,prefix="bull",'
-                'queue="q"}', "age", "threshold", "threshold + 60"),),
+                'queue="q"}', "age", "threshold", "threshold * 1.01"),),
             labels=(("prefix", "bull"), ("queue", "q")),
         ),
         DefaultAlert(
