@@ -34,18 +34,37 @@ CONFIG: dict[str, Any] = {
     "checks": [
         {"name": "api-health", "kind": "http", "url": "http://127.0.0.1:9/health"},
         {"name": "mqtt_port", "kind": "tcp", "address": "127.0.0.1:1883"},
-        {"name": "orders.db", "kind": "postgres", "dsn": "postgresql://m@127.0.0.1/app",
-         "queries": [{"name": "pending", "type": "value", "sql": "SELECT 1 AS n"}],
-         "alerts": {"query_value": {"above": 250}, "pool_near_max": {"above": 0.75}}},
-        {"name": "nightly-backup", "kind": "file", "glob": "/var/backups/*.gz",
-         "alerts": {"stale": {"above": "25h", "for": "15m", "severity": "critical"}}},
+        {
+            "name": "orders.db",
+            "kind": "postgres",
+            "dsn": "postgresql://m@127.0.0.1/app",
+            "queries": [{"name": "pending", "type": "value", "sql": "SELECT 1 AS n"}],
+            "alerts": {"query_value": {"above": 250}, "pool_near_max": {"above": 0.75}},
+        },
+        {
+            "name": "nightly-backup",
+            "kind": "file",
+            "glob": "/var/backups/*.gz",
+            "alerts": {"stale": {"above": "25h", "for": "15m", "severity": "critical"}},
+        },
         {"name": "data", "kind": "disk", "path": "/"},
-        {"name": "ingest", "kind": "bullmq", "url": "redis://127.0.0.1:6379/0",
-         "alerts": {"failed_jobs": {"above": 0, "for": "15m"},
-                    "oldest_waiting_age": {"above": "10m"}, "paused": False}},
+        {
+            "name": "ingest",
+            "kind": "bullmq",
+            "url": "redis://127.0.0.1:6379/0",
+            "alerts": {
+                "failed_jobs": {"above": 0, "for": "15m"},
+                "oldest_waiting_age": {"above": "10m"},
+                "paused": False,
+            },
+        },
         {"name": "cache", "kind": "redis", "url": "redis://127.0.0.1:6379/1"},
-        {"name": "engine", "kind": "sqlite", "path": "/var/lib/engine.sqlite",
-         "alerts": {"query_value": {"above": 1000}}},
+        {
+            "name": "engine",
+            "kind": "sqlite",
+            "path": "/var/lib/engine.sqlite",
+            "alerts": {"query_value": {"above": 1000}},
+        },
         {"name": "pool", "kind": "pgbouncer", "dsn": "postgresql://s@127.0.0.1:6432/pgbouncer"},
         {"name": "faces", "kind": "mongodb", "url": "mongodb://127.0.0.1:27017/faces"},
     ]
@@ -65,8 +84,13 @@ def _write(files: dict[str, str], root: Path) -> None:
 
 
 def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_binary("promtool", "prometheus"), *args],
-                          capture_output=True, text=True, check=False, cwd=cwd)
+    return subprocess.run(
+        [require_binary("promtool", "prometheus"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+    )
 
 
 def test_a_threshold_on_the_wrong_side_is_refused() -> None:
@@ -74,8 +98,7 @@ def test_a_threshold_on_the_wrong_side_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         load_data({"checks": [*CONFIG["checks"][:7], engine]}, "my.yml", {})
     assert caught.value.problems == [
-        "checks[7].alerts.query_value.below: this alert compares with >: write above: "
-        "instead",
+        "checks[7].alerts.query_value.below: this alert compares with >: write above: instead",
     ]
 
 
@@ -109,20 +132,27 @@ def test_every_kind_default_is_generated_with_firing_and_missing_data_tests() ->
             setting = settings.get(default.key)
             off = setting is not None and not setting.enabled
             if off or (default.threshold is None and setting is None):
-                assert not any(g.default is default and g.check is spec
-                               for g in bundle.generated)
+                assert not any(g.default is default and g.check is spec for g in bundle.generated)
                 continue
-            name = next(g.alert.name for g in bundle.generated
-                        if g.check is spec and g.default is not None
-                        and g.default.key == default.key and g.role == "default")
+            name = next(
+                g.alert.name
+                for g in bundle.generated
+                if g.check is spec
+                and g.default is not None
+                and g.default.key == default.key
+                and g.role == "default"
+            )
             expected.append(name)
             assert any(n.startswith(f"{name}: fires once") for n in names), name
             assert any(n.startswith(f"{name}: quiet") for n in names), name
             # missing data: the check failing pages through its failing alert, and a
             # vanished series through a guard naming this alert
             if default.key != "check_failing":
-                assert any(name in g.guards for g in bundle.generated if g.role == "missing"
-                           and g.check is spec), name
+                assert any(
+                    name in g.guards
+                    for g in bundle.generated
+                    if g.role == "missing" and g.check is spec
+                ), name
         absent = f"{next(g for g in bundle.generated if g.check is spec).alert.name}"
         assert absent in alerts
     assert any(n.endswith("the exporter runs without the check") for n in names)
@@ -136,11 +166,13 @@ def test_every_kind_default_is_generated_with_firing_and_missing_data_tests() ->
 def _only(tests: dict[str, Any], alertname: str) -> dict[str, Any]:
     """The tests that evaluate ``alertname``, with only its checks (a copy)."""
     tests = copy.deepcopy(tests)
-    kept = [t for t in tests["tests"]
-            if any(c["alertname"] == alertname for c in t["alert_rule_test"])]
+    kept = [
+        t for t in tests["tests"] if any(c["alertname"] == alertname for c in t["alert_rule_test"])
+    ]
     for test in kept:
-        test["alert_rule_test"] = [c for c in test["alert_rule_test"]
-                                   if c["alertname"] == alertname]
+        test["alert_rule_test"] = [
+            c for c in test["alert_rule_test"] if c["alertname"] == alertname
+        ]
     return {**tests, "tests": kept}
 
 
@@ -178,8 +210,7 @@ def test_tests_fail_when_a_threshold_or_for_moves(tmp_path: Path) -> None:
             if result.returncode == 0:
                 survived += 1
                 print(f"survived: {rule['alert']} {what} (rule {index})")
-    print(f"{mutated} mutations of {len(rules['groups'][0]['rules'])} alerts, "
-          f"{survived} survived")
+    print(f"{mutated} mutations of {len(rules['groups'][0]['rules'])} alerts, {survived} survived")
     assert mutated >= 60
     assert survived == 0
 
@@ -189,14 +220,18 @@ def test_amtool_routes_generated_alerts_by_severity(tmp_path: Path) -> None:
     _write(files, tmp_path)
     amtool = require_binary("amtool", "prometheus-alertmanager")
     config = str(tmp_path / "alertmanager" / "alertmanager.yml")
-    checked = subprocess.run([amtool, "check-config", config], capture_output=True,
-                             text=True, check=False)
+    checked = subprocess.run(
+        [amtool, "check-config", config], capture_output=True, text=True, check=False
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     def route(*labels: str) -> str:
-        return subprocess.run([amtool, "config", "routes", "test", f"--config.file={config}",
-                               *labels], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={config}", *labels],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     assert route("alertname=CacheDown", "runbook=my", "severity=critical") == "my-critical"
     assert route("alertname=DataDiskFull", "runbook=my", "severity=warning") == "my-warning"
@@ -223,13 +258,14 @@ def test_bad_config_is_a_list_of_paths_not_a_traceback(
         "      backlog: maybe\n      typo: {above: 1}\n"
         "  - name: d\n    kind: disk\n"
     )
-    assert bundle_main(["bundle", "generate", "--config", str(bad), "--output",
-                        str(tmp_path / "out")]) == 2
+    assert (
+        bundle_main(["bundle", "generate", "--config", str(bad), "--output", str(tmp_path / "out")])
+        == 2
+    )
     err = capsys.readouterr().err.splitlines()
     assert err == [
         f'{bad}: checks[0].alerts.failed_jobs.above: expected a number, got "lots"',
-        f'{bad}: checks[0].alerts.failed_jobs.for: expected a duration such as 5s, '
-        'got "soon"',
+        f'{bad}: checks[0].alerts.failed_jobs.for: expected a duration such as 5s, got "soon"',
         f"{bad}: checks[0].alerts.failed_jobs.severity: expected one of critical, warning, "
         'info, got "urgent"',
         f"{bad}: checks[0].alerts.backlog: expected true, false or a mapping with "
@@ -242,5 +278,7 @@ def test_bad_config_is_a_list_of_paths_not_a_traceback(
 
 
 def test_committed_example_equals_a_fresh_generation() -> None:
-    assert bundle_main(["bundle", "check", "--config", str(EXAMPLE), "--output",
-                        str(EXAMPLE_BUNDLE)]) == 0
+    assert (
+        bundle_main(["bundle", "check", "--config", str(EXAMPLE), "--output", str(EXAMPLE_BUNDLE)])
+        == 0
+    )
