@@ -26,6 +26,7 @@ is missing rather than letting the alert go quiet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from exporter.fields import Reader, describe, parse_duration
 
@@ -391,3 +392,37 @@ def parse_alert_settings(
             item.error(None, f"give a threshold ({direction}: ...): this alert has none by default")
         settings.append(AlertSetting(default.key, enabled, threshold, for_, severity))
     return tuple(settings)
+
+
+def alert_settings_schema(defaults: tuple[DefaultAlert, ...]) -> dict[str, Any]:
+    """The JSON Schema of a check's ``alerts:`` for a kind (``runbook-exporter schema``)."""
+    duration = {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w|y))+$"}
+    properties: dict[str, Any] = {}
+    for alert in kind_alerts(defaults):
+        side = _direction(alert.op)
+        threshold: dict[str, Any] = {"type": "number"}
+        if alert.unit == "seconds":
+            threshold = {"anyOf": [threshold, duration]}
+        setting = {
+            "type": "object",
+            "properties": {
+                side: threshold,
+                "for": duration,
+                "severity": {"enum": list(SEVERITIES)},
+                "enabled": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        }
+        properties[alert.key] = {
+            "description": f"{alert.name}: "
+            + ("off until a threshold is set" if alert.threshold is None else "on by default")
+            + "; true, false, or its own threshold, for and severity",
+            "anyOf": [{"type": "boolean"}, setting],
+        }
+    return {
+        "type": "object",
+        "description": "Default alerts of this check for `bundle generate --config` "
+        "(docs/metrics.md#default-alerts); the exporter validates and ignores them.",
+        "properties": properties,
+        "additionalProperties": False,
+    }
