@@ -141,24 +141,29 @@ CHECK_FAILING = DefaultAlert(
 COMMON_ALERTS = (CHECK_FAILING,)
 
 
-def down(what: str, for_: float, steps: tuple[str, ...]) -> DefaultAlert:
+def down(
+    what: str,
+    for_: float,
+    steps: tuple[str, ...],
+    name: str = "Down",
+    state: str = "down (the connection fails)",
+) -> DefaultAlert:
     """The kind's own wording of ``check_failing`` (a kind that declares an alert with
     key ``check_failing`` replaces the common one): for connections, "down"."""
     return DefaultAlert(
         key="check_failing",
-        name="Down",
+        name=name,
         query=CHECK_FAILING.query,
         op="==",
         threshold=0,
         unit="bool",
         for_=for_,
         severity="critical",
-        summary=f"{what} {{{{ $labels.check }}}} is down (the connection fails): "
-        "its data is missing",
+        summary=f"{what} {{{{ $labels.check }}}} is {state}: its data is missing",
         description=(
-            "The exporter cannot connect or the server refuses it (the reason is on the "
-            "status page). This is about the connection: a named query that fails pages "
-            "as that query failing, not as this."
+            "The exporter cannot reach or open it, or it refuses the exporter (the reason "
+            "is on the status page). This is about the connection: a named query that "
+            "fails pages as that query failing, not as this."
         ),
         steps=steps,
         reads=CHECK_FAILING.reads,

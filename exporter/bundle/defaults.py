@@ -723,14 +723,38 @@ def _page(bundle: ConfigBundle) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _static_route(profile: Profile) -> dict[str, Any]:
+    """The route of the static rules (``runbook="runbook-exporter"``) to this bundle's
+    receivers, by severity."""
+    from exporter.bundle.alertmanager import receiver_name
+    from exporter.bundle.generic import SLUG as STATIC
+
+    return {
+        "matchers": [f'runbook="{STATIC}"'],
+        "receiver": receiver_name(profile, profile.severities[-1].name),
+        "group_wait": format_duration(profile.group_wait),
+        "group_interval": format_duration(profile.group_interval),
+        "routes": [
+            {
+                "matchers": [f'severity="{severity.name}"'],
+                "receiver": receiver_name(profile, severity.name),
+                "repeat_interval": format_duration(severity.response),
+            }
+            for severity in profile.severities
+        ],
+    }
+
+
 def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[str, str]:
     """Every file of a config's bundle, ``{relative path: text}``."""
     import json
 
     from exporter.bundle.alertmanager import alertmanager_files
+    from exporter.bundle.alertmanager import config as alertmanager_config
     from exporter.bundle.dashboards import build, provisioning_files
     from exporter.bundle.generic import generic_files
     from exporter.bundle.overview import overview
+    from exporter.bundle.render import GENERATED, dump_yaml
     from exporter.bundle.rules import rules_file
     from exporter.bundle_k8s import OUTPUT, prometheus_rule
 
@@ -751,5 +775,12 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
         files[f"rules/tests/{slug}.test.yml"] = promtool_tests(bundle, f"../{slug}.rules.yml")
     files.update(generic_files())
     files.update(alertmanager_files([profile], webhook_url=webhook_url))
+    # The static rules' alerts (exporter down or gone, check failing, reload failed)
+    # reach this bundle's receivers, not the catch-all.
+    routing = alertmanager_config([profile], webhook_url=webhook_url)
+    routing["route"]["routes"].insert(1, _static_route(profile))
+    files["alertmanager/alertmanager.yml"] = dump_yaml(
+        routing, GENERATED.format(source=bundle.config.source)
+    )
     files.update(provisioning_files())
     return dict(sorted(files.items()))

@@ -199,7 +199,8 @@ KIND = Kind(
         down("SQLite database", 300.0, (
             "ls -l the file: does it exist, is it readable by the exporter's user?",
             "sqlite3 FILE 'PRAGMA quick_check' on a copy when the file may be corrupt.",
-        )),
+        ), name="Unreadable",
+             state="unreadable (cannot open or read the file)"),
         QUERY_FAILING,
         QUERY_VALUE,
         stale("query", 3600.0),

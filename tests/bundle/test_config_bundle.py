@@ -236,6 +236,17 @@ def test_amtool_routes_generated_alerts_by_severity(tmp_path: Path) -> None:
     assert route("alertname=CacheDown", "runbook=my", "severity=critical") == "my-critical"
     assert route("alertname=DataDiskFull", "runbook=my", "severity=warning") == "my-warning"
     assert route("alertname=Watchdog", "severity=none") == "deadmansswitch"
+    # the static rules' alerts reach this bundle's receivers
+    assert (
+        route("alertname=RunbookExporterDown", "runbook=runbook-exporter", "severity=critical")
+        == "my-critical"
+    )
+    assert (
+        route(
+            "alertname=RunbookExporterCheckFailing", "runbook=runbook-exporter", "severity=warning"
+        )
+        == "my-warning"
+    )
     alertmanager = yaml.safe_load(files["alertmanager/alertmanager.yml"])
     receivers = {r["name"]: r for r in alertmanager["receivers"]}
     assert "pagerduty_configs" in receivers["my-critical"]

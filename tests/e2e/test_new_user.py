@@ -102,8 +102,8 @@ async def test_new_user_config_pages_for_real_faults(
     assert failing.receiver == f"{SLUG}-warning"
     assert "open_orders" in failing.annotations["summary"]
     record_timing("query failing page", failing.received_at - fault)
-    assert not stack.webhook.matching("LedgerDown", "firing")
-    assert not [a for a in await stack.firing() if a["labels"]["alertname"] == "LedgerDown"]
+    assert not stack.webhook.matching("LedgerUnreadable", "firing")
+    assert not [a for a in await stack.firing() if a["labels"]["alertname"] == "LedgerUnreadable"]
 
     # 3. The backup glob stops matching: the check fails and says nothing matches.
     fault = time.monotonic()
