@@ -2,7 +2,8 @@
 ``runbook-exporter bundle generate --config`` → real Prometheus and Alertmanager → a page
 for a real fault, with no profile written.
 
-The faults are real: a TCP port that closes, a backup glob that stops matching, a table
+The faults are real: an item that leaves a JSON list (its freshness alert would go
+quiet: a guard pages), a TCP port that closes, a backup glob that stops matching, a table
 that a named query reads being dropped (it must page as "query failing", never as the
 database being down), and the Watchdog heartbeat reaching the dead man's switch receiver.
 Timings are drilled (``--drill-factor``); thresholds stay as generated.
@@ -19,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import DRILL_FACTOR, TcpServer
+from tests.e2e.conftest import DRILL_FACTOR, ServiceApp, TcpServer
 from tests.e2e.stack import REPO, Stack
 
 SLUG = "corner-shop"  # the file name of the user's config: the bundle's name
@@ -49,8 +50,14 @@ def _generate(config: Path, out: Path) -> None:
 
 
 async def test_new_user_config_pages_for_real_faults(
-    stack: Stack, tmp_path: Path, tcp_server: TcpServer, record_timing: Any
+    stack: Stack,
+    tmp_path: Path,
+    tcp_server: TcpServer,
+    service_app: ServiceApp,
+    record_timing: Any,
 ) -> None:
+    service_app.sources = ["alpha", "beta"]
+    await service_app.start()
     dumps = tmp_path / "dumps"
     dumps.mkdir()
     (dumps / "shop-2026-01-01.sql.gz").write_bytes(b"x" * 4096)
@@ -61,6 +68,12 @@ async def test_new_user_config_pages_for_real_faults(
     conn.close()
     checks: list[dict[str, Any]] = [
         {"name": "till-gateway", "kind": "tcp", "address": tcp_server.address},
+        {
+            "name": "feeds",
+            "kind": "http",
+            "url": f"{service_app.url}/api/sources",
+            "freshness": [{"each": ".", "item_field": "id", "path": "lastIngestedAt"}],
+        },
         {"name": "nightly_dump", "kind": "file", "glob": str(dumps / "*.sql.gz")},
         {
             "name": "ledger",
@@ -80,10 +93,21 @@ async def test_new_user_config_pages_for_real_faults(
     await stack.start(checks, rules, alertmanager)
     await stack.wait_scraped()
     await stack.wait_series('db_query_success{check="ledger",query="open_orders"} == 1')
+    await stack.wait_series('freshness_timestamp_seconds{check="feeds",item="beta"}')
 
     # The heartbeat reaches the dead man's switch and nothing else.
     beat = await stack.webhook.wait_for("Watchdog", receiver="deadmansswitch")
     assert beat.path_receiver == "deadmansswitch"
+
+    # 0. An item leaves the JSON list while the check succeeds: its freshness alert has
+    #    no data, so the guard pages for it (and says the data is missing).
+    fault = time.monotonic()
+    service_app.sources.remove("beta")
+    gone = await stack.webhook.wait_for("FeedsStaleDataMissing", since=fault, item="beta")
+    assert "missing" in gone.annotations["summary"]
+    assert "FeedsStale" in gone.annotations["summary"]
+    record_timing("item leaves the list page", gone.received_at - fault)
+    assert not stack.webhook.matching("FeedsStaleDataMissing", "firing", item="alpha")
 
     # 1. The till gateway's port closes: a critical page naming the user's check.
     fault = time.monotonic()
