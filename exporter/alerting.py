@@ -93,6 +93,9 @@ class Panel:
     query: str
     unit: str
     legend: str = "{{check}}"
+    # Alert name suffix (``Stale``, ``PoolNearMax``) whose thresholds the panel draws
+    # beside the signal, from the bundle's ``runbook_alert_threshold`` recording rules.
+    thresholds: str = ""
 
 
 @dataclass(frozen=True)

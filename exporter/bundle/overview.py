@@ -1,7 +1,8 @@
 """An overview dashboard for any exporter config: every check's success, then the panels
 each kind of the config declares (queues by state, freshness ages, pools against their
 max, disks ...), selected by a ``check`` variable instead of fixed names, so it keeps
-working when checks are added or renamed."""
+working when checks are added or renamed. Where a panel names an alert (``thresholds``)
+it draws that alert's thresholds from the ``runbook_alert_threshold`` recording rules."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import warnings
 from typing import Any
 
+from exporter.alerting import Panel
 from exporter.bundle.dashboards import DATASOURCE
 
 with warnings.catch_warnings():  # as in exporter/bundle/dashboards.py
@@ -38,25 +40,33 @@ def _variable(name: str, query: str) -> dash.QueryVariable:
     )
 
 
-def _panel(
-    panel_id: int, title: str, query: str, unit: str, legend: str, x: int, y: int
-) -> timeseries.Panel:
-    return (
+def _panel(panel_id: int, spec: Panel, x: int, y: int, runbook: str = "") -> timeseries.Panel:
+    panel = (
         timeseries.Panel()
         .id(panel_id)
-        .title(title)
+        .title(spec.title)
         .datasource(DATASOURCE)
         .with_target(
             prometheus.Dataquery()
             .ref_id("A")
-            .expr(query)
-            .legend_format(legend)
+            .expr(spec.query)
+            .legend_format(spec.legend)
             .datasource(DATASOURCE)
         )
-        .unit(grafana_unit(unit))
+        .unit(grafana_unit(spec.unit))
         .min(0)
         .grid_pos(models.GridPos(h=HEIGHT, w=WIDTH, x=x, y=y))
     )
+    if spec.thresholds:  # the alerts' own thresholds, as the bundle's rules record them
+        selector = f'alertname=~".*{spec.thresholds}",runbook="{runbook}"'
+        panel = panel.with_target(
+            prometheus.Dataquery()
+            .ref_id("B")
+            .expr(f"runbook_alert_threshold{{{selector}}}")
+            .legend_format("{{alertname}} threshold")
+            .datasource(DATASOURCE)
+        )
+    return panel
 
 
 def overview(config: Config, slug: str, title: str) -> dict[str, Any]:
@@ -79,10 +89,9 @@ def overview(config: Config, slug: str, title: str) -> dict[str, Any]:
     builder = builder.with_panel(
         _panel(
             panel_id,
-            "Check success (1 = ok)",
-            'runbook_exporter_check_success{check=~"$check"}',
-            "bool",
-            "{{check}}",
+            Panel(
+                "Check success (1 = ok)", 'runbook_exporter_check_success{check=~"$check"}', "bool"
+            ),
             0,
             y,
         )
@@ -91,10 +100,11 @@ def overview(config: Config, slug: str, title: str) -> dict[str, Any]:
     builder = builder.with_panel(
         _panel(
             panel_id,
-            "Check duration",
-            'runbook_exporter_check_duration_seconds{check=~"$check"}',
-            "seconds",
-            "{{check}}",
+            Panel(
+                "Check duration",
+                'runbook_exporter_check_duration_seconds{check=~"$check"}',
+                "seconds",
+            ),
             WIDTH,
             y,
         )
@@ -114,9 +124,7 @@ def overview(config: Config, slug: str, title: str) -> dict[str, Any]:
         y += 1
         for position, panel in enumerate(kind.panels):
             x = (position % 2) * WIDTH
-            builder = builder.with_panel(
-                _panel(panel_id, panel.title, panel.query, panel.unit, panel.legend, x, y)
-            )
+            builder = builder.with_panel(_panel(panel_id, panel, x, y, slug))
             panel_id += 1
             if position % 2 == 1 or position == len(kind.panels) - 1:
                 y += HEIGHT

@@ -217,7 +217,8 @@ KIND = Kind(
     ),
     panels=(
         Panel("Disk used", '1 - disk_avail_bytes{check=~"$check"} / '
-              'disk_size_bytes{check=~"$check"}', "ratio", "{{check}} {{mountpoint}}"),
+              'disk_size_bytes{check=~"$check"}', "ratio", "{{check}} {{mountpoint}}",
+              thresholds="DiskFull"),
         Panel("Inodes used", '1 - disk_inodes_free{check=~"$check"} / '
               'disk_inodes{check=~"$check"}', "ratio", "{{check}} {{mountpoint}}"),
     ),

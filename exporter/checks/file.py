@@ -167,7 +167,7 @@ KIND = Kind(
     ),
     panels=(
         Panel("File age", "time() - freshness_timestamp_seconds{check=~\"$check\"}",
-              "seconds", "{{check}} {{item}}"),
+              "seconds", "{{check}} {{item}}", thresholds="Stale"),
         Panel("File size", "file_size_bytes{check=~\"$check\"}", "bytes"),
     ),
 )

@@ -885,6 +885,6 @@ KIND = Kind(
         Panel("Components OK", 'http_component_up{check=~"$check"}', "bool",
               "{{check}} {{component}}"),
         Panel("Freshness age", 'time() - freshness_timestamp_seconds{check=~"$check"}',
-              "seconds", "{{check}} {{item}}"),
+              "seconds", "{{check}} {{item}}", thresholds="Stale"),
     ),
 )

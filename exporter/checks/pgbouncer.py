@@ -246,7 +246,8 @@ KIND = Kind(
     panels=(
         Panel("Connections of max", 'sum without (state) '
               '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio"),
+              'db_pool_max_connections{check=~"$check"}', "ratio",
+              thresholds="PoolNearMax"),
         Panel("Clients waiting", 'pgbouncer_pools_client_waiting_connections'
               '{check=~"$check"}', "count", "{{check}} {{database}}/{{user}}"),
     ),

@@ -292,7 +292,8 @@ KIND = Kind(
     panels=(
         Panel("Connections of max", 'sum without (state) '
               '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio"),
+              'db_pool_max_connections{check=~"$check"}', "ratio",
+              thresholds="PoolNearMax"),
         Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
               "{{check}} {{query}}"),
     ),

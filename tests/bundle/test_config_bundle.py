@@ -293,3 +293,39 @@ def test_committed_example_equals_a_fresh_generation() -> None:
         bundle_main(["bundle", "check", "--config", str(EXAMPLE), "--output", str(EXAMPLE_BUNDLE)])
         == 0
     )
+
+
+def test_overview_dashboard_covers_every_kind_with_a_check_variable() -> None:
+    import json
+
+    import promql_parser
+
+    files = bundle_files(_bundle())
+    board = json.loads(files["dashboards/my-overview.json"])
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert "check" in variables
+    assert variables["check"]["includeAll"] is True
+    panels = [p for p in board["panels"] if p.get("type") == "timeseries"]
+    rows = [p["title"] for p in board["panels"] if p.get("type") == "row"]
+    assert rows == sorted({c["kind"] for c in CONFIG["checks"]})
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    for expr in exprs:
+        promql_parser.parse(expr.replace("$check", ".*"))
+        assert "$check" in expr or expr.startswith("runbook_alert_threshold"), expr
+    titles = {p["title"] for p in panels}
+    for wanted in (
+        "Check success (1 = ok)",
+        "Queue jobs by state",
+        "Freshness age",
+        "Connections of max",
+        "Disk used",
+        "File age",
+    ):
+        assert wanted in titles
+    thresholds = [e for e in exprs if e.startswith("runbook_alert_threshold")]
+    rules = yaml.safe_load(files["rules/my.rules.yml"])["groups"][1]["rules"]
+    recorded = {r["labels"]["alertname"] for r in rules}
+    for expr in thresholds:  # each threshold target finds recorded thresholds
+        suffix = re.search(r'alertname=~"\.\*(\w+)"', expr)
+        assert suffix, expr
+        assert any(name.endswith(suffix[1]) for name in recorded), expr
