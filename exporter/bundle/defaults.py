@@ -755,15 +755,19 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
     from exporter.bundle.generic import generic_files
     from exporter.bundle.overview import overview
     from exporter.bundle.render import GENERATED, dump_yaml
-    from exporter.bundle.rules import rules_file
-    from exporter.bundle_k8s import OUTPUT, prometheus_rule
+    from exporter.bundle.rules import rule_groups
+    from exporter.bundle_k8s import OUTPUT, rule_resource
 
     profile = bundle.profile
     slug = profile.slug
     rules_path = f"rules/{slug}.rules.yml"
+    source = GENERATED.format(source=f"--config {bundle.config.source}")
+    groups = rule_groups(profile)
     files = {
-        rules_path: rules_file(profile),
-        f"{OUTPUT.as_posix()}/{slug}.yaml": prometheus_rule(profile),
+        rules_path: dump_yaml({"groups": groups}, source),
+        f"{OUTPUT.as_posix()}/{slug}.yaml": rule_resource(
+            f"runbook-exporter-{slug}", slug, groups, source
+        ),
         f"dashboards/{slug}.json": json.dumps(build(profile), indent=2, sort_keys=True) + "\n",
         f"dashboards/{slug}-overview.json": json.dumps(
             overview(bundle.config, slug, profile.title), indent=2, sort_keys=True
@@ -779,8 +783,6 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
     # reach this bundle's receivers, not the catch-all.
     routing = alertmanager_config([profile], webhook_url=webhook_url)
     routing["route"]["routes"].insert(1, _static_route(profile))
-    files["alertmanager/alertmanager.yml"] = dump_yaml(
-        routing, GENERATED.format(source=bundle.config.source)
-    )
+    files["alertmanager/alertmanager.yml"] = dump_yaml(routing, source)
     files.update(provisioning_files())
     return dict(sorted(files.items()))
