@@ -72,7 +72,7 @@ def _default_alerts() -> list[str]:
         "`<CheckName><Alert>` (check `ingest-queue` → `IngestQueueBacklog`). Set them next to",
         "the check: `alerts: {KEY: {above|below|equal: N, for: D, severity: S}}`, or",
         "`KEY: false`. Every check also gets `<CheckName>Absent` (the exporter runs without",
-        "the check) and, per series an alert reads, `<Alert>DataMissing` (the series was",
+        "the check) and, per series an alert reads, `<Alert>NoData` (the series was",
         "exported within the last hour and is gone while the check succeeds).",
         "",
         "| kind | key | alert | fires when | threshold | for | severity |",

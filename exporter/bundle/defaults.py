@@ -14,7 +14,7 @@ No generated alert can be silenced by missing data:
 - ``<Check>Absent`` pages when the exporter runs but no longer exports the check at all
   (removed from the config); a dead or vanished exporter pages through the static rules
   (``exporter/bundle/generic.py``), which the bundle includes;
-- ``<Check><Alert>DataMissing`` pages when a series an alert reads was exported within
+- ``<Check><Alert>NoData`` pages when a series an alert reads was exported within
   the last hour and is gone while the check succeeds (a glob matches nothing, an item
   leaves a JSON list, a queue disappears, a query stops returning a row).
 """
@@ -262,7 +262,7 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
         lookback = format_duration(VANISH_LOOKBACK)
         guard = DefaultAlert(
             key="missing",
-            name="DataMissing",
+            name="NoData",
             query=(
                 f"(group without () (last_over_time({reads}[{lookback}]) unless {reads}) "
                 f"and on (check) ({success} == 1))"
@@ -298,7 +298,7 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
         out.append(
             Generated(
                 _alert(
-                    first_name + "DataMissing",
+                    first_name + "NoData",
                     guard.query,
                     guard,
                     section,

@@ -103,11 +103,11 @@ async def test_new_user_config_pages_for_real_faults(
     #    no data, so the guard pages for it (and says the data is missing).
     fault = time.monotonic()
     service_app.sources.remove("beta")
-    gone = await stack.webhook.wait_for("FeedsStaleDataMissing", since=fault, item="beta")
+    gone = await stack.webhook.wait_for("FeedsStaleNoData", since=fault, item="beta")
     assert "missing" in gone.annotations["summary"]
     assert "FeedsStale" in gone.annotations["summary"]
     record_timing("item leaves the list page", gone.received_at - fault)
-    assert not stack.webhook.matching("FeedsStaleDataMissing", "firing", item="alpha")
+    assert not stack.webhook.matching("FeedsStaleNoData", "firing", item="alpha")
 
     # 1. The till gateway's port closes: a critical page naming the user's check.
     fault = time.monotonic()
