@@ -963,6 +963,29 @@ def _glob_escape(text: str) -> str:
     return _GLOB.sub(r"\\\1", text)
 
 
+def _per_queue(
+    *,
+    key: str,
+    name: str,
+    query: str,
+    op: str,
+    threshold: float,
+    severity: str,
+    summary: str,
+    description: str,
+    steps: tuple[str, ...],
+    test: tuple[TestInput, ...],
+) -> DefaultAlert:
+    """A per-queue default alert, held for 5 minutes; its missing-data guard watches the
+    queue's always-present ``bullmq_queue_paused`` (one guard per check, not per alert)."""
+    return DefaultAlert(
+        key=key, name=name, query=query, op=op, threshold=threshold, unit="count",
+        for_=300.0, severity=severity, summary=summary, description=description,
+        steps=steps, reads="bullmq_queue_paused{$sel}", test=test,
+        labels=(("prefix", "bull"), ("queue", "q")),
+    )
+
+
 KIND = Kind(
     name="bullmq",
     summary="BullMQ queues: jobs per state as getJobCounts(), paused, queue age, "
@@ -1077,8 +1100,77 @@ KIND = Kind(
                             "threshold", "threshold + 1"),),
             labels=(("prefix", "bull"), ("queue", "q")),
         ),
+        _per_queue(
+            key="no_workers",
+            name="NoWorkers",
+            query="(bullmq_queue_workers{$sel} and on (check, prefix, queue) "
+            'sum by (check, prefix, queue) (bullmq_queue_jobs{$sel,state=~"waiting|prioritized"})'
+            " > 0)",
+            op="==",
+            threshold=0,
+            severity="critical",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}) has work waiting and no "
+            "worker connected",
+            description="Nothing consumes the queue: its jobs wait until a worker starts.",
+            steps=(
+                "Check the worker process or deployment of this queue (crashed, scaled to 0, "
+                "connected to another Redis or prefix).",
+                "Start it; the waiting count falls once it consumes.",
+            ),
+            test=(
+                TestInput('bullmq_queue_workers{$sel,prefix="bull",queue="q"}', "gauge",
+                          "threshold + 1", "threshold"),
+                TestInput('bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
+                          "gauge", "5", "5"),
+            ),
+        ),
+        _per_queue(
+            key="stalled",
+            name="JobsStalled",
+            query="bullmq_queue_stalled_jobs{$sel}",
+            op=">",
+            threshold=0,
+            severity="warning",
+            summary="{value} active jobs of {{ $labels.queue }} ({{ $labels.check }}) lost "
+            "their lock (stalled)",
+            description="A worker died or hung mid-job; BullMQ retries them only while a "
+            "worker runs its stalled-job check.",
+            steps=("Find the worker that held the jobs (its log, restarts, OOM kills).",),
+            test=(TestInput('bullmq_queue_stalled_jobs{$sel,prefix="bull",queue="q"}',
+                            "gauge", "threshold", "threshold + 1"),),
+        ),
+        _per_queue(
+            key="schedulers_overdue",
+            name="SchedulersOverdue",
+            query="bullmq_queue_schedulers_overdue{$sel}",
+            op=">",
+            threshold=0,
+            severity="warning",
+            summary="{value} schedules of {{ $labels.queue }} ({{ $labels.check }}) are "
+            "overdue (not advancing)",
+            description="Repeatable jobs are past their next run: no worker picks up the "
+            "schedule, so the periodic work is not done.",
+            steps=("Check the queue's workers run; list its job schedulers and their next run.",),
+            test=(TestInput('bullmq_queue_schedulers_overdue{$sel,prefix="bull",queue="q"}',
+                            "gauge", "threshold", "threshold + 1"),),
+        ),
+        _per_queue(
+            key="missing_queue",
+            name="QueueMissing",
+            query="bullmq_queue_exists{$sel}",
+            op="==",
+            threshold=0,
+            severity="warning",
+            summary="listed queue {{ $labels.queue }} ({{ $labels.check }}) does not exist",
+            description="The check lists this queue but Redis has no trace of it: wrong name, "
+            "prefix or database, or the queue was obliterated.",
+            steps=("Compare the queue name and prefix with the producer's configuration.",),
+            test=(TestInput('bullmq_queue_exists{$sel,prefix="bull",queue="q"}', "gauge",
+                            "threshold + 1", "threshold"),),
+        ),
     ),
     panels=(
+        Panel("Workers", 'bullmq_queue_workers{check=~"$check"}', "count", "{{queue}}"),
         Panel("Queue jobs by state", 'sum by (check, queue, state) '
               '(bullmq_queue_jobs{check=~"$check"})', "count", "{{queue}} {{state}}"),
         Panel("Oldest waiting job age", "time() - "

@@ -282,7 +282,8 @@ def test_bad_config_is_a_list_of_paths_not_a_traceback(
         f"{bad}: checks[0].alerts.backlog: expected true, false or a mapping with "
         'above/below, for, severity, got "maybe"',
         f"{bad}: checks[0].alerts.typo: unknown alert (this kind has: check_failing, "
-        "failed_jobs, backlog, oldest_waiting_age, paused)",
+        "failed_jobs, backlog, oldest_waiting_age, paused, no_workers, stalled, "
+        "schedulers_overdue, missing_queue)",
         f"{bad}: checks[1].path: required but missing",
     ]
     assert not (tmp_path / "out").exists()
