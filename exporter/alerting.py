@@ -83,6 +83,11 @@ class DefaultAlert:
     value: str | None = None  # the firing test's alert value over threshold/fire, if not fire
     settle: float = 0.0  # seconds the test inputs run before `for` starts (rate windows)
     window: str = "5m"
+    # Missing data another alert already pages for: the guard leaves it out (a failing
+    # query's values are gone, and "query failing" says so). ``unless on (...) (...)``
+    # with ``$sel``; its test input (value 0) proves the guard stays quiet then.
+    missing_unless: str = ""
+    missing_unless_input: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,9 +181,14 @@ def down(
 
 
 def stale(
-    what: str, threshold: float, for_: float = 300.0, severity: str = "warning"
+    what: str,
+    threshold: float,
+    for_: float = 300.0,
+    severity: str = "warning",
+    from_queries: bool = False,
 ) -> DefaultAlert:
-    """``time() - freshness_timestamp_seconds`` past ``threshold``: data stopped coming."""
+    """``time() - freshness_timestamp_seconds`` past ``threshold``: data stopped coming.
+    ``from_queries``: the items are named queries, whose failure pages by itself."""
     return DefaultAlert(
         key="stale",
         name="Stale",
@@ -206,6 +216,15 @@ def stale(
             ),
         ),
         labels=(("item", "x"),),
+        # A freshness query that fails: its item (the query's name) is gone, and
+        # "query failing" already pages for it.
+        missing_unless=(
+            'unless on (check, item) label_replace(db_query_success{$sel} == 0, "item", "$1", '
+            '"query", "(.*)")'
+            if from_queries
+            else ""
+        ),
+        missing_unless_input='db_query_success{$sel,query="x"}' if from_queries else "",
     )
 
 
@@ -306,6 +325,8 @@ QUERY_VALUE = DefaultAlert(
     description="A value the check's named query returns is past the limit set in the config.",
     steps=("Open the query in the config to see what the value counts, and act on it.",),
     reads="db_query_value{$sel}",
+    missing_unless="unless on (check, query) (db_query_success{$sel} == 0)",
+    missing_unless_input='db_query_success{$sel,query="q"}',
     test=(
         TestInput(
             'db_query_value{$sel,query="q",column="n",label=""}',

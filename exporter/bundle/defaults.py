@@ -265,7 +265,13 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
             name="NoData",
             query=(
                 f"(group without () (last_over_time({reads}[{lookback}]) unless {reads}) "
-                f"and on (check) ({success} == 1))"
+                f"and on (check) ({success} == 1)"
+                + (
+                    f" {_fill_sel(first.missing_unless, sel, check.kind)}"
+                    if first.missing_unless
+                    else ""
+                )
+                + ")"
             ),
             op="==",
             threshold=1,
@@ -599,6 +605,29 @@ def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
             ],
         }
     )
+    default = item.default
+    if default is not None and default.missing_unless_input:
+        # the data is missing because something that pages by itself failed (a query)
+        explaining = _fill_sel(default.missing_unless_input, sel, item.check.kind)
+        out.append(
+            {
+                "name": f"{alert.name}: quiet while {_metric(explaining)} says why it is missing",
+                "interval": format_duration(STEP),
+                "input_series": [
+                    {"series": success, "values": "1x40"},
+                    {"series": item.vanished, "values": "1x9 stale"},
+                    {"series": explaining, "values": "1x9 0x30"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": format_duration(at), "alertname": alert.name, "exp_alerts": []},
+                    {
+                        "eval_time": format_duration(at + 600),
+                        "alertname": alert.name,
+                        "exp_alerts": [],
+                    },
+                ],
+            }
+        )
     failing = _failing_name(bundle, item.check)
     if failing is not None:  # the check fails: its failing alert pages, not this guard
         fail_labels = dict(failing.alert.test.labels)

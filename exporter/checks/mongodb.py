@@ -275,7 +275,7 @@ KIND = Kind(
         )),
         pool_near_max("MongoDB"),
         QUERY_FAILING,
-        stale("lookup", 3600.0),
+        stale("lookup", 3600.0, from_queries=True),
     ),
     panels=(
         Panel("Connections of max", 'sum without (state) '

@@ -287,7 +287,7 @@ KIND = Kind(
         ),
         QUERY_FAILING,
         QUERY_VALUE,
-        stale("query", 3600.0),
+        stale("query", 3600.0, from_queries=True),
     ),
     panels=(
         Panel("Connections of max", 'sum without (state) '

@@ -203,7 +203,7 @@ KIND = Kind(
              state="unreadable (cannot open or read the file)"),
         QUERY_FAILING,
         QUERY_VALUE,
-        stale("query", 3600.0),
+        stale("query", 3600.0, from_queries=True),
     ),
     panels=(
         Panel("Database size", 'sqlite_database_size_bytes{check=~"$check"}', "bytes"),

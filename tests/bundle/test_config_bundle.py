@@ -156,6 +156,9 @@ def test_every_kind_default_is_generated_with_firing_and_missing_data_tests() ->
         absent = f"{next(g for g in bundle.generated if g.check is spec).alert.name}"
         assert absent in alerts
     assert any(n.endswith("the exporter runs without the check") for n in names)
+    # a failing query pages as itself: its missing values and freshness raise no guard
+    for guard in ("OrdersDbQueryValueNoData", "OrdersDbStaleNoData", "FacesStaleNoData"):
+        assert any(n.startswith(f"{guard}: quiet while db_query_success") for n in names)
     assert "IngestPaused" not in alerts  # switched off in the config
     assert alerts["OrdersDbQueryValue"].alert.threshold == 250
     assert alerts["NightlyBackupStale"].alert.severity == "critical"
