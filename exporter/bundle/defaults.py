@@ -47,6 +47,12 @@ from exporter.config import Config, load_file
 from exporter.fields import ConfigError, format_duration, parse_duration
 
 EXPORTER_JOB = "runbook-exporter"
+# The ``exporter`` of these alerts. Not EXPORTER_JOB on purpose: exporter/bundle/guards.py
+# adds its NoData guards to profile alerts over EXPORTER_JOB's series (literal items a
+# profile names); these alerts bring their own guards (vanished series, not named ones),
+# and a guard that wants e.g. a freshness item the config never asked for would page
+# forever.
+SOURCE = "runbook-exporter (--config defaults)"
 VANISH_LOOKBACK = 3600.0  # a series seen within this long and gone now is "missing"
 GUARD_FOR = 300.0
 ABSENT_FOR = 300.0
@@ -159,7 +165,7 @@ def _alert(
         steps=default.steps,
         signal=re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower(),
         depends_on=(),
-        exporter=EXPORTER_JOB,
+        exporter=SOURCE,
         window=default.window,
         lookback=VANISH_LOOKBACK,
         panel_title=name,
@@ -347,6 +353,7 @@ def config_bundle(
         raise ConfigError(problems)
     profile = Profile(
         slug=slug,
+        system=system or slug,
         title=title or slug,
         runbook="",
         prefix="",
@@ -782,10 +789,10 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
     from exporter.bundle.alertmanager import config as alertmanager_config
     from exporter.bundle.dashboards import build, provisioning_files
     from exporter.bundle.generic import generic_files
+    from exporter.bundle.kubernetes import OUTPUT, rule_resource
     from exporter.bundle.overview import overview
     from exporter.bundle.render import GENERATED, dump_yaml
     from exporter.bundle.rules import rule_groups
-    from exporter.bundle_k8s import OUTPUT, rule_resource
 
     profile = bundle.profile
     slug = profile.slug
@@ -794,7 +801,7 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
     groups = rule_groups(profile)
     files = {
         rules_path: dump_yaml({"groups": groups}, source),
-        f"{OUTPUT.as_posix()}/{slug}.yaml": rule_resource(
+        f"{OUTPUT}/{slug}.yaml": rule_resource(
             f"runbook-exporter-{slug}", slug, groups, source
         ),
         f"dashboards/{slug}.json": json.dumps(build(profile), indent=2, sort_keys=True) + "\n",
