@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from exporter.alerting import parse_alert_settings
 from exporter.checks import KINDS
 from exporter.checks.base import CheckSpec
 from exporter.fields import ConfigError, Problems, Reader, describe
@@ -430,6 +431,7 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
             )
         check.ignore(*check.data.keys())
         return None
+    alerts = parse_alert_settings(check, kind.alerts)
     options = kind.parse(check)
     check.done()
     return CheckSpec(
@@ -440,6 +442,7 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
         labels=labels,
         options=options,
         max_future_skew=max_future_skew,
+        alerts=alerts,
     )
 
 

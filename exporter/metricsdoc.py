@@ -1,4 +1,5 @@
-"""Writes docs/metrics.md from the families each kind declares (no hand-kept copy).
+"""Writes docs/metrics.md from the families and default alerts each kind declares (no
+hand-kept copy).
 
 ``python -m exporter.metricsdoc`` rewrites the file; ``--check`` exits 1 when it is stale.
 """
@@ -8,8 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from exporter.alerting import DefaultAlert, kind_alerts
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS, OWN_FAMILIES
+from exporter.fields import format_duration
 from exporter.probing import PROBE_DURATION, PROBE_SUCCESS
 from exporter.process import FAMILIES as PROCESS_FAMILIES
 from exporter.samples import Family
@@ -45,7 +48,45 @@ def render() -> str:
             entry[1].append(f"`{name}`")
     for family, kinds in sorted(sources.values(), key=lambda e: e[0].name):
         lines.append(_row(family, ", ".join(kinds)))
+    lines += _default_alerts()
     return "\n".join(lines) + "\n"
+
+
+def _threshold(alert: DefaultAlert) -> str:
+    if alert.threshold is None:
+        return "none: off until set"
+    if alert.unit == "seconds":
+        return format_duration(alert.threshold)
+    if alert.unit == "ratio":
+        return f"{alert.threshold * 100:g}%"
+    return f"{alert.threshold:g}"
+
+
+def _default_alerts() -> list[str]:
+    """Each kind's default alerts, as ``bundle generate --config`` makes them."""
+    lines = [
+        "",
+        "## Default alerts",
+        "",
+        "What `runbook-exporter bundle generate --config FILE` writes for each check, named",
+        "`<CheckName><Alert>` (check `ingest-queue` → `IngestQueueBacklog`). Set them next to",
+        "the check: `alerts: {KEY: {above|below|equal: N, for: D, severity: S}}`, or",
+        "`KEY: false`. Every check also gets `<CheckName>Absent` (the exporter runs without",
+        "the check) and, per series an alert reads, `<Alert>NoData` (the series was",
+        "exported within the last hour and is gone while the check succeeds).",
+        "",
+        "| kind | key | alert | fires when | threshold | for | severity |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in sorted(KINDS):
+        for alert in kind_alerts(KINDS[name].alerts):
+            query = alert.query.replace("$sel", 'check="…"').replace("|", "\\|")
+            held = format_duration(alert.for_) if alert.for_ else "0s"
+            lines.append(
+                f"| `{name}` | `{alert.key}` | {alert.name} | `{query} {alert.op} …` | "
+                f"{_threshold(alert)} | {held} | {alert.severity} |"
+            )
+    return lines
 
 
 def main(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from exporter.alerting import alert_settings_schema
 from exporter.checks import KINDS
 from exporter.config import BUNDLE_ONLY_KEYS, NAME_PATTERN, read_check_common, read_module_common
 from exporter.fields import Problems, Reader
@@ -216,6 +217,7 @@ def _check_schema(kind_name: str) -> dict[str, Any]:
     read_check_common(reader, {})
     KINDS[kind_name].parse(reader)
     schema = reader.schema()
+    schema["properties"]["alerts"] = alert_settings_schema(KINDS[kind_name].alerts)
     schema["properties"]["kind"] = {"const": kind_name}
     schema["title"] = f"{kind_name} check"
     schema["description"] = KINDS[kind_name].summary

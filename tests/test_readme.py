@@ -3,9 +3,9 @@
 The commands are read from the README itself, so a command added there is tested too. Two
 stand-ins, both said here: ``my.yml`` is a config written by the test (the README's
 placeholder for the reader's own file), and ``bundle generate`` writes to a temporary
-``--output`` instead of over the work tree (``bundle check`` right after proves the
-committed files are what it would write). The serving command is started and stopped on a
-free port.
+``--output`` instead of over the work tree, as does ``--output my-bundle`` (``bundle
+check`` right after proves the committed files are what it would write). The serving
+command is started and stopped on a free port.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def test_every_readme_command_runs_as_printed(command: str, tmp_path: Path) -> N
     command = command.replace(" my.yml", f" {shlex.quote(str(config))}")
     if command == "runbook-exporter bundle generate":
         command += f" --output {shlex.quote(str(tmp_path / 'bundle'))}"
+    # The reader's own output directory, like my.yml: a temporary one here.
+    command = command.replace(" --output my-bundle", f" --output {shlex.quote(str(tmp_path))}")
     if " validate " in command or " check " in command or " bundle " in command:
         done = shell(command, timeout=300)
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"

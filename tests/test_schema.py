@@ -19,7 +19,7 @@ from exporter.config import load_data
 from exporter.schema import SCHEMA_PATH, render
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = sorted((ROOT / "profiles").glob("*.yml"))
+PROFILES = sorted((ROOT / "profiles").glob("*.yml")) + sorted((ROOT / "examples").glob("*.yml"))
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SCHEMA_LINE = "# yaml-language-server: $schema=../docs/config.schema.json"
 
@@ -99,5 +99,38 @@ def test_the_schema_refuses_what_the_exporter_refuses() -> None:
         {"modules": {"m": {"kind": "tcp", "address": "x:1", "allowed_targets": [".*"]}}},
         {"modules": {"m": {"kind": "tcp"}}},
         {"global": {}},
+        {"checks": [{"name": "a", "kind": "tcp", "address": "x:1", "alerts": {"nope": True}}]},
+        {
+            "checks": [
+                {
+                    "name": "a",
+                    "kind": "tcp",
+                    "address": "x:1",
+                    "alerts": {"cert_expiring": {"above": "14d"}},
+                }
+            ]
+        },
+        {
+            "checks": [
+                {"name": "a", "kind": "disk", "path": "/", "alerts": {"space": {"above": "90%"}}}
+            ]
+        },
+        {
+            "checks": [
+                {
+                    "name": "a",
+                    "kind": "disk",
+                    "path": "/",
+                    "alerts": {"space": {"severity": "urgent"}},
+                }
+            ]
+        },
     ):
         assert errors(bad), bad
+    alerts = {
+        "cert_expiring": {"below": "7d", "for": "1h", "severity": "critical"},
+        "check_failing": False,
+    }
+    good = {"checks": [{"name": "a", "kind": "tcp", "address": "x:1", "alerts": alerts}]}
+    load_data(good, "t")
+    assert errors(good) == []

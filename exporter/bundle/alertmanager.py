@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from exporter.bundle.generic import watchdog_receiver, watchdog_route
 from exporter.bundle.guards import guards, required_of
 from exporter.bundle.profile import ALWAYS_EQUAL, Alert, Profile, Receiver, check_names
 from exporter.bundle.render import GENERATED, dump_yaml
@@ -212,7 +213,7 @@ def config(profiles: list[Profile], webhook_url: str | None = None) -> dict[str,
             "group_wait": "30s",
             "group_interval": "5m",
             "repeat_interval": "24h",
-            "routes": [_route(p) for p in profiles],
+            "routes": [watchdog_route(), *(_route(p) for p in profiles)],
         },
         "inhibit_rules": [rule for p in profiles for rule in inhibit_rules(p)],
         "receivers": [
@@ -222,6 +223,7 @@ def config(profiles: list[Profile], webhook_url: str | None = None) -> dict[str,
                 else {"name": fallback, "email_configs": [{"to": "root@localhost"}]}
             ),
             *(r for p in profiles for r in _receivers(p, webhook_url)),
+            watchdog_receiver(webhook_url),
         ],
     }
 

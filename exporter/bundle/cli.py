@@ -14,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bundle = subparsers.add_parser(
         "bundle",
         help="generate or check the alert rules, Alertmanager routing, dashboards and "
-        "runbook pages from profiles/*.yml",
+        "runbook pages from profiles/*.yml, or from your own config (--config)",
     )
     actions = bundle.add_subparsers(dest="bundle_action", required=True)
     for name, text in (
@@ -24,6 +24,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action = actions.add_parser(name, help=text)
         action.add_argument("--profiles", default="profiles", type=Path,
                             help="directory of profile YAML files (default: profiles)")
+        action.add_argument(
+            "--config", default=None, type=Path, metavar="FILE",
+            help="an exporter config: generate the bundle of its checks (each kind's "
+            "default alerts as the checks' alerts: set them) instead of the profiles",
+        )
+        action.add_argument(
+            "--system", default="", metavar="NAME",
+            help="with --config: name of the system (lower-case, digits, -); selectors "
+            "add system=NAME, as a scrape config labelling its targets so sets; also the "
+            "file names (default: the config file's name)",
+        )
         action.add_argument("--output", default=".", type=Path,
                             help="directory the files are written to or compared with "
                             "(default: the current directory)")
@@ -31,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "--docs-url", default=None, metavar="URL",
             help="base URL of the generated runbook pages (docs/runbooks/ as published "
             "where on-call can open it); every runbook_url and dashboard link is "
-            "URL/<profile>.md#<alert> (default: each profile's bundle.docs_url)",
+            "URL/<profile>.md#<alert> (default: each profile's bundle.docs_url; with "
+            "--config: docs/runbooks, relative)",
         )
         if name == "generate":
             action.add_argument(
@@ -48,6 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "config", None) is not None:
+        return _run_config(args)
     # The generator is imported when a bundle command runs, not when the command line is
     # parsed: a serving exporter builds the same parser and must not load it (bench:
     # footprint).
@@ -84,6 +98,44 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {path}", file=sys.stderr)
         return 1
     print(f"{len(files)} generated files match {len(profiles)} profiles")
+    return 0
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    """``--config FILE``: the bundle of one exporter config, written or compared."""
+    from exporter.bundle.defaults import bundle_files, drilled, load_config_bundle
+    from exporter.bundle.generate import stale, write
+
+    drill_factor = getattr(args, "drill_factor", 1.0)
+    if not drill_factor > 0:
+        print(f"--drill-factor must be above 0, got {drill_factor}", file=sys.stderr)
+        return 2
+    try:
+        bundle = load_config_bundle(
+            args.config, system=args.system, docs_url=args.docs_url or ""
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem if problem.startswith(str(args.config)) else
+                  f"{args.config}: {problem}", file=sys.stderr)
+        return 2
+    if drill_factor != 1.0:
+        bundle = drilled(bundle, drill_factor)
+    files = bundle_files(bundle, webhook_url=getattr(args, "webhook_url", None))
+    alerts = len(bundle.profile.alerts)
+    if args.bundle_action == "generate":
+        changed = write(files, args.output)
+        print(f"{len(files)} files, {alerts} alerts for {len(bundle.config.checks)} checks "
+              f"of {args.config}, {len(changed)} changed")
+        return 0
+    differing = [path for path in stale(files, args.output) if path in files]
+    if differing:
+        print(f"generated files differ from {args.config} (run `runbook-exporter bundle "
+              f"generate --config {args.config}`):", file=sys.stderr)
+        for path in differing:
+            print(f"  {path}", file=sys.stderr)
+        return 1
+    print(f"{len(files)} generated files match {args.config}")
     return 0
 
 

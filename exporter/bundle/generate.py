@@ -17,6 +17,8 @@ from exporter.bundle.alertmanager import alertmanager_files
 from exporter.bundle.coverage import coverage_files
 from exporter.bundle.dashboards import dashboard_files
 from exporter.bundle.docs import docs_files
+from exporter.bundle.generic import GENERIC_K8S, generic_files
+from exporter.bundle.generic import RULES_PATH as GENERIC_RULES
 from exporter.bundle.kubernetes import OUTPUT as K8S_RULES
 from exporter.bundle.kubernetes import manifests
 from exporter.bundle.profile import Profile
@@ -41,6 +43,9 @@ OUTPUTS: tuple[tuple[str, Writer], ...] = (
     ("docs/runbook-coverage.md", lambda ps, _: coverage_files(ps)),
     (f"{K8S_RULES}/*.yaml", lambda ps, _: manifests(ps)),
     ("compose/prometheus.yml", lambda ps, _: scrape_files(ps)),
+    # The static rules for any config (exporter/bundle/generic.py), one row per file.
+    (GENERIC_RULES, lambda _ps, _o: {GENERIC_RULES: generic_files()[GENERIC_RULES]}),
+    (GENERIC_K8S, lambda _ps, _o: {GENERIC_K8S: generic_files()[GENERIC_K8S]}),
     ("deploy/kubernetes/servicemonitor.yaml", lambda ps, _: scrape_files(ps)),
 )
 

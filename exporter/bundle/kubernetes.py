@@ -23,21 +23,31 @@ HEADER = (
 )
 
 
-def prometheus_rule(profile: Profile) -> str:
+def rule_resource(name: str, runbook: str, groups: list[dict[str, Any]], header: str) -> str:
+    """Rule groups wrapped in a ``PrometheusRule`` named ``name``."""
     resource: dict[str, Any] = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
-            "name": f"runbook-exporter-{profile.slug}",
+            "name": name,
             "labels": {
                 "app.kubernetes.io/name": "runbook-exporter",
                 "app.kubernetes.io/component": "alerting-rules",
-                "runbook": profile.slug,
+                "runbook": runbook,
             },
         },
-        "spec": {"groups": rule_groups(profile)},
+        "spec": {"groups": groups},
     }
-    return dump_yaml(resource, HEADER.format(slug=profile.slug))
+    return dump_yaml(resource, header)
+
+
+def prometheus_rule(profile: Profile) -> str:
+    return rule_resource(
+        f"runbook-exporter-{profile.slug}",
+        profile.slug,
+        rule_groups(profile),
+        HEADER.format(slug=profile.slug),
+    )
 
 
 def manifests(profiles: Sequence[Profile]) -> dict[str, str]:

@@ -9,10 +9,11 @@ label values a query can produce.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,6 +22,7 @@ from typing import Any
 from exporter.checks._timestamps import epoch_seconds
 from exporter.families import FRESHNESS
 from exporter.fields import Reader, describe
+from exporter.logs import event
 from exporter.samples import Family, Sink
 
 DB_PING_SECONDS = Family(
@@ -187,23 +189,55 @@ def record_rows(
 Execute = Callable[[NamedQuery], Awaitable[tuple[Sequence[str], Sequence[Sequence[Any]]]]]
 
 
-async def run_queries(queries: Sequence[NamedQuery], execute: Execute, out: Sink) -> list[str]:
-    """Run each query through ``execute``; returns the failure reasons (``query x: ...``).
+async def run_queries(
+    queries: Sequence[NamedQuery], execute: Execute, out: Sink
+) -> dict[str, str]:
+    """Run each query through ``execute``; returns ``{query name: failure reason}``.
 
-    ``execute`` raises :class:`QueryFailed` for a problem of that query alone; anything
-    else (the connection died) propagates and fails the whole check.
+    ``execute`` raises :class:`QueryFailed` for a problem of that query alone: it shows as
+    ``db_query_success{query} 0`` and does not fail the check, because the connection is
+    fine (a guessed table name is not a dead database). Anything else (the connection
+    died) propagates and fails the whole check.
     """
-    failures: list[str] = []
+    failures: dict[str, str] = {}
     for query in queries:
         started = time.perf_counter()
         try:
             columns, rows = await execute(query)
             record_rows(query, columns, rows, out)
         except QueryFailed as exc:
-            failures.append(f"query {query.name}: {exc}")
+            failures[query.name] = str(exc)
             ok = False
         else:
             ok = True
         out.add(QUERY_SECONDS, time.perf_counter() - started, query=query.name)
         out.add(QUERY_SUCCESS, 1.0 if ok else 0.0, query=query.name)
     return failures
+
+
+class QueryLog:
+    """Logs a named query's failure once per change of reason, and its recovery.
+
+    A failing query leaves the check successful (its own ``db_query_success`` says it
+    failed), so the runner's check-failure log does not see it: this is its log line.
+    """
+
+    def __init__(self, check: str, kind: str) -> None:
+        self._check = check
+        self._kind = kind
+        self._failing: dict[str, str] = {}
+
+    def report(self, failures: Mapping[str, str]) -> None:
+        for name, why in failures.items():
+            if self._failing.get(name) != why:
+                event(logging.WARNING, "query failed", check=self._check, kind=self._kind,
+                      query=name, reason=why)
+        for name in self._failing.keys() - failures.keys():
+            event(logging.INFO, "query recovered", check=self._check, kind=self._kind,
+                  query=name)
+        self._failing = dict(failures)
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """The queries failing at the last run and why, for the status page."""
+        return dict(self._failing)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from exporter.alerting import AlertSetting, DefaultAlert, Panel
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
 
@@ -32,6 +33,9 @@ class CheckSpec(Generic[OptionsT]):
     options: OptionsT
     # How far ahead of this host's clock a past time (``Family.past_time``) may be.
     max_future_skew: float = 300.0
+    # ``alerts:`` of the check: read by the bundle generator only. Not compared, so that
+    # a threshold edited on reload does not reconnect the probe.
+    alerts: tuple[AlertSetting, ...] = field(default=(), compare=False)
 
 
 class Probe(Protocol):
@@ -67,7 +71,9 @@ class Kind(Generic[OptionsT]):
     reader. ``probe`` builds the live object for a validated spec. ``families`` lists every
     family ``collect`` may write, for docs and the bundle generator. ``target`` names the
     option a ``/probe?target=`` fills (``url``, ``address``, ``dsn``, ``path``); None means
-    the kind cannot be used as a probe module.
+    the kind cannot be used as a probe module. ``alerts`` and ``panels`` are the kind's
+    default alerts and overview panels (``exporter.alerting``); every kind also gets
+    ``exporter.alerting.COMMON_ALERTS``.
     """
 
     name: str
@@ -76,3 +82,5 @@ class Kind(Generic[OptionsT]):
     probe: Callable[[CheckSpec[Any]], Probe]
     families: tuple[Family, ...]
     target: str | None = None
+    alerts: tuple[DefaultAlert, ...] = ()
+    panels: tuple[Panel, ...] = ()

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from exporter.alerting import DefaultAlert, Panel, TestInput
 from exporter.checks._redis_conn import (
     Arg,
     CommandTemplate,
@@ -962,6 +963,29 @@ def _glob_escape(text: str) -> str:
     return _GLOB.sub(r"\\\1", text)
 
 
+def _per_queue(
+    *,
+    key: str,
+    name: str,
+    query: str,
+    op: str,
+    threshold: float,
+    severity: str,
+    summary: str,
+    description: str,
+    steps: tuple[str, ...],
+    test: tuple[TestInput, ...],
+) -> DefaultAlert:
+    """A per-queue default alert, held for 5 minutes; its missing-data guard watches the
+    queue's always-present ``bullmq_queue_paused`` (one guard per check, not per alert)."""
+    return DefaultAlert(
+        key=key, name=name, query=query, op=op, threshold=threshold, unit="count",
+        for_=300.0, severity=severity, summary=summary, description=description,
+        steps=steps, reads="bullmq_queue_paused{$sel}", test=test,
+        labels=(("prefix", "bull"), ("queue", "q")),
+    )
+
+
 KIND = Kind(
     name="bullmq",
     summary="BullMQ queues: jobs per state as getJobCounts(), paused, queue age, "
@@ -989,4 +1013,168 @@ KIND = Kind(
         SKIPPED,
     ),
     target="url",
+    alerts=(
+        DefaultAlert(
+            key="failed_jobs",
+            name="JobsFailing",
+            query="increase(bullmq_jobs_failed_total{$sel}[15m])",
+            op=">",
+            threshold=5,
+            unit="count",
+            for_=300.0,
+            severity="warning",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}): {value} jobs failed "
+            "in 15 minutes (warn above {threshold})",
+            description="Jobs keep failing: their work is not done unless retried.",
+            steps=(
+                "Read the failed jobs' failedReason (Bull Board, or "
+                "Queue.getFailed() in a shell).",
+                "Fix the cause, then retry the failed jobs.",
+            ),
+            reads="bullmq_jobs_failed_total{$sel}",
+            test=(TestInput('bullmq_jobs_failed_total{$sel,prefix="bull",queue="q"}',
+                            "jump", "threshold", "threshold + 1"),),
+            labels=(("prefix", "bull"), ("queue", "q")),
+            settle=900.0,
+        ),
+        DefaultAlert(
+            key="backlog",
+            name="Backlog",
+            query='bullmq_queue_jobs{$sel,state="waiting"}',
+            op=">",
+            threshold=1000,
+            unit="count",
+            for_=900.0,
+            severity="warning",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}) has {value} jobs "
+            "waiting (warn above {threshold})",
+            description="Work arrives faster than the workers take it, or no worker runs.",
+            steps=(
+                "Check the workers are running and not stuck (active count, their log).",
+                "Scale the workers or find what slowed them (a slow dependency).",
+            ),
+            reads="bullmq_queue_paused{$sel}",
+            test=(TestInput(
+                'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}', "gauge",
+                "threshold", "threshold + 1"),),
+            labels=(("prefix", "bull"), ("queue", "q"), ("state", "waiting")),
+        ),
+        DefaultAlert(
+            key="oldest_waiting_age",
+            name="OldestWaiting",
+            query="time() - bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel}",
+            op=">",
+            threshold=900.0,
+            unit="seconds",
+            for_=300.0,
+            severity="warning",
+            summary="the oldest waiting job of {{ $labels.queue }} ({{ $labels.check }}) "
+            "has waited {value} (warn above {threshold})",
+            description="Jobs wait too long before a worker picks them up.",
+            steps=(
+                "Check the workers of this queue are running and consuming.",
+                "Check the queue is not paused and the workers' concurrency.",
+            ),
+            # The oldest-waiting series goes when the queue drains: watch the queue's
+            # always-present series instead.
+            reads="bullmq_queue_paused{$sel}",
+            test=(TestInput(
+                'bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel,prefix="bull",'
+                'queue="q"}', "age", "threshold", "threshold * 1.01"),),
+            labels=(("prefix", "bull"), ("queue", "q")),
+        ),
+        DefaultAlert(
+            key="paused",
+            name="Paused",
+            query="bullmq_queue_paused{$sel}",
+            op=">",
+            threshold=0,
+            unit="bool",
+            for_=900.0,
+            severity="warning",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}) is paused",
+            description="A paused queue takes no work; jobs pile up as waiting.",
+            steps=("Find who paused it (deploy, maintenance) and resume it when done.",),
+            reads="bullmq_queue_paused{$sel}",
+            test=(TestInput('bullmq_queue_paused{$sel,prefix="bull",queue="q"}', "gauge",
+                            "threshold", "threshold + 1"),),
+            labels=(("prefix", "bull"), ("queue", "q")),
+        ),
+        _per_queue(
+            key="no_workers",
+            name="NoWorkers",
+            query="(bullmq_queue_workers{$sel} and on (check, prefix, queue) "
+            'sum by (check, prefix, queue) (bullmq_queue_jobs{$sel,state=~"waiting|prioritized"})'
+            " > 0)",
+            op="==",
+            threshold=0,
+            severity="critical",
+            summary="queue {{ $labels.queue }} ({{ $labels.check }}) has work waiting and no "
+            "worker connected",
+            description="Nothing consumes the queue: its jobs wait until a worker starts.",
+            steps=(
+                "Check the worker process or deployment of this queue (crashed, scaled to 0, "
+                "connected to another Redis or prefix).",
+                "Start it; the waiting count falls once it consumes.",
+            ),
+            test=(
+                TestInput('bullmq_queue_workers{$sel,prefix="bull",queue="q"}', "gauge",
+                          "threshold + 1", "threshold"),
+                TestInput('bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
+                          "gauge", "5", "5"),
+            ),
+        ),
+        _per_queue(
+            key="stalled",
+            name="JobsStalled",
+            query="bullmq_queue_stalled_jobs{$sel}",
+            op=">",
+            threshold=0,
+            severity="warning",
+            summary="{value} active jobs of {{ $labels.queue }} ({{ $labels.check }}) lost "
+            "their lock (stalled)",
+            description="A worker died or hung mid-job; BullMQ retries them only while a "
+            "worker runs its stalled-job check.",
+            steps=("Find the worker that held the jobs (its log, restarts, OOM kills).",),
+            test=(TestInput('bullmq_queue_stalled_jobs{$sel,prefix="bull",queue="q"}',
+                            "gauge", "threshold", "threshold + 1"),),
+        ),
+        _per_queue(
+            key="schedulers_overdue",
+            name="SchedulersOverdue",
+            query="bullmq_queue_schedulers_overdue{$sel}",
+            op=">",
+            threshold=0,
+            severity="warning",
+            summary="{value} schedules of {{ $labels.queue }} ({{ $labels.check }}) are "
+            "overdue (not advancing)",
+            description="Repeatable jobs are past their next run: no worker picks up the "
+            "schedule, so the periodic work is not done.",
+            steps=("Check the queue's workers run; list its job schedulers and their next run.",),
+            test=(TestInput('bullmq_queue_schedulers_overdue{$sel,prefix="bull",queue="q"}',
+                            "gauge", "threshold", "threshold + 1"),),
+        ),
+        _per_queue(
+            key="missing_queue",
+            name="QueueMissing",
+            query="bullmq_queue_exists{$sel}",
+            op="==",
+            threshold=0,
+            severity="warning",
+            summary="listed queue {{ $labels.queue }} ({{ $labels.check }}) does not exist",
+            description="The check lists this queue but Redis has no trace of it: wrong name, "
+            "prefix or database, or the queue was obliterated.",
+            steps=("Compare the queue name and prefix with the producer's configuration.",),
+            test=(TestInput('bullmq_queue_exists{$sel,prefix="bull",queue="q"}', "gauge",
+                            "threshold + 1", "threshold"),),
+        ),
+    ),
+    panels=(
+        Panel("Workers", 'bullmq_queue_workers{check=~"$check"}', "count", "{{queue}}"),
+        Panel("Queue jobs by state", 'sum by (check, queue, state) '
+              '(bullmq_queue_jobs{check=~"$check"})', "count", "{{queue}} {{state}}"),
+        Panel("Oldest waiting job age", "time() - "
+              'bullmq_queue_oldest_waiting_job_timestamp_seconds{check=~"$check"}', "seconds",
+              "{{queue}}"),
+    ),
 )

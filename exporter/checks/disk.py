@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from exporter.alerting import DefaultAlert, Panel, TestInput
 from exporter.checks._blocking import OffLoop
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader
@@ -134,4 +135,91 @@ KIND = Kind(
     probe=DiskProbe,
     families=(SIZE, FREE, AVAIL, INODES, INODES_FREE, READONLY),
     target="path",
+    alerts=(
+        DefaultAlert(
+            key="space",
+            name="DiskFull",
+            query="1 - disk_avail_bytes{$sel} / disk_size_bytes{$sel}",
+            op=">",
+            threshold=0.9,
+            unit="ratio",
+            for_=600.0,
+            severity="warning",
+            summary="{{ $labels.mountpoint }} ({{ $labels.check }}) is {value} full "
+            "(warn above {threshold})",
+            description=(
+                "Space available to unprivileged writers is running out; services "
+                "writing there (databases, logs, backups) fail when it does."
+            ),
+            steps=(
+                "Find what grew: du -xh --max-depth=2 on the mountpoint.",
+                "Prune old backups or logs per their retention; grow the volume if the "
+                "growth is real.",
+            ),
+            reads="disk_size_bytes{$sel}",
+            test=(
+                TestInput('disk_size_bytes{$sel,path="/d",mountpoint="/d"}', "gauge",
+                          "1000", "1000"),
+                TestInput('disk_avail_bytes{$sel,path="/d",mountpoint="/d"}', "gauge",
+                          "1000 - threshold * 1000", "1000 - threshold * 1000 - 1"),
+            ),
+            labels=(("path", "/d"), ("mountpoint", "/d")),
+            value="(threshold * 1000 + 1) / 1000",
+        ),
+        DefaultAlert(
+            key="inodes",
+            name="InodesExhausted",
+            query="1 - disk_inodes_free{$sel} / disk_inodes{$sel}",
+            op=">",
+            threshold=0.9,
+            unit="ratio",
+            for_=600.0,
+            severity="warning",
+            summary="{{ $labels.mountpoint }} ({{ $labels.check }}) has used {value} of "
+            "its inodes (warn above {threshold})",
+            description="With no inodes left no file can be created, whatever space is free.",
+            steps=(
+                "Find directories with many small files: "
+                "find MOUNT -xdev -type d -size +1M.",
+                "Clean up (session files, queue spools, thumbnails) or rebuild the "
+                "filesystem with more inodes.",
+            ),
+            reads="disk_inodes{$sel}",
+            test=(
+                TestInput('disk_inodes{$sel,path="/d",mountpoint="/d"}', "gauge",
+                          "1000", "1000"),
+                TestInput('disk_inodes_free{$sel,path="/d",mountpoint="/d"}', "gauge",
+                          "1000 - threshold * 1000", "1000 - threshold * 1000 - 1"),
+            ),
+            labels=(("path", "/d"), ("mountpoint", "/d")),
+            value="(threshold * 1000 + 1) / 1000",
+        ),
+        DefaultAlert(
+            key="readonly",
+            name="ReadOnly",
+            query="disk_readonly{$sel}",
+            op=">",
+            threshold=0,
+            unit="bool",
+            for_=120.0,
+            severity="critical",
+            summary="{{ $labels.mountpoint }} ({{ $labels.check }}) is mounted read-only",
+            description=(
+                "The kernel remounts a filesystem read-only after I/O errors: every "
+                "write there fails."
+            ),
+            steps=("Read dmesg for I/O or filesystem errors; plan a fsck and a disk check.",),
+            reads="disk_readonly{$sel}",
+            test=(TestInput('disk_readonly{$sel,path="/d",mountpoint="/d"}', "gauge",
+                            "threshold", "threshold + 1"),),
+            labels=(("path", "/d"), ("mountpoint", "/d")),
+        ),
+    ),
+    panels=(
+        Panel("Disk used", '1 - disk_avail_bytes{check=~"$check"} / '
+              'disk_size_bytes{check=~"$check"}', "ratio", "{{check}} {{mountpoint}}",
+              thresholds="DiskFull"),
+        Panel("Inodes used", '1 - disk_inodes_free{check=~"$check"} / '
+              'disk_inodes{check=~"$check"}', "ratio", "{{check}} {{mountpoint}}"),
+    ),
 )

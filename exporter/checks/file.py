@@ -12,6 +12,7 @@ import os
 import stat
 from dataclasses import dataclass
 
+from exporter.alerting import DefaultAlert, Panel, TestInput, stale
 from exporter.checks._blocking import OffLoop
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.families import FRESHNESS
@@ -115,4 +116,58 @@ KIND = Kind(
     probe=FileProbe,
     families=(FRESHNESS, SIZE, MATCHES),
     target="path",
+    alerts=(
+        # A daily job (backup, export) plus two hours of grace.
+        stale("file", 26 * 3600.0, for_=600.0),
+        DefaultAlert(
+            key="no_match",
+            name="NoMatch",
+            query="file_matches{$sel}",
+            op="==",
+            threshold=0,
+            unit="count",
+            for_=300.0,
+            severity="warning",
+            summary="no file matches for {{ $labels.check }}: nothing to judge freshness by",
+            description=(
+                "The path does not exist or the glob matches no regular file: the job "
+                "that writes it never ran, wrote elsewhere, or its files were pruned."
+            ),
+            steps=(
+                "List the directory; compare with the check's path or glob.",
+                "Run the job that writes the file, or fix the pattern in the config.",
+            ),
+            reads="file_matches{$sel}",
+            test=(TestInput("file_matches{$sel}", "gauge", "threshold + 1", "threshold"),),
+        ),
+        DefaultAlert(
+            key="size_drop",
+            name="SizeDropped",
+            query="file_size_bytes{$sel} / max_over_time(file_size_bytes{$sel}[1d])",
+            op="<",
+            threshold=0.5,
+            unit="ratio",
+            for_=0.0,
+            severity="warning",
+            summary="{{ $labels.check }} is {value} of its largest size of the last day "
+            "(warn below {threshold})",
+            description=(
+                "The newest file shrank against its own recent past: a backup or export "
+                "that is truncated or nearly empty looks fresh but is not usable."
+            ),
+            steps=(
+                "Compare the newest file with the previous one (size, line or row count).",
+                "Check the writer's log for errors during the last run; rerun it.",
+            ),
+            reads="file_size_bytes{$sel}",
+            test=(TestInput("file_size_bytes{$sel}", "drop", "threshold",
+                            "threshold - 0.01"),),
+            settle=600.0,
+        ),
+    ),
+    panels=(
+        Panel("File age", "time() - freshness_timestamp_seconds{check=~\"$check\"}",
+              "seconds", "{{check}} {{item}}", thresholds="Stale"),
+        Panel("File size", "file_size_bytes{check=~\"$check\"}", "bytes"),
+    ),
 )

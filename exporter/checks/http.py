@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from exporter.alerting import DefaultAlert, Panel, TestInput, cert_expiring, stale
 from exporter.checks._jsonpath import JsonPath, PathError, json_type
 from exporter.checks._timestamps import cert_not_after, parse_timestamp
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
@@ -832,4 +833,58 @@ KIND = Kind(
     families=(UP, STATUS_CODE, DURATION, RESPONSE_SIZE, TLS_EXPIRY, COMPONENT_UP, FRESHNESS,
               JSON_VALUE),
     target="url",
+    alerts=(
+        DefaultAlert(
+            key="not_ok",
+            name="NotOk",
+            query="http_probe_up{$sel}",
+            op="==",
+            threshold=0,
+            unit="bool",
+            for_=120.0,
+            severity="critical",
+            summary="{{ $labels.check }} answers, but not OK (status, JSON status or "
+            "a component)",
+            description=(
+                "The endpoint answered with a status outside the expected codes, or its "
+                "JSON says it is unhealthy. The reason is on the exporter's status page."
+            ),
+            steps=(
+                "curl the endpoint and read the status and body.",
+                "Read the service's log around the first failure; restart it if it hangs.",
+            ),
+            reads="http_probe_up{$sel}",
+            test=(TestInput("http_probe_up{$sel}", "gauge", "threshold + 1", "threshold"),),
+        ),
+        DefaultAlert(
+            key="component_down",
+            name="ComponentDown",
+            query="http_component_up{$sel}",
+            op="==",
+            threshold=0,
+            unit="bool",
+            for_=120.0,
+            severity="critical",
+            summary="component {{ $labels.component }} of {{ $labels.check }} is not OK",
+            description="The service's own health endpoint reports this component unhealthy.",
+            steps=(
+                "Check the component itself (its own process, connection or credentials).",
+                "The service may recover by itself once the component is back; "
+                "restart it if it does not.",
+            ),
+            reads="http_component_up{$sel}",
+            test=(TestInput('http_component_up{$sel,component="c"}', "gauge",
+                            "threshold + 1", "threshold"),),
+            labels=(("component", "c"),),
+        ),
+        stale("freshness item", 3600.0),
+        cert_expiring("http_probe_tls_cert_expiry_timestamp_seconds"),
+    ),
+    panels=(
+        Panel("HTTP response time", 'http_probe_duration_seconds{check=~"$check"}', "seconds"),
+        Panel("Components OK", 'http_component_up{check=~"$check"}', "bool",
+              "{{check}} {{component}}"),
+        Panel("Freshness age", 'time() - freshness_timestamp_seconds{check=~"$check"}',
+              "seconds", "{{check}} {{item}}", thresholds="Stale"),
+    ),
 )

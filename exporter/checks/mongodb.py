@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from exporter.alerting import QUERY_FAILING, Panel, down, pool_near_max, stale
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_SECONDS,
     QUERY_SUCCESS,
     QueryFailed,
+    QueryLog,
     to_unix_seconds,
 )
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
@@ -162,6 +164,7 @@ class MongoProbe(BaseProbe[MongoOptions]):
     def __init__(self, spec: CheckSpec[MongoOptions]) -> None:
         super().__init__(spec)
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._query_log = QueryLog(spec.name, spec.kind)
 
     def _connect(self) -> AsyncMongoClient[dict[str, Any]]:
         from pymongo import AsyncMongoClient
@@ -216,19 +219,18 @@ class MongoProbe(BaseProbe[MongoOptions]):
             out.add(DB_POOL_CONNECTIONS, current - active, state="idle")
         else:
             out.add(DB_POOL_CONNECTIONS, current, state="idle")
-        failures = []
+        failures: dict[str, str] = {}
         for lookup in self.options.freshness:
             started = time.perf_counter()
             try:
                 out.add(FRESHNESS, await self._newest(client, lookup), item=lookup.name)
                 ok = True
             except QueryFailed as exc:
-                failures.append(f"freshness {lookup.name}: {exc}")
+                failures[lookup.name] = str(exc)
                 ok = False
             out.add(QUERY_SECONDS, time.perf_counter() - started, query=lookup.name)
             out.add(QUERY_SUCCESS, 1.0 if ok else 0.0, query=lookup.name)
-        if failures:
-            raise CheckFailed("; ".join(failures))
+        self._query_log.report(failures)
 
     async def _newest(self, client: AsyncMongoClient[dict[str, Any]], lookup: Freshness) -> float:
         from pymongo.errors import OperationFailure, PyMongoError
@@ -267,4 +269,20 @@ KIND = Kind(
     families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, CONNECTIONS, DB_PING_SECONDS,
               VERSION_INFO, FRESHNESS, QUERY_SUCCESS, QUERY_SECONDS),
     target="url",
+    alerts=(
+        down("MongoDB", 60.0, (
+            "mongosh --eval 'db.runCommand({ping: 1})'; check the server and its log.",
+        )),
+        pool_near_max("MongoDB"),
+        QUERY_FAILING,
+        stale("lookup", 3600.0, from_queries=True),
+    ),
+    panels=(
+        Panel("Connections of max", 'sum without (state) '
+              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+              'db_pool_max_connections{check=~"$check"}', "ratio",
+              thresholds="PoolNearMax"),
+        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
+              "{{check}} {{query}}"),
+    ),
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from exporter.alerting import DefaultAlert, Panel, TestInput, down, pool_near_max
 from exporter.checks._queries import DB_PING_SECONDS
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
@@ -214,4 +215,40 @@ KIND = Kind(
     families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
               *(family for _, family in POOL_COLUMNS.values()), MAXWAIT, POOL_SIZE),
     target="dsn",
+    alerts=(
+        down("PgBouncer", 60.0, (
+            "Check the pgbouncer process and its log; psql to its admin database.",
+        )),
+        pool_near_max("PgBouncer"),
+        DefaultAlert(
+            key="clients_waiting",
+            name="ClientsWaiting",
+            query="pgbouncer_pools_client_waiting_connections{$sel}",
+            op=">",
+            threshold=0,
+            unit="count",
+            for_=120.0,
+            severity="warning",
+            summary="{value} clients wait for a server connection in pool "
+            "{{ $labels.database }}/{{ $labels.user }} ({{ $labels.check }})",
+            description="The pool is exhausted: clients queue until a server connection frees.",
+            steps=(
+                "SHOW POOLS; SHOW CLIENTS; on the admin console: who holds the servers?",
+                "Find long transactions on the database, or raise pool_size deliberately.",
+            ),
+            reads="pgbouncer_pools_client_waiting_connections{$sel}",
+            test=(TestInput(
+                'pgbouncer_pools_client_waiting_connections{$sel,database="d",user="u"}',
+                "gauge", "threshold", "threshold + 1"),),
+            labels=(("database", "d"), ("user", "u")),
+        ),
+    ),
+    panels=(
+        Panel("Connections of max", 'sum without (state) '
+              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+              'db_pool_max_connections{check=~"$check"}', "ratio",
+              thresholds="PoolNearMax"),
+        Panel("Clients waiting", 'pgbouncer_pools_client_waiting_connections'
+              '{check=~"$check"}', "count", "{{check}} {{database}}/{{user}}"),
+    ),
 )

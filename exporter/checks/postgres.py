@@ -13,11 +13,22 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from exporter.alerting import (
+    QUERY_FAILING,
+    QUERY_VALUE,
+    DefaultAlert,
+    Panel,
+    TestInput,
+    down,
+    pool_near_max,
+    stale,
+)
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
     NamedQuery,
     QueryFailed,
+    QueryLog,
     parse_queries,
     run_queries,
 )
@@ -111,6 +122,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
     def __init__(self, spec: CheckSpec[PostgresOptions]) -> None:
         super().__init__(spec)
         self._pool: asyncpg.Pool | None = None
+        self._query_log = QueryLog(spec.name, spec.kind)
 
     async def collect(self, out: Sink) -> None:
         loop = asyncio.get_running_loop()
@@ -145,8 +157,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                 )
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
             raise _ConnectionLost(reason(exc)) from None
-        if failures:
-            raise CheckFailed("; ".join(failures))
+        self._query_log.report(failures)
 
     async def _connect(self) -> asyncpg.Pool:
         import asyncpg
@@ -246,4 +257,44 @@ KIND = Kind(
     families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
               IN_RECOVERY, *QUERY_FAMILIES),
     target="dsn",
+    alerts=(
+        down("PostgreSQL", 60.0, (
+            "pg_isready -h HOST -p PORT; check the server process and its log.",
+            "A refused password or a missing role shows in the reason on the status page.",
+        )),
+        pool_near_max("PostgreSQL"),
+        DefaultAlert(
+            key="clients_waiting",
+            name="LockWaits",
+            query='db_pool_connections{$sel,state="waiting"}',
+            op=">",
+            threshold=0,
+            unit="count",
+            for_=300.0,
+            severity="warning",
+            summary="{value} sessions of {{ $labels.check }} have waited on a lock for 5 "
+            "minutes",
+            description="Sessions block on locks: a long transaction or a migration holds them.",
+            steps=(
+                "SELECT pid, pg_blocking_pids(pid), state, query FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock';",
+                "End the blocking transaction when it is safe to.",
+            ),
+            reads='db_pool_connections{$sel,state="waiting"}',
+            test=(TestInput('db_pool_connections{$sel,state="waiting"}', "gauge",
+                            "threshold", "threshold + 1"),),
+            labels=(("state", "waiting"),),
+        ),
+        QUERY_FAILING,
+        QUERY_VALUE,
+        stale("query", 3600.0, from_queries=True),
+    ),
+    panels=(
+        Panel("Connections of max", 'sum without (state) '
+              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+              'db_pool_max_connections{check=~"$check"}', "ratio",
+              thresholds="PoolNearMax"),
+        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
+              "{{check}} {{query}}"),
+    ),
 )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from exporter.alerting import DefaultAlert, Panel, TestInput, down
 from exporter.checks._redis_conn import RedisConnOptions, make_client, parse_conn, reason
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader
@@ -171,4 +172,79 @@ KIND = Kind(
         UPTIME,
     ),
     target="url",
+    alerts=(
+        down("Redis", 60.0, (
+            "redis-cli -h HOST PING; check the process and its log.",
+            "If it is out of memory or restarting in a loop, read INFO memory and the "
+            "persistence section.",
+        )),
+        DefaultAlert(
+            key="memory_near_max",
+            name="MemoryNearMax",
+            query="redis_memory_used_bytes{$sel} / (redis_memory_max_bytes{$sel} > 0)",
+            op=">",
+            threshold=0.9,
+            unit="ratio",
+            for_=300.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }} uses {value} of maxmemory "
+            "(warn above {threshold})",
+            description=(
+                "At maxmemory Redis evicts keys or refuses writes, depending on its "
+                "policy: queues and caches lose data or stall."
+            ),
+            steps=(
+                "redis-cli INFO memory; find big keys with redis-cli --bigkeys.",
+                "Clean up (completed jobs kept forever) or raise maxmemory deliberately.",
+            ),
+            reads="redis_memory_used_bytes{$sel}",
+            test=(
+                TestInput("redis_memory_used_bytes{$sel}", "gauge",
+                          "threshold * 1000", "threshold * 1000 + 1"),
+                TestInput("redis_memory_max_bytes{$sel}", "gauge", "1000", "1000"),
+            ),
+            value="(threshold * 1000 + 1) / 1000",
+        ),
+        DefaultAlert(
+            key="rdb_save_failing",
+            name="SnapshotFailing",
+            query="redis_rdb_last_bgsave_success{$sel}",
+            op="==",
+            threshold=0,
+            unit="bool",
+            for_=300.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }}: the last background save (RDB) failed",
+            description=(
+                "Persistence is failing: a restart would lose the data since the last "
+                "good snapshot, and with stop-writes-on-bgsave-error Redis refuses writes."
+            ),
+            steps=("Read the Redis log for the bgsave error (disk full, permissions, "
+                   "fork failed for memory).",),
+            reads="redis_rdb_last_bgsave_success{$sel}",
+            test=(TestInput("redis_rdb_last_bgsave_success{$sel}", "gauge",
+                            "threshold + 1", "threshold"),),
+        ),
+        DefaultAlert(
+            key="aof_write_failing",
+            name="AofWriteFailing",
+            query="redis_aof_last_write_success{$sel}",
+            op="==",
+            threshold=0,
+            unit="bool",
+            for_=120.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }}: the last append-only-file write failed",
+            description="Writes are not reaching the AOF: a restart would lose them.",
+            steps=("Read the Redis log for the AOF error; check the disk under its dir.",),
+            reads="redis_aof_last_write_success{$sel}",
+            test=(TestInput("redis_aof_last_write_success{$sel}", "gauge",
+                            "threshold + 1", "threshold"),),
+        ),
+    ),
+    panels=(
+        Panel("Redis memory of maxmemory", 'redis_memory_used_bytes{check=~"$check"} / '
+              '(redis_memory_max_bytes{check=~"$check"} > 0)', "ratio"),
+        Panel("Redis clients", 'redis_connected_clients{check=~"$check"}', "count"),
+    ),
 )

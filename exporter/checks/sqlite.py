@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from exporter.alerting import QUERY_FAILING, QUERY_VALUE, Panel, down, stale
 from exporter.checks._blocking import OffLoop
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
     NamedQuery,
     QueryFailed,
+    QueryLog,
     parse_queries,
     run_queries,
 )
@@ -96,6 +98,7 @@ def _file_state(path: str) -> _FileState:
 class SqliteProbe(BaseProbe[SqliteOptions]):
     def __init__(self, spec: CheckSpec[SqliteOptions]) -> None:
         super().__init__(spec)
+        self._query_log = QueryLog(spec.name, spec.kind)
         self._path = os.path.abspath(spec.options.path)
         self._uri = f"file:{quote(self._path)}?mode=ro"
         # SQLite's busy handler sleeps outside the progress handler's reach: keep it
@@ -159,8 +162,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
             )
         finally:
             await conn.close()
-        if failures:
-            raise CheckFailed("; ".join(failures))
+        self._query_log.report(failures)
 
     async def _pragma(self, conn: aiosqlite.Connection, name: str) -> int:
         async with conn.execute(f"PRAGMA {name}") as cursor:
@@ -193,4 +195,19 @@ KIND = Kind(
     families=(DB_PING_SECONDS, DATABASE_BYTES, WAL_BYTES, PAGES, FREE_PAGES, PAGE_BYTES,
               *QUERY_FAMILIES),
     target="path",
+    alerts=(
+        down("SQLite database", 300.0, (
+            "ls -l the file: does it exist, is it readable by the exporter's user?",
+            "sqlite3 FILE 'PRAGMA quick_check' on a copy when the file may be corrupt.",
+        ), name="Unreadable",
+             state="unreadable (cannot open or read the file)"),
+        QUERY_FAILING,
+        QUERY_VALUE,
+        stale("query", 3600.0, from_queries=True),
+    ),
+    panels=(
+        Panel("Database size", 'sqlite_database_size_bytes{check=~"$check"}', "bytes"),
+        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
+              "{{check}} {{query}}"),
+    ),
 )

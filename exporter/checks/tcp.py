@@ -12,6 +12,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from exporter.alerting import Panel, cert_expiring, down
 from exporter.checks._timestamps import cert_not_after
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader
@@ -318,4 +319,14 @@ KIND = Kind(
     probe=TcpProbe,
     families=(CONNECT_SECONDS, TLS_SECONDS, TLS_EXPIRY, EXPECT_MATCHED),
     target="address",
+    alerts=(
+        down("TCP service", 120.0, (
+            "Check the service behind the port is running and listening (ss -ltnp).",
+            "Check the network path and firewall from the exporter's host.",
+        )),
+        cert_expiring("tcp_tls_cert_expiry_timestamp_seconds"),
+    ),
+    panels=(
+        Panel("TCP connect time", 'tcp_connect_duration_seconds{check=~"$check"}', "seconds"),
+    ),
 )

@@ -179,3 +179,12 @@ async def peer() -> AsyncIterator[MongoPeer]:
         yield server
     finally:
         await server.stop()
+
+
+def query_failures(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
+    """``{query name: reason}`` of every "query failed" line logged so far."""
+    return {
+        record.__dict__["fields"]["query"]: record.__dict__["fields"]["reason"]
+        for record in caplog.records
+        if record.getMessage() == "query failed"
+    }
