@@ -39,7 +39,7 @@ from exporter.checks._redis_conn import (
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader, describe
 from exporter.logs import event
-from exporter.samples import Family, Sink
+from exporter.samples import Family, Sample, Sink
 
 STATES = (
     "waiting",
@@ -267,6 +267,10 @@ class _QueueState:
     recent: deque[tuple[str, float, float]] = field(default_factory=deque)
     recent_since: str = "-inf"
     figures: tuple[tuple[float, float], ...] | None = None  # (wait, run) per quantile
+    # The values the last samples were written from, and those samples (reused while the
+    # values stay the same; the sink's base labels are checked once per scrape).
+    written: tuple[Any, ...] = ()
+    samples: list[Sample] | None = None
 
 
 @dataclass
@@ -349,6 +353,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._first_page = EVENTS_FIRST_PAGE
         self._follow_page = EVENTS_PAGE
         self._follow_queues = FOLLOW_QUEUES_PER_TRIP
+        self._samples_base: tuple[tuple[str, str], ...] = ()
 
     async def close(self) -> None:
         await self._redis.close()
@@ -420,6 +425,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 )
             else:
                 workers = _workers(clients, [(r.prefix, r.queue) for r in reads])
+        if out.base != self._samples_base:
+            # Kept samples carry the sink's base labels: keep none across a change.
+            self._samples_base = out.base
+            for state in self._states.values():
+                state.samples = None
         for index, read in enumerate(reads):
             if index and not index % BATCH_QUEUES:
                 await asyncio.sleep(0)  # let other work run between slices of queues
@@ -779,6 +789,41 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     def _write_queue(
         self, out: Sink, read: _Read, workers: dict[tuple[str, str], int] | None
     ) -> None:
+        state = self._states[(read.prefix, read.queue)]
+        options = self.options
+        recent = self._update_timings(read, state) if options.recent_jobs else None
+        counters: tuple[int, ...] = ()
+        if options.counters != "off":
+            if read.last_id is not None:
+                state.stream_id = read.last_id
+            for name in _FINISHED:
+                counter = state.counters[name]
+                counter.events += read.finished[name]
+                _advance(counter, read.metrics[name], options.counters)
+            counters = (state.counters["completed"].value, state.counters["failed"].value)
+        workers_now = None if workers is None else workers.get((read.prefix, read.queue), 0)
+        # Everything this queue's samples are made of: most queues look the same from one
+        # scrape to the next, and then their samples are reused instead of rebuilt.
+        values = (
+            *read.counts.values(), read.paused, read.exists, read.stalled, read.schedulers,
+            read.overdue, read.next_run, workers_now, read.oldest, recent, counters,
+        )  # fmt: skip
+        if state.samples is not None and values == state.written:
+            out.extend(state.samples)
+            return
+        start = len(out.samples)
+        self._write_samples(out, read, workers_now, recent, counters)
+        state.written = values
+        state.samples = out.samples[start:]
+
+    def _write_samples(
+        self,
+        out: Sink,
+        read: _Read,
+        workers: int | None,
+        recent: tuple[int, tuple[tuple[float, float], ...]] | None,
+        counters: tuple[int, ...],
+    ) -> None:
         # Label pairs in the families' order (prefix, queue[, state|quantile]), built once.
         labels = (("prefix", read.prefix), ("queue", read.queue))
         add = out.add_ordered
@@ -793,25 +838,23 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         if read.next_run is not None:
             add(SCHEDULER_NEXT, read.next_run, labels)
         if workers is not None:
-            add(WORKERS, workers.get((read.prefix, read.queue), 0), labels)
+            add(WORKERS, workers, labels)
         if read.oldest is not None:
             add(OLDEST_WAITING, read.oldest, labels)
-        state = self._states[(read.prefix, read.queue)]
-        if self.options.recent_jobs:
-            self._write_timings(out, read, state, labels)
-        if self.options.counters == "off":
-            return
-        if read.last_id is not None:
-            state.stream_id = read.last_id
-        for name, family in (("completed", COMPLETED), ("failed", FAILED)):
-            counter = state.counters[name]
-            counter.events += read.finished[name]
-            _advance(counter, read.metrics[name], self.options.counters)
-            add(family, counter.value, labels)
+        if recent is not None:
+            jobs, figures = recent
+            add(RECENT_JOBS, jobs, labels)
+            for (_, quantile_label), (wait, run) in zip(_QUANTILE_LABELS, figures, strict=False):
+                add(RECENT_WAIT, wait, labels + quantile_label)
+                add(RECENT_PROCESSING, run, labels + quantile_label)
+        for family, value in zip((COMPLETED, FAILED), counters, strict=False):
+            add(family, value, labels)
 
-    def _write_timings(
-        self, out: Sink, read: _Read, state: _QueueState, labels: tuple[tuple[str, str], ...]
-    ) -> None:
+    def _update_timings(
+        self, read: _Read, state: _QueueState
+    ) -> tuple[int, tuple[tuple[float, float], ...]]:
+        """Add this scrape's finished jobs to the queue's recent ones; their count and the
+        (wait, processing) figures per quantile."""
         recent = state.recent
         if read.timings or state.figures is None:
             recent.extend(read.timings)
@@ -825,10 +868,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             ) if recent else ()  # fmt: skip
         if read.completed_new:
             state.recent_since = read.completed_new[-1][1]
-        out.add_ordered(RECENT_JOBS, len(recent), labels)
-        for (_, quantile_label), (wait, run) in zip(_QUANTILE_LABELS, state.figures, strict=False):
-            out.add_ordered(RECENT_WAIT, wait, labels + quantile_label)
-            out.add_ordered(RECENT_PROCESSING, run, labels + quantile_label)
+        return len(recent), state.figures
 
     def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
         """Log a queue's problem when it starts or changes, not on every scrape."""
