@@ -286,6 +286,7 @@ class _Read:
     metrics: dict[str, int | None]
     schedulers: int
     next_run: float | None  # seconds
+    next_run_ms: float  # the same as read (the repeat set's score), 0 without schedulers
     overdue: int
     active: list[str]  # the first STALLED_SAMPLE active job ids
     # Events stream entries read this scrape: finished jobs per event, the last id read
@@ -316,7 +317,8 @@ class _Skip(Exception):
 # ``<prefix>:<queue>:``. The last two only when counters may come from worker metrics.
 _QUEUE_READS: tuple[tuple[str, ...], ...] = (
     ("EXISTS", Key("meta"), Key("id")),
-    ("ZCARD", Key("repeat")),
+    # The earliest scheduled run; only a queue that has one needs ZCARD (and ZCOUNT when
+    # that run is overdue) in the second round trip.
     ("ZRANGE", Key("repeat"), "0", "0", "WITHSCORES"),
     ("LRANGE", Key("active"), "0", str(STALLED_SAMPLE - 1)),
     ("HGET", Key("meta"), "paused"),
@@ -335,10 +337,10 @@ _QUEUE_READS: tuple[tuple[str, ...], ...] = (
 )
 _BASE_READS = len(_QUEUE_READS) - 2
 # The key each reply of a queue's chunk read (its first argument), for a skip's reason;
-# the overdue count of the repeat set, then the events stream read, when there is one.
+# then the events stream read, when there is one.
 _KEYS = tuple(str(command[1]) for command in _QUEUE_READS)
-_REPLY_KEYS = (*_KEYS[:_BASE_READS], "repeat", "events")
-_REPLY_KEYS_WITH_METRICS = (*_KEYS, "repeat", "events")
+_REPLY_KEYS = (*_KEYS[:_BASE_READS], "events")
+_REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 
 
 class BullmqProbe(BaseProbe[BullmqOptions]):
@@ -414,7 +416,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     if options.queues:
                         problems.append(f"{prefix}:{queue}: {outcome}")
         await self._follow_streams(reads, events_until)
-        await self._second_trip(reads)
+        await self._second_trip(reads, now_ms)
 
         workers: dict[tuple[str, str], int] | None = None
         if options.workers and targets:
@@ -503,7 +505,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         from redis import exceptions as rexc
 
         packed = [
-            self._pack_batch(targets[start : start + BATCH_QUEUES], now_ms)
+            self._pack_batch(targets[start : start + BATCH_QUEUES])
             for start in range(0, len(targets), BATCH_QUEUES)
         ]
         head = pack_text([("CLIENT", "LIST")]) if with_clients else ""
@@ -538,19 +540,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
         return outcomes, clients
 
-    def _reads(self, now_ms: int) -> tuple[tuple[str, ...], ...]:
+    def _reads(self) -> tuple[tuple[str, ...], ...]:
         metrics = self.options.counters in ("auto", "metrics")
-        # Laid out once per batch: the overdue cut-off is the same for every queue.
-        overdue_before = str(now_ms - int(self.options.schedule_grace * 1000))
-        reads = _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
-        overdue = ("ZCOUNT", Key("repeat"), "-inf", "(" + overdue_before)
-        return (*reads, overdue)
+        return _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
 
-    def _pack_batch(
-        self, batch: Sequence[tuple[str, str]], now_ms: int
-    ) -> tuple[str, int, list[str]]:
+    def _pack_batch(self, batch: Sequence[tuple[str, str]]) -> tuple[str, int, list[str]]:
         """One batch's MULTI ... EXEC as RESP text, its command count and events modes."""
-        reads = self._reads(now_ms)
+        reads = self._reads()
         recent = self.options.recent_jobs
         if recent:
             # Only jobs finished since the newest one already sampled (an Arg per queue).
@@ -594,7 +590,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         per_queue = (
             len(_QUEUE_READS) if self.options.counters in ("auto", "metrics") else (_BASE_READS)
         )
-        fixed = per_queue + 1 + (1 if self.options.recent_jobs else 0)  # + ZCOUNT, recent
+        fixed = per_queue + (1 if self.options.recent_jobs else 0)  # + recent jobs
         outcomes: list[_Read | _Skip | None] = []
         position = 0
         for (prefix, queue), mode in zip(batch, modes, strict=True):
@@ -639,7 +635,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     def _read_of(
         self, prefix: str, queue: str, replies: list[Any], mode: str, metrics_read: bool
     ) -> _Read | None:
-        (exists_count, schedulers, first_run, active, paused_field, wait_len, wait_tail,
+        (exists_count, first_run, active, paused_field, wait_len, wait_tail,
          paused_len, paused_tail, active_len, *sets) = replies[:_BASE_READS]  # fmt: skip
         exists = int(exists_count) > 0
         if not exists and not self.options.queues:
@@ -658,8 +654,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             metrics["completed"] = _int_or_none(replies[position])
             metrics["failed"] = _int_or_none(replies[position + 1])
             position += 2
-        overdue = int(replies[position])
-        position += 1
         completed: list[Any] = []
         if self.options.recent_jobs:
             completed = replies[position]
@@ -671,9 +665,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         read = _Read(
             prefix=prefix, queue=queue, exists=exists, counts=counts,
             paused=paused_field is not None, next_job=next_job, metrics=metrics,
-            schedulers=int(schedulers),
-            next_run=float(first_run[1]) / 1000.0 if first_run else None,
-            overdue=overdue, active=[str(job) for job in active],
+            schedulers=0, next_run=float(first_run[1]) / 1000.0 if first_run else None,
+            next_run_ms=float(first_run[1]) if first_run else 0.0,
+            overdue=0, active=[str(job) for job in active],
         )  # fmt: skip
         if completed:
             known = {job for job, _, _ in state.recent}
@@ -720,9 +714,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 if len(page) == page_size:
                     pending.append(read)
 
-    async def _second_trip(self, reads: list[_Read]) -> None:
-        """Second round trip: the creation time of each queue's next waiting job, and the
-        locks of active jobs (a lock gone while the job is still active: stalled)."""
+    async def _second_trip(self, reads: list[_Read], now_ms: int) -> None:
+        """Second round trip: the creation time of each queue's next waiting job, how many
+        of each queue's active jobs hold a lock (a lock gone while the job is still
+        active: stalled, see :meth:`_stalled_trip`) and the times of newly completed jobs."""
         from redis import exceptions as rexc
 
         waiting = [r for r in reads if r.next_job is not None]
@@ -733,23 +728,31 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             budget -= len(read.active)
         busy = [r for r in reads if r.active]
         finished = [r for r in reads if r.completed_new]
-        if not waiting and not busy and not finished:
+        scheduled = [r for r in reads if r.next_run is not None]
+        if not waiting and not busy and not finished and not scheduled:
             return
+        # A run is overdue when due before this cut-off (ms); only a queue whose earliest
+        # run is overdue needs them counted.
+        overdue_before = now_ms - int(self.options.schedule_grace * 1000)
+        late = [r for r in scheduled if r.next_run_ms < overdue_before]
         commands: list[tuple[str, ...]] = [("MULTI",)]
         for read in waiting:
             commands.append(("HGET", f"{read.prefix}:{read.queue}:{read.next_job}", "timestamp"))
         for read in busy:
+            # One EXISTS for all locks of the queue: it answers how many exist, and when
+            # that is all of them (the usual case) no job of the queue is stalled.
             base = f"{read.prefix}:{read.queue}:"
-            commands.extend(("EXISTS", f"{base}{job}:lock") for job in read.active)
-            # In the same transaction: a job that finished since the first round trip
-            # lost its lock and left the active list at once, so it is not stalled.
-            commands.append(("LRANGE", base + "active", "0", str(STALLED_SAMPLE - 1)))
+            commands.append(("EXISTS", *(f"{base}{job}:lock" for job in read.active)))
         for read in finished:
             base = f"{read.prefix}:{read.queue}:"
             commands.extend(
                 ("HMGET", base + job, "timestamp", "processedOn", "finishedOn")
                 for job, _ in read.completed_new
             )
+        commands.extend(("ZCARD", f"{r.prefix}:{r.queue}:repeat") for r in scheduled)
+        commands.extend(
+            ("ZCOUNT", f"{r.prefix}:{r.queue}:repeat", "-inf", f"({overdue_before}") for r in late
+        )
         commands.append(("EXEC",))
         replies = await self._redis.execute(commands)
         for reply in replies:
@@ -766,15 +769,12 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             # A job taken by a worker meanwhile keeps its hash; a removed one has none.
             if millis is not None and millis > 0:
                 read.oldest = millis / 1000.0
+        suspects = []
         for read in busy:
-            locks = results[position : position + len(read.active)]
-            still = results[position + len(read.active)]
-            position += len(read.active) + 1
-            active_now = set(still) if isinstance(still, list) else set()
-            read.stalled = sum(
-                1 for job, lock in zip(read.active, locks, strict=True)
-                if lock == 0 and job in active_now
-            )  # fmt: skip
+            held = results[position]
+            position += 1
+            if isinstance(held, Exception) or held != len(read.active):
+                suspects.append(read)
         for read in finished:
             fields = results[position : position + len(read.completed_new)]
             position += len(read.completed_new)
@@ -785,6 +785,45 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 if created is None or processed is None or done is None:
                     continue
                 read.timings.append((job, (processed - created) / 1000, (done - processed) / 1000))
+        for read in scheduled:
+            read.schedulers = _int_or_none(results[position]) or 0
+            position += 1
+        for read in late:
+            read.overdue = _int_or_none(results[position]) or 0
+            position += 1
+        if suspects:
+            await self._stalled_trip(suspects)
+
+    async def _stalled_trip(self, reads: list[_Read]) -> None:
+        """Third round trip, only for queues with an active job whose lock is gone: which
+        jobs, and whether each is still active (read in the same transaction: a job that
+        finished since the first round trip lost its lock and left the active list at
+        once, so it is not stalled)."""
+        from redis import exceptions as rexc
+
+        commands: list[tuple[str, ...]] = [("MULTI",)]
+        for read in reads:
+            base = f"{read.prefix}:{read.queue}:"
+            commands.extend(("EXISTS", f"{base}{job}:lock") for job in read.active)
+            commands.append(("LRANGE", base + "active", "0", str(STALLED_SAMPLE - 1)))
+        commands.append(("EXEC",))
+        replies = await self._redis.execute(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        results = replies[-1]
+        if not isinstance(results, list):
+            raise rexc.ResponseError("EXEC was aborted")
+        position = 0
+        for read in reads:
+            locks = results[position : position + len(read.active)]
+            still = results[position + len(read.active)]
+            position += len(read.active) + 1
+            active_now = set(still) if isinstance(still, list) else set()
+            read.stalled = sum(
+                1 for job, lock in zip(read.active, locks, strict=True)
+                if lock == 0 and job in active_now
+            )  # fmt: skip
 
     def _write_queue(
         self, out: Sink, read: _Read, workers: dict[tuple[str, str], int] | None
