@@ -496,15 +496,18 @@ async def read_replies(
     if limit is None:
         limit = MAX_REPLY_BYTES
     out: list[Any] = []
+    gets, append = parser.gets, out.append  # tens of thousands of calls per round trip
+    remaining = count
     received = 0
     # The end of the previous chunk (a header may straddle two reads); a reply starts
     # where a line ended.
     tail = b"\r\n"
     try:
-        while len(out) < count:
-            reply = parser.gets()
+        while remaining:
+            reply = gets()
             if reply is not False:
-                out.append(reply)
+                append(reply)
+                remaining -= 1
                 continue
             chunk = await reader.read(READ_SIZE)
             if not chunk:

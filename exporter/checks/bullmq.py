@@ -667,10 +667,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             paused=paused_field is not None, next_job=next_job, metrics=metrics,
             schedulers=0, next_run=float(first_run[1]) / 1000.0 if first_run else None,
             next_run_ms=float(first_run[1]) if first_run else 0.0,
-            overdue=0, active=[str(job) for job in active],
+            overdue=0, active=list(active),
         )  # fmt: skip
-        if completed:
-            known = {job for job, _, _ in state.recent}
+        recent = state.recent
+        if len(completed) == 2 and recent and completed[0] == recent[-1][0]:
+            pass  # only the newest job already sampled: nothing finished since (usual)
+        elif completed:
+            known = {job for job, _, _ in recent}
             # Newest first, as [id, score, id, score, ...]; the newest already sampled
             # comes back too (its score is the lower bound): skip what is known.
             pairs = zip(completed[0::2], completed[1::2], strict=True)
