@@ -19,7 +19,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -496,7 +496,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     async def _read_batches(
         self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
     ) -> tuple[list[_Read | _Skip | None], Any]:
-        """One round trip: a MULTI/EXEC per BATCH_QUEUES queues, all sent in one write.
+        """One round trip: a MULTI/EXEC per BATCH_QUEUES queues, each written as soon as it
+        is packed, each parsed as soon as its replies are in.
 
         Every count of a queue comes from one transaction, so it is consistent per batch.
         With ``with_clients``, a CLIENT LIST goes first in the same round trip; its reply
@@ -504,40 +505,50 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         """
         from redis import exceptions as rexc
 
-        packed = [
-            self._pack_batch(targets[start : start + BATCH_QUEUES])
-            for start in range(0, len(targets), BATCH_QUEUES)
-        ]
-        head = pack_text([("CLIENT", "LIST")]) if with_clients else ""
-        payload = (head + "".join(text for text, _, _ in packed)).encode("utf-8", "surrogateescape")
+        starts = range(0, len(targets), BATCH_QUEUES)
+        modes: list[list[str]] = []
+
+        def parts() -> Iterator[tuple[bytes, int]]:
+            # Packed one batch at a time as the round trip is written: Redis runs the
+            # first batch while the next ones are packed.
+            if with_clients:
+                yield pack_text([("CLIENT", "LIST")]).encode(), 1
+            for start in starts:
+                text, count, batch_modes = self._pack_batch(targets[start : start + BATCH_QUEUES])
+                modes.append(batch_modes)
+                yield text.encode("utf-8", "surrogateescape"), count
+
+        clients: Any = None
+        outcomes: list[_Read | _Skip | None] = []
+        parsed = -1 if with_clients else 0  # parts handed over so far, CLIENT LIST first
+
+        async def each(replies: list[Any]) -> None:
+            # Each batch is parsed as soon as its replies are in, while Redis runs the next.
+            nonlocal clients, parsed
+            index, parsed = parsed, parsed + 1
+            if index < 0:
+                clients = replies[0]
+                return
+            # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the
+            # first.
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            results: list[Any] | None = replies[-1]
+            if results is None:
+                raise rexc.ResponseError("EXEC was aborted")
+            start = starts[index]
+            batch = targets[start : start + BATCH_QUEUES]
+            outcomes.extend(self._parse_batch(batch, modes[index], results))
+            await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
+
         try:
-            replies = await self._redis.execute_packed(
-                payload, (1 if with_clients else 0) + sum(count for _, count, _ in packed)
-            )
+            await self._redis.execute_parts(parts(), each)
         except ReplyLimitExceeded:
             # First events pages of busy streams with large entries: smaller ones from the
             # next scrape on (this one fails; nothing was counted, positions are kept).
             self._first_page = max(self._first_page // 2, 1)
             raise
-        clients = replies.pop(0) if with_clients else None
-        outcomes: list[_Read | _Skip | None] = []
-        position = 0
-        for start, (_, count, modes) in zip(
-            range(0, len(targets), BATCH_QUEUES), packed, strict=True
-        ):
-            batch_replies = replies[position : position + count]
-            position += count
-            # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the
-            # first.
-            for reply in batch_replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            results: list[Any] | None = batch_replies[-1]
-            if results is None:
-                raise rexc.ResponseError("EXEC was aborted")
-            batch = targets[start : start + BATCH_QUEUES]
-            outcomes.extend(self._parse_batch(batch, modes, results))
-            await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
         return outcomes, clients
 
     def _reads(self) -> tuple[tuple[str, ...], ...]:
@@ -1061,9 +1072,19 @@ def _per_queue(
     """A per-queue default alert, held for 5 minutes; its missing-data guard watches the
     queue's always-present ``bullmq_queue_paused`` (one guard per check, not per alert)."""
     return DefaultAlert(
-        key=key, name=name, query=query, op=op, threshold=threshold, unit="count",
-        for_=300.0, severity=severity, summary=summary, description=description,
-        steps=steps, reads="bullmq_queue_paused{$sel}", test=test,
+        key=key,
+        name=name,
+        query=query,
+        op=op,
+        threshold=threshold,
+        unit="count",
+        for_=300.0,
+        severity=severity,
+        summary=summary,
+        description=description,
+        steps=steps,
+        reads="bullmq_queue_paused{$sel}",
+        test=test,
         labels=(("prefix", "bull"), ("queue", "q")),
     )
 
@@ -1109,13 +1130,18 @@ KIND = Kind(
             "in 15 minutes (warn above {threshold})",
             description="Jobs keep failing: their work is not done unless retried.",
             steps=(
-                "Read the failed jobs' failedReason (Bull Board, or "
-                "Queue.getFailed() in a shell).",
+                "Read the failed jobs' failedReason (Bull Board, or Queue.getFailed() in a shell).",
                 "Fix the cause, then retry the failed jobs.",
             ),
             reads="bullmq_jobs_failed_total{$sel}",
-            test=(TestInput('bullmq_jobs_failed_total{$sel,prefix="bull",queue="q"}',
-                            "jump", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_jobs_failed_total{$sel,prefix="bull",queue="q"}',
+                    "jump",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q")),
             settle=900.0,
         ),
@@ -1136,9 +1162,14 @@ KIND = Kind(
                 "Scale the workers or find what slowed them (a slow dependency).",
             ),
             reads="bullmq_queue_paused{$sel}",
-            test=(TestInput(
-                'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}', "gauge",
-                "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q"), ("state", "waiting")),
         ),
         DefaultAlert(
@@ -1160,9 +1191,15 @@ KIND = Kind(
             # The oldest-waiting series goes when the queue drains: watch the queue's
             # always-present series instead.
             reads="bullmq_queue_paused{$sel}",
-            test=(TestInput(
-                'bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel,prefix="bull",'
-                'queue="q"}', "age", "threshold", "threshold * 1.01"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel,prefix="bull",'
+                    'queue="q"}',
+                    "age",
+                    "threshold",
+                    "threshold * 1.01",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q")),
         ),
         DefaultAlert(
@@ -1178,8 +1215,14 @@ KIND = Kind(
             description="A paused queue takes no work; jobs pile up as waiting.",
             steps=("Find who paused it (deploy, maintenance) and resume it when done.",),
             reads="bullmq_queue_paused{$sel}",
-            test=(TestInput('bullmq_queue_paused{$sel,prefix="bull",queue="q"}', "gauge",
-                            "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_paused{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q")),
         ),
         _per_queue(
@@ -1200,10 +1243,18 @@ KIND = Kind(
                 "Start it; the waiting count falls once it consumes.",
             ),
             test=(
-                TestInput('bullmq_queue_workers{$sel,prefix="bull",queue="q"}', "gauge",
-                          "threshold + 1", "threshold"),
-                TestInput('bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
-                          "gauge", "5", "5"),
+                TestInput(
+                    'bullmq_queue_workers{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold + 1",
+                    "threshold",
+                ),
+                TestInput(
+                    'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
+                    "gauge",
+                    "5",
+                    "5",
+                ),
             ),
         ),
         _per_queue(
@@ -1218,8 +1269,14 @@ KIND = Kind(
             description="A worker died or hung mid-job; BullMQ retries them only while a "
             "worker runs its stalled-job check.",
             steps=("Find the worker that held the jobs (its log, restarts, OOM kills).",),
-            test=(TestInput('bullmq_queue_stalled_jobs{$sel,prefix="bull",queue="q"}',
-                            "gauge", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_stalled_jobs{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
         ),
         _per_queue(
             key="schedulers_overdue",
@@ -1233,8 +1290,14 @@ KIND = Kind(
             description="Repeatable jobs are past their next run: no worker picks up the "
             "schedule, so the periodic work is not done.",
             steps=("Check the queue's workers run; list its job schedulers and their next run.",),
-            test=(TestInput('bullmq_queue_schedulers_overdue{$sel,prefix="bull",queue="q"}',
-                            "gauge", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_schedulers_overdue{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
         ),
         _per_queue(
             key="missing_queue",
@@ -1247,16 +1310,29 @@ KIND = Kind(
             description="The check lists this queue but Redis has no trace of it: wrong name, "
             "prefix or database, or the queue was obliterated.",
             steps=("Compare the queue name and prefix with the producer's configuration.",),
-            test=(TestInput('bullmq_queue_exists{$sel,prefix="bull",queue="q"}', "gauge",
-                            "threshold + 1", "threshold"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_exists{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold + 1",
+                    "threshold",
+                ),
+            ),
         ),
     ),
     panels=(
         Panel("Workers", 'bullmq_queue_workers{check=~"$check"}', "count", "{{queue}}"),
-        Panel("Queue jobs by state", 'sum by (check, queue, state) '
-              '(bullmq_queue_jobs{check=~"$check"})', "count", "{{queue}} {{state}}"),
-        Panel("Oldest waiting job age", "time() - "
-              'bullmq_queue_oldest_waiting_job_timestamp_seconds{check=~"$check"}', "seconds",
-              "{{queue}}"),
+        Panel(
+            "Queue jobs by state",
+            'sum by (check, queue, state) (bullmq_queue_jobs{check=~"$check"})',
+            "count",
+            "{{queue}} {{state}}",
+        ),
+        Panel(
+            "Oldest waiting job age",
+            'time() - bullmq_queue_oldest_waiting_job_timestamp_seconds{check=~"$check"}',
+            "seconds",
+            "{{queue}}",
+        ),
     ),
 )
