@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -48,6 +49,14 @@ def count_round_trips() -> None:
         return await original(self, payload, count)
 
     _redis_conn.RawRedis._send = counted  # type: ignore[method-assign]
+    # execute_parts: several requests written in one go, then every reply read.
+    original_parts = _redis_conn.RawRedis._send_parts
+
+    async def counted_parts(self: _redis_conn.RawRedis, *args: Any) -> None:
+        ROUND_TRIPS[0] += 1
+        await original_parts(self, *args)
+
+    _redis_conn.RawRedis._send_parts = counted_parts  # type: ignore[method-assign,assignment]
 
 
 # The job counts the numbers in docs/kinds/bullmq.md were measured with.

@@ -32,6 +32,7 @@ class Timing:
     ms: float
     commands: float
     reads: float
+    server_cpu_ms: float  # Redis CPU (user + sys) spent meanwhile
 
 
 class NodePeer:
@@ -91,8 +92,8 @@ class NodePeer:
 def timed(stats: Callable[[], tuple[float, float, float]], action: Callable[[], float]
           ) -> Timing:  # fmt: skip
     """``action`` returns its own wall time in ms; Redis deltas come from ``stats``."""
-    _, commands0, reads0 = stats()
+    cpu0, commands0, reads0 = stats()
     ms = action()
-    _, commands1, reads1 = stats()
+    cpu1, commands1, reads1 = stats()
     # The "before" INFO is counted in the delta: one command, one read.
-    return Timing(ms, commands1 - commands0 - 1, reads1 - reads0 - 1)
+    return Timing(ms, commands1 - commands0 - 1, reads1 - reads0 - 1, (cpu1 - cpu0) * 1000)

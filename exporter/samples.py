@@ -66,6 +66,18 @@ class Sink:
         (bullmq): the pairs are built once per queue, not checked on every call."""
         self.samples.append(Sample(family, self._base + labels, float(value)))
 
+    @property
+    def base(self) -> tuple[tuple[str, str], ...]:
+        """The labels every sample of this sink starts with: ``check``, then static labels."""
+        return self._base
+
+    def extend(self, samples: Sequence[Sample]) -> None:
+        """Add samples built in an earlier run of the same check, for a kind that keeps the
+        samples of targets whose values did not change (bullmq: most of 1,000 queues stay
+        the same between scrapes). Their labels must start with :attr:`base`; the caller
+        keeps them only while ``base`` is the same."""
+        self.samples.extend(samples)
+
 
 def refuse_future_times(
     samples: list[Sample], skew: float

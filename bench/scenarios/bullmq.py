@@ -177,6 +177,7 @@ def versus_node(
         section.notes.append(
             f"{label}: {median([t.ms for t in runs]):,.1f} ms, "
             f"{median([t.commands for t in runs]):,.0f} Redis commands, "
+            f"{median([t.server_cpu_ms for t in runs]):,.1f} ms Redis CPU, "
             f"{median([t.reads for t in runs]):,.0f} round trips (read events)"
         )
     ratio_counts = ours_ms / counts_ms

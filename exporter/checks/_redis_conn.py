@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import os
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -300,6 +301,74 @@ class RawRedis:
             # reads are sent, so repeating them is harmless.
             return await self._round_trip(payload, count)
 
+    async def execute_parts(
+        self, parts: Iterable[tuple[bytes, int]], each: Callable[[list[Any]], Awaitable[None]]
+    ) -> None:
+        """Send several packed requests ``(payload, count)`` in one round trip and hand each
+        one's replies to ``each`` as soon as they are in.
+
+        Each payload is written as soon as ``parts`` yields it, so a lazy ``parts`` packs
+        the next request while Redis already runs the first, and the caller's parsing of
+        one part's replies overlaps Redis' work on the next. The byte limit applies to the
+        whole round trip. A kept connection found dead is redialled once, only while no
+        part has been handed over.
+        """
+        pending = iter(parts)
+        sent: list[tuple[bytes, int]] = []
+        delivered = False
+
+        async def deliver(replies: list[Any]) -> None:
+            nonlocal delivered
+            delivered = True
+            await each(replies)
+
+        fresh = self._writer is None
+        try:
+            await self._parts_trip(pending, sent, deliver)
+        except ProtocolViolation:
+            raise  # the same request would bring the same reply
+        except rexc.ConnectionError:
+            if fresh or delivered:
+                raise
+            again = list(sent)
+            sent.clear()
+            await self._parts_trip(itertools.chain(again, pending), sent, deliver)
+
+    async def _parts_trip(
+        self,
+        parts: Iterator[tuple[bytes, int]],
+        sent: list[tuple[bytes, int]],
+        deliver: Callable[[list[Any]], Awaitable[None]],
+    ) -> None:
+        if self._writer is None:
+            await self._connect()
+        try:
+            await self._send_parts(parts, sent, deliver)
+        except BaseException:
+            # Half-read replies (a timeout, a cancelled scrape) leave the stream unusable.
+            await self.close()
+            raise
+
+    async def _send_parts(
+        self,
+        parts: Iterator[tuple[bytes, int]],
+        sent: list[tuple[bytes, int]],
+        deliver: Callable[[list[Any]], Awaitable[None]],
+    ) -> None:
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            raise rexc.ConnectionError("not connected")
+        try:
+            for payload, count in parts:
+                sent.append((payload, count))
+                writer.write(payload)
+            await writer.drain()
+            replies = ReplyReader(reader)
+            for _, count in sent:
+                await deliver(await replies.take(count))
+        except OSError as exc:
+            raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
+
     async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
         if self._writer is None:
             await self._connect()
@@ -477,47 +546,64 @@ def pack(commands: Sequence[Command]) -> bytes:
 async def read_replies(
     reader: asyncio.StreamReader, count: int, limit: int | None = None
 ) -> list[Any]:
-    """Read exactly ``count`` replies with hiredis' incremental parser.
+    """Read exactly ``count`` replies with hiredis' incremental parser (see
+    :class:`ReplyReader`); ``limit`` bounds the bytes of this round trip."""
+    return await ReplyReader(reader, limit).take(count)
+
+
+class ReplyReader:
+    """The replies of one round trip, read with hiredis' incremental parser.
 
     The parser keeps its position between reads, so the cost is linear in the reply size
     and each step parses at most one read's worth of bytes (the event loop runs in
-    between). ``limit`` bounds the bytes of one round trip: a server that sends a reply
-    that never ends (or claims a bulk of 2^62 bytes) fails it instead of growing memory.
-    Protocol errors (a nesting deeper than RESP allows, a bad length) become
-    :class:`redis.exceptions.ConnectionError`.
+    between). ``limit`` bounds the bytes of the whole round trip (over every
+    :meth:`take`): a server that sends a reply that never ends (or claims a bulk of 2^62
+    bytes) fails it instead of growing memory. Protocol errors (a nesting deeper than
+    RESP allows, a bad length) become :class:`redis.exceptions.ConnectionError`.
     """
-    import hiredis  # loaded on first use: kinds import their client libraries lazily
 
-    parser = hiredis.Reader(
-        encoding="utf-8",
-        errors="surrogateescape",
-        replyError=rexc.ResponseError,
-    )
-    if limit is None:
-        limit = MAX_REPLY_BYTES
-    out: list[Any] = []
-    received = 0
-    # The end of the previous chunk (a header may straddle two reads); a reply starts
-    # where a line ended.
-    tail = b"\r\n"
-    try:
-        while len(out) < count:
-            reply = parser.gets()
-            if reply is not False:
-                out.append(reply)
-                continue
-            chunk = await reader.read(READ_SIZE)
-            if not chunk:
-                raise rexc.ConnectionError("connection closed by server")
-            received += len(chunk)
-            if received > limit:
-                raise ReplyLimitExceeded(f"protocol error: reply larger than {limit >> 20} MiB")
-            _check_arrays(tail + chunk)
-            tail = chunk[-32:]
-            parser.feed(chunk)
-    except hiredis.ProtocolError as exc:
-        raise ProtocolViolation(f"protocol error: {exc}") from None
-    return out
+    def __init__(self, reader: asyncio.StreamReader, limit: int | None = None) -> None:
+        import hiredis  # loaded on first use: kinds import their client libraries lazily
+
+        self._reader = reader
+        self._parser = hiredis.Reader(
+            encoding="utf-8",
+            errors="surrogateescape",
+            replyError=rexc.ResponseError,
+        )
+        self._limit = MAX_REPLY_BYTES if limit is None else limit
+        self._received = 0
+        # The end of the previous chunk (a header may straddle two reads); a reply starts
+        # where a line ended.
+        self._tail = b"\r\n"
+
+    async def take(self, count: int) -> list[Any]:
+        """The next ``count`` replies."""
+        import hiredis
+
+        parser, reader, limit = self._parser, self._reader, self._limit
+        out: list[Any] = []
+        gets, append = parser.gets, out.append  # tens of thousands of calls per round trip
+        remaining = count
+        try:
+            while remaining:
+                reply = gets()
+                if reply is not False:
+                    append(reply)
+                    remaining -= 1
+                    continue
+                chunk = await reader.read(READ_SIZE)
+                if not chunk:
+                    raise rexc.ConnectionError("connection closed by server")
+                self._received += len(chunk)
+                if self._received > limit:
+                    raise ReplyLimitExceeded(f"protocol error: reply larger than {limit >> 20} MiB")
+                _check_arrays(self._tail + chunk)
+                self._tail = chunk[-32:]
+                parser.feed(chunk)
+        except hiredis.ProtocolError as exc:
+            raise ProtocolViolation(f"protocol error: {exc}") from None
+        return out
 
 
 def _check_arrays(data: bytes) -> None:

@@ -19,7 +19,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,7 +39,7 @@ from exporter.checks._redis_conn import (
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader, describe
 from exporter.logs import event
-from exporter.samples import Family, Sink
+from exporter.samples import Family, Sample, Sink
 
 STATES = (
     "waiting",
@@ -267,6 +267,10 @@ class _QueueState:
     recent: deque[tuple[str, float, float]] = field(default_factory=deque)
     recent_since: str = "-inf"
     figures: tuple[tuple[float, float], ...] | None = None  # (wait, run) per quantile
+    # The values the last samples were written from, and those samples (reused while the
+    # values stay the same; the sink's base labels are checked once per scrape).
+    written: tuple[Any, ...] = ()
+    samples: list[Sample] | None = None
 
 
 @dataclass
@@ -282,6 +286,7 @@ class _Read:
     metrics: dict[str, int | None]
     schedulers: int
     next_run: float | None  # seconds
+    next_run_ms: float  # the same as read (the repeat set's score), 0 without schedulers
     overdue: int
     active: list[str]  # the first STALLED_SAMPLE active job ids
     # Events stream entries read this scrape: finished jobs per event, the last id read
@@ -312,7 +317,8 @@ class _Skip(Exception):
 # ``<prefix>:<queue>:``. The last two only when counters may come from worker metrics.
 _QUEUE_READS: tuple[tuple[str, ...], ...] = (
     ("EXISTS", Key("meta"), Key("id")),
-    ("ZCARD", Key("repeat")),
+    # The earliest scheduled run; only a queue that has one needs ZCARD (and ZCOUNT when
+    # that run is overdue) in the second round trip.
     ("ZRANGE", Key("repeat"), "0", "0", "WITHSCORES"),
     ("LRANGE", Key("active"), "0", str(STALLED_SAMPLE - 1)),
     ("HGET", Key("meta"), "paused"),
@@ -331,10 +337,10 @@ _QUEUE_READS: tuple[tuple[str, ...], ...] = (
 )
 _BASE_READS = len(_QUEUE_READS) - 2
 # The key each reply of a queue's chunk read (its first argument), for a skip's reason;
-# the overdue count of the repeat set, then the events stream read, when there is one.
+# then the events stream read, when there is one.
 _KEYS = tuple(str(command[1]) for command in _QUEUE_READS)
-_REPLY_KEYS = (*_KEYS[:_BASE_READS], "repeat", "events")
-_REPLY_KEYS_WITH_METRICS = (*_KEYS, "repeat", "events")
+_REPLY_KEYS = (*_KEYS[:_BASE_READS], "events")
+_REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 
 
 class BullmqProbe(BaseProbe[BullmqOptions]):
@@ -349,6 +355,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._first_page = EVENTS_FIRST_PAGE
         self._follow_page = EVENTS_PAGE
         self._follow_queues = FOLLOW_QUEUES_PER_TRIP
+        self._samples_base: tuple[tuple[str, str], ...] = ()
 
     async def close(self) -> None:
         await self._redis.close()
@@ -409,7 +416,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     if options.queues:
                         problems.append(f"{prefix}:{queue}: {outcome}")
         await self._follow_streams(reads, events_until)
-        await self._second_trip(reads)
+        await self._second_trip(reads, now_ms)
 
         workers: dict[tuple[str, str], int] | None = None
         if options.workers and targets:
@@ -420,6 +427,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 )
             else:
                 workers = _workers(clients, [(r.prefix, r.queue) for r in reads])
+        if out.base != self._samples_base:
+            # Kept samples carry the sink's base labels: keep none across a change.
+            self._samples_base = out.base
+            for state in self._states.values():
+                state.samples = None
         for index, read in enumerate(reads):
             if index and not index % BATCH_QUEUES:
                 await asyncio.sleep(0)  # let other work run between slices of queues
@@ -484,7 +496,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     async def _read_batches(
         self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
     ) -> tuple[list[_Read | _Skip | None], Any]:
-        """One round trip: a MULTI/EXEC per BATCH_QUEUES queues, all sent in one write.
+        """One round trip: a MULTI/EXEC per BATCH_QUEUES queues, each written as soon as it
+        is packed, each parsed as soon as its replies are in.
 
         Every count of a queue comes from one transaction, so it is consistent per batch.
         With ``with_clients``, a CLIENT LIST goes first in the same round trip; its reply
@@ -492,55 +505,59 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         """
         from redis import exceptions as rexc
 
-        packed = [
-            self._pack_batch(targets[start : start + BATCH_QUEUES], now_ms)
-            for start in range(0, len(targets), BATCH_QUEUES)
-        ]
-        head = pack_text([("CLIENT", "LIST")]) if with_clients else ""
-        payload = (head + "".join(text for text, _, _ in packed)).encode("utf-8", "surrogateescape")
+        starts = range(0, len(targets), BATCH_QUEUES)
+        modes: list[list[str]] = []
+
+        def parts() -> Iterator[tuple[bytes, int]]:
+            # Packed one batch at a time as the round trip is written: Redis runs the
+            # first batch while the next ones are packed.
+            if with_clients:
+                yield pack_text([("CLIENT", "LIST")]).encode(), 1
+            for start in starts:
+                text, count, batch_modes = self._pack_batch(targets[start : start + BATCH_QUEUES])
+                modes.append(batch_modes)
+                yield text.encode("utf-8", "surrogateescape"), count
+
+        clients: Any = None
+        outcomes: list[_Read | _Skip | None] = []
+        parsed = -1 if with_clients else 0  # parts handed over so far, CLIENT LIST first
+
+        async def each(replies: list[Any]) -> None:
+            # Each batch is parsed as soon as its replies are in, while Redis runs the next.
+            nonlocal clients, parsed
+            index, parsed = parsed, parsed + 1
+            if index < 0:
+                clients = replies[0]
+                return
+            # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the
+            # first.
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            results: list[Any] | None = replies[-1]
+            if results is None:
+                raise rexc.ResponseError("EXEC was aborted")
+            start = starts[index]
+            batch = targets[start : start + BATCH_QUEUES]
+            outcomes.extend(self._parse_batch(batch, modes[index], results))
+            await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
+
         try:
-            replies = await self._redis.execute_packed(
-                payload, (1 if with_clients else 0) + sum(count for _, count, _ in packed)
-            )
+            await self._redis.execute_parts(parts(), each)
         except ReplyLimitExceeded:
             # First events pages of busy streams with large entries: smaller ones from the
             # next scrape on (this one fails; nothing was counted, positions are kept).
             self._first_page = max(self._first_page // 2, 1)
             raise
-        clients = replies.pop(0) if with_clients else None
-        outcomes: list[_Read | _Skip | None] = []
-        position = 0
-        for start, (_, count, modes) in zip(
-            range(0, len(targets), BATCH_QUEUES), packed, strict=True
-        ):
-            batch_replies = replies[position : position + count]
-            position += count
-            # Queueing errors (ACL denials, unknown commands) make EXEC fail: report the
-            # first.
-            for reply in batch_replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            results: list[Any] | None = batch_replies[-1]
-            if results is None:
-                raise rexc.ResponseError("EXEC was aborted")
-            batch = targets[start : start + BATCH_QUEUES]
-            outcomes.extend(self._parse_batch(batch, modes, results))
-            await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
         return outcomes, clients
 
-    def _reads(self, now_ms: int) -> tuple[tuple[str, ...], ...]:
+    def _reads(self) -> tuple[tuple[str, ...], ...]:
         metrics = self.options.counters in ("auto", "metrics")
-        # Laid out once per batch: the overdue cut-off is the same for every queue.
-        overdue_before = str(now_ms - int(self.options.schedule_grace * 1000))
-        reads = _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
-        overdue = ("ZCOUNT", Key("repeat"), "-inf", "(" + overdue_before)
-        return (*reads, overdue)
+        return _QUEUE_READS if metrics else _QUEUE_READS[:_BASE_READS]
 
-    def _pack_batch(
-        self, batch: Sequence[tuple[str, str]], now_ms: int
-    ) -> tuple[str, int, list[str]]:
+    def _pack_batch(self, batch: Sequence[tuple[str, str]]) -> tuple[str, int, list[str]]:
         """One batch's MULTI ... EXEC as RESP text, its command count and events modes."""
-        reads = self._reads(now_ms)
+        reads = self._reads()
         recent = self.options.recent_jobs
         if recent:
             # Only jobs finished since the newest one already sampled (an Arg per queue).
@@ -584,7 +601,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         per_queue = (
             len(_QUEUE_READS) if self.options.counters in ("auto", "metrics") else (_BASE_READS)
         )
-        fixed = per_queue + 1 + (1 if self.options.recent_jobs else 0)  # + ZCOUNT, recent
+        fixed = per_queue + (1 if self.options.recent_jobs else 0)  # + recent jobs
         outcomes: list[_Read | _Skip | None] = []
         position = 0
         for (prefix, queue), mode in zip(batch, modes, strict=True):
@@ -629,7 +646,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     def _read_of(
         self, prefix: str, queue: str, replies: list[Any], mode: str, metrics_read: bool
     ) -> _Read | None:
-        (exists_count, schedulers, first_run, active, paused_field, wait_len, wait_tail,
+        (exists_count, first_run, active, paused_field, wait_len, wait_tail,
          paused_len, paused_tail, active_len, *sets) = replies[:_BASE_READS]  # fmt: skip
         exists = int(exists_count) > 0
         if not exists and not self.options.queues:
@@ -648,8 +665,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             metrics["completed"] = _int_or_none(replies[position])
             metrics["failed"] = _int_or_none(replies[position + 1])
             position += 2
-        overdue = int(replies[position])
-        position += 1
         completed: list[Any] = []
         if self.options.recent_jobs:
             completed = replies[position]
@@ -661,12 +676,15 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         read = _Read(
             prefix=prefix, queue=queue, exists=exists, counts=counts,
             paused=paused_field is not None, next_job=next_job, metrics=metrics,
-            schedulers=int(schedulers),
-            next_run=float(first_run[1]) / 1000.0 if first_run else None,
-            overdue=overdue, active=[str(job) for job in active],
+            schedulers=0, next_run=float(first_run[1]) / 1000.0 if first_run else None,
+            next_run_ms=float(first_run[1]) if first_run else 0.0,
+            overdue=0, active=list(active),
         )  # fmt: skip
-        if completed:
-            known = {job for job, _, _ in state.recent}
+        recent = state.recent
+        if len(completed) == 2 and recent and completed[0] == recent[-1][0]:
+            pass  # only the newest job already sampled: nothing finished since (usual)
+        elif completed:
+            known = {job for job, _, _ in recent}
             # Newest first, as [id, score, id, score, ...]; the newest already sampled
             # comes back too (its score is the lower bound): skip what is known.
             pairs = zip(completed[0::2], completed[1::2], strict=True)
@@ -710,9 +728,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 if len(page) == page_size:
                     pending.append(read)
 
-    async def _second_trip(self, reads: list[_Read]) -> None:
-        """Second round trip: the creation time of each queue's next waiting job, and the
-        locks of active jobs (a lock gone while the job is still active: stalled)."""
+    async def _second_trip(self, reads: list[_Read], now_ms: int) -> None:
+        """Second round trip: the creation time of each queue's next waiting job, how many
+        of each queue's active jobs hold a lock (a lock gone while the job is still
+        active: stalled, see :meth:`_stalled_trip`) and the times of newly completed jobs."""
         from redis import exceptions as rexc
 
         waiting = [r for r in reads if r.next_job is not None]
@@ -723,23 +742,31 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             budget -= len(read.active)
         busy = [r for r in reads if r.active]
         finished = [r for r in reads if r.completed_new]
-        if not waiting and not busy and not finished:
+        scheduled = [r for r in reads if r.next_run is not None]
+        if not waiting and not busy and not finished and not scheduled:
             return
+        # A run is overdue when due before this cut-off (ms); only a queue whose earliest
+        # run is overdue needs them counted.
+        overdue_before = now_ms - int(self.options.schedule_grace * 1000)
+        late = [r for r in scheduled if r.next_run_ms < overdue_before]
         commands: list[tuple[str, ...]] = [("MULTI",)]
         for read in waiting:
             commands.append(("HGET", f"{read.prefix}:{read.queue}:{read.next_job}", "timestamp"))
         for read in busy:
+            # One EXISTS for all locks of the queue: it answers how many exist, and when
+            # that is all of them (the usual case) no job of the queue is stalled.
             base = f"{read.prefix}:{read.queue}:"
-            commands.extend(("EXISTS", f"{base}{job}:lock") for job in read.active)
-            # In the same transaction: a job that finished since the first round trip
-            # lost its lock and left the active list at once, so it is not stalled.
-            commands.append(("LRANGE", base + "active", "0", str(STALLED_SAMPLE - 1)))
+            commands.append(("EXISTS", *(f"{base}{job}:lock" for job in read.active)))
         for read in finished:
             base = f"{read.prefix}:{read.queue}:"
             commands.extend(
                 ("HMGET", base + job, "timestamp", "processedOn", "finishedOn")
                 for job, _ in read.completed_new
             )
+        commands.extend(("ZCARD", f"{r.prefix}:{r.queue}:repeat") for r in scheduled)
+        commands.extend(
+            ("ZCOUNT", f"{r.prefix}:{r.queue}:repeat", "-inf", f"({overdue_before}") for r in late
+        )
         commands.append(("EXEC",))
         replies = await self._redis.execute(commands)
         for reply in replies:
@@ -756,15 +783,12 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             # A job taken by a worker meanwhile keeps its hash; a removed one has none.
             if millis is not None and millis > 0:
                 read.oldest = millis / 1000.0
+        suspects = []
         for read in busy:
-            locks = results[position : position + len(read.active)]
-            still = results[position + len(read.active)]
-            position += len(read.active) + 1
-            active_now = set(still) if isinstance(still, list) else set()
-            read.stalled = sum(
-                1 for job, lock in zip(read.active, locks, strict=True)
-                if lock == 0 and job in active_now
-            )  # fmt: skip
+            held = results[position]
+            position += 1
+            if isinstance(held, Exception) or held != len(read.active):
+                suspects.append(read)
         for read in finished:
             fields = results[position : position + len(read.completed_new)]
             position += len(read.completed_new)
@@ -775,9 +799,83 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 if created is None or processed is None or done is None:
                     continue
                 read.timings.append((job, (processed - created) / 1000, (done - processed) / 1000))
+        for read in scheduled:
+            read.schedulers = _int_or_none(results[position]) or 0
+            position += 1
+        for read in late:
+            read.overdue = _int_or_none(results[position]) or 0
+            position += 1
+        if suspects:
+            await self._stalled_trip(suspects)
+
+    async def _stalled_trip(self, reads: list[_Read]) -> None:
+        """Third round trip, only for queues with an active job whose lock is gone: which
+        jobs, and whether each is still active (read in the same transaction: a job that
+        finished since the first round trip lost its lock and left the active list at
+        once, so it is not stalled)."""
+        from redis import exceptions as rexc
+
+        commands: list[tuple[str, ...]] = [("MULTI",)]
+        for read in reads:
+            base = f"{read.prefix}:{read.queue}:"
+            commands.extend(("EXISTS", f"{base}{job}:lock") for job in read.active)
+            commands.append(("LRANGE", base + "active", "0", str(STALLED_SAMPLE - 1)))
+        commands.append(("EXEC",))
+        replies = await self._redis.execute(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        results = replies[-1]
+        if not isinstance(results, list):
+            raise rexc.ResponseError("EXEC was aborted")
+        position = 0
+        for read in reads:
+            locks = results[position : position + len(read.active)]
+            still = results[position + len(read.active)]
+            position += len(read.active) + 1
+            active_now = set(still) if isinstance(still, list) else set()
+            read.stalled = sum(
+                1 for job, lock in zip(read.active, locks, strict=True)
+                if lock == 0 and job in active_now
+            )  # fmt: skip
 
     def _write_queue(
         self, out: Sink, read: _Read, workers: dict[tuple[str, str], int] | None
+    ) -> None:
+        state = self._states[(read.prefix, read.queue)]
+        options = self.options
+        recent = self._update_timings(read, state) if options.recent_jobs else None
+        counters: tuple[int, ...] = ()
+        if options.counters != "off":
+            if read.last_id is not None:
+                state.stream_id = read.last_id
+            for name in _FINISHED:
+                counter = state.counters[name]
+                counter.events += read.finished[name]
+                _advance(counter, read.metrics[name], options.counters)
+            counters = (state.counters["completed"].value, state.counters["failed"].value)
+        workers_now = None if workers is None else workers.get((read.prefix, read.queue), 0)
+        # Everything this queue's samples are made of: most queues look the same from one
+        # scrape to the next, and then their samples are reused instead of rebuilt.
+        values = (
+            *read.counts.values(), read.paused, read.exists, read.stalled, read.schedulers,
+            read.overdue, read.next_run, workers_now, read.oldest, recent, counters,
+        )  # fmt: skip
+        if state.samples is not None and values == state.written:
+            out.extend(state.samples)
+            return
+        start = len(out.samples)
+        self._write_samples(out, read, workers_now, recent, counters)
+        state.written = values
+        state.samples = out.samples[start:]
+
+    def _write_samples(
+        self,
+        out: Sink,
+        read: _Read,
+        workers: int | None,
+        recent: tuple[int, tuple[tuple[float, float], ...]] | None,
+        counters: tuple[int, ...],
     ) -> None:
         # Label pairs in the families' order (prefix, queue[, state|quantile]), built once.
         labels = (("prefix", read.prefix), ("queue", read.queue))
@@ -793,25 +891,23 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         if read.next_run is not None:
             add(SCHEDULER_NEXT, read.next_run, labels)
         if workers is not None:
-            add(WORKERS, workers.get((read.prefix, read.queue), 0), labels)
+            add(WORKERS, workers, labels)
         if read.oldest is not None:
             add(OLDEST_WAITING, read.oldest, labels)
-        state = self._states[(read.prefix, read.queue)]
-        if self.options.recent_jobs:
-            self._write_timings(out, read, state, labels)
-        if self.options.counters == "off":
-            return
-        if read.last_id is not None:
-            state.stream_id = read.last_id
-        for name, family in (("completed", COMPLETED), ("failed", FAILED)):
-            counter = state.counters[name]
-            counter.events += read.finished[name]
-            _advance(counter, read.metrics[name], self.options.counters)
-            add(family, counter.value, labels)
+        if recent is not None:
+            jobs, figures = recent
+            add(RECENT_JOBS, jobs, labels)
+            for (_, quantile_label), (wait, run) in zip(_QUANTILE_LABELS, figures, strict=False):
+                add(RECENT_WAIT, wait, labels + quantile_label)
+                add(RECENT_PROCESSING, run, labels + quantile_label)
+        for family, value in zip((COMPLETED, FAILED), counters, strict=False):
+            add(family, value, labels)
 
-    def _write_timings(
-        self, out: Sink, read: _Read, state: _QueueState, labels: tuple[tuple[str, str], ...]
-    ) -> None:
+    def _update_timings(
+        self, read: _Read, state: _QueueState
+    ) -> tuple[int, tuple[tuple[float, float], ...]]:
+        """Add this scrape's finished jobs to the queue's recent ones; their count and the
+        (wait, processing) figures per quantile."""
         recent = state.recent
         if read.timings or state.figures is None:
             recent.extend(read.timings)
@@ -825,10 +921,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             ) if recent else ()  # fmt: skip
         if read.completed_new:
             state.recent_since = read.completed_new[-1][1]
-        out.add_ordered(RECENT_JOBS, len(recent), labels)
-        for (_, quantile_label), (wait, run) in zip(_QUANTILE_LABELS, state.figures, strict=False):
-            out.add_ordered(RECENT_WAIT, wait, labels + quantile_label)
-            out.add_ordered(RECENT_PROCESSING, run, labels + quantile_label)
+        return len(recent), state.figures
 
     def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
         """Log a queue's problem when it starts or changes, not on every scrape."""
@@ -979,9 +1072,19 @@ def _per_queue(
     """A per-queue default alert, held for 5 minutes; its missing-data guard watches the
     queue's always-present ``bullmq_queue_paused`` (one guard per check, not per alert)."""
     return DefaultAlert(
-        key=key, name=name, query=query, op=op, threshold=threshold, unit="count",
-        for_=300.0, severity=severity, summary=summary, description=description,
-        steps=steps, reads="bullmq_queue_paused{$sel}", test=test,
+        key=key,
+        name=name,
+        query=query,
+        op=op,
+        threshold=threshold,
+        unit="count",
+        for_=300.0,
+        severity=severity,
+        summary=summary,
+        description=description,
+        steps=steps,
+        reads="bullmq_queue_paused{$sel}",
+        test=test,
         labels=(("prefix", "bull"), ("queue", "q")),
     )
 
@@ -1027,13 +1130,18 @@ KIND = Kind(
             "in 15 minutes (warn above {threshold})",
             description="Jobs keep failing: their work is not done unless retried.",
             steps=(
-                "Read the failed jobs' failedReason (Bull Board, or "
-                "Queue.getFailed() in a shell).",
+                "Read the failed jobs' failedReason (Bull Board, or Queue.getFailed() in a shell).",
                 "Fix the cause, then retry the failed jobs.",
             ),
             reads="bullmq_jobs_failed_total{$sel}",
-            test=(TestInput('bullmq_jobs_failed_total{$sel,prefix="bull",queue="q"}',
-                            "jump", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_jobs_failed_total{$sel,prefix="bull",queue="q"}',
+                    "jump",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q")),
             settle=900.0,
         ),
@@ -1054,9 +1162,14 @@ KIND = Kind(
                 "Scale the workers or find what slowed them (a slow dependency).",
             ),
             reads="bullmq_queue_paused{$sel}",
-            test=(TestInput(
-                'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}', "gauge",
-                "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q"), ("state", "waiting")),
         ),
         DefaultAlert(
@@ -1078,9 +1191,15 @@ KIND = Kind(
             # The oldest-waiting series goes when the queue drains: watch the queue's
             # always-present series instead.
             reads="bullmq_queue_paused{$sel}",
-            test=(TestInput(
-                'bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel,prefix="bull",'
-                'queue="q"}', "age", "threshold", "threshold * 1.01"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_oldest_waiting_job_timestamp_seconds{$sel,prefix="bull",'
+                    'queue="q"}',
+                    "age",
+                    "threshold",
+                    "threshold * 1.01",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q")),
         ),
         DefaultAlert(
@@ -1096,8 +1215,14 @@ KIND = Kind(
             description="A paused queue takes no work; jobs pile up as waiting.",
             steps=("Find who paused it (deploy, maintenance) and resume it when done.",),
             reads="bullmq_queue_paused{$sel}",
-            test=(TestInput('bullmq_queue_paused{$sel,prefix="bull",queue="q"}', "gauge",
-                            "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_paused{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("prefix", "bull"), ("queue", "q")),
         ),
         _per_queue(
@@ -1118,10 +1243,18 @@ KIND = Kind(
                 "Start it; the waiting count falls once it consumes.",
             ),
             test=(
-                TestInput('bullmq_queue_workers{$sel,prefix="bull",queue="q"}', "gauge",
-                          "threshold + 1", "threshold"),
-                TestInput('bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
-                          "gauge", "5", "5"),
+                TestInput(
+                    'bullmq_queue_workers{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold + 1",
+                    "threshold",
+                ),
+                TestInput(
+                    'bullmq_queue_jobs{$sel,prefix="bull",queue="q",state="waiting"}',
+                    "gauge",
+                    "5",
+                    "5",
+                ),
             ),
         ),
         _per_queue(
@@ -1136,8 +1269,14 @@ KIND = Kind(
             description="A worker died or hung mid-job; BullMQ retries them only while a "
             "worker runs its stalled-job check.",
             steps=("Find the worker that held the jobs (its log, restarts, OOM kills).",),
-            test=(TestInput('bullmq_queue_stalled_jobs{$sel,prefix="bull",queue="q"}',
-                            "gauge", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_stalled_jobs{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
         ),
         _per_queue(
             key="schedulers_overdue",
@@ -1151,8 +1290,14 @@ KIND = Kind(
             description="Repeatable jobs are past their next run: no worker picks up the "
             "schedule, so the periodic work is not done.",
             steps=("Check the queue's workers run; list its job schedulers and their next run.",),
-            test=(TestInput('bullmq_queue_schedulers_overdue{$sel,prefix="bull",queue="q"}',
-                            "gauge", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_schedulers_overdue{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
         ),
         _per_queue(
             key="missing_queue",
@@ -1165,16 +1310,29 @@ KIND = Kind(
             description="The check lists this queue but Redis has no trace of it: wrong name, "
             "prefix or database, or the queue was obliterated.",
             steps=("Compare the queue name and prefix with the producer's configuration.",),
-            test=(TestInput('bullmq_queue_exists{$sel,prefix="bull",queue="q"}', "gauge",
-                            "threshold + 1", "threshold"),),
+            test=(
+                TestInput(
+                    'bullmq_queue_exists{$sel,prefix="bull",queue="q"}',
+                    "gauge",
+                    "threshold + 1",
+                    "threshold",
+                ),
+            ),
         ),
     ),
     panels=(
         Panel("Workers", 'bullmq_queue_workers{check=~"$check"}', "count", "{{queue}}"),
-        Panel("Queue jobs by state", 'sum by (check, queue, state) '
-              '(bullmq_queue_jobs{check=~"$check"})', "count", "{{queue}} {{state}}"),
-        Panel("Oldest waiting job age", "time() - "
-              'bullmq_queue_oldest_waiting_job_timestamp_seconds{check=~"$check"}', "seconds",
-              "{{queue}}"),
+        Panel(
+            "Queue jobs by state",
+            'sum by (check, queue, state) (bullmq_queue_jobs{check=~"$check"})',
+            "count",
+            "{{queue}} {{state}}",
+        ),
+        Panel(
+            "Oldest waiting job age",
+            'time() - bullmq_queue_oldest_waiting_job_timestamp_seconds{check=~"$check"}',
+            "seconds",
+            "{{queue}}",
+        ),
     ),
 )

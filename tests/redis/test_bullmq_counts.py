@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.checks import KINDS
 from exporter.checks.bullmq import STATES
+from exporter.config import load_data
 from exporter.runner import CheckResult
+from exporter.samples import Sample, Sink
 from tests.redis.conftest import Bullmq
 from tests.servers import RedisServer
-from tests.support import run_check, value, values
+from tests.support import run_check, running, value, values
 
 # Commands a scrape may send besides those the server itself flags "readonly": the
 # MULTI/EXEC that batches reads, connection setup, and CLIENT LIST (for the workers).
@@ -141,3 +144,51 @@ def made_child_age(server: RedisServer, queue: str) -> float:
     with server.client() as client:
         tail = client.lrange(f"bull:{queue}:wait", -2, -1)
         return int(client.hget(f"bull:{queue}:{tail[0]}", "timestamp")) / 1000
+
+
+async def test_unchanged_queues_reuse_their_samples_changed_ones_are_rewritten(
+    bullmq: Bullmq, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    bullmq.run("add", url, "bull", "mail", "2")
+    bullmq.run("add", url, "bull", "sms", "1")
+    check = {"name": "q", "kind": "bullmq", "url": url, "queues": ["mail", "sms"]}
+
+    def of(result: CheckResult, queue: str) -> list[Sample]:
+        return [s for s in result.samples if ("queue", queue) in s.labels]
+
+    async with running([check]) as runner:
+        (first,) = await runner.scrape(30)
+        (second,) = await runner.scrape(30)
+        bullmq.run("add", url, "bull", "mail", "3")
+        (third,) = await runner.scrape(30)
+    for result in (first, second, third):
+        assert result.success, result.error
+    oracle = bullmq.run("counts", url, "bull", "mail", "sms")["counts"]
+    # Nothing changed for sms: the very same sample objects come back.
+    assert all(a is b for a, b in zip(of(second, "sms"), of(third, "sms"), strict=True))
+    assert of(first, "sms") == of(third, "sms")
+    # mail gained jobs: rewritten, and equal to the package's getJobCounts().
+    assert not any(a is b for a, b in zip(of(second, "mail"), of(third, "mail"), strict=True))
+    assert jobs(second, "mail")["waiting"] == 2
+    assert jobs(third, "mail") == expected(oracle["mail"])
+    assert jobs(third, "sms") == expected(oracle["sms"])
+
+
+async def test_kept_samples_follow_the_sinks_base_labels(redis_server: RedisServer) -> None:
+    spec = load_data(
+        {"checks": [{"name": "q", "kind": "bullmq", "url": redis_server.url, "queues": ["a"]}]},
+        "<test>", {},
+    ).checks[0]  # fmt: skip
+    probe = KINDS["bullmq"].probe(spec)
+    try:
+        sinks = [Sink("q", ()), Sink("q", ()), Sink("q", (("team", "ops"),))]
+        for sink in sinks:
+            await probe.collect(sink)
+    finally:
+        await probe.close()
+    jobs_of = [[s for s in sink.samples if s.family.name == "bullmq_queue_jobs"] for sink in sinks]
+    assert len(jobs_of[0]) == len(STATES)
+    assert all(a is b for a, b in zip(jobs_of[0], jobs_of[1], strict=True))
+    assert len(jobs_of[2]) == len(STATES)
+    assert all(s.labels[:2] == (("check", "q"), ("team", "ops")) for s in jobs_of[2])

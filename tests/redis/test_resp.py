@@ -4,11 +4,21 @@ packer's output is checked against a real redis-server with non-ASCII queue name
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis import exceptions as rexc
 
-from exporter.checks._redis_conn import Arg, CommandTemplate, Key, pack, read_replies
+from exporter.checks._redis_conn import (
+    Arg,
+    CommandTemplate,
+    Key,
+    RawRedis,
+    RedisConnOptions,
+    pack,
+    read_replies,
+)
 from tests.servers import RedisServer
 from tests.support import run_check, value
 
@@ -92,3 +102,43 @@ async def test_non_ascii_names_round_trip(redis_server: RedisServer) -> None:
         == 1_700_000_000
     )
     assert value(result, "bullmq_queues", prefix="{ünï}") == 1
+
+
+async def test_parts_of_one_round_trip_are_handed_over_in_order_and_never_replayed(
+    redis_server: RedisServer,
+) -> None:
+    raw = RawRedis(RedisConnOptions(redis_server.url, None, None, None, False))
+    got: list[list[Any]] = []
+
+    async def each(replies: list[Any]) -> None:
+        got.append(replies)
+
+    def parts() -> Iterator[tuple[bytes, int]]:
+        yield pack([("PING",)]), 1
+        yield pack([("ECHO", "a"), ("ECHO", "b")]), 2
+        yield pack([("GET", "missing")]), 1
+
+    try:
+        await raw.execute_parts(parts(), each)
+        assert got == [["PONG"], ["a", "b"], [None]]
+
+        # The kept connection dies with the server: redialled, since nothing was handed over.
+        redis_server.restart()
+        got.clear()
+        await raw.execute_parts(parts(), each)
+        assert got == [["PONG"], ["a", "b"], [None]]
+
+        # The connection dies after the first part was handed over: the error surfaces and
+        # no part is handed over twice (a redial would repeat it).
+        calls: list[list[Any]] = []
+
+        async def restart_after_first(replies: list[Any]) -> None:
+            calls.append(replies)
+            redis_server.restart()
+
+        blocking = [(pack([("PING",)]), 1), (pack([("BLPOP", "nothing", "10")]), 1)]
+        with pytest.raises(rexc.ConnectionError):
+            await raw.execute_parts(blocking, restart_after_first)
+        assert calls == [["PONG"]]
+    finally:
+        await raw.close()
