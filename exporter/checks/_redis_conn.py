@@ -27,12 +27,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 
+from exporter.checks._net import TlsOptions
 from exporter.checks._redis_limits import (
     ReplyTooLarge,
     limited_parser_class,
     no_client_setinfo,
 )
-from exporter.checks.tcp import TlsOptions
 from exporter.fields import Reader
 from exporter.redact import MAX_REASON, REDACTOR
 

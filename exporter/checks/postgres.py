@@ -23,6 +23,7 @@ from exporter.alerting import (
     pool_near_max,
     stale,
 )
+from exporter.checks._net import os_reason
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
@@ -33,7 +34,6 @@ from exporter.checks._queries import (
     run_queries,
 )
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
-from exporter.checks.tcp import os_reason
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
@@ -65,8 +65,13 @@ STATES = {
     "waiting": "waiting",
     "unknown": "unknown",  # state is NULL for other users' sessions without pg_monitor
 }
-ALWAYS_REPORTED = ("active", "idle", "idle_in_transaction", "idle_in_transaction_aborted",
-                   "waiting")
+ALWAYS_REPORTED = (
+    "active",
+    "idle",
+    "idle_in_transaction",
+    "idle_in_transaction_aborted",
+    "waiting",
+)
 
 CONNECTIONS_SQL = """
 SELECT CASE WHEN wait_event_type = 'Lock' THEN 'waiting' ELSE coalesce(state, 'unknown') END,
@@ -217,9 +222,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
         await conn.execute(f"SET LOCAL statement_timeout = {left_ms}")
         return left_ms
 
-    async def _execute(
-        self, conn: Any, sql: str, deadline: float
-    ) -> tuple[list[str], list[Any]]:
+    async def _execute(self, conn: Any, sql: str, deadline: float) -> tuple[list[str], list[Any]]:
         import asyncpg
 
         limit_ms = 0
@@ -254,14 +257,24 @@ KIND = Kind(
     summary="PostgreSQL connections by state vs max_connections, version, named queries.",
     parse=parse,
     probe=PostgresProbe,
-    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
-              IN_RECOVERY, *QUERY_FAMILIES),
+    families=(
+        DB_POOL_CONNECTIONS,
+        DB_POOL_MAX_CONNECTIONS,
+        DB_PING_SECONDS,
+        VERSION_INFO,
+        IN_RECOVERY,
+        *QUERY_FAMILIES,
+    ),
     target="dsn",
     alerts=(
-        down("PostgreSQL", 60.0, (
-            "pg_isready -h HOST -p PORT; check the server process and its log.",
-            "A refused password or a missing role shows in the reason on the status page.",
-        )),
+        down(
+            "PostgreSQL",
+            60.0,
+            (
+                "pg_isready -h HOST -p PORT; check the server process and its log.",
+                "A refused password or a missing role shows in the reason on the status page.",
+            ),
+        ),
         pool_near_max("PostgreSQL"),
         DefaultAlert(
             key="clients_waiting",
@@ -272,8 +285,7 @@ KIND = Kind(
             unit="count",
             for_=300.0,
             severity="warning",
-            summary="{value} sessions of {{ $labels.check }} have waited on a lock for 5 "
-            "minutes",
+            summary="{value} sessions of {{ $labels.check }} have waited on a lock for 5 minutes",
             description="Sessions block on locks: a long transaction or a migration holds them.",
             steps=(
                 "SELECT pid, pg_blocking_pids(pid), state, query FROM pg_stat_activity "
@@ -281,8 +293,14 @@ KIND = Kind(
                 "End the blocking transaction when it is safe to.",
             ),
             reads='db_pool_connections{$sel,state="waiting"}',
-            test=(TestInput('db_pool_connections{$sel,state="waiting"}', "gauge",
-                            "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'db_pool_connections{$sel,state="waiting"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("state", "waiting"),),
         ),
         QUERY_FAILING,
@@ -290,11 +308,14 @@ KIND = Kind(
         stale("query", 3600.0, from_queries=True),
     ),
     panels=(
-        Panel("Connections of max", 'sum without (state) '
-              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio",
-              thresholds="PoolNearMax"),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
-              "{{check}} {{query}}"),
+        Panel(
+            "Connections of max",
+            "sum without (state) "
+            '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+            'db_pool_max_connections{check=~"$check"}',
+            "ratio",
+            thresholds="PoolNearMax",
+        ),
+        Panel("Query success", 'db_query_success{check=~"$check"}', "bool", "{{check}} {{query}}"),
     ),
 )

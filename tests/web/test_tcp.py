@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exporter.checks.tcp import os_reason
+from exporter.checks._net import os_reason
 from tests.leaks import polled
 from tests.servers import RedisServer
 from tests.support import (
