@@ -75,15 +75,6 @@ def tls_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def own_budget(timeout: float) -> float:
-    """The time a probe allows itself: a little under the check timeout.
-
-    Stopping first lets the probe say which step was slow and write its 0s, instead of
-    the runner's generic "timed out".
-    """
-    return max(timeout * 0.9, timeout - 0.5)
-
-
 def peer_cert_expiry(ssl_object: object) -> float | None:
     """``notAfter`` of the peer's leaf certificate, or None when there is none to read."""
     if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):

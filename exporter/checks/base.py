@@ -13,6 +13,37 @@ from exporter.samples import Family, Sink
 OptionsT = TypeVar("OptionsT")  # a kind's frozen options dataclass
 
 
+# The share of a check's timeout each step may use, in one place so that the kinds agree.
+# The runner cancels a check at its timeout with a generic "timed out"; each step below
+# stops earlier so that the probe itself can say which step was slow (and write its 0s).
+#
+# A probe's whole exchange (tcp, http): 90 % of the timeout, or the timeout less half a
+# second when that is longer (timeouts over 5 s): time to close and raise its own reason.
+OWN_BUDGET_SHARE = 0.9
+OWN_BUDGET_MARGIN = 0.5
+# A driver's own timeout (asyncpg's connect and statement_timeout, libpq's connect_timeout,
+# PyMongo's timeoutMS, SQLite's progress-handler interrupt): 80 %. A driver enforces it on
+# the server or in its own loop, and the cancel or error reply needs a round trip to come
+# back, so it gets more room than a probe that stops itself.
+DRIVER_SHARE = 0.8
+# Waits that sleep where nothing interrupts them (SQLite's busy handler): half.
+WAIT_SHARE = 0.5
+
+
+def own_budget(timeout: float) -> float:
+    """The time a probe allows its whole exchange: a little under the check timeout.
+
+    Stopping first lets the probe say which step was slow and write its 0s, instead of
+    the runner's generic "timed out".
+    """
+    return max(timeout * OWN_BUDGET_SHARE, timeout - OWN_BUDGET_MARGIN)
+
+
+def driver_timeout(timeout: float) -> float:
+    """The timeout handed to a client library for its connect or statements."""
+    return timeout * DRIVER_SHARE
+
+
 class CheckFailed(Exception):
     """The target answered wrongly or not at all; the message is the operator's reason.
 

@@ -27,12 +27,11 @@ from exporter.checks._net import (
     TlsOptions,
     host_problem,
     os_reason,
-    own_budget,
     parse_tls_mapping,
     tls_failure,
 )
 from exporter.checks._timestamps import cert_not_after, parse_timestamp
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
 from exporter.families import FRESHNESS
 from exporter.fields import Reader, describe
 from exporter.redact import REDACTOR, secret_name

@@ -23,7 +23,7 @@ from exporter.checks._queries import (
     QueryLog,
     to_unix_seconds,
 )
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, FRESHNESS
 from exporter.fields import Reader, describe
 from exporter.redact import REDACTOR
@@ -46,8 +46,6 @@ VERSION_INFO = Family(
 )
 
 SCHEMES = ("mongodb://", "mongodb+srv://")
-# Share of the check timeout given to the driver (server selection and each operation).
-DRIVER_SHARE = 0.8
 # PyMongo gives up server selection only at its next half-second heartbeat step (1.6 s
 # configured -> 2.0 s seen), so selection gets that much less, and a short check timeout
 # still ends with the driver's reason ("connection refused") rather than the runner's.
@@ -55,8 +53,10 @@ SELECTION_STEP_MS = 500
 _CONFIGURED_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 # mongodb://user:password@host1,host2/db?options: several hosts, so not urlsplit-able
-_URL = re.compile(r"^mongodb(?:\+srv)?://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?"
-                  r"(?P<hosts>[^/?]+)(?:/(?P<db>[^?]*))?(?:\?.*)?$")
+_URL = re.compile(
+    r"^mongodb(?:\+srv)?://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?"
+    r"(?P<hosts>[^/?]+)(?:/(?P<db>[^?]*))?(?:\?.*)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,9 @@ def _parse_url(reader: Reader) -> tuple[str, str]:
     if match is None:
         shown = describe(REDACTOR.redact(url))
         if not url.startswith(SCHEMES):
-            reader.error("url", f"expected a URL starting with mongodb:// or mongodb+srv://, "
-                                f"got {shown}")
+            reader.error(
+                "url", f"expected a URL starting with mongodb:// or mongodb+srv://, got {shown}"
+            )
         else:
             reader.error("url", f"invalid MongoDB URL: {shown}")
         return url, ""
@@ -114,12 +115,14 @@ def parse(reader: Reader) -> MongoOptions:
         field = item.str("field")
         raw_filter = item.raw("filter", {})
         if not isinstance(raw_filter, Mapping):
-            item.error("filter", f"expected a mapping such as {{source: gps}}, "
-                                 f"got {describe(raw_filter)}")
+            item.error(
+                "filter", f"expected a mapping such as {{source: gps}}, got {describe(raw_filter)}"
+            )
             raw_filter = {}
         item.done()
-        lookups.append(Freshness(name, database or "", collection, field,
-                                 tuple(raw_filter.items())))
+        lookups.append(
+            Freshness(name, database or "", collection, field, tuple(raw_filter.items()))
+        )
     return MongoOptions(url=url, freshness=tuple(lookups))
 
 
@@ -170,7 +173,7 @@ class MongoProbe(BaseProbe[MongoOptions]):
         from pymongo import AsyncMongoClient
 
         if self._client is None:
-            budget_ms = int(self.spec.timeout * DRIVER_SHARE * 1000)
+            budget_ms = int(driver_timeout(self.spec.timeout) * 1000)
             operation_ms = max(100, budget_ms - SELECTION_STEP_MS)
             self._client = AsyncMongoClient(
                 self.options.url,
@@ -266,23 +269,36 @@ KIND = Kind(
     summary="MongoDB ping, serverStatus connections, freshness of a collection field.",
     parse=parse,
     probe=MongoProbe,
-    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, CONNECTIONS, DB_PING_SECONDS,
-              VERSION_INFO, FRESHNESS, QUERY_SUCCESS, QUERY_SECONDS),
+    families=(
+        DB_POOL_CONNECTIONS,
+        DB_POOL_MAX_CONNECTIONS,
+        CONNECTIONS,
+        DB_PING_SECONDS,
+        VERSION_INFO,
+        FRESHNESS,
+        QUERY_SUCCESS,
+        QUERY_SECONDS,
+    ),
     target="url",
     alerts=(
-        down("MongoDB", 60.0, (
-            "mongosh --eval 'db.runCommand({ping: 1})'; check the server and its log.",
-        )),
+        down(
+            "MongoDB",
+            60.0,
+            ("mongosh --eval 'db.runCommand({ping: 1})'; check the server and its log.",),
+        ),
         pool_near_max("MongoDB"),
         QUERY_FAILING,
         stale("lookup", 3600.0, from_queries=True),
     ),
     panels=(
-        Panel("Connections of max", 'sum without (state) '
-              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio",
-              thresholds="PoolNearMax"),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
-              "{{check}} {{query}}"),
+        Panel(
+            "Connections of max",
+            "sum without (state) "
+            '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+            'db_pool_max_connections{check=~"$check"}',
+            "ratio",
+            thresholds="PoolNearMax",
+        ),
+        Panel("Query success", 'db_query_success{check=~"$check"}', "bool", "{{check}} {{query}}"),
     ),
 )

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from exporter.alerting import DefaultAlert, Panel, TestInput, down, pool_near_max
 from exporter.checks._queries import DB_PING_SECONDS
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.redact import REDACTOR
@@ -33,20 +33,42 @@ def _pool_family(name: str, help_text: str) -> Family:
 
 # SHOW POOLS column -> (db_pool_connections state, raw per-pool family)
 POOL_COLUMNS = {
-    "cl_active": ("client_active", _pool_family(
-        "client_active_connections", "Clients linked to a server connection or idle.")),
-    "cl_waiting": ("client_waiting", _pool_family(
-        "client_waiting_connections", "Clients that sent a query and wait for a server.")),
-    "sv_active": ("server_active", _pool_family(
-        "server_active_connections", "Server connections linked to a client.")),
-    "sv_idle": ("server_idle", _pool_family(
-        "server_idle_connections", "Server connections unused and ready for a client.")),
-    "sv_used": ("server_used", _pool_family(
-        "server_used_connections", "Server connections idle longer than server_check_delay.")),
-    "sv_tested": ("server_tested", _pool_family(
-        "server_tested_connections", "Server connections running server_reset/check_query.")),
-    "sv_login": ("server_login", _pool_family(
-        "server_login_connections", "Server connections logging in.")),
+    "cl_active": (
+        "client_active",
+        _pool_family("client_active_connections", "Clients linked to a server connection or idle."),
+    ),
+    "cl_waiting": (
+        "client_waiting",
+        _pool_family(
+            "client_waiting_connections", "Clients that sent a query and wait for a server."
+        ),
+    ),
+    "sv_active": (
+        "server_active",
+        _pool_family("server_active_connections", "Server connections linked to a client."),
+    ),
+    "sv_idle": (
+        "server_idle",
+        _pool_family(
+            "server_idle_connections", "Server connections unused and ready for a client."
+        ),
+    ),
+    "sv_used": (
+        "server_used",
+        _pool_family(
+            "server_used_connections", "Server connections idle longer than server_check_delay."
+        ),
+    ),
+    "sv_tested": (
+        "server_tested",
+        _pool_family(
+            "server_tested_connections", "Server connections running server_reset/check_query."
+        ),
+    ),
+    "sv_login": (
+        "server_login",
+        _pool_family("server_login_connections", "Server connections logging in."),
+    ),
 }
 MAXWAIT = _pool_family(
     "client_maxwait_seconds", "How long the oldest waiting client of the pool has waited."
@@ -77,8 +99,9 @@ def parse(reader: Reader) -> PgbouncerOptions:
         except ValueError:
             database = ADMIN_DATABASE  # reader.url reported it
         if database != ADMIN_DATABASE:
-            reader.error("dsn", f'connect to the admin console database "{ADMIN_DATABASE}", '
-                                f'got "{database}"')
+            reader.error(
+                "dsn", f'connect to the admin console database "{ADMIN_DATABASE}", got "{database}"'
+            )
     # Validation never needs the driver (bundle generate/check run without the extra):
     # without psycopg the check fails at run time, naming the extra to install. With it,
     # libpq's own parser checks the string now, as the connection would later.
@@ -158,7 +181,8 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
                 self.options.dsn,
                 autocommit=True,  # the admin console knows no transactions
                 prepare_threshold=None,  # nor prepared statements
-                connect_timeout=max(2, int(self.spec.timeout * 0.8)),
+                # libpq takes whole seconds and treats less than 2 as 2.
+                connect_timeout=max(2, int(driver_timeout(self.spec.timeout))),
             )
         except (psycopg.Error, OSError) as exc:
             raise CheckFailed(f"connect: {_reason(exc)}") from None
@@ -172,8 +196,14 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
         columns = [column.name for column in cursor.description or ()]
         return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
 
-    def _write(self, out: Sink, ping: float, version: str,
-               pools: Sequence[dict[str, Any]], databases: Sequence[dict[str, Any]]) -> None:
+    def _write(
+        self,
+        out: Sink,
+        ping: float,
+        version: str,
+        pools: Sequence[dict[str, Any]],
+        databases: Sequence[dict[str, Any]],
+    ) -> None:
         pool_size = {str(db.get("name")): _int(db.get("pool_size")) for db in databases}
         totals = {state: 0 for state, _ in POOL_COLUMNS.values()}
         max_connections = 0
@@ -212,13 +242,22 @@ KIND = Kind(
     summary="PgBouncer SHOW POOLS: clients active/waiting, server connections vs pool_size.",
     parse=parse,
     probe=PgbouncerProbe,
-    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
-              *(family for _, family in POOL_COLUMNS.values()), MAXWAIT, POOL_SIZE),
+    families=(
+        DB_POOL_CONNECTIONS,
+        DB_POOL_MAX_CONNECTIONS,
+        DB_PING_SECONDS,
+        VERSION_INFO,
+        *(family for _, family in POOL_COLUMNS.values()),
+        MAXWAIT,
+        POOL_SIZE,
+    ),
     target="dsn",
     alerts=(
-        down("PgBouncer", 60.0, (
-            "Check the pgbouncer process and its log; psql to its admin database.",
-        )),
+        down(
+            "PgBouncer",
+            60.0,
+            ("Check the pgbouncer process and its log; psql to its admin database.",),
+        ),
         pool_near_max("PgBouncer"),
         DefaultAlert(
             key="clients_waiting",
@@ -237,18 +276,31 @@ KIND = Kind(
                 "Find long transactions on the database, or raise pool_size deliberately.",
             ),
             reads="pgbouncer_pools_client_waiting_connections{$sel}",
-            test=(TestInput(
-                'pgbouncer_pools_client_waiting_connections{$sel,database="d",user="u"}',
-                "gauge", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'pgbouncer_pools_client_waiting_connections{$sel,database="d",user="u"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("database", "d"), ("user", "u")),
         ),
     ),
     panels=(
-        Panel("Connections of max", 'sum without (state) '
-              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio",
-              thresholds="PoolNearMax"),
-        Panel("Clients waiting", 'pgbouncer_pools_client_waiting_connections'
-              '{check=~"$check"}', "count", "{{check}} {{database}}/{{user}}"),
+        Panel(
+            "Connections of max",
+            "sum without (state) "
+            '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+            'db_pool_max_connections{check=~"$check"}',
+            "ratio",
+            thresholds="PoolNearMax",
+        ),
+        Panel(
+            "Clients waiting",
+            'pgbouncer_pools_client_waiting_connections{check=~"$check"}',
+            "count",
+            "{{check}} {{database}}/{{user}}",
+        ),
     ),
 )

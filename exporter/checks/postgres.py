@@ -33,7 +33,7 @@ from exporter.checks._queries import (
     parse_queries,
     run_queries,
 )
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
@@ -88,9 +88,6 @@ SELECT current_setting('server_version'),
        pg_is_in_recovery()
 """
 
-# Share of the check timeout the statements may use; the rest is for connecting and
-# for the server's cancel to arrive before the runner gives up.
-STATEMENT_SHARE = 0.8
 MIN_STATEMENT_MS = 10
 
 
@@ -131,7 +128,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
 
     async def collect(self, out: Sink) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.spec.timeout * STATEMENT_SHARE
+        deadline = loop.time() + driver_timeout(self.spec.timeout)
         reused = self._pool is not None
         written = len(out.samples)
         try:
@@ -174,7 +171,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                 self.options.dsn,
                 min_size=1,
                 max_size=2,
-                timeout=self.spec.timeout * STATEMENT_SHARE,
+                timeout=driver_timeout(self.spec.timeout),
                 server_settings={"application_name": "runbook-exporter"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:

@@ -15,12 +15,11 @@ from exporter.checks._net import (
     TlsOptions,
     host_problem,
     os_reason,
-    own_budget,
     parse_tls_mapping,
     peer_cert_expiry,
     tls_failure,
 )
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
 from exporter.fields import Reader
 from exporter.redact import REDACTOR
 from exporter.samples import Family, Sink
