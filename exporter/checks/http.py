@@ -30,7 +30,7 @@ from exporter.checks._net import (
     parse_tls_mapping,
     tls_failure,
 )
-from exporter.checks._timestamps import cert_not_after, parse_timestamp
+from exporter.checks._timestamps import cert_not_after, to_unix_seconds
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
 from exporter.families import FRESHNESS
 from exporter.fields import Reader, describe
@@ -795,7 +795,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
         for extract in self.options.freshness:
             for item, where, value in self._extracted(doc, extract, problems):
                 try:
-                    timestamp = parse_timestamp(value)
+                    timestamp = to_unix_seconds(value)
                 except ValueError as exc:
                     problems.add(f"{where}: {exc}")
                     continue

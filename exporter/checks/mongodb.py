@@ -21,8 +21,8 @@ from exporter.checks._queries import (
     QUERY_SUCCESS,
     QueryFailed,
     QueryLog,
-    to_unix_seconds,
 )
+from exporter.checks._timestamps import to_unix_seconds
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, FRESHNESS
 from exporter.fields import Reader, describe
@@ -256,7 +256,7 @@ class MongoProbe(BaseProbe[MongoOptions]):
         try:
             return _timestamp(value)
         except ValueError as exc:
-            raise QueryFailed(f"{lookup.field} is {exc}, expected a time") from None
+            raise QueryFailed(f"{lookup.field}: {exc}") from None
 
     async def close(self) -> None:
         client, self._client = self._client, None
