@@ -83,7 +83,9 @@ def parse_queries(reader: Reader, key: str = "queries") -> tuple[NamedQuery, ...
     return tuple(queries)
 
 
-def _number(value: Any) -> float | None:
+def cell_number(value: Any) -> float | None:
+    """A SQL cell of a ``value`` query as a number; None for NULL (no sample); ValueError
+    naming the type for text and anything else, since a text column is a query mistake."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -143,7 +145,7 @@ def record_rows(
                 raise QueryFailed("returned no number column besides the label columns")
             for column in data_columns:
                 try:
-                    number = _number(row[index[column]])
+                    number = cell_number(row[index[column]])
                 except ValueError as exc:
                     raise QueryFailed(f"column {column} is {exc}, expected a number") from None
                 if number is not None:

@@ -410,7 +410,9 @@ def _client_failure(exc: aiohttp.ClientError) -> str:
     return f"request failed: {type(exc).__name__}: {exc}"
 
 
-def _number(value: object) -> float:
+def json_number(value: object) -> float:
+    """A number from a JSON body: numbers, numeric strings, booleans as 1/0; else
+    ValueError naming the JSON type (the ``values:`` extraction of the http kind)."""
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
@@ -810,7 +812,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
         for extract in self.options.values:
             for item, where, value in self._extracted(doc, extract, problems):
                 try:
-                    number = _number(value)
+                    number = json_number(value)
                 except ValueError as exc:
                     problems.add(f"{where}: {exc}")
                     continue

@@ -12,8 +12,10 @@ import pytest
 import trustme
 
 from exporter.checks._jsonpath import JsonPath, PathError
-from exporter.checks._queries import NamedQuery, QueryFailed, record_rows
+from exporter.checks._queries import NamedQuery, QueryFailed, cell_number, record_rows
 from exporter.checks._timestamps import cert_not_after, to_unix_seconds
+from exporter.checks.http import json_number
+from exporter.checks.redis import info_number
 from exporter.samples import Sink
 
 WHEN = dt.datetime(2026, 11, 22, 20, 15, 30, tzinfo=dt.UTC).timestamp()
@@ -158,3 +160,31 @@ def test_sql_freshness_reads_times_with_the_same_function_as_http(cell: Any, rea
         record_rows(query, ["at"], [[cell]], out)
     assert str(caught.value) == reason
     assert out.samples == []
+
+
+JSON_REFUSED = "^expected a number, got "
+CELL_REFUSED = "^(Decimal|str|NoneType)$"  # the type: "column x is str, expected a number"
+
+
+@pytest.mark.parametrize(
+    ("raw", "json", "cell", "info"),
+    [
+        (3, 3.0, 3.0, 3.0),
+        (True, 1.0, 1.0, 1.0),
+        (Decimal("2.5"), JSON_REFUSED, 2.5, 2.5),  # json.loads never makes a Decimal
+        (" 12 ", 12.0, CELL_REFUSED, 12.0),
+        (None, JSON_REFUSED, None, None),
+        ("n/a", JSON_REFUSED, CELL_REFUSED, None),
+    ],
+)
+def test_three_numbers_by_meaning(raw: Any, json: Any, cell: Any, info: Any) -> None:
+    """Three functions were all called ``_number`` and disagreed; they read different
+    sources, so each is named by its source: a JSON value (numeric text is a number, a
+    wrong type is the body's problem), a SQL cell (NULL is no sample, text is the
+    query's mistake), a Redis INFO field (what a server does not report is left out)."""
+    for read, expected in ((json_number, json), (cell_number, cell), (info_number, info)):
+        if isinstance(expected, str):
+            with pytest.raises(ValueError, match=expected):
+                read(raw)
+        else:
+            assert read(raw) == expected
