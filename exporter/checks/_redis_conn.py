@@ -33,6 +33,7 @@ from exporter.checks._redis_limits import (
     limited_parser_class,
     no_client_setinfo,
 )
+from exporter.checks.base import once_more_if_kept
 from exporter.fields import Reader
 from exporter.redact import MAX_REASON, REDACTOR
 
@@ -289,17 +290,16 @@ class RawRedis:
         """Send ``count`` commands already in RESP (see :class:`CommandTemplate`)."""
         if not count:
             return []
-        fresh = self._writer is None
-        try:
-            return await self._round_trip(payload, count)
-        except ProtocolViolation:
-            raise  # the same request would bring the same reply
-        except rexc.ConnectionError:
-            if fresh:
-                raise
-            # A kept connection may have died with a server restart: redial once. Only
-            # reads are sent, so repeating them is harmless.
-            return await self._round_trip(payload, count)
+        # A kept connection may have died with a server restart: redial once. Only reads
+        # are sent, so repeating them is harmless; a protocol violation is not repeated
+        # (the same request would bring the same reply).
+        return await once_more_if_kept(
+            lambda: self._round_trip(payload, count),
+            kept=self._writer is not None,
+            drop=self.close,
+            lost=rexc.ConnectionError,
+            repeatable=lambda exc: not isinstance(exc, ProtocolViolation),
+        )
 
     async def execute_parts(
         self, parts: Iterable[tuple[bytes, int]], each: Callable[[list[Any]], Awaitable[None]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -11,6 +11,7 @@ from exporter.fields import Reader
 from exporter.samples import Family, Sink
 
 OptionsT = TypeVar("OptionsT")  # a kind's frozen options dataclass
+ResultT = TypeVar("ResultT")
 
 
 # The share of a check's timeout each step may use, in one place so that the kinds agree.
@@ -50,6 +51,42 @@ class CheckFailed(Exception):
     Kinds raise it with a short, secret-free sentence (``connection refused``,
     ``components.redis.status is "error", expected "ok"``); the runner records it once.
     """
+
+
+class ConnectionLost(Exception):
+    """A connection broke mid-run (the server restarted or stopped); the message is the
+    operator's reason. Raised by a probe's own steps for :func:`once_more_if_kept`."""
+
+
+async def once_more_if_kept(
+    attempt: Callable[[], Awaitable[ResultT]],
+    *,
+    kept: bool,
+    drop: Callable[[], Awaitable[None]],
+    lost: type[BaseException] | tuple[type[BaseException], ...] = ConnectionLost,
+    repeatable: Callable[[BaseException], bool] = lambda exc: True,
+) -> ResultT:
+    """Run ``attempt``; when a connection kept from an earlier scrape turns out to be
+    dead (``lost``), ``drop`` it and run ``attempt`` once more on a new one.
+
+    A kept connection whose server restarted since the last scrape fails on first use:
+    one fresh try tells that apart from a server that is down. A new connection that
+    fails is not tried again (the server is down, say so now), nor is a run for which
+    ``repeatable(exc)`` says no (samples already written would be doubled; a reply that
+    broke the protocol would break it again). The last ``lost`` error propagates, after
+    ``drop``.
+    """
+    try:
+        return await attempt()
+    except lost as exc:
+        await drop()
+        if not kept or not repeatable(exc):
+            raise
+    try:
+        return await attempt()
+    except lost:
+        await drop()
+        raise
 
 
 @dataclass(frozen=True)

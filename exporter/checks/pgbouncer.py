@@ -17,7 +17,15 @@ from urllib.parse import urlsplit
 
 from exporter.alerting import DefaultAlert, Panel, TestInput, down, pool_near_max
 from exporter.checks._queries import DB_PING_SECONDS
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
+from exporter.checks.base import (
+    BaseProbe,
+    CheckFailed,
+    CheckSpec,
+    ConnectionLost,
+    Kind,
+    driver_timeout,
+    once_more_if_kept,
+)
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.redact import REDACTOR
@@ -120,10 +128,6 @@ def parse(reader: Reader) -> PgbouncerOptions:
     return PgbouncerOptions(dsn=dsn)
 
 
-class _ConnectionLost(Exception):
-    pass
-
-
 def _int(value: Any) -> int:
     return int(value) if value not in (None, "") else 0
 
@@ -134,18 +138,12 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
         self._conn: Any = None  # psycopg.AsyncConnection, imported lazily
 
     async def collect(self, out: Sink) -> None:
-        reused = self._conn is not None
         try:
-            rows = await self._read()
-        except _ConnectionLost as lost:
-            await self._discard()
-            if not reused:
-                raise CheckFailed(str(lost)) from None
-            try:  # the connection went stale since the last scrape (PgBouncer restarted)
-                rows = await self._read()
-            except _ConnectionLost as again:
-                await self._discard()
-                raise CheckFailed(str(again)) from None
+            rows = await once_more_if_kept(
+                self._read, kept=self._conn is not None, drop=self._discard
+            )
+        except ConnectionLost as lost:
+            raise CheckFailed(f"connection lost: {lost}") from None
         self._write(out, *rows)
 
     async def _read(self) -> tuple[float, str, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -162,7 +160,7 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
             pools = await self._show(conn, "POOLS")
             databases = await self._show(conn, "DATABASES")
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-            raise _ConnectionLost(_reason(exc)) from None
+            raise ConnectionLost(_reason(exc)) from None
         except psycopg.Error as exc:
             raise CheckFailed(_reason(exc)) from None
         except asyncio.CancelledError:

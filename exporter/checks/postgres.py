@@ -33,7 +33,15 @@ from exporter.checks._queries import (
     parse_queries,
     run_queries,
 )
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
+from exporter.checks.base import (
+    BaseProbe,
+    CheckFailed,
+    CheckSpec,
+    ConnectionLost,
+    Kind,
+    driver_timeout,
+    once_more_if_kept,
+)
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
@@ -102,10 +110,6 @@ def parse(reader: Reader) -> PostgresOptions:
     return PostgresOptions(dsn=dsn, queries=parse_queries(reader))
 
 
-class _ConnectionLost(Exception):
-    """The connection broke (server restarted or stopped): the pool must be rebuilt."""
-
-
 def reason(exc: BaseException) -> str:
     """A short operator reason for a driver or socket error, without the DSN."""
     if isinstance(exc, ConnectionRefusedError):
@@ -129,21 +133,16 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
     async def collect(self, out: Sink) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + driver_timeout(self.spec.timeout)
-        reused = self._pool is not None
         written = len(out.samples)
         try:
-            await self._collect_once(out, deadline)
-        except _ConnectionLost as lost:
-            await self._drop_pool()
-            # A pool from an earlier scrape whose server restarted since: connect anew
-            # once, unless samples were written already (they would be doubled).
-            if not reused or len(out.samples) != written:
-                raise CheckFailed(f"connection lost: {lost}") from None
-            try:
-                await self._collect_once(out, deadline)
-            except _ConnectionLost as again:
-                await self._drop_pool()
-                raise CheckFailed(f"connection lost: {again}") from None
+            await once_more_if_kept(
+                lambda: self._collect_once(out, deadline),
+                kept=self._pool is not None,
+                drop=self._drop_pool,
+                repeatable=lambda _: len(out.samples) == written,
+            )
+        except ConnectionLost as lost:
+            raise CheckFailed(f"connection lost: {lost}") from None
 
     async def _collect_once(self, out: Sink, deadline: float) -> None:
         import asyncpg
@@ -158,7 +157,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                     out,
                 )
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
-            raise _ConnectionLost(reason(exc)) from None
+            raise ConnectionLost(reason(exc)) from None
         self._query_log.report(failures)
 
     async def _connect(self) -> asyncpg.Pool:
@@ -200,7 +199,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                     by_state[label] = by_state.get(label, 0) + count
         except asyncpg.PostgresError as exc:
             if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
-                raise _ConnectionLost(reason(exc)) from None
+                raise ConnectionLost(reason(exc)) from None
             raise CheckFailed(f"reading server statistics: {reason(exc)}") from None
         except QueryFailed as exc:
             raise CheckFailed(f"reading server statistics: {exc}") from None
@@ -233,7 +232,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
             raise QueryFailed(f"cancelled by statement_timeout ({limit_ms}ms)") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
-                raise _ConnectionLost(reason(exc)) from None
+                raise ConnectionLost(reason(exc)) from None
             raise QueryFailed(reason(exc)) from None
         return columns, list(rows)
 
