@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from exporter.alerting import QUERY_FAILING, Panel, down, pool_near_max, stale
+from exporter.checks._jsonpath import ROOT, JsonPath, PathError
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_SECONDS,
@@ -66,6 +67,9 @@ class Freshness:
     collection: str
     field: str
     filter: tuple[tuple[str, Any], ...]
+    # The field as a path into the returned document: the http kind's dotted paths, so a
+    # list index (``readings.0.at``) works and a wrong type says where it stops.
+    path: JsonPath = JsonPath(ROOT, ())  # noqa: RUF009 - frozen, so one shared default is safe
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,12 @@ def parse(reader: Reader) -> MongoOptions:
             item.error("database", "required when the url names no database")
         collection = item.str("collection")
         field = item.str("field")
+        path = JsonPath(ROOT, ())
+        if isinstance(field, str) and field:
+            try:
+                path = JsonPath.parse(field)
+            except ValueError as exc:
+                item.error("field", str(exc))
         raw_filter = item.raw("filter", {})
         if not isinstance(raw_filter, Mapping):
             item.error(
@@ -121,7 +131,7 @@ def parse(reader: Reader) -> MongoOptions:
             raw_filter = {}
         item.done()
         lookups.append(
-            Freshness(name, database or "", collection, field, tuple(raw_filter.items()))
+            Freshness(name, database or "", collection, field, tuple(raw_filter.items()), path)
         )
     return MongoOptions(url=url, freshness=tuple(lookups))
 
@@ -154,13 +164,18 @@ def _timestamp(value: Any) -> float:
     return to_unix_seconds(value)
 
 
-def _field(doc: Mapping[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
+def _projected(path: JsonPath) -> str:
+    """The part of a field path a find projection can return: up to its first list index.
+
+    A projection reads the ``1`` of ``readings.1.at`` as a field name, not a position (the
+    sort reads it as a position), so the whole list is returned and the path indexes it.
+    """
+    head: list[str] = []
+    for part in path.parts:
+        if part.isdigit():
+            break
+        head.append(part)
+    return ".".join(head) or path.text
 
 
 class MongoProbe(BaseProbe[MongoOptions]):
@@ -238,7 +253,8 @@ class MongoProbe(BaseProbe[MongoOptions]):
     async def _newest(self, client: AsyncMongoClient[dict[str, Any]], lookup: Freshness) -> float:
         from pymongo.errors import OperationFailure, PyMongoError
 
-        projection = {lookup.field: 1} if lookup.field == "_id" else {lookup.field: 1, "_id": 0}
+        shown = _projected(lookup.path)
+        projection = {shown: 1} if shown == "_id" else {shown: 1, "_id": 0}
         collection = client[lookup.database][lookup.collection]
         try:
             doc = await collection.find_one(
@@ -248,11 +264,17 @@ class MongoProbe(BaseProbe[MongoOptions]):
             raise QueryFailed(_reason(exc)) from None
         except PyMongoError as exc:  # the server went away: the whole check fails
             raise CheckFailed(_reason(exc)) from None
-        value = _field(doc, lookup.field) if doc is not None else None
+        nowhere = f"no document in {lookup.database}.{lookup.collection} has {lookup.field}"
+        if doc is None:
+            raise QueryFailed(nowhere)
+        try:
+            value = lookup.path.find(doc)
+        except PathError as exc:
+            # Sorted newest first, a document without the field comes last: the first one
+            # lacking it means none has it. A field under a value of the wrong type says so.
+            raise QueryFailed(nowhere if exc.missing else str(exc)) from None
         if value is None:
-            raise QueryFailed(
-                f"no document in {lookup.database}.{lookup.collection} has {lookup.field}"
-            )
+            raise QueryFailed(nowhere)
         try:
             return _timestamp(value)
         except ValueError as exc:

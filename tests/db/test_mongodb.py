@@ -117,6 +117,35 @@ async def test_failing_lookup_fails_only_itself(
     assert value(result, "db_pool_max_connections") == MAX_INCOMING
 
 
+async def test_field_paths_are_the_http_kinds_paths(
+    peer: MongoPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reconciled with ``_jsonpath``: mongodb's own ``_field`` could not index a list and
+    answered "no document has label.at" when label was a string; the shared paths index
+    lists and say where a path stops."""
+    caplog.set_level(logging.INFO, logger="runbook_exporter")
+    first, second = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    peer.collections[("face-recognition", "sensors")] = [
+        {"_id": 1, "label": "x", "readings": [{"at": first}, {"at": second}]},
+    ]
+    result = await run_check(
+        check(
+            peer,
+            freshness=[
+                {"name": "second", "collection": "sensors", "field": "readings.1.at"},
+                {"name": "typed", "collection": "sensors", "field": "label.at"},
+                {"name": "absent", "collection": "sensors", "field": "readings.5.at"},
+            ],
+        )
+    )
+    assert result.success, result.error
+    assert value(result, "freshness_timestamp_seconds", item="second") == second.timestamp()
+    assert query_failures(caplog) == {
+        "typed": "label.at: label is a string, not an object",
+        "absent": "no document in face-recognition.sensors has readings.5.at",
+    }
+
+
 async def test_refused_server_status_fails_with_the_server_reason(peer: MongoPeer) -> None:
     peer.failures["serverStatus"] = {
         "ok": 0.0,
@@ -179,6 +208,16 @@ def test_password_is_not_shown_in_config_errors() -> None:
         (
             {"url": "mongodb://h/db", "freshness": [{"name": "f", "collection": "c"}]},
             ["checks[0].freshness[0].field: required but missing"],
+        ),
+        (
+            {
+                "url": "mongodb://h/db",
+                "freshness": [{"name": "f", "collection": "c", "field": "a..b"}],
+            },
+            [
+                'checks[0].freshness[0].field: empty segment in path "a..b" '
+                '(use "." for the whole document)'
+            ],
         ),
         (
             {
