@@ -52,27 +52,39 @@ def parse_tls_mapping(tls: Reader) -> TlsOptions:
     return options
 
 
-def os_reason(exc: OSError) -> str:
-    """``Connection refused`` rather than asyncio's ``Connect call failed ('::1', 80)``."""
-    if isinstance(exc, socket.gaierror):
-        # getaddrinfo's codes are not errno values: os.strerror(-2) is "Unknown error -2".
-        return f"cannot resolve host: {exc.strerror or exc}"
-    if exc.errno:
-        return os.strerror(exc.errno)
-    return exc.strerror or str(exc) or type(exc).__name__
+def error_reason(exc: BaseException) -> str:
+    """The one short operator reason for an exception a probe catches.
 
-
-def tls_failure(exc: BaseException) -> str:
-    """A short operator reason for a failed handshake."""
+    OS errors by the OS's own words (``connection refused`` rather than asyncio's
+    ``Connect call failed ('::1', 80)``), lower-cased to read as a clause after the step
+    (``connect to db:5432: connection refused``); TLS failures by what went wrong; a
+    timeout as ``timed out``; anything else (a driver's error) by its text, whitespace
+    folded (libpq's messages span lines), or its type's name. Kinds whose library knows
+    more (Redis replies, MongoDB's codeName, SQLite's "locked", aiohttp's redirects) read
+    that first in a small adapter and fall back to this.
+    """
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         if exc.reason == "WRONG_VERSION_NUMBER":
             return "the server does not speak TLS here (WRONG_VERSION_NUMBER)"
         return exc.reason or str(exc)
+    if isinstance(exc, socket.gaierror):
+        # getaddrinfo's codes are not errno values: os.strerror(-2) is "Unknown error -2".
+        return f"cannot resolve host: {exc.strerror or exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
     if isinstance(exc, OSError):
-        return os_reason(exc)
-    return str(exc) or type(exc).__name__
+        text = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
+        return _clause(text) if text else type(exc).__name__
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _clause(text: str) -> str:
+    """``Connection refused`` -> ``connection refused`` (not ``TLS`` -> ``tLS``)."""
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        return text[0].lower() + text[1:]
+    return text
 
 
 def peer_cert_expiry(ssl_object: object) -> float | None:

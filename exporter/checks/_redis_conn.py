@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import os
 import re
@@ -27,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 
-from exporter.checks._net import TlsOptions
+from exporter.checks._net import TlsOptions, error_reason
 from exporter.checks._redis_limits import (
     ReplyTooLarge,
     limited_parser_class,
@@ -229,9 +228,7 @@ def _connection_reason(exc: BaseException) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno is not None:
-            if cause.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            return (cause.strerror or str(cause)).lower()
+            return error_reason(cause)
         cause = cause.__cause__ or cause.__context__
     text = first_line(exc)
     if "refused" in text.lower():

@@ -25,10 +25,9 @@ from exporter.alerting import DefaultAlert, Panel, TestInput, cert_expiring, sta
 from exporter.checks._jsonpath import JsonPath, PathError, json_type
 from exporter.checks._net import (
     TlsOptions,
+    error_reason,
     host_problem,
-    os_reason,
     parse_tls_mapping,
-    tls_failure,
 )
 from exporter.checks._timestamps import cert_not_after, to_unix_seconds
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
@@ -396,11 +395,11 @@ def _client_failure(exc: aiohttp.ClientError) -> str:
     import aiohttp
 
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS: {tls_failure(exc.certificate_error)}"
+        return f"TLS: {error_reason(exc.certificate_error)}"
     if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
-        return f"TLS: {tls_failure(exc.os_error)}"
+        return f"TLS: {error_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connect to {exc.host}:{exc.port}: {os_reason(exc.os_error)}"
+        return f"connect to {exc.host}:{exc.port}: {error_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.TooManyRedirects):
         return "too many redirects"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -499,7 +498,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
                 try:
                     context = self._peer.recording(self.options.tls.context())
                 except (OSError, ssl.SSLError) as exc:
-                    raise CheckFailed(f"tls.ca_file: {tls_failure(exc)}") from None
+                    raise CheckFailed(f"tls.ca_file: {error_reason(exc)}") from None
             self._client = aiohttp.ClientSession(
                 # A fresh connection per probe, as blackbox does: the duration includes
                 # connecting, and every probe sees the certificate the server serves now.

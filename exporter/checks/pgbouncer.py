@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from exporter.alerting import DefaultAlert, Panel, TestInput, down, pool_near_max
+from exporter.checks._net import error_reason
 from exporter.checks._queries import DB_PING_SECONDS
 from exporter.checks.base import (
     BaseProbe,
@@ -88,12 +89,6 @@ VERSION_INFO = Family(
 EXTRA_HINT = "pip install 'runbook-exporter[pgbouncer]'"
 
 
-def _reason(exc: BaseException) -> str:
-    # libpq messages span lines ("connection to server ... failed: FATAL:  ...").
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 @dataclass(frozen=True)
 class PgbouncerOptions:
     dsn: str
@@ -124,7 +119,7 @@ def parse(reader: Reader) -> PgbouncerOptions:
         except Error as exc:
             # libpq quotes the offending token, which may be the password itself
             # ("invalid percent-encoded token"); config errors are not redacted later.
-            reader.error("dsn", f"invalid connection string: {REDACTOR.redact(_reason(exc))}")
+            reader.error("dsn", f"invalid connection string: {REDACTOR.redact(error_reason(exc))}")
     return PgbouncerOptions(dsn=dsn)
 
 
@@ -160,9 +155,9 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
             pools = await self._show(conn, "POOLS")
             databases = await self._show(conn, "DATABASES")
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-            raise ConnectionLost(_reason(exc)) from None
+            raise ConnectionLost(error_reason(exc)) from None
         except psycopg.Error as exc:
-            raise CheckFailed(_reason(exc)) from None
+            raise CheckFailed(error_reason(exc)) from None
         except asyncio.CancelledError:
             await self._discard()  # cancelled mid-command: the connection's state is unknown
             raise
@@ -183,7 +178,7 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
                 connect_timeout=max(2, int(driver_timeout(self.spec.timeout))),
             )
         except (psycopg.Error, OSError) as exc:
-            raise CheckFailed(f"connect: {_reason(exc)}") from None
+            raise CheckFailed(f"connect: {error_reason(exc)}") from None
         return self._conn
 
     @staticmethod

@@ -8,7 +8,6 @@ the server itself rather than abandoned on the wire.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from exporter.alerting import (
     pool_near_max,
     stale,
 )
-from exporter.checks._net import os_reason
+from exporter.checks._net import error_reason
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
@@ -110,20 +109,6 @@ def parse(reader: Reader) -> PostgresOptions:
     return PostgresOptions(dsn=dsn, queries=parse_queries(reader))
 
 
-def reason(exc: BaseException) -> str:
-    """A short operator reason for a driver or socket error, without the DSN."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return os_reason(exc)
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
-    text = str(exc).strip()
-    return text or type(exc).__name__
-
-
 class PostgresProbe(BaseProbe[PostgresOptions]):
     def __init__(self, spec: CheckSpec[PostgresOptions]) -> None:
         super().__init__(spec)
@@ -157,7 +142,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                     out,
                 )
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
-            raise ConnectionLost(reason(exc)) from None
+            raise ConnectionLost(error_reason(exc)) from None
         self._query_log.report(failures)
 
     async def _connect(self) -> asyncpg.Pool:
@@ -174,7 +159,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                 server_settings={"application_name": "runbook-exporter"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-            raise CheckFailed(f"connect: {reason(exc)}") from None
+            raise CheckFailed(f"connect: {error_reason(exc)}") from None
         self._pool = pool
         return pool
 
@@ -199,8 +184,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                     by_state[label] = by_state.get(label, 0) + count
         except asyncpg.PostgresError as exc:
             if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
-                raise ConnectionLost(reason(exc)) from None
-            raise CheckFailed(f"reading server statistics: {reason(exc)}") from None
+                raise ConnectionLost(error_reason(exc)) from None
+            raise CheckFailed(f"reading server statistics: {error_reason(exc)}") from None
         except QueryFailed as exc:
             raise CheckFailed(f"reading server statistics: {exc}") from None
         out.add(VERSION_INFO, 1, version=str(version))
@@ -232,8 +217,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
             raise QueryFailed(f"cancelled by statement_timeout ({limit_ms}ms)") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
-                raise ConnectionLost(reason(exc)) from None
-            raise QueryFailed(reason(exc)) from None
+                raise ConnectionLost(error_reason(exc)) from None
+            raise QueryFailed(error_reason(exc)) from None
         return columns, list(rows)
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from exporter.alerting import QUERY_FAILING, QUERY_VALUE, Panel, down, stale
 from exporter.checks._blocking import OffLoop
+from exporter.checks._net import error_reason
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
@@ -117,7 +118,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
             return f"{self._path}: file is not an SQLite database"
         if text == "interrupted":
             return "interrupted: the check timeout was near"
-        return text
+        return error_reason(exc)
 
     async def collect(self, out: Sink) -> None:
         import aiosqlite

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from exporter.alerting import Panel, cert_expiring, down
 from exporter.checks._net import (
     TlsOptions,
+    error_reason,
     host_problem,
-    os_reason,
     parse_tls_mapping,
     peer_cert_expiry,
-    tls_failure,
 )
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
 from exporter.fields import Reader
@@ -135,7 +134,7 @@ class TcpProbe(BaseProbe[TcpOptions]):
                         self.options.host, self.options.port
                     )
                 except OSError as exc:
-                    raise CheckFailed(f"connect to {self._address}: {os_reason(exc)}") from None
+                    raise CheckFailed(f"connect to {self._address}: {error_reason(exc)}") from None
                 out.add(CONNECT_SECONDS, time.perf_counter() - started)
                 try:
                     if self.options.tls is not None:
@@ -163,7 +162,7 @@ class TcpProbe(BaseProbe[TcpOptions]):
         except OSError as exc:  # resets, TLS alerts, EHOSTUNREACH mid-exchange
             if step == "expect":
                 out.add(EXPECT_MATCHED, 0)
-            raise CheckFailed(f"{step} to {self._address}: {tls_failure(exc)}") from None
+            raise CheckFailed(f"{step} to {self._address}: {error_reason(exc)}") from None
 
     async def _handshake(self, writer: asyncio.StreamWriter, tls: TlsOptions, out: Sink) -> None:
         started = time.perf_counter()
@@ -174,7 +173,7 @@ class TcpProbe(BaseProbe[TcpOptions]):
                 self._tls_context, server_hostname=tls.server_name or self.options.host
             )
         except (ssl.SSLError, OSError) as exc:
-            raise CheckFailed(f"TLS handshake with {self._address}: {tls_failure(exc)}") from None
+            raise CheckFailed(f"TLS handshake with {self._address}: {error_reason(exc)}") from None
         out.add(TLS_SECONDS, time.perf_counter() - started)
         expiry = peer_cert_expiry(writer.get_extra_info("ssl_object"))
         if expiry is not None:
