@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from exporter.alerting import QUERY_FAILING, Panel, down, pool_near_max, stale
+from exporter.alerting import (
+    POOL_PANEL,
+    QUERY_FAILING,
+    QUERY_SUCCESS_PANEL,
+    down,
+    pool_near_max,
+    stale,
+)
 from exporter.checks._jsonpath import ROOT, JsonPath, PathError
 from exporter.checks._queries import (
     DB_PING_SECONDS,
@@ -313,14 +320,7 @@ KIND = Kind(
         stale("lookup", 3600.0, from_queries=True),
     ),
     panels=(
-        Panel(
-            "Connections of max",
-            "sum without (state) "
-            '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-            'db_pool_max_connections{check=~"$check"}',
-            "ratio",
-            thresholds="PoolNearMax",
-        ),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool", "{{check}} {{query}}"),
+        POOL_PANEL,
+        QUERY_SUCCESS_PANEL,
     ),
 )

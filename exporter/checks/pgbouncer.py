@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from exporter.alerting import DefaultAlert, Panel, TestInput, down, pool_near_max
+from exporter.alerting import POOL_PANEL, DefaultAlert, Panel, TestInput, down, pool_near_max
 from exporter.checks._net import error_reason
 from exporter.checks._queries import DB_PING_SECONDS
 from exporter.checks.base import (
@@ -281,14 +281,7 @@ KIND = Kind(
         ),
     ),
     panels=(
-        Panel(
-            "Connections of max",
-            "sum without (state) "
-            '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-            'db_pool_max_connections{check=~"$check"}',
-            "ratio",
-            thresholds="PoolNearMax",
-        ),
+        POOL_PANEL,
         Panel(
             "Clients waiting",
             'pgbouncer_pools_client_waiting_connections{check=~"$check"}',

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from exporter.alerting import (
+    POOL_PANEL,
     QUERY_FAILING,
+    QUERY_SUCCESS_PANEL,
     QUERY_VALUE,
     DefaultAlert,
-    Panel,
     TestInput,
     down,
     pool_near_max,
@@ -289,14 +290,7 @@ KIND = Kind(
         stale("query", 3600.0, from_queries=True),
     ),
     panels=(
-        Panel(
-            "Connections of max",
-            "sum without (state) "
-            '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-            'db_pool_max_connections{check=~"$check"}',
-            "ratio",
-            thresholds="PoolNearMax",
-        ),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool", "{{check}} {{query}}"),
+        POOL_PANEL,
+        QUERY_SUCCESS_PANEL,
     ),
 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from exporter.alerting import QUERY_FAILING, QUERY_VALUE, Panel, down, stale
+from exporter.alerting import QUERY_FAILING, QUERY_SUCCESS_PANEL, QUERY_VALUE, Panel, down, stale
 from exporter.checks._blocking import OffLoop
 from exporter.checks._net import error_reason
 from exporter.checks._queries import (
@@ -224,6 +224,6 @@ KIND = Kind(
     ),
     panels=(
         Panel("Database size", 'sqlite_database_size_bytes{check=~"$check"}', "bytes"),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool", "{{check}} {{query}}"),
+        QUERY_SUCCESS_PANEL,
     ),
 )
