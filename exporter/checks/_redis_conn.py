@@ -319,17 +319,21 @@ class RawRedis:
             delivered = True
             await each(replies)
 
-        fresh = self._writer is None
-        try:
-            await self._parts_trip(pending, sent, deliver)
-        except ProtocolViolation:
-            raise  # the same request would bring the same reply
-        except rexc.ConnectionError:
-            if fresh or delivered:
-                raise
+        async def attempt() -> None:
+            # A second attempt sends again what the first wrote, then the rest.
             again = list(sent)
             sent.clear()
             await self._parts_trip(itertools.chain(again, pending), sent, deliver)
+
+        await once_more_if_kept(
+            attempt,
+            kept=self._writer is not None,
+            drop=self.close,
+            lost=rexc.ConnectionError,
+            # Not after a protocol violation (the same request, the same reply), nor
+            # once a part's replies were handed over (the caller would see them twice).
+            repeatable=lambda exc: not delivered and not isinstance(exc, ProtocolViolation),
+        )
 
     async def _parts_trip(
         self,
