@@ -286,6 +286,19 @@ def pool_near_max(what: str) -> DefaultAlert:
     )
 
 
+# Panels of the pool and query families that several database kinds share.
+POOL_PANEL = Panel(
+    "Connections of max",
+    "sum without (state) "
+    '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
+    'db_pool_max_connections{check=~"$check"}',
+    "ratio",
+    thresholds="PoolNearMax",
+)
+QUERY_SUCCESS_PANEL = Panel(
+    "Query success", 'db_query_success{check=~"$check"}', "bool", "{{check}} {{query}}"
+)
+
 QUERY_FAILING = DefaultAlert(
     key="query_failing",
     name="QueryFailing",

@@ -18,7 +18,8 @@ from exporter.samples import Sample
 MAX_LABEL_TEXT = 24  # a label value (a path, a URL) is cut, never the number
 
 
-def _number(value: float) -> str:
+def _shown_number(value: float) -> str:
+    """A sample value for a person: whole numbers without .0, others to 4 digits."""
     if value != value:
         return "NaN"
     if value == int(value) and abs(value) < 1e15:
@@ -38,7 +39,7 @@ def key_value(sample: Sample, now: float | None = None) -> str:
     elif family.name.endswith("_bytes") and sample.value >= 1024:
         shown = _bytes(sample.value)
     else:
-        shown = _number(sample.value)
+        shown = _shown_number(sample.value)
     return f"{name}={shown}"
 
 
@@ -91,7 +92,7 @@ def debug_text(
     count = 0
     for sample in samples:
         labels = ",".join(f'{k}="{v}"' for k, v in sample.labels)
-        lines.append(f"{sample.family.name}{{{labels}}} {_number(sample.value)}")
+        lines.append(f"{sample.family.name}{{{labels}}} {_shown_number(sample.value)}")
         count += 1
     if not count:
         lines.append("(no series)")

@@ -1,4 +1,4 @@
-"""Named queries shared by the SQL kinds (postgres, sqlite) and timestamp parsing (mongodb).
+"""Named queries shared by the SQL kinds (postgres, sqlite).
 
 A named query either returns one timestamp (``type: freshness``) that becomes
 ``freshness_timestamp_seconds{item=<name>}``, or numbers (``type: value``) that become
@@ -10,18 +10,16 @@ label values a query can produce.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from exporter.checks._timestamps import epoch_seconds
+from exporter.checks._timestamps import to_unix_seconds
 from exporter.families import FRESHNESS
-from exporter.fields import Reader, describe
+from exporter.fields import Reader
 from exporter.logs import event
 from exporter.samples import Family, Sink
 
@@ -85,40 +83,9 @@ def parse_queries(reader: Reader, key: str = "queries") -> tuple[NamedQuery, ...
     return tuple(queries)
 
 
-def to_unix_seconds(value: Any) -> float:
-    """A timestamp as Unix seconds: datetime (naive = UTC), date, epoch number, ISO 8601 text.
-
-    Raises :class:`ValueError` with a short description of what was found instead.
-    """
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.timestamp()
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
-    if isinstance(value, bool):
-        raise ValueError(f"a boolean ({value})")
-    if isinstance(value, int | float | Decimal):
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"{number}, not a time")
-        return epoch_seconds(number)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return to_unix_seconds(float(text))
-        except ValueError:
-            pass
-        try:
-            return to_unix_seconds(datetime.fromisoformat(text))
-        except ValueError:
-            shown = describe(value)
-            raise ValueError(f"text {shown} that is neither ISO 8601 nor a number") from None
-    if value is None:
-        raise ValueError("NULL")
-    raise ValueError(f"a {type(value).__name__}")
-
-
-def _number(value: Any) -> float | None:
+def cell_number(value: Any) -> float | None:
+    """A SQL cell of a ``value`` query as a number; None for NULL (no sample); ValueError
+    naming the type for text and anything else, since a text column is a query mistake."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -165,10 +132,12 @@ def record_rows(
             raw = row[index[data_columns[0]]]
             if raw is None and query.labels:
                 continue  # a source without data yet: no sample rather than a failure
+            if raw is None:
+                raise QueryFailed("expected a timestamp, got NULL")  # SQL's word for it
             try:
                 seconds = to_unix_seconds(raw)
             except ValueError as exc:
-                raise QueryFailed(f"expected a timestamp, got {exc}") from None
+                raise QueryFailed(str(exc)) from None
             item = f"{query.name}/{label}" if query.labels else query.name
             pending.append((FRESHNESS, seconds, {"item": item}))
         else:
@@ -176,7 +145,7 @@ def record_rows(
                 raise QueryFailed("returned no number column besides the label columns")
             for column in data_columns:
                 try:
-                    number = _number(row[index[column]])
+                    number = cell_number(row[index[column]])
                 except ValueError as exc:
                     raise QueryFailed(f"column {column} is {exc}, expected a number") from None
                 if number is not None:
@@ -189,9 +158,7 @@ def record_rows(
 Execute = Callable[[NamedQuery], Awaitable[tuple[Sequence[str], Sequence[Sequence[Any]]]]]
 
 
-async def run_queries(
-    queries: Sequence[NamedQuery], execute: Execute, out: Sink
-) -> dict[str, str]:
+async def run_queries(queries: Sequence[NamedQuery], execute: Execute, out: Sink) -> dict[str, str]:
     """Run each query through ``execute``; returns ``{query name: failure reason}``.
 
     ``execute`` raises :class:`QueryFailed` for a problem of that query alone: it shows as
@@ -230,11 +197,16 @@ class QueryLog:
     def report(self, failures: Mapping[str, str]) -> None:
         for name, why in failures.items():
             if self._failing.get(name) != why:
-                event(logging.WARNING, "query failed", check=self._check, kind=self._kind,
-                      query=name, reason=why)
+                event(
+                    logging.WARNING,
+                    "query failed",
+                    check=self._check,
+                    kind=self._kind,
+                    query=name,
+                    reason=why,
+                )
         for name in self._failing.keys() - failures.keys():
-            event(logging.INFO, "query recovered", check=self._check, kind=self._kind,
-                  query=name)
+            event(logging.INFO, "query recovered", check=self._check, kind=self._kind, query=name)
         self._failing = dict(failures)
 
     @property

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import itertools
 import os
 import re
@@ -27,12 +26,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 
+from exporter.checks._net import TlsOptions, error_reason
 from exporter.checks._redis_limits import (
     ReplyTooLarge,
     limited_parser_class,
     no_client_setinfo,
 )
-from exporter.checks.tcp import TlsOptions
+from exporter.checks.base import once_more_if_kept
 from exporter.fields import Reader
 from exporter.redact import MAX_REASON, REDACTOR
 
@@ -228,9 +228,7 @@ def _connection_reason(exc: BaseException) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno is not None:
-            if cause.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            return (cause.strerror or str(cause)).lower()
+            return error_reason(cause)
         cause = cause.__cause__ or cause.__context__
     text = first_line(exc)
     if "refused" in text.lower():
@@ -289,17 +287,16 @@ class RawRedis:
         """Send ``count`` commands already in RESP (see :class:`CommandTemplate`)."""
         if not count:
             return []
-        fresh = self._writer is None
-        try:
-            return await self._round_trip(payload, count)
-        except ProtocolViolation:
-            raise  # the same request would bring the same reply
-        except rexc.ConnectionError:
-            if fresh:
-                raise
-            # A kept connection may have died with a server restart: redial once. Only
-            # reads are sent, so repeating them is harmless.
-            return await self._round_trip(payload, count)
+        # A kept connection may have died with a server restart: redial once. Only reads
+        # are sent, so repeating them is harmless; a protocol violation is not repeated
+        # (the same request would bring the same reply).
+        return await once_more_if_kept(
+            lambda: self._round_trip(payload, count),
+            kept=self._writer is not None,
+            drop=self.close,
+            lost=rexc.ConnectionError,
+            repeatable=lambda exc: not isinstance(exc, ProtocolViolation),
+        )
 
     async def execute_parts(
         self, parts: Iterable[tuple[bytes, int]], each: Callable[[list[Any]], Awaitable[None]]
@@ -322,17 +319,21 @@ class RawRedis:
             delivered = True
             await each(replies)
 
-        fresh = self._writer is None
-        try:
-            await self._parts_trip(pending, sent, deliver)
-        except ProtocolViolation:
-            raise  # the same request would bring the same reply
-        except rexc.ConnectionError:
-            if fresh or delivered:
-                raise
+        async def attempt() -> None:
+            # A second attempt sends again what the first wrote, then the rest.
             again = list(sent)
             sent.clear()
             await self._parts_trip(itertools.chain(again, pending), sent, deliver)
+
+        await once_more_if_kept(
+            attempt,
+            kept=self._writer is not None,
+            drop=self.close,
+            lost=rexc.ConnectionError,
+            # Not after a protocol violation (the same request, the same reply), nor
+            # once a part's replies were handed over (the caller would see them twice).
+            repeatable=lambda exc: not delivered and not isinstance(exc, ProtocolViolation),
+        )
 
     async def _parts_trip(
         self,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 # Epoch values this large are milli-, micro- or nanoseconds: 1e11 s is the year 5138 and
 # 1e11 ms is March 1973, so the readings cannot be confused for data of this century.
@@ -19,14 +20,24 @@ _EPOCH_SCALES = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?")
 
 
-def parse_timestamp(value: object) -> float:
-    """Unix seconds from an ISO 8601 string or an epoch number; ValueError says why not.
+def to_unix_seconds(value: object) -> float:
+    """Unix seconds from a time as a target writes it; ValueError says why not.
 
-    A time without a zone is read as UTC (servers that omit the zone almost always mean it).
+    The one reader of times for every kind (http bodies, SQL rows, MongoDB documents):
+    ISO 8601 text (without a zone read as UTC: servers that omit it almost always mean
+    it), an epoch number in s, ms, µs or ns (as a number or numeric text), or a driver's
+    ``datetime`` (naive = UTC) or ``date`` (midnight UTC). An epoch number below zero is
+    refused rather than read as 1969: sources write -1 or 0-minus-something for "never",
+    and a freshness of "56 years ago" would hide that reason behind a wrong age.
     """
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
     if isinstance(value, bool) or value is None:
         raise ValueError(f"expected a timestamp, got {_shown(value)}")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return _epoch(float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"expected a timestamp, got {_shown(value)}")
@@ -68,7 +79,11 @@ def _shown(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return "a list" if isinstance(value, list) else "an object"
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
 
 
 class _Der:

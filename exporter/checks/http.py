@@ -23,16 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.alerting import DefaultAlert, Panel, TestInput, cert_expiring, stale
 from exporter.checks._jsonpath import JsonPath, PathError, json_type
-from exporter.checks._timestamps import cert_not_after, parse_timestamp
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
-from exporter.checks.tcp import (
+from exporter.checks._net import (
     TlsOptions,
+    error_reason,
     host_problem,
-    os_reason,
-    own_budget,
     parse_tls_mapping,
-    tls_failure,
 )
+from exporter.checks._timestamps import cert_not_after, to_unix_seconds
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
 from exporter.families import FRESHNESS
 from exporter.fields import Reader, describe
 from exporter.redact import REDACTOR, secret_name
@@ -48,12 +46,18 @@ DEFAULT_MAX_ITEMS = 100
 MAX_LABEL_LENGTH = 256  # characters of a component or item name taken from the body
 METHODS = ("GET", "HEAD", "POST", "OPTIONS")
 # Header values that are credentials whatever the header is called ("Bearer abc...").
-_CREDENTIAL_VALUE = re.compile(
-    r"(?i)\s*(bearer|basic|digest|token|apikey|sharedaccesssignature)\s"
-)
+_CREDENTIAL_VALUE = re.compile(r"(?i)\s*(bearer|basic|digest|token|apikey|sharedaccesssignature)\s")
 _SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
-_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
-               "GB": 1000**3, "GiB": 1024**3}
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
 _STATUS_CODE = re.compile(r"([1-5])xx")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -64,9 +68,7 @@ UP = Family(
     "gauge",
     "1 when the status code is valid and the JSON health status (if configured) is ok.",
 )
-STATUS_CODE = Family(
-    "http_probe_status_code", "gauge", "Status code of the final response."
-)
+STATUS_CODE = Family("http_probe_status_code", "gauge", "Status code of the final response.")
 DURATION = Family(
     "http_probe_duration_seconds",
     "gauge",
@@ -151,8 +153,9 @@ class HttpOptions:
 def _json_path(
     reader: Reader, key: str, default: str | None = None, *, required: bool = False
 ) -> JsonPath | None:
-    text = reader.str(key, non_empty=False) if required else reader.str(key, default,
-                                                                      non_empty=False)
+    text = (
+        reader.str(key, non_empty=False) if required else reader.str(key, default, non_empty=False)
+    )
     if not isinstance(text, str):
         return None
     try:
@@ -252,8 +255,7 @@ def _components(reader: Reader) -> ComponentsOptions | None:
         path = _json_path(reader, "components")
         if path is None:
             return None
-        return ComponentsOptions(path, JsonPath.parse("status"), JsonPath.parse("name"),
-                                 DEFAULT_OK)
+        return ComponentsOptions(path, JsonPath.parse("status"), JsonPath.parse("name"), DEFAULT_OK)
     sub = reader.mapping("components")
     if sub is None:
         return None
@@ -393,11 +395,11 @@ def _client_failure(exc: aiohttp.ClientError) -> str:
     import aiohttp
 
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS: {tls_failure(exc.certificate_error)}"
+        return f"TLS: {error_reason(exc.certificate_error)}"
     if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
-        return f"TLS: {tls_failure(exc.os_error)}"
+        return f"TLS: {error_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connect to {exc.host}:{exc.port}: {os_reason(exc.os_error)}"
+        return f"connect to {exc.host}:{exc.port}: {error_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.TooManyRedirects):
         return "too many redirects"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -407,7 +409,9 @@ def _client_failure(exc: aiohttp.ClientError) -> str:
     return f"request failed: {type(exc).__name__}: {exc}"
 
 
-def _number(value: object) -> float:
+def json_number(value: object) -> float:
+    """A number from a JSON body: numbers, numeric strings, booleans as 1/0; else
+    ValueError naming the JSON type (the ``values:`` extraction of the http kind)."""
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
@@ -494,7 +498,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
                 try:
                     context = self._peer.recording(self.options.tls.context())
                 except (OSError, ssl.SSLError) as exc:
-                    raise CheckFailed(f"tls.ca_file: {tls_failure(exc)}") from None
+                    raise CheckFailed(f"tls.ca_file: {error_reason(exc)}") from None
             self._client = aiohttp.ClientSession(
                 # A fresh connection per probe, as blackbox does: the duration includes
                 # connecting, and every probe sees the certificate the server serves now.
@@ -619,9 +623,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.options.body_size_limit
         if response.content_length is not None and response.content_length > limit:
-            raise CheckFailed(
-                f"{_too_large(limit)} (Content-Length {response.content_length})"
-            )
+            raise CheckFailed(f"{_too_large(limit)} (Content-Length {response.content_length})")
         chunks = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
@@ -640,9 +642,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
             return json.loads(body)
         except json.JSONDecodeError as exc:
             what = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
-            problems.add(
-                f"body is not valid JSON: {what} at line {exc.lineno} column {exc.colno}"
-            )
+            problems.add(f"body is not valid JSON: {what} at line {exc.lineno} column {exc.colno}")
         except UnicodeDecodeError:
             problems.add("body is not valid JSON: not UTF-8 text")
         except RecursionError:
@@ -727,9 +727,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
                     problems.add(str(exc))
                     continue
                 if isinstance(name, bool) or not isinstance(name, str | int | float):
-                    problems.add(
-                        f"{where}.{name_field.text} is {json_type(name)}, expected a name"
-                    )
+                    problems.add(f"{where}.{name_field.text} is {json_type(name)}, expected a name")
                     continue
                 label = str(name)
             assert label is not None
@@ -747,11 +745,12 @@ class HttpProbe(BaseProbe[HttpOptions]):
         if options is None:
             return
         seen: set[str] = set()
-        elements = self._elements(doc, options.path, options.name_field, problems,
-                                  keys_name_objects=True)
+        elements = self._elements(
+            doc, options.path, options.name_field, problems, keys_name_objects=True
+        )
         for name, where, component in elements:
             if name in seen:
-                problems.add(f"{where}: duplicate component name \"{name}\"")
+                problems.add(f'{where}: duplicate component name "{name}"')
                 continue
             seen.add(name)
             if isinstance(component, dict):
@@ -785,8 +784,10 @@ class HttpProbe(BaseProbe[HttpOptions]):
                 continue
             if value is None and extract.optional:
                 continue
-            shown = extract.path.text if not where else (
-                where if extract.path.is_root else f"{where}.{extract.path.text}"
+            shown = (
+                extract.path.text
+                if not where
+                else (where if extract.path.is_root else f"{where}.{extract.path.text}")
             )
             yield item, shown, value
 
@@ -795,7 +796,7 @@ class HttpProbe(BaseProbe[HttpOptions]):
         for extract in self.options.freshness:
             for item, where, value in self._extracted(doc, extract, problems):
                 try:
-                    timestamp = parse_timestamp(value)
+                    timestamp = to_unix_seconds(value)
                 except ValueError as exc:
                     problems.add(f"{where}: {exc}")
                     continue
@@ -810,13 +811,14 @@ class HttpProbe(BaseProbe[HttpOptions]):
         for extract in self.options.values:
             for item, where, value in self._extracted(doc, extract, problems):
                 try:
-                    number = _number(value)
+                    number = json_number(value)
                 except ValueError as exc:
                     problems.add(f"{where}: {exc}")
                     continue
                 if (item, extract.field) in seen:
-                    problems.add(f'{where}: value item "{item}" field "{extract.field}" '
-                                 "already exported")
+                    problems.add(
+                        f'{where}: value item "{item}" field "{extract.field}" already exported'
+                    )
                     continue
                 seen.add((item, extract.field))
                 out.add(JSON_VALUE, number, item=item, field=extract.field)
@@ -830,8 +832,16 @@ KIND = Kind(
     "components, freshness and values from the body.",
     parse=parse,
     probe=HttpProbe,
-    families=(UP, STATUS_CODE, DURATION, RESPONSE_SIZE, TLS_EXPIRY, COMPONENT_UP, FRESHNESS,
-              JSON_VALUE),
+    families=(
+        UP,
+        STATUS_CODE,
+        DURATION,
+        RESPONSE_SIZE,
+        TLS_EXPIRY,
+        COMPONENT_UP,
+        FRESHNESS,
+        JSON_VALUE,
+    ),
     target="url",
     alerts=(
         DefaultAlert(
@@ -843,8 +853,7 @@ KIND = Kind(
             unit="bool",
             for_=120.0,
             severity="critical",
-            summary="{{ $labels.check }} answers, but not OK (status, JSON status or "
-            "a component)",
+            summary="{{ $labels.check }} answers, but not OK (status, JSON status or a component)",
             description=(
                 "The endpoint answered with a status outside the expected codes, or its "
                 "JSON says it is unhealthy. The reason is on the exporter's status page."
@@ -873,8 +882,11 @@ KIND = Kind(
                 "restart it if it does not.",
             ),
             reads="http_component_up{$sel}",
-            test=(TestInput('http_component_up{$sel,component="c"}', "gauge",
-                            "threshold + 1", "threshold"),),
+            test=(
+                TestInput(
+                    'http_component_up{$sel,component="c"}', "gauge", "threshold + 1", "threshold"
+                ),
+            ),
             labels=(("component", "c"),),
         ),
         stale("freshness item", 3600.0),
@@ -882,9 +894,15 @@ KIND = Kind(
     ),
     panels=(
         Panel("HTTP response time", 'http_probe_duration_seconds{check=~"$check"}', "seconds"),
-        Panel("Components OK", 'http_component_up{check=~"$check"}', "bool",
-              "{{check}} {{component}}"),
-        Panel("Freshness age", 'time() - freshness_timestamp_seconds{check=~"$check"}',
-              "seconds", "{{check}} {{item}}", thresholds="Stale"),
+        Panel(
+            "Components OK", 'http_component_up{check=~"$check"}', "bool", "{{check}} {{component}}"
+        ),
+        Panel(
+            "Freshness age",
+            'time() - freshness_timestamp_seconds{check=~"$check"}',
+            "seconds",
+            "{{check}} {{item}}",
+            thresholds="Stale",
+        ),
     ),
 )

@@ -14,16 +14,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from exporter.alerting import QUERY_FAILING, Panel, down, pool_near_max, stale
+from exporter.alerting import (
+    POOL_PANEL,
+    QUERY_FAILING,
+    QUERY_SUCCESS_PANEL,
+    down,
+    pool_near_max,
+    stale,
+)
+from exporter.checks._jsonpath import ROOT, JsonPath, PathError
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_SECONDS,
     QUERY_SUCCESS,
     QueryFailed,
     QueryLog,
-    to_unix_seconds,
 )
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks._timestamps import to_unix_seconds
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, FRESHNESS
 from exporter.fields import Reader, describe
 from exporter.redact import REDACTOR
@@ -46,8 +54,6 @@ VERSION_INFO = Family(
 )
 
 SCHEMES = ("mongodb://", "mongodb+srv://")
-# Share of the check timeout given to the driver (server selection and each operation).
-DRIVER_SHARE = 0.8
 # PyMongo gives up server selection only at its next half-second heartbeat step (1.6 s
 # configured -> 2.0 s seen), so selection gets that much less, and a short check timeout
 # still ends with the driver's reason ("connection refused") rather than the runner's.
@@ -55,8 +61,10 @@ SELECTION_STEP_MS = 500
 _CONFIGURED_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 # mongodb://user:password@host1,host2/db?options: several hosts, so not urlsplit-able
-_URL = re.compile(r"^mongodb(?:\+srv)?://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?"
-                  r"(?P<hosts>[^/?]+)(?:/(?P<db>[^?]*))?(?:\?.*)?$")
+_URL = re.compile(
+    r"^mongodb(?:\+srv)?://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?"
+    r"(?P<hosts>[^/?]+)(?:/(?P<db>[^?]*))?(?:\?.*)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,9 @@ class Freshness:
     collection: str
     field: str
     filter: tuple[tuple[str, Any], ...]
+    # The field as a path into the returned document: the http kind's dotted paths, so a
+    # list index (``readings.0.at``) works and a wrong type says where it stops.
+    path: JsonPath = JsonPath(ROOT, ())  # noqa: RUF009 - frozen, so one shared default is safe
 
 
 @dataclass(frozen=True)
@@ -85,8 +96,9 @@ def _parse_url(reader: Reader) -> tuple[str, str]:
     if match is None:
         shown = describe(REDACTOR.redact(url))
         if not url.startswith(SCHEMES):
-            reader.error("url", f"expected a URL starting with mongodb:// or mongodb+srv://, "
-                                f"got {shown}")
+            reader.error(
+                "url", f"expected a URL starting with mongodb:// or mongodb+srv://, got {shown}"
+            )
         else:
             reader.error("url", f"invalid MongoDB URL: {shown}")
         return url, ""
@@ -112,14 +124,22 @@ def parse(reader: Reader) -> MongoOptions:
             item.error("database", "required when the url names no database")
         collection = item.str("collection")
         field = item.str("field")
+        path = JsonPath(ROOT, ())
+        if isinstance(field, str) and field:
+            try:
+                path = JsonPath.parse(field)
+            except ValueError as exc:
+                item.error("field", str(exc))
         raw_filter = item.raw("filter", {})
         if not isinstance(raw_filter, Mapping):
-            item.error("filter", f"expected a mapping such as {{source: gps}}, "
-                                 f"got {describe(raw_filter)}")
+            item.error(
+                "filter", f"expected a mapping such as {{source: gps}}, got {describe(raw_filter)}"
+            )
             raw_filter = {}
         item.done()
-        lookups.append(Freshness(name, database or "", collection, field,
-                                 tuple(raw_filter.items())))
+        lookups.append(
+            Freshness(name, database or "", collection, field, tuple(raw_filter.items()), path)
+        )
     return MongoOptions(url=url, freshness=tuple(lookups))
 
 
@@ -151,13 +171,18 @@ def _timestamp(value: Any) -> float:
     return to_unix_seconds(value)
 
 
-def _field(doc: Mapping[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
+def _projected(path: JsonPath) -> str:
+    """The part of a field path a find projection can return: up to its first list index.
+
+    A projection reads the ``1`` of ``readings.1.at`` as a field name, not a position (the
+    sort reads it as a position), so the whole list is returned and the path indexes it.
+    """
+    head: list[str] = []
+    for part in path.parts:
+        if part.isdigit():
+            break
+        head.append(part)
+    return ".".join(head) or path.text
 
 
 class MongoProbe(BaseProbe[MongoOptions]):
@@ -170,7 +195,7 @@ class MongoProbe(BaseProbe[MongoOptions]):
         from pymongo import AsyncMongoClient
 
         if self._client is None:
-            budget_ms = int(self.spec.timeout * DRIVER_SHARE * 1000)
+            budget_ms = int(driver_timeout(self.spec.timeout) * 1000)
             operation_ms = max(100, budget_ms - SELECTION_STEP_MS)
             self._client = AsyncMongoClient(
                 self.options.url,
@@ -235,7 +260,8 @@ class MongoProbe(BaseProbe[MongoOptions]):
     async def _newest(self, client: AsyncMongoClient[dict[str, Any]], lookup: Freshness) -> float:
         from pymongo.errors import OperationFailure, PyMongoError
 
-        projection = {lookup.field: 1} if lookup.field == "_id" else {lookup.field: 1, "_id": 0}
+        shown = _projected(lookup.path)
+        projection = {shown: 1} if shown == "_id" else {shown: 1, "_id": 0}
         collection = client[lookup.database][lookup.collection]
         try:
             doc = await collection.find_one(
@@ -245,15 +271,21 @@ class MongoProbe(BaseProbe[MongoOptions]):
             raise QueryFailed(_reason(exc)) from None
         except PyMongoError as exc:  # the server went away: the whole check fails
             raise CheckFailed(_reason(exc)) from None
-        value = _field(doc, lookup.field) if doc is not None else None
+        nowhere = f"no document in {lookup.database}.{lookup.collection} has {lookup.field}"
+        if doc is None:
+            raise QueryFailed(nowhere)
+        try:
+            value = lookup.path.find(doc)
+        except PathError as exc:
+            # Sorted newest first, a document without the field comes last: the first one
+            # lacking it means none has it. A field under a value of the wrong type says so.
+            raise QueryFailed(nowhere if exc.missing else str(exc)) from None
         if value is None:
-            raise QueryFailed(
-                f"no document in {lookup.database}.{lookup.collection} has {lookup.field}"
-            )
+            raise QueryFailed(nowhere)
         try:
             return _timestamp(value)
         except ValueError as exc:
-            raise QueryFailed(f"{lookup.field} is {exc}, expected a time") from None
+            raise QueryFailed(f"{lookup.field}: {exc}") from None
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -266,23 +298,29 @@ KIND = Kind(
     summary="MongoDB ping, serverStatus connections, freshness of a collection field.",
     parse=parse,
     probe=MongoProbe,
-    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, CONNECTIONS, DB_PING_SECONDS,
-              VERSION_INFO, FRESHNESS, QUERY_SUCCESS, QUERY_SECONDS),
+    families=(
+        DB_POOL_CONNECTIONS,
+        DB_POOL_MAX_CONNECTIONS,
+        CONNECTIONS,
+        DB_PING_SECONDS,
+        VERSION_INFO,
+        FRESHNESS,
+        QUERY_SUCCESS,
+        QUERY_SECONDS,
+    ),
     target="url",
     alerts=(
-        down("MongoDB", 60.0, (
-            "mongosh --eval 'db.runCommand({ping: 1})'; check the server and its log.",
-        )),
+        down(
+            "MongoDB",
+            60.0,
+            ("mongosh --eval 'db.runCommand({ping: 1})'; check the server and its log.",),
+        ),
         pool_near_max("MongoDB"),
         QUERY_FAILING,
         stale("lookup", 3600.0, from_queries=True),
     ),
     panels=(
-        Panel("Connections of max", 'sum without (state) '
-              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio",
-              thresholds="PoolNearMax"),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
-              "{{check}} {{query}}"),
+        POOL_PANEL,
+        QUERY_SUCCESS_PANEL,
     ),
 )

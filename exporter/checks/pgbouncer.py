@@ -15,9 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from exporter.alerting import DefaultAlert, Panel, TestInput, down, pool_near_max
+from exporter.alerting import POOL_PANEL, DefaultAlert, Panel, TestInput, down, pool_near_max
+from exporter.checks._net import error_reason
 from exporter.checks._queries import DB_PING_SECONDS
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.base import (
+    BaseProbe,
+    CheckFailed,
+    CheckSpec,
+    ConnectionLost,
+    Kind,
+    driver_timeout,
+    once_more_if_kept,
+)
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.redact import REDACTOR
@@ -33,20 +42,42 @@ def _pool_family(name: str, help_text: str) -> Family:
 
 # SHOW POOLS column -> (db_pool_connections state, raw per-pool family)
 POOL_COLUMNS = {
-    "cl_active": ("client_active", _pool_family(
-        "client_active_connections", "Clients linked to a server connection or idle.")),
-    "cl_waiting": ("client_waiting", _pool_family(
-        "client_waiting_connections", "Clients that sent a query and wait for a server.")),
-    "sv_active": ("server_active", _pool_family(
-        "server_active_connections", "Server connections linked to a client.")),
-    "sv_idle": ("server_idle", _pool_family(
-        "server_idle_connections", "Server connections unused and ready for a client.")),
-    "sv_used": ("server_used", _pool_family(
-        "server_used_connections", "Server connections idle longer than server_check_delay.")),
-    "sv_tested": ("server_tested", _pool_family(
-        "server_tested_connections", "Server connections running server_reset/check_query.")),
-    "sv_login": ("server_login", _pool_family(
-        "server_login_connections", "Server connections logging in.")),
+    "cl_active": (
+        "client_active",
+        _pool_family("client_active_connections", "Clients linked to a server connection or idle."),
+    ),
+    "cl_waiting": (
+        "client_waiting",
+        _pool_family(
+            "client_waiting_connections", "Clients that sent a query and wait for a server."
+        ),
+    ),
+    "sv_active": (
+        "server_active",
+        _pool_family("server_active_connections", "Server connections linked to a client."),
+    ),
+    "sv_idle": (
+        "server_idle",
+        _pool_family(
+            "server_idle_connections", "Server connections unused and ready for a client."
+        ),
+    ),
+    "sv_used": (
+        "server_used",
+        _pool_family(
+            "server_used_connections", "Server connections idle longer than server_check_delay."
+        ),
+    ),
+    "sv_tested": (
+        "server_tested",
+        _pool_family(
+            "server_tested_connections", "Server connections running server_reset/check_query."
+        ),
+    ),
+    "sv_login": (
+        "server_login",
+        _pool_family("server_login_connections", "Server connections logging in."),
+    ),
 }
 MAXWAIT = _pool_family(
     "client_maxwait_seconds", "How long the oldest waiting client of the pool has waited."
@@ -56,12 +87,6 @@ VERSION_INFO = Family(
     "pgbouncer_version_info", "gauge", "Always 1; the version label is PgBouncer's.", ("version",)
 )
 EXTRA_HINT = "pip install 'runbook-exporter[pgbouncer]'"
-
-
-def _reason(exc: BaseException) -> str:
-    # libpq messages span lines ("connection to server ... failed: FATAL:  ...").
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -77,8 +102,9 @@ def parse(reader: Reader) -> PgbouncerOptions:
         except ValueError:
             database = ADMIN_DATABASE  # reader.url reported it
         if database != ADMIN_DATABASE:
-            reader.error("dsn", f'connect to the admin console database "{ADMIN_DATABASE}", '
-                                f'got "{database}"')
+            reader.error(
+                "dsn", f'connect to the admin console database "{ADMIN_DATABASE}", got "{database}"'
+            )
     # Validation never needs the driver (bundle generate/check run without the extra):
     # without psycopg the check fails at run time, naming the extra to install. With it,
     # libpq's own parser checks the string now, as the connection would later.
@@ -93,12 +119,8 @@ def parse(reader: Reader) -> PgbouncerOptions:
         except Error as exc:
             # libpq quotes the offending token, which may be the password itself
             # ("invalid percent-encoded token"); config errors are not redacted later.
-            reader.error("dsn", f"invalid connection string: {REDACTOR.redact(_reason(exc))}")
+            reader.error("dsn", f"invalid connection string: {REDACTOR.redact(error_reason(exc))}")
     return PgbouncerOptions(dsn=dsn)
-
-
-class _ConnectionLost(Exception):
-    pass
 
 
 def _int(value: Any) -> int:
@@ -111,18 +133,12 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
         self._conn: Any = None  # psycopg.AsyncConnection, imported lazily
 
     async def collect(self, out: Sink) -> None:
-        reused = self._conn is not None
         try:
-            rows = await self._read()
-        except _ConnectionLost as lost:
-            await self._discard()
-            if not reused:
-                raise CheckFailed(str(lost)) from None
-            try:  # the connection went stale since the last scrape (PgBouncer restarted)
-                rows = await self._read()
-            except _ConnectionLost as again:
-                await self._discard()
-                raise CheckFailed(str(again)) from None
+            rows = await once_more_if_kept(
+                self._read, kept=self._conn is not None, drop=self._discard
+            )
+        except ConnectionLost as lost:
+            raise CheckFailed(f"connection lost: {lost}") from None
         self._write(out, *rows)
 
     async def _read(self) -> tuple[float, str, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -139,9 +155,9 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
             pools = await self._show(conn, "POOLS")
             databases = await self._show(conn, "DATABASES")
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-            raise _ConnectionLost(_reason(exc)) from None
+            raise ConnectionLost(error_reason(exc)) from None
         except psycopg.Error as exc:
-            raise CheckFailed(_reason(exc)) from None
+            raise CheckFailed(error_reason(exc)) from None
         except asyncio.CancelledError:
             await self._discard()  # cancelled mid-command: the connection's state is unknown
             raise
@@ -158,10 +174,11 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
                 self.options.dsn,
                 autocommit=True,  # the admin console knows no transactions
                 prepare_threshold=None,  # nor prepared statements
-                connect_timeout=max(2, int(self.spec.timeout * 0.8)),
+                # libpq takes whole seconds and treats less than 2 as 2.
+                connect_timeout=max(2, int(driver_timeout(self.spec.timeout))),
             )
         except (psycopg.Error, OSError) as exc:
-            raise CheckFailed(f"connect: {_reason(exc)}") from None
+            raise CheckFailed(f"connect: {error_reason(exc)}") from None
         return self._conn
 
     @staticmethod
@@ -172,8 +189,14 @@ class PgbouncerProbe(BaseProbe[PgbouncerOptions]):
         columns = [column.name for column in cursor.description or ()]
         return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
 
-    def _write(self, out: Sink, ping: float, version: str,
-               pools: Sequence[dict[str, Any]], databases: Sequence[dict[str, Any]]) -> None:
+    def _write(
+        self,
+        out: Sink,
+        ping: float,
+        version: str,
+        pools: Sequence[dict[str, Any]],
+        databases: Sequence[dict[str, Any]],
+    ) -> None:
         pool_size = {str(db.get("name")): _int(db.get("pool_size")) for db in databases}
         totals = {state: 0 for state, _ in POOL_COLUMNS.values()}
         max_connections = 0
@@ -212,13 +235,22 @@ KIND = Kind(
     summary="PgBouncer SHOW POOLS: clients active/waiting, server connections vs pool_size.",
     parse=parse,
     probe=PgbouncerProbe,
-    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
-              *(family for _, family in POOL_COLUMNS.values()), MAXWAIT, POOL_SIZE),
+    families=(
+        DB_POOL_CONNECTIONS,
+        DB_POOL_MAX_CONNECTIONS,
+        DB_PING_SECONDS,
+        VERSION_INFO,
+        *(family for _, family in POOL_COLUMNS.values()),
+        MAXWAIT,
+        POOL_SIZE,
+    ),
     target="dsn",
     alerts=(
-        down("PgBouncer", 60.0, (
-            "Check the pgbouncer process and its log; psql to its admin database.",
-        )),
+        down(
+            "PgBouncer",
+            60.0,
+            ("Check the pgbouncer process and its log; psql to its admin database.",),
+        ),
         pool_near_max("PgBouncer"),
         DefaultAlert(
             key="clients_waiting",
@@ -237,18 +269,24 @@ KIND = Kind(
                 "Find long transactions on the database, or raise pool_size deliberately.",
             ),
             reads="pgbouncer_pools_client_waiting_connections{$sel}",
-            test=(TestInput(
-                'pgbouncer_pools_client_waiting_connections{$sel,database="d",user="u"}',
-                "gauge", "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'pgbouncer_pools_client_waiting_connections{$sel,database="d",user="u"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("database", "d"), ("user", "u")),
         ),
     ),
     panels=(
-        Panel("Connections of max", 'sum without (state) '
-              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio",
-              thresholds="PoolNearMax"),
-        Panel("Clients waiting", 'pgbouncer_pools_client_waiting_connections'
-              '{check=~"$check"}', "count", "{{check}} {{database}}/{{user}}"),
+        POOL_PANEL,
+        Panel(
+            "Clients waiting",
+            'pgbouncer_pools_client_waiting_connections{check=~"$check"}',
+            "count",
+            "{{check}} {{database}}/{{user}}",
+        ),
     ),
 )

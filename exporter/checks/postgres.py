@@ -8,21 +8,22 @@ the server itself rather than abandoned on the wire.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from exporter.alerting import (
+    POOL_PANEL,
     QUERY_FAILING,
+    QUERY_SUCCESS_PANEL,
     QUERY_VALUE,
     DefaultAlert,
-    Panel,
     TestInput,
     down,
     pool_near_max,
     stale,
 )
+from exporter.checks._net import error_reason
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
@@ -32,8 +33,15 @@ from exporter.checks._queries import (
     parse_queries,
     run_queries,
 )
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
-from exporter.checks.tcp import os_reason
+from exporter.checks.base import (
+    BaseProbe,
+    CheckFailed,
+    CheckSpec,
+    ConnectionLost,
+    Kind,
+    driver_timeout,
+    once_more_if_kept,
+)
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
@@ -65,8 +73,13 @@ STATES = {
     "waiting": "waiting",
     "unknown": "unknown",  # state is NULL for other users' sessions without pg_monitor
 }
-ALWAYS_REPORTED = ("active", "idle", "idle_in_transaction", "idle_in_transaction_aborted",
-                   "waiting")
+ALWAYS_REPORTED = (
+    "active",
+    "idle",
+    "idle_in_transaction",
+    "idle_in_transaction_aborted",
+    "waiting",
+)
 
 CONNECTIONS_SQL = """
 SELECT CASE WHEN wait_event_type = 'Lock' THEN 'waiting' ELSE coalesce(state, 'unknown') END,
@@ -83,9 +96,6 @@ SELECT current_setting('server_version'),
        pg_is_in_recovery()
 """
 
-# Share of the check timeout the statements may use; the rest is for connecting and
-# for the server's cancel to arrive before the runner gives up.
-STATEMENT_SHARE = 0.8
 MIN_STATEMENT_MS = 10
 
 
@@ -100,24 +110,6 @@ def parse(reader: Reader) -> PostgresOptions:
     return PostgresOptions(dsn=dsn, queries=parse_queries(reader))
 
 
-class _ConnectionLost(Exception):
-    """The connection broke (server restarted or stopped): the pool must be rebuilt."""
-
-
-def reason(exc: BaseException) -> str:
-    """A short operator reason for a driver or socket error, without the DSN."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return os_reason(exc)
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
-    text = str(exc).strip()
-    return text or type(exc).__name__
-
-
 class PostgresProbe(BaseProbe[PostgresOptions]):
     def __init__(self, spec: CheckSpec[PostgresOptions]) -> None:
         super().__init__(spec)
@@ -126,22 +118,17 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
 
     async def collect(self, out: Sink) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.spec.timeout * STATEMENT_SHARE
-        reused = self._pool is not None
+        deadline = loop.time() + driver_timeout(self.spec.timeout)
         written = len(out.samples)
         try:
-            await self._collect_once(out, deadline)
-        except _ConnectionLost as lost:
-            await self._drop_pool()
-            # A pool from an earlier scrape whose server restarted since: connect anew
-            # once, unless samples were written already (they would be doubled).
-            if not reused or len(out.samples) != written:
-                raise CheckFailed(f"connection lost: {lost}") from None
-            try:
-                await self._collect_once(out, deadline)
-            except _ConnectionLost as again:
-                await self._drop_pool()
-                raise CheckFailed(f"connection lost: {again}") from None
+            await once_more_if_kept(
+                lambda: self._collect_once(out, deadline),
+                kept=self._pool is not None,
+                drop=self._drop_pool,
+                repeatable=lambda _: len(out.samples) == written,
+            )
+        except ConnectionLost as lost:
+            raise CheckFailed(f"connection lost: {lost}") from None
 
     async def _collect_once(self, out: Sink, deadline: float) -> None:
         import asyncpg
@@ -156,7 +143,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                     out,
                 )
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
-            raise _ConnectionLost(reason(exc)) from None
+            raise ConnectionLost(error_reason(exc)) from None
         self._query_log.report(failures)
 
     async def _connect(self) -> asyncpg.Pool:
@@ -169,11 +156,11 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                 self.options.dsn,
                 min_size=1,
                 max_size=2,
-                timeout=self.spec.timeout * STATEMENT_SHARE,
+                timeout=driver_timeout(self.spec.timeout),
                 server_settings={"application_name": "runbook-exporter"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-            raise CheckFailed(f"connect: {reason(exc)}") from None
+            raise CheckFailed(f"connect: {error_reason(exc)}") from None
         self._pool = pool
         return pool
 
@@ -198,8 +185,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
                     by_state[label] = by_state.get(label, 0) + count
         except asyncpg.PostgresError as exc:
             if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
-                raise _ConnectionLost(reason(exc)) from None
-            raise CheckFailed(f"reading server statistics: {reason(exc)}") from None
+                raise ConnectionLost(error_reason(exc)) from None
+            raise CheckFailed(f"reading server statistics: {error_reason(exc)}") from None
         except QueryFailed as exc:
             raise CheckFailed(f"reading server statistics: {exc}") from None
         out.add(VERSION_INFO, 1, version=str(version))
@@ -217,9 +204,7 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
         await conn.execute(f"SET LOCAL statement_timeout = {left_ms}")
         return left_ms
 
-    async def _execute(
-        self, conn: Any, sql: str, deadline: float
-    ) -> tuple[list[str], list[Any]]:
+    async def _execute(self, conn: Any, sql: str, deadline: float) -> tuple[list[str], list[Any]]:
         import asyncpg
 
         limit_ms = 0
@@ -233,8 +218,8 @@ class PostgresProbe(BaseProbe[PostgresOptions]):
             raise QueryFailed(f"cancelled by statement_timeout ({limit_ms}ms)") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             if conn.is_closed() or isinstance(exc, asyncpg.PostgresConnectionError):
-                raise _ConnectionLost(reason(exc)) from None
-            raise QueryFailed(reason(exc)) from None
+                raise ConnectionLost(error_reason(exc)) from None
+            raise QueryFailed(error_reason(exc)) from None
         return columns, list(rows)
 
     async def close(self) -> None:
@@ -254,14 +239,24 @@ KIND = Kind(
     summary="PostgreSQL connections by state vs max_connections, version, named queries.",
     parse=parse,
     probe=PostgresProbe,
-    families=(DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, DB_PING_SECONDS, VERSION_INFO,
-              IN_RECOVERY, *QUERY_FAMILIES),
+    families=(
+        DB_POOL_CONNECTIONS,
+        DB_POOL_MAX_CONNECTIONS,
+        DB_PING_SECONDS,
+        VERSION_INFO,
+        IN_RECOVERY,
+        *QUERY_FAMILIES,
+    ),
     target="dsn",
     alerts=(
-        down("PostgreSQL", 60.0, (
-            "pg_isready -h HOST -p PORT; check the server process and its log.",
-            "A refused password or a missing role shows in the reason on the status page.",
-        )),
+        down(
+            "PostgreSQL",
+            60.0,
+            (
+                "pg_isready -h HOST -p PORT; check the server process and its log.",
+                "A refused password or a missing role shows in the reason on the status page.",
+            ),
+        ),
         pool_near_max("PostgreSQL"),
         DefaultAlert(
             key="clients_waiting",
@@ -272,8 +267,7 @@ KIND = Kind(
             unit="count",
             for_=300.0,
             severity="warning",
-            summary="{value} sessions of {{ $labels.check }} have waited on a lock for 5 "
-            "minutes",
+            summary="{value} sessions of {{ $labels.check }} have waited on a lock for 5 minutes",
             description="Sessions block on locks: a long transaction or a migration holds them.",
             steps=(
                 "SELECT pid, pg_blocking_pids(pid), state, query FROM pg_stat_activity "
@@ -281,8 +275,14 @@ KIND = Kind(
                 "End the blocking transaction when it is safe to.",
             ),
             reads='db_pool_connections{$sel,state="waiting"}',
-            test=(TestInput('db_pool_connections{$sel,state="waiting"}', "gauge",
-                            "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'db_pool_connections{$sel,state="waiting"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("state", "waiting"),),
         ),
         QUERY_FAILING,
@@ -290,11 +290,7 @@ KIND = Kind(
         stale("query", 3600.0, from_queries=True),
     ),
     panels=(
-        Panel("Connections of max", 'sum without (state) '
-              '(db_pool_connections{check=~"$check",state!~"client_.*"}) / '
-              'db_pool_max_connections{check=~"$check"}', "ratio",
-              thresholds="PoolNearMax"),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
-              "{{check}} {{query}}"),
+        POOL_PANEL,
+        QUERY_SUCCESS_PANEL,
     ),
 )

@@ -42,7 +42,9 @@ RDB_LAST_BGSAVE_SUCCESS = Family(
     "redis_rdb_last_bgsave_success", "gauge", "1 when the last RDB background save succeeded."
 )
 RDB_LAST_SAVE_TIME = Family(
-    "redis_rdb_last_save_timestamp_seconds", "gauge", "Unix time of the last successful RDB save.",
+    "redis_rdb_last_save_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful RDB save.",
     past_time=True,
 )
 AOF_ENABLED = Family("redis_aof_enabled", "gauge", "1 when the append-only file is enabled.")
@@ -53,11 +55,15 @@ AOF_LAST_REWRITE_SUCCESS = Family(
     "redis_aof_last_rewrite_success", "gauge", "1 when the last AOF rewrite succeeded."
 )
 ROLE_INFO = Family(
-    "redis_role_info", "gauge", "Replication role of the server (master or replica); always 1.",
+    "redis_role_info",
+    "gauge",
+    "Replication role of the server (master or replica); always 1.",
     ("role",),
 )
 SERVER_INFO = Family(
-    "redis_server_info", "gauge", "Server implementation (redis or valkey) and version; always 1.",
+    "redis_server_info",
+    "gauge",
+    "Server implementation (redis or valkey) and version; always 1.",
     ("server", "version"),
 )
 UPTIME = Family("redis_uptime_seconds", "gauge", "Seconds since the server started.")
@@ -132,7 +138,7 @@ class RedisProbe(BaseProbe[RedisOptions]):
 def write_info(out: Sink, info: Mapping[str, Any]) -> None:
     """Samples from a parsed INFO reply; fields a server does not report are left out."""
     for family, field in _NUMBERS:
-        number = _number(info.get(field))
+        number = info_number(info.get(field))
         if number is not None:
             out.add(family, number)
     for family, field in _STATUSES:
@@ -151,7 +157,9 @@ def _server(info: Mapping[str, Any]) -> tuple[str, str]:
     return "redis", str(info.get("redis_version", ""))
 
 
-def _number(value: Any) -> float | None:
+def info_number(value: Any) -> float | None:
+    """An INFO field as a number, or None when the server does not report it as one (a
+    field a Redis version lacks, or writes as text, is left out rather than failing)."""
     if isinstance(value, int | float):  # bool included: True is 1.0
         return float(value)
     try:
@@ -166,18 +174,33 @@ KIND = Kind(
     parse=parse,
     probe=RedisProbe,
     families=(
-        PING_SECONDS, MEMORY_USED, MEMORY_MAX, CONNECTED_CLIENTS, BLOCKED_CLIENTS,
-        REJECTED_CONNECTIONS, EVICTED_KEYS, RDB_LAST_BGSAVE_SUCCESS, RDB_LAST_SAVE_TIME,
-        AOF_ENABLED, AOF_LAST_WRITE_SUCCESS, AOF_LAST_REWRITE_SUCCESS, ROLE_INFO, SERVER_INFO,
+        PING_SECONDS,
+        MEMORY_USED,
+        MEMORY_MAX,
+        CONNECTED_CLIENTS,
+        BLOCKED_CLIENTS,
+        REJECTED_CONNECTIONS,
+        EVICTED_KEYS,
+        RDB_LAST_BGSAVE_SUCCESS,
+        RDB_LAST_SAVE_TIME,
+        AOF_ENABLED,
+        AOF_LAST_WRITE_SUCCESS,
+        AOF_LAST_REWRITE_SUCCESS,
+        ROLE_INFO,
+        SERVER_INFO,
         UPTIME,
     ),
     target="url",
     alerts=(
-        down("Redis", 60.0, (
-            "redis-cli -h HOST PING; check the process and its log.",
-            "If it is out of memory or restarting in a loop, read INFO memory and the "
-            "persistence section.",
-        )),
+        down(
+            "Redis",
+            60.0,
+            (
+                "redis-cli -h HOST PING; check the process and its log.",
+                "If it is out of memory or restarting in a loop, read INFO memory and the "
+                "persistence section.",
+            ),
+        ),
         DefaultAlert(
             key="memory_near_max",
             name="MemoryNearMax",
@@ -187,8 +210,7 @@ KIND = Kind(
             unit="ratio",
             for_=300.0,
             severity="warning",
-            summary="Redis {{ $labels.check }} uses {value} of maxmemory "
-            "(warn above {threshold})",
+            summary="Redis {{ $labels.check }} uses {value} of maxmemory (warn above {threshold})",
             description=(
                 "At maxmemory Redis evicts keys or refuses writes, depending on its "
                 "policy: queues and caches lose data or stall."
@@ -199,8 +221,12 @@ KIND = Kind(
             ),
             reads="redis_memory_used_bytes{$sel}",
             test=(
-                TestInput("redis_memory_used_bytes{$sel}", "gauge",
-                          "threshold * 1000", "threshold * 1000 + 1"),
+                TestInput(
+                    "redis_memory_used_bytes{$sel}",
+                    "gauge",
+                    "threshold * 1000",
+                    "threshold * 1000 + 1",
+                ),
                 TestInput("redis_memory_max_bytes{$sel}", "gauge", "1000", "1000"),
             ),
             value="(threshold * 1000 + 1) / 1000",
@@ -219,11 +245,16 @@ KIND = Kind(
                 "Persistence is failing: a restart would lose the data since the last "
                 "good snapshot, and with stop-writes-on-bgsave-error Redis refuses writes."
             ),
-            steps=("Read the Redis log for the bgsave error (disk full, permissions, "
-                   "fork failed for memory).",),
+            steps=(
+                "Read the Redis log for the bgsave error (disk full, permissions, "
+                "fork failed for memory).",
+            ),
             reads="redis_rdb_last_bgsave_success{$sel}",
-            test=(TestInput("redis_rdb_last_bgsave_success{$sel}", "gauge",
-                            "threshold + 1", "threshold"),),
+            test=(
+                TestInput(
+                    "redis_rdb_last_bgsave_success{$sel}", "gauge", "threshold + 1", "threshold"
+                ),
+            ),
         ),
         DefaultAlert(
             key="aof_write_failing",
@@ -238,13 +269,20 @@ KIND = Kind(
             description="Writes are not reaching the AOF: a restart would lose them.",
             steps=("Read the Redis log for the AOF error; check the disk under its dir.",),
             reads="redis_aof_last_write_success{$sel}",
-            test=(TestInput("redis_aof_last_write_success{$sel}", "gauge",
-                            "threshold + 1", "threshold"),),
+            test=(
+                TestInput(
+                    "redis_aof_last_write_success{$sel}", "gauge", "threshold + 1", "threshold"
+                ),
+            ),
         ),
     ),
     panels=(
-        Panel("Redis memory of maxmemory", 'redis_memory_used_bytes{check=~"$check"} / '
-              '(redis_memory_max_bytes{check=~"$check"} > 0)', "ratio"),
+        Panel(
+            "Redis memory of maxmemory",
+            'redis_memory_used_bytes{check=~"$check"} / '
+            '(redis_memory_max_bytes{check=~"$check"} > 0)',
+            "ratio",
+        ),
         Panel("Redis clients", 'redis_connected_clients{check=~"$check"}', "count"),
     ),
 )

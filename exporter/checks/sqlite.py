@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from exporter.alerting import QUERY_FAILING, QUERY_VALUE, Panel, down, stale
+from exporter.alerting import QUERY_FAILING, QUERY_SUCCESS_PANEL, QUERY_VALUE, Panel, down, stale
 from exporter.checks._blocking import OffLoop
+from exporter.checks._net import error_reason
 from exporter.checks._queries import (
     DB_PING_SECONDS,
     QUERY_FAMILIES,
@@ -25,7 +26,14 @@ from exporter.checks._queries import (
     parse_queries,
     run_queries,
 )
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks.base import (
+    WAIT_SHARE,
+    BaseProbe,
+    CheckFailed,
+    CheckSpec,
+    Kind,
+    driver_timeout,
+)
 from exporter.fields import Reader
 from exporter.samples import Family, Sink
 
@@ -33,9 +41,7 @@ if TYPE_CHECKING:  # aiosqlite is imported where a probe uses it (docs/architect
     import aiosqlite
 
 DATABASE_BYTES = Family("sqlite_database_size_bytes", "gauge", "Size of the database file.")
-WAL_BYTES = Family(
-    "sqlite_wal_size_bytes", "gauge", "Size of the -wal file; 0 when there is none."
-)
+WAL_BYTES = Family("sqlite_wal_size_bytes", "gauge", "Size of the -wal file; 0 when there is none.")
 PAGES = Family("sqlite_pages", "gauge", "Pages in the database (PRAGMA page_count).")
 FREE_PAGES = Family(
     "sqlite_free_pages", "gauge", "Unused pages on the freelist (PRAGMA freelist_count)."
@@ -43,8 +49,6 @@ FREE_PAGES = Family(
 PAGE_BYTES = Family("sqlite_page_size_bytes", "gauge", "Page size (PRAGMA page_size).")
 
 DEFAULT_BUSY_TIMEOUT = 1.0
-# Share of the check timeout the statements may use before SQLite interrupts them.
-STATEMENT_SHARE = 0.8
 _PROGRESS_STEPS = 1000  # SQLite VM steps between deadline checks
 
 
@@ -103,7 +107,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
         self._uri = f"file:{quote(self._path)}?mode=ro"
         # SQLite's busy handler sleeps outside the progress handler's reach: keep it
         # well inside the check timeout.
-        self._busy = min(spec.options.busy_timeout, spec.timeout / 2)
+        self._busy = min(spec.options.busy_timeout, spec.timeout * WAIT_SHARE)
         self._off_loop = OffLoop(f"open {self._path}")
 
     def _reason(self, exc: sqlite3.Error) -> str:
@@ -114,7 +118,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
             return f"{self._path}: file is not an SQLite database"
         if text == "interrupted":
             return "interrupted: the check timeout was near"
-        return text
+        return error_reason(exc)
 
     async def collect(self, out: Sink) -> None:
         import aiosqlite
@@ -126,7 +130,7 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
             # create -wal and -shm owned by the exporter's user, which can lock the
             # engine out of its own database. Read the quiescent file as immutable.
             uri += "&immutable=1"
-        deadline = time.monotonic() + self.spec.timeout * STATEMENT_SHARE
+        deadline = time.monotonic() + driver_timeout(self.spec.timeout)
         started = time.perf_counter()
         try:
             conn = await aiosqlite.connect(
@@ -182,8 +186,9 @@ class SqliteProbe(BaseProbe[SqliteOptions]):
                 raise CheckFailed(self._reason(exc)) from None  # the next query would wait too
             raise QueryFailed(self._reason(exc)) from None
         except (sqlite3.Error, ValueError) as exc:
-            raise QueryFailed(self._reason(exc) if isinstance(exc, sqlite3.Error)
-                              else str(exc)) from None
+            raise QueryFailed(
+                self._reason(exc) if isinstance(exc, sqlite3.Error) else str(exc)
+            ) from None
         return columns, list(rows)
 
 
@@ -192,22 +197,33 @@ KIND = Kind(
     summary="SQLite file opened read-only: opens and answers, size, WAL size, named queries.",
     parse=parse,
     probe=SqliteProbe,
-    families=(DB_PING_SECONDS, DATABASE_BYTES, WAL_BYTES, PAGES, FREE_PAGES, PAGE_BYTES,
-              *QUERY_FAMILIES),
+    families=(
+        DB_PING_SECONDS,
+        DATABASE_BYTES,
+        WAL_BYTES,
+        PAGES,
+        FREE_PAGES,
+        PAGE_BYTES,
+        *QUERY_FAMILIES,
+    ),
     target="path",
     alerts=(
-        down("SQLite database", 300.0, (
-            "ls -l the file: does it exist, is it readable by the exporter's user?",
-            "sqlite3 FILE 'PRAGMA quick_check' on a copy when the file may be corrupt.",
-        ), name="Unreadable",
-             state="unreadable (cannot open or read the file)"),
+        down(
+            "SQLite database",
+            300.0,
+            (
+                "ls -l the file: does it exist, is it readable by the exporter's user?",
+                "sqlite3 FILE 'PRAGMA quick_check' on a copy when the file may be corrupt.",
+            ),
+            name="Unreadable",
+            state="unreadable (cannot open or read the file)",
+        ),
         QUERY_FAILING,
         QUERY_VALUE,
         stale("query", 3600.0, from_queries=True),
     ),
     panels=(
         Panel("Database size", 'sqlite_database_size_bytes{check=~"$check"}', "bytes"),
-        Panel("Query success", 'db_query_success{check=~"$check"}', "bool",
-              "{{check}} {{query}}"),
+        QUERY_SUCCESS_PANEL,
     ),
 )

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import socket
 import ssl
 import time
 from dataclasses import dataclass
 
 from exporter.alerting import Panel, cert_expiring, down
-from exporter.checks._timestamps import cert_not_after
-from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
+from exporter.checks._net import (
+    TlsOptions,
+    error_reason,
+    host_problem,
+    parse_tls_mapping,
+    peer_cert_expiry,
+)
+from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
 from exporter.fields import Reader
 from exporter.redact import REDACTOR
 from exporter.samples import Family, Sink
@@ -45,106 +49,12 @@ EXPECT_READ_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
-class TlsOptions:
-    """How to verify a server's certificate (shared with the http kind)."""
-
-    ca_file: str | None = None
-    insecure: bool = False
-    server_name: str | None = None
-
-    def context(self) -> ssl.SSLContext:
-        """A client context; raises OSError/ssl.SSLError when ``ca_file`` is unusable."""
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if self.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-
-def parse_tls_mapping(tls: Reader) -> TlsOptions:
-    """The keys of a ``tls:`` mapping, with the CA file checked at load time."""
-    ca_file = tls.str("ca_file", None)
-    options = TlsOptions(
-        ca_file=ca_file or None,
-        insecure=tls.bool("insecure", False),
-        server_name=tls.str("server_name", None) or None,
-    )
-    if options.ca_file:
-        try:
-            options.context()
-        except OSError as exc:
-            tls.error("ca_file", f"cannot read {options.ca_file}: {exc.strerror or exc}")
-        except ssl.SSLError:
-            tls.error("ca_file", f"{options.ca_file} holds no PEM certificate")
-    tls.done()
-    return options
-
-
-def os_reason(exc: OSError) -> str:
-    """``Connection refused`` rather than asyncio's ``Connect call failed ('::1', 80)``."""
-    if isinstance(exc, socket.gaierror):
-        # getaddrinfo's codes are not errno values: os.strerror(-2) is "Unknown error -2".
-        return f"cannot resolve host: {exc.strerror or exc}"
-    if exc.errno:
-        return os.strerror(exc.errno)
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-def tls_failure(exc: BaseException) -> str:
-    """A short operator reason for a failed handshake."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        if exc.reason == "WRONG_VERSION_NUMBER":
-            return "the server does not speak TLS here (WRONG_VERSION_NUMBER)"
-        return exc.reason or str(exc)
-    if isinstance(exc, OSError):
-        return os_reason(exc)
-    return str(exc) or type(exc).__name__
-
-
-def own_budget(timeout: float) -> float:
-    """The time a probe allows itself: a little under the check timeout.
-
-    Stopping first lets the probe say which step was slow and write its 0s, instead of
-    the runner's generic "timed out".
-    """
-    return max(timeout * 0.9, timeout - 0.5)
-
-
-def peer_cert_expiry(ssl_object: object) -> float | None:
-    """``notAfter`` of the peer's leaf certificate, or None when there is none to read."""
-    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
-    try:
-        return cert_not_after(der)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
 class TcpOptions:
     host: str
     port: int
     tls: TlsOptions | None = None
     send: str | None = None
     expect: re.Pattern[str] | None = None
-
-
-def host_problem(host: str) -> str | None:
-    """Why the resolver would refuse ``host`` outright, or None.
-
-    getaddrinfo raises UnicodeError (not OSError) for an empty or over-long label
-    (``db..local``): caught here, at load, rather than as an unexpected error per scrape.
-    """
-    try:
-        host.encode("idna")
-    except UnicodeError:
-        return "a label of the host name is empty or longer than 63 characters"
-    return None
 
 
 def parse_address(reader: Reader, key: str) -> tuple[str, int]:
@@ -224,7 +134,7 @@ class TcpProbe(BaseProbe[TcpOptions]):
                         self.options.host, self.options.port
                     )
                 except OSError as exc:
-                    raise CheckFailed(f"connect to {self._address}: {os_reason(exc)}") from None
+                    raise CheckFailed(f"connect to {self._address}: {error_reason(exc)}") from None
                 out.add(CONNECT_SECONDS, time.perf_counter() - started)
                 try:
                     if self.options.tls is not None:
@@ -252,11 +162,9 @@ class TcpProbe(BaseProbe[TcpOptions]):
         except OSError as exc:  # resets, TLS alerts, EHOSTUNREACH mid-exchange
             if step == "expect":
                 out.add(EXPECT_MATCHED, 0)
-            raise CheckFailed(f"{step} to {self._address}: {tls_failure(exc)}") from None
+            raise CheckFailed(f"{step} to {self._address}: {error_reason(exc)}") from None
 
-    async def _handshake(
-        self, writer: asyncio.StreamWriter, tls: TlsOptions, out: Sink
-    ) -> None:
+    async def _handshake(self, writer: asyncio.StreamWriter, tls: TlsOptions, out: Sink) -> None:
         started = time.perf_counter()
         try:
             if self._tls_context is None:
@@ -265,7 +173,7 @@ class TcpProbe(BaseProbe[TcpOptions]):
                 self._tls_context, server_hostname=tls.server_name or self.options.host
             )
         except (ssl.SSLError, OSError) as exc:
-            raise CheckFailed(f"TLS handshake with {self._address}: {tls_failure(exc)}") from None
+            raise CheckFailed(f"TLS handshake with {self._address}: {error_reason(exc)}") from None
         out.add(TLS_SECONDS, time.perf_counter() - started)
         expiry = peer_cert_expiry(writer.get_extra_info("ssl_object"))
         if expiry is not None:
@@ -320,13 +228,15 @@ KIND = Kind(
     families=(CONNECT_SECONDS, TLS_SECONDS, TLS_EXPIRY, EXPECT_MATCHED),
     target="address",
     alerts=(
-        down("TCP service", 120.0, (
-            "Check the service behind the port is running and listening (ss -ltnp).",
-            "Check the network path and firewall from the exporter's host.",
-        )),
+        down(
+            "TCP service",
+            120.0,
+            (
+                "Check the service behind the port is running and listening (ss -ltnp).",
+                "Check the network path and firewall from the exporter's host.",
+            ),
+        ),
         cert_expiring("tcp_tls_cert_expiry_timestamp_seconds"),
     ),
-    panels=(
-        Panel("TCP connect time", 'tcp_connect_duration_seconds{check=~"$check"}', "seconds"),
-    ),
+    panels=(Panel("TCP connect time", 'tcp_connect_duration_seconds{check=~"$check"}', "seconds"),),
 )

@@ -33,9 +33,12 @@ MAX_INCOMING = 1000
 def _get(doc: Mapping[str, Any], path: str) -> Any:
     value: Any = doc
     for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
+        if isinstance(value, list) and part.isdigit():  # a position, as mongod reads it
+            value = value[int(part)] if int(part) < len(value) else None
+        elif not isinstance(value, Mapping) or part not in value:
             return None
-        value = value[part]
+        else:
+            value = value[part]
     return value
 
 

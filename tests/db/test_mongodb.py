@@ -22,9 +22,13 @@ NEWEST = datetime(2026, 3, 2, 8, 15, 30, tzinfo=UTC)
 
 
 def check(peer: MongoPeer, **extra: Any) -> dict[str, Any]:
-    return {"name": "faces", "kind": "mongodb", "timeout": "5s",
-            "url": f"mongodb://127.0.0.1:{peer.port}/face-recognition?directConnection=true",
-            **extra}
+    return {
+        "name": "faces",
+        "kind": "mongodb",
+        "timeout": "5s",
+        "url": f"mongodb://127.0.0.1:{peer.port}/face-recognition?directConnection=true",
+        **extra,
+    }
 
 
 async def test_ping_connections_and_version(peer: MongoPeer) -> None:
@@ -46,21 +50,37 @@ async def test_ping_connections_and_version(peer: MongoPeer) -> None:
 async def test_freshness_lookups(peer: MongoPeer) -> None:
     oid = ObjectId.from_datetime(datetime(2026, 1, 5, tzinfo=UTC))
     peer.collections[("face-recognition", "detections")] = [
-        {"_id": ObjectId.from_datetime(datetime(2026, 1, 1, tzinfo=UTC)), "camera": "gate",
-         "seen_at": datetime(2026, 3, 1, tzinfo=UTC), "meta": {"ms": 1_700_000_000_000}},
+        {
+            "_id": ObjectId.from_datetime(datetime(2026, 1, 1, tzinfo=UTC)),
+            "camera": "gate",
+            "seen_at": datetime(2026, 3, 1, tzinfo=UTC),
+            "meta": {"ms": 1_700_000_000_000},
+        },
         {"_id": oid, "camera": "gate", "seen_at": NEWEST, "meta": {"ms": 1_772_000_000_000}},
-        {"_id": ObjectId.from_datetime(datetime(2026, 1, 3, tzinfo=UTC)), "camera": "lobby",
-         "seen_at": datetime(2026, 3, 3, tzinfo=UTC)},
+        {
+            "_id": ObjectId.from_datetime(datetime(2026, 1, 3, tzinfo=UTC)),
+            "camera": "lobby",
+            "seen_at": datetime(2026, 3, 3, tzinfo=UTC),
+        },
     ]
     peer.collections[("audit", "events")] = [{"_id": 1, "at": "2026-02-01T10:00:00Z"}]
-    result = await run_check(check(peer, freshness=[
-        {"name": "detections", "collection": "detections", "field": "seen_at"},
-        {"name": "gate", "collection": "detections", "field": "seen_at",
-         "filter": {"camera": "gate"}},
-        {"name": "by_id", "collection": "detections", "field": "_id"},
-        {"name": "millis", "collection": "detections", "field": "meta.ms"},
-        {"name": "audit", "database": "audit", "collection": "events", "field": "at"},
-    ]))
+    result = await run_check(
+        check(
+            peer,
+            freshness=[
+                {"name": "detections", "collection": "detections", "field": "seen_at"},
+                {
+                    "name": "gate",
+                    "collection": "detections",
+                    "field": "seen_at",
+                    "filter": {"camera": "gate"},
+                },
+                {"name": "by_id", "collection": "detections", "field": "_id"},
+                {"name": "millis", "collection": "detections", "field": "meta.ms"},
+                {"name": "audit", "database": "audit", "collection": "events", "field": "at"},
+            ],
+        )
+    )
     assert result.success, result.error
     fresh = {dict(k)["item"]: v for k, v in values(result, "freshness_timestamp_seconds").items()}
     assert fresh == {
@@ -78,23 +98,59 @@ async def test_failing_lookup_fails_only_itself(
 ) -> None:
     caplog.set_level(logging.INFO, logger="runbook_exporter")
     peer.collections[("face-recognition", "detections")] = [{"_id": 1, "label": "x"}]
-    result = await run_check(check(peer, freshness=[
-        {"name": "empty", "collection": "nothing", "field": "seen_at"},
-        {"name": "text", "collection": "detections", "field": "label"},
-    ]))
+    result = await run_check(
+        check(
+            peer,
+            freshness=[
+                {"name": "empty", "collection": "nothing", "field": "seen_at"},
+                {"name": "text", "collection": "detections", "field": "label"},
+            ],
+        )
+    )
     assert result.success, result.error  # the server answers: only the lookups failed
     assert query_failures(caplog) == {
         "empty": "no document in face-recognition.nothing has seen_at",
-        "text": 'label is text "x" that is neither ISO 8601 nor a number, expected a time',
+        "text": 'label: expected an ISO 8601 time or epoch seconds, got "x"',
     }
     assert value(result, "db_query_success", query="empty") == 0
     assert value(result, "db_query_success", query="text") == 0
     assert value(result, "db_pool_max_connections") == MAX_INCOMING
 
 
+async def test_field_paths_are_the_http_kinds_paths(
+    peer: MongoPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reconciled with ``_jsonpath``: mongodb's own ``_field`` could not index a list and
+    answered "no document has label.at" when label was a string; the shared paths index
+    lists and say where a path stops."""
+    caplog.set_level(logging.INFO, logger="runbook_exporter")
+    first, second = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    peer.collections[("face-recognition", "sensors")] = [
+        {"_id": 1, "label": "x", "readings": [{"at": first}, {"at": second}]},
+    ]
+    result = await run_check(
+        check(
+            peer,
+            freshness=[
+                {"name": "second", "collection": "sensors", "field": "readings.1.at"},
+                {"name": "typed", "collection": "sensors", "field": "label.at"},
+                {"name": "absent", "collection": "sensors", "field": "readings.5.at"},
+            ],
+        )
+    )
+    assert result.success, result.error
+    assert value(result, "freshness_timestamp_seconds", item="second") == second.timestamp()
+    assert query_failures(caplog) == {
+        "typed": "label.at: label is a string, not an object",
+        "absent": "no document in face-recognition.sensors has readings.5.at",
+    }
+
+
 async def test_refused_server_status_fails_with_the_server_reason(peer: MongoPeer) -> None:
     peer.failures["serverStatus"] = {
-        "ok": 0.0, "code": 13, "codeName": "Unauthorized",
+        "ok": 0.0,
+        "code": 13,
+        "codeName": "Unauthorized",
         "errmsg": "not authorized on admin to execute command { serverStatus: 1 }",
     }
     result = await run_check(check(peer))
@@ -127,8 +183,9 @@ async def test_hung_server_times_out_then_stop_and_restart_recover(peer: MongoPe
 
 
 def test_password_is_not_shown_in_config_errors() -> None:
-    (problem,) = config_problems({"name": "m", "kind": "mongodb",
-                                  "url": "mongodb://u:hunter2-xyz@h:1/db?bogus=1"})
+    (problem,) = config_problems(
+        {"name": "m", "kind": "mongodb", "url": "mongodb://u:hunter2-xyz@h:1/db?bogus=1"}
+    )
     # The words after the prefix are pymongo's and change between its releases (4.20 no
     # longer names the option); the path, the kind of failure and the redaction are ours.
     assert problem.startswith("checks[0].url: invalid MongoDB URL: ")
@@ -141,19 +198,43 @@ def test_password_is_not_shown_in_config_errors() -> None:
     ("options", "problems"),
     [
         ({}, ["checks[0].url: required but missing"]),
-        ({"url": "http://u:topsecret@h/db"},
-         ['checks[0].url: expected a URL starting with mongodb:// or mongodb+srv://, '
-          'got "http://u:<secret>@h/db"']),
-        ({"url": "mongodb://h/db", "freshness": [{"name": "f", "collection": "c"}]},
-         ["checks[0].freshness[0].field: required but missing"]),
-        ({"url": "mongodb://h1:27017,h2:27017/?replicaSet=rs0",
-          "freshness": [{"name": "f", "collection": "c", "field": "t", "filter": [1]},
-                        {"name": "f", "database": "d", "collection": "c", "field": "t"}]},
-         ["checks[0].freshness[0].database: required when the url names no database",
-          "checks[0].freshness[0].filter: expected a mapping such as {source: gps}, "
-          "got a list",
-          'checks[0].freshness[1].name: duplicate name "f", first used at '
-          "checks[0].freshness[0]"]),
+        (
+            {"url": "http://u:topsecret@h/db"},
+            [
+                "checks[0].url: expected a URL starting with mongodb:// or mongodb+srv://, "
+                'got "http://u:<secret>@h/db"'
+            ],
+        ),
+        (
+            {"url": "mongodb://h/db", "freshness": [{"name": "f", "collection": "c"}]},
+            ["checks[0].freshness[0].field: required but missing"],
+        ),
+        (
+            {
+                "url": "mongodb://h/db",
+                "freshness": [{"name": "f", "collection": "c", "field": "a..b"}],
+            },
+            [
+                'checks[0].freshness[0].field: empty segment in path "a..b" '
+                '(use "." for the whole document)'
+            ],
+        ),
+        (
+            {
+                "url": "mongodb://h1:27017,h2:27017/?replicaSet=rs0",
+                "freshness": [
+                    {"name": "f", "collection": "c", "field": "t", "filter": [1]},
+                    {"name": "f", "database": "d", "collection": "c", "field": "t"},
+                ],
+            },
+            [
+                "checks[0].freshness[0].database: required when the url names no database",
+                "checks[0].freshness[0].filter: expected a mapping such as {source: gps}, "
+                "got a list",
+                'checks[0].freshness[1].name: duplicate name "f", first used at '
+                "checks[0].freshness[0]",
+            ],
+        ),
     ],
 )
 def test_bad_options(options: dict[str, Any], problems: list[str]) -> None:
@@ -162,6 +243,8 @@ def test_bad_options(options: dict[str, Any], problems: list[str]) -> None:
 
 def test_a_url_pymongo_refuses_is_reported_at_its_path_once() -> None:
     # pymongo's own sentence follows the prefix; only the exporter's part is asserted.
-    (problem,) = config_problems({"name": "m", "kind": "mongodb", "url": "mongodb://h/db?tls=maybe"})
+    (problem,) = config_problems(
+        {"name": "m", "kind": "mongodb", "url": "mongodb://h/db?tls=maybe"}
+    )
     assert problem.startswith("checks[0].url: invalid MongoDB URL: ")
     assert "tls" in problem

@@ -539,7 +539,7 @@ async def test_slow_response_is_cut_by_the_timeout(serve: Serve, release: asynci
 async def test_connection_refused_fails_with_reason() -> None:
     port = free_port()
     result = await run_check({"name": "e", "kind": "http", "url": f"http://127.0.0.1:{port}/"})
-    assert result.error == f"connect to 127.0.0.1:{port}: Connection refused"
+    assert result.error == f"connect to 127.0.0.1:{port}: connection refused"
     assert value(result, "http_probe_up") == 0
 
 
@@ -835,7 +835,7 @@ async def test_http_password_in_url_is_not_in_the_reason() -> None:
         [{"name": "e", "kind": "http", "url": f"http://monitor:${{PW}}@127.0.0.1:{port}/health"}],
         env={"PW": "Url-Pa55word"},
     )
-    assert result.error == f"connect to 127.0.0.1:{port}: Connection refused"
+    assert result.error == f"connect to 127.0.0.1:{port}: connection refused"
 
 
 async def test_http_close_after_success_and_failure_leaves_no_connection(

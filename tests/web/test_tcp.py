@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.checks.tcp import os_reason
+from exporter.checks._net import error_reason
 from tests.leaks import polled
 from tests.servers import RedisServer
 from tests.support import (
@@ -112,7 +113,7 @@ async def test_silent_server_is_cut_by_the_timeout(release: asyncio.Event) -> No
 async def test_closed_port_fails_with_the_os_reason() -> None:
     port = free_port()
     result = await run_check({"name": "t", "kind": "tcp", "address": f"127.0.0.1:{port}"})
-    assert result.error == f"connect to 127.0.0.1:{port}: Connection refused"
+    assert result.error == f"connect to 127.0.0.1:{port}: connection refused"
     assert values(result, "tcp_connect_duration_seconds") == {}
 
 
@@ -228,7 +229,7 @@ def test_unresolvable_host_reason_is_the_resolver_message() -> None:
     """A real getaddrinfo failure, made locally (numeric-host lookup of a name)."""
     with pytest.raises(socket.gaierror) as caught:
         socket.getaddrinfo("engine.internal", 80, flags=socket.AI_NUMERICHOST)
-    reason = os_reason(caught.value)
+    reason = error_reason(caught.value)
     # os.strerror(-2) would say "Unknown error -2": gaierror codes are not errno values.
     assert reason == f"cannot resolve host: {caught.value.strerror}"
     assert "Unknown error" not in reason
@@ -283,3 +284,24 @@ async def test_tcp_probe_hangs_up_after_each_run() -> None:
         assert result.success, result.error
         await async_wait_until(polled(lambda: listener.open == 0), what="tcp connection closed")
     assert listener.accepted == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('::1', 80)"),
+            "connection refused",
+        ),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), "connection reset by peer"),
+        (TimeoutError(), "timed out"),
+        (OSError("Multiple exceptions: [Errno 111] ..."), "multiple exceptions: [Errno 111] ..."),
+        (ValueError('FATAL:  role "x"\n  does not exist'), 'FATAL: role "x" does not exist'),
+        (ValueError(), "ValueError"),
+    ],
+)
+def test_one_reason_for_every_kind(error: BaseException, reason: str) -> None:
+    """Reconciled: tcp/http said ``Connection refused`` (the OS text), postgres and redis
+    ``connection refused``, postgres ``timed out`` where tcp said ``TimeoutError``; one
+    function now answers for all, as a lower-case clause after the step."""
+    assert error_reason(error) == reason
