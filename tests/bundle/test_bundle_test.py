@@ -58,9 +58,9 @@ def test_a_moved_threshold_fails(bundle: Path, tmp_path: Path) -> None:
     out = _copy(bundle, tmp_path, "smart-city")
     rules = out / "rules" / "smart-city.rules.yml"
     text = rules.read_text()
-    edited = text.replace(
-        'disk_size_bytes{check="app-disk"} > 0.9\n', 'disk_size_bytes{check="app-disk"} > 0.95\n'
-    )
+    smart_city = next(p for p in load_profiles(PROFILES) if p.slug == "smart-city")
+    alert = smart_city.alert("DiskFilling")
+    edited = text.replace(alert.expr(), alert.expr(0.95))
     assert edited != text
     rules.write_text(edited)
     result = _cli("--output", str(out), "--promtool", promtool)
