@@ -32,7 +32,9 @@ from exporter.bundle.rules import alert_annotations, alert_labels, runbook_url
 from exporter.fields import format_duration, parse_duration
 
 STEP = 60.0  # seconds between input samples and between rule evaluations
-RANGE = re.compile(r"\[([0-9]+[smhdwy][0-9smhdwy]*)\]")
+# A range (`[5m]`, a subquery's `[1h:5m]`) or an offset: how far back the rule looks.
+_DURATION = r"[0-9]+[smhdwy][0-9smhdwy]*"
+LOOKS_BACK = re.compile(rf"\[({_DURATION})(?::(?:{_DURATION})?)?\]|\boffset\s+({_DURATION})")
 # The system label the isolation tests give the inputs of a system that is not this one.
 OTHER_SYSTEM = "another-system"
 
@@ -94,10 +96,14 @@ def crossing(alert: Alert) -> float:
 
 
 def longest_range(alert: Alert) -> float:
-    """The longest ``[range]`` the rule reads (0 without one): a quiet input is held
-    that long past ``for`` so a window that fills slowly cannot hide a firing."""
-    found = [parse_duration(m) for m in RANGE.findall(alert.expr())]
-    return max((f for f in found if f is not None), default=0.0)
+    """How far back the rule looks (the longest ``[range]`` plus the longest ``offset``;
+    0 without either): a quiet input is held that long past ``for``, so a window that
+    fills slowly cannot hide a firing."""
+    ranges, offsets = [0.0], [0.0]
+    for window, offset in LOOKS_BACK.findall(alert.expr()):
+        ranges.append(parse_duration(window) or 0.0 if window else 0.0)
+        offsets.append(parse_duration(offset) or 0.0 if offset else 0.0)
+    return max(ranges) + max(offsets)
 
 
 def expected_annotations(

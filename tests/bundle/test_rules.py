@@ -20,7 +20,7 @@ from exporter.bundle.guards import guards
 from exporter.bundle.known import EXTERNAL_METRICS
 from exporter.bundle.mutations import FOR_LONGER, THRESHOLD_MOVES, mutations, survivors
 from exporter.bundle.profile import Profile
-from exporter.bundle.promtests import expected_annotations, promtool_tests
+from exporter.bundle.promtests import expected_annotations, longest_range, promtool_tests
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
@@ -307,3 +307,14 @@ def test_service_label_ties_a_down_job_to_its_health_check(
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+def test_quiet_tests_wait_as_far_back_as_the_rule_looks(profiles: list[Profile]) -> None:
+    """The quiet test is checked again once the longest range plus the longest offset has
+    passed: a rule comparing against its own past cannot hide behind a half-filled window."""
+    alert = profiles[0].alerts[0]
+    for query, seconds in (
+        ("x", 0.0),
+        ("rate(x[5m])", 300.0),
+        ("max_over_time(x[1h]) - x offset 2h", 10800.0),
+        ("changes(x[30m:]) + rate(y[5m:1m])", 1800.0),
+    ):
+        assert longest_range(replace(alert, query=query)) == seconds, query
