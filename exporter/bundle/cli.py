@@ -1,4 +1,5 @@
-"""``runbook-exporter bundle generate|check``: profiles -> rules, routing, dashboards, docs."""
+"""``runbook-exporter bundle generate|check|test``: profiles -> rules, routing, dashboards,
+docs, and the promtool tests of the rules (``test`` runs them)."""
 
 from __future__ import annotations
 
@@ -57,9 +58,27 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                 help="send every receiver to this webhook instead of the real channels "
                 "(drills); routes, grouping and inhibitions stay as generated",
             )
+    test = actions.add_parser(
+        "test",
+        help="run promtool on the generated unit tests (rules/tests/*.test.yml): every "
+        "alert silent just short of its threshold, firing just past it once `for` elapses",
+    )
+    test.add_argument("--output", default=".", type=Path,
+                      help="directory holding rules/ and rules/tests/ (default: the "
+                      "current directory)")
+    test.add_argument("--promtool", default=None, metavar="PATH",
+                      help="the promtool binary (default: promtool on PATH)")
+    test.add_argument("--mutate", action="store_true",
+                      help="also prove the tests pin each alert of --profiles: its "
+                      "threshold moved 5%% (1%%) toward quiet, 1%% toward firing, its `for` "
+                      "one evaluation longer must each fail them")
+    test.add_argument("--profiles", default="profiles", type=Path,
+                      help="with --mutate: directory of profile YAML files (default: profiles)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bundle_action == "test":
+        return run_tests(args)
     if getattr(args, "config", None) is not None:
         return _run_config(args)
     # The generator is imported when a bundle command runs, not when the command line is
@@ -137,6 +156,63 @@ def _run_config(args: argparse.Namespace) -> int:
         return 1
     print(f"{len(files)} generated files match {args.config}")
     return 0
+
+
+PROMTOOL_MISSING = (
+    "promtool not found{where}: it ships with Prometheus (Debian/Ubuntu: apt-get install "
+    "prometheus; or the prometheus-*.tar.gz release from https://prometheus.io/download/); "
+    "put it on PATH or give --promtool PATH"
+)
+
+
+def run_tests(args: argparse.Namespace) -> int:
+    """``bundle test``: promtool test rules on every rules/tests/*.test.yml under --output
+    (promtool prints each file's result); with --mutate, the mutation test of --profiles."""
+    import shutil
+    import subprocess
+
+    promtool = args.promtool or shutil.which("promtool")
+    if not promtool or shutil.which(promtool) is None:
+        where = f" at {args.promtool}" if args.promtool else " on PATH"
+        print(PROMTOOL_MISSING.format(where=where), file=sys.stderr)
+        return 2
+    from exporter.bundle.promtests import TESTS_DIR
+
+    files = sorted((args.output / TESTS_DIR).glob("*.test.yml"))
+    if not files:
+        print(f"{args.output / TESTS_DIR}: no *.test.yml (run `runbook-exporter bundle "
+              "generate` first)", file=sys.stderr)
+        return 2
+    result = subprocess.run([promtool, "test", "rules", *map(str, files)], check=False)
+    if result.returncode != 0 or not args.mutate:
+        return 1 if result.returncode else 0
+    return _mutate(promtool, args.profiles)
+
+
+def _mutate(promtool: str, directory: Path) -> int:
+    import tempfile
+
+    from exporter.bundle.guards import guards
+    from exporter.bundle.mutations import mutations, survivors
+    from exporter.bundle.profile import load_profiles
+
+    try:
+        profiles = load_profiles(directory)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    mutants = mutations(profiles)
+    with tempfile.TemporaryDirectory(prefix="bundle-mutants-") as scratch:
+        survived = survivors(promtool, mutants, Path(scratch))
+    alerts = sum(len(p.alerts) for p in profiles)
+    guarded = sum(len(guards(p)) for p in profiles)
+    print(f"{len(mutants)} mutants of {alerts} alerts and {guarded} missing-data guards: "
+          f"{len(survived)} survived")
+    for mutant in survived:
+        print(f"  survived: {mutant.alert} ({mutant.profile}): {mutant.kind}, {mutant.what}",
+              file=sys.stderr)
+    return 1 if survived else 0
 
 
 def main(argv: list[str] | None = None) -> int:

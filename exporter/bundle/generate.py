@@ -22,6 +22,7 @@ from exporter.bundle.generic import RULES_PATH as GENERIC_RULES
 from exporter.bundle.kubernetes import OUTPUT as K8S_RULES
 from exporter.bundle.kubernetes import manifests
 from exporter.bundle.profile import Profile
+from exporter.bundle.promtests import test_files
 from exporter.bundle.rules import drill, rules_file
 from exporter.bundle.scrape import scrape_files
 
@@ -37,6 +38,7 @@ Writer = Callable[[list[Profile], Options], dict[str, str]]
 
 OUTPUTS: tuple[tuple[str, Writer], ...] = (
     ("rules/*.rules.yml", lambda ps, _: {f"rules/{p.slug}.rules.yml": rules_file(p) for p in ps}),
+    ("rules/tests/*.test.yml", lambda ps, _: test_files(ps)),
     ("alertmanager/*", lambda ps, o: alertmanager_files(ps, webhook_url=o.webhook_url)),
     ("dashboards/*", lambda ps, _: dashboard_files(ps)),
     ("docs/runbooks/*.md", lambda ps, _: docs_files(ps)),

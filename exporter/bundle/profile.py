@@ -33,7 +33,7 @@ NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
 SLUG = re.compile(r"[a-z][a-z0-9-]*")
 OPERATORS = (">", ">=", "<", "<=", "==", "!=")
 UNITS = ("seconds", "ratio", "percent", "bytes", "count", "bool")
-SHAPES = ("gauge", "rate", "age")
+SHAPES = ("gauge", "rate", "age", "values")
 RECEIVER_TYPES = ("pagerduty", "slack", "email", "sms", "opsgenie")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 # What a runbook line writes down: a threshold, a cadence (how often something runs or is
@@ -59,7 +59,9 @@ class SeriesInput:
     """One input series of an alert's promtool test, in terms of the threshold.
 
     ``gauge``: a constant value; ``rate``: a counter growing by this much per second;
-    ``age``: a timestamp this many seconds behind the evaluation time.
+    ``age``: a timestamp this many seconds behind the evaluation time; ``values``: an
+    explicit series in promtool's expanding notation (``0x30 1x30``: drops, steps,
+    counters that reset), its ``{threshold}``/``{steps}`` placeholders filled in.
     """
 
     series: str
@@ -73,7 +75,13 @@ class AlertTest:
     series: tuple[SeriesInput, ...]
     labels: tuple[tuple[str, str], ...]  # labels the firing alert carries from its series
     value: str | None  # expected alert value, an expression over threshold/fire/quiet
-    settle: float  # seconds the inputs run before the alert may fire (rate windows)
+    # Seconds from the first input sample to the first evaluation at which the firing
+    # inputs are past the threshold: the alert is pending from then and fires `for`
+    # later. None: 0 for gauges and ages, one step for rates (a rate needs two samples).
+    # A rate compared in absolute terms needs its window full; explicit values cross
+    # where their author put the change. promtool proves the number: one evaluation
+    # earlier the alert is silent.
+    settle: float | None
     # When set, the alert also fires with no input series at all (its query guards
     # against a vanished target), carrying these labels.
     absent_labels: tuple[tuple[str, str], ...] | None = None
@@ -342,8 +350,13 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
                                        f"and {candidate}")
                 continue
             shape = candidate
-            quiet = _expression(values, "quiet", names)
-            fire = _expression(values, "fire", names)
+            if candidate == "values":
+                allowed = ("threshold", "steps")
+                quiet = _template(values, "quiet", allowed)
+                fire = _template(values, "fire", allowed)
+            else:
+                quiet = _expression(values, "quiet", names)
+                fire = _expression(values, "fire", names)
             values.done()
         if not shape:
             entry.error(None, f"needs one of {', '.join(SHAPES)} with quiet and fire values")
@@ -355,11 +368,11 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
     value = None
     if reader.has("value"):
         value = _expression(reader, "value", {**names, "fire": 1.0, "quiet": 1.0})
-    elif shows_value and (len(series) != 1 or series[0].shape == "rate"):
+    elif shows_value and (len(series) != 1 or series[0].shape in ("rate", "values")):
         reader.error("value", "required when the summary or description shows {value} and "
-                              "the test has several series or a rate: the alert's value as "
-                              "an expression over threshold and fire")
-    settle = reader.duration("settle", 1800.0)
+                              "the test has several series, a rate or explicit values: the "
+                              "alert's value as an expression over threshold and fire")
+    settle = reader.duration("settle", None, positive=False) if reader.has("settle") else None
     reader.done()
     return AlertTest(tuple(series), labels, value, settle)
 
@@ -544,7 +557,7 @@ def _exporter_down(reader: Reader | None, prefix: str, severities: list[Severity
             ),
             labels=(("instance", "exporter:9711"), ("job", EXPORTER_JOB)),
             value=None,
-            settle=1800.0,
+            settle=None,
             absent_labels=(("job", EXPORTER_JOB),),
         ),
     )

@@ -1,14 +1,19 @@
 """promtool unit tests for every alert, built from each alert's ``test:`` block.
 
-For each alert two tests: the inputs just on the quiet side of the threshold stay silent
-after the alert's ``for`` has long elapsed; the inputs on the firing side stay silent one
-evaluation before ``for`` elapses and then fire with the expected labels and annotations
-(runbook_url included). Inputs are written in terms of the threshold, so the numbers in
-the tests come from the same place as the numbers in the rules.
+For each alert two tests that pin it: the inputs just on the quiet side of the threshold
+(within 1 % of it, or one step of an integer signal) stay silent at the moment the alert
+could first fire and after its rate windows have filled; the inputs just past it stay
+silent one evaluation before ``for`` has elapsed and fire exactly when it has, with the
+expected labels and annotations (runbook_url included). So moving a threshold 5 % toward
+the quiet side or lengthening ``for`` by one evaluation fails them
+(:mod:`exporter.bundle.mutations` proves it for every alert). Inputs are written in
+terms of the threshold, so the numbers in the tests come from the same place as the
+numbers in the rules.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from exporter.bundle.guards import guards, required_of
@@ -24,9 +29,12 @@ from exporter.bundle.profile import (
 )
 from exporter.bundle.render import GENERATED, dump_yaml, threshold_text, value_text
 from exporter.bundle.rules import alert_annotations, alert_labels, runbook_url
-from exporter.fields import format_duration
+from exporter.fields import format_duration, parse_duration
 
 STEP = 60.0  # seconds between input samples and between rule evaluations
+# A range (`[5m]`, a subquery's `[1h:5m]`) or an offset: how far back the rule looks.
+_DURATION = r"[0-9]+[smhdwy][0-9smhdwy]*"
+LOOKS_BACK = re.compile(rf"\[({_DURATION})(?::(?:{_DURATION})?)?\]|\boffset\s+({_DURATION})")
 # The system label the isolation tests give the inputs of a system that is not this one.
 OTHER_SYSTEM = "another-system"
 
@@ -54,10 +62,13 @@ def _inputs(alert: Alert, side: str, steps: int, system: str) -> list[dict[str, 
     names = {"threshold": alert.threshold}
     out = []
     for entry in alert.test.series:
-        value = evaluate(entry.quiet if side == "quiet" else entry.fire, names)
-        series = with_labels(fill(entry.series, threshold=alert.threshold),
-                             {SYSTEM_LABEL: system})
-        out.append({"series": series, "values": _values(entry.shape, value, steps)})
+        given = entry.quiet if side == "quiet" else entry.fire
+        series = with_labels(fill(entry.series, threshold=alert.threshold), {SYSTEM_LABEL: system})
+        if entry.shape == "values":
+            values = fill(given, threshold=alert.threshold, steps=steps)
+        else:
+            values = _values(entry.shape, evaluate(given, names), steps)
+        out.append({"series": series, "values": values})
     return out
 
 
@@ -66,11 +77,33 @@ def expected_value(alert: Alert) -> float:
         return 1.0
     names = {"threshold": alert.threshold}
     first = alert.test.series[0]
+    if first.shape == "values":  # the profile gives the value (checked when loading)
+        return evaluate(alert.test.value or "threshold", names)
     fire = evaluate(first.fire, names)
     quiet = evaluate(first.quiet, names)
     if alert.test.value is None:
         return fire
     return evaluate(alert.test.value, {**names, "fire": fire, "quiet": quiet})
+
+
+def crossing(alert: Alert) -> float:
+    """Seconds from the first sample to the first evaluation with the firing inputs
+    past the threshold: the test's ``settle``, else 0 for gauges and ages and one step
+    for rates (two samples)."""
+    if alert.test.settle is not None:
+        return alert.test.settle
+    return STEP if any(e.shape == "rate" for e in alert.test.series) else 0.0
+
+
+def longest_range(alert: Alert) -> float:
+    """How far back the rule looks (the longest ``[range]`` plus the longest ``offset``;
+    0 without either): a quiet input is held that long past ``for``, so a window that
+    fills slowly cannot hide a firing."""
+    ranges, offsets = [0.0], [0.0]
+    for window, offset in LOOKS_BACK.findall(alert.expr()):
+        ranges.append(parse_duration(window) or 0.0 if window else 0.0)
+        offsets.append(parse_duration(offset) or 0.0 if offset else 0.0)
+    return max(ranges) + max(offsets)
 
 
 def expected_annotations(
@@ -92,31 +125,37 @@ def expected_annotations(
 
 
 def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
-    starts_late = any(entry.shape == "rate" for entry in alert.test.series)
-    start = STEP if starts_late else 0.0  # a rate needs two samples
-    settle = max(alert.test.settle, STEP)
-    end = start + alert.for_ + settle
-    steps = int(end // STEP) + 2
-    at_end = format_duration(end)
+    """The tests of one alert (see the module docstring), plus isolation: another
+    system's series never fire it, and, for an alert that fires on absent series, no
+    series at all fire it as well."""
+    start = crossing(alert)
+    fires_at = start + alert.for_
+    # Quiet: silent when a firing input would first fire, and still silent once every
+    # window of the rule has filled and `for` has elapsed again.
+    late = max(start, longest_range(alert)) + alert.for_ + STEP
+    steps = int(late // STEP) + 2
     exp_labels = {
         **dict(alert.test.labels),
         SYSTEM_LABEL: profile.system,
         **alert_labels(profile, alert),
     }
+    silent = [
+        {"eval_time": format_duration(at), "alertname": alert.name, "exp_alerts": []}
+        for at in sorted({fires_at, late})
+    ]
     quiet = {
         "name": f"{alert.name}: quiet just short of {threshold_text(alert)}",
         "interval": format_duration(STEP),
         "input_series": _inputs(alert, "quiet", steps, profile.system),
-        "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
+        "alert_rule_test": silent,
     }
-    checks = _fires_after_for(profile, alert, start, end, [exp_labels])
     # Another system's healthy series alongside: they must not change the outcome.
     fire = {
         "name": f"{alert.name}: fires past {threshold_text(alert)} once for elapses",
         "interval": format_duration(STEP),
         "input_series": _inputs(alert, "fire", steps, profile.system)
         + _inputs(alert, "quiet", steps, OTHER_SYSTEM),
-        "alert_rule_test": checks,
+        "alert_rule_test": _fires_at(profile, alert, fires_at, [exp_labels]),
     }
     # Isolation: the same fault in another system's series never fires this system's
     # alert (exp_alerts lists every alert of that name: none).
@@ -126,37 +165,39 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
         "interval": format_duration(STEP),
         "input_series": _inputs(alert, "fire", steps, OTHER_SYSTEM)
         + _inputs(alert, "quiet", steps, profile.system),
-        "alert_rule_test": [{"eval_time": at_end, "alertname": alert.name, "exp_alerts": []}],
+        "alert_rule_test": silent,
     }
     tests = [quiet, fire, isolated]
     if alert.test.absent_labels is not None:
         # No series of this system at all (the target is gone): it fires all the same.
-        labels = {**dict(alert.test.absent_labels), SYSTEM_LABEL: profile.system,
-                  **alert_labels(profile, alert)}
+        labels = {
+            **dict(alert.test.absent_labels),
+            SYSTEM_LABEL: profile.system,
+            **alert_labels(profile, alert),
+        }
         tests.append(
             {
                 "name": f"{alert.name}: fires when its series are absent",
                 "interval": format_duration(STEP),
                 "input_series": _inputs(alert, "quiet", steps, OTHER_SYSTEM),
-                "alert_rule_test": _fires_after_for(
-                    profile, alert, start, end, labels=[labels]
-                ),
+                "alert_rule_test": _fires_at(profile, alert, alert.for_, [labels]),
             }
         )
     return tests
 
 
-def _fires_after_for(
-    profile: Profile, alert: Alert, start: float, end: float, labels: list[dict[str, str]]
+def _fires_at(
+    profile: Profile, alert: Alert, fires_at: float, labels: list[dict[str, str]]
 ) -> list[dict[str, Any]]:
-    """Silent one evaluation before ``for`` has elapsed, then firing with these labels."""
+    """Silent one evaluation before ``fires_at`` (the crossing plus ``for``), then
+    firing with these labels."""
     checks: list[dict[str, Any]] = []
-    if alert.for_ >= STEP:
-        before = format_duration(start + alert.for_ - STEP)
+    if fires_at >= STEP:
+        before = format_duration(fires_at - STEP)
         checks.append({"eval_time": before, "alertname": alert.name, "exp_alerts": []})
     checks.append(
         {
-            "eval_time": format_duration(end),
+            "eval_time": format_duration(fires_at),
             "alertname": alert.name,
             "exp_alerts": [
                 {"exp_labels": each, "exp_annotations": expected_annotations(profile, alert, each)}
@@ -233,7 +274,8 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
                 up(1, OTHER_SYSTEM),
                 *data(OTHER_SYSTEM),
             ],
-            "alert_rule_test": _fires_after_for(profile, guard_alert, 0.0, end, fired),
+            # Missing from the first sample on: pending at once, firing at `for`.
+            "alert_rule_test": _fires_at(profile, guard_alert, guard_alert.for_, fired),
         },
         silent("quiet while the exporter is down (ExporterDown pages)",
                [up(0, profile.system)]),
@@ -254,3 +296,15 @@ def promtool_tests(profile: Profile, rules_path: str) -> str:
         ],
     }
     return dump_yaml(data, GENERATED.format(source=f"profiles/{profile.slug}.yml"))
+
+
+TESTS_DIR = "rules/tests"
+
+
+def test_files(profiles: list[Profile]) -> dict[str, str]:
+    """``rules/tests/<slug>.test.yml`` per profile, reading ``../<slug>.rules.yml`` (promtool
+    resolves rule files against the test file's directory): ``bundle test`` runs them."""
+    return {
+        f"{TESTS_DIR}/{p.slug}.test.yml": promtool_tests(p, f"../{p.slug}.rules.yml")
+        for p in profiles
+    }

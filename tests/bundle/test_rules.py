@@ -1,10 +1,13 @@
-"""Prometheus rules: promtool accepts every file, and a promtool unit test per alert
-proves it stays silent short of its threshold and fires past it with the right labels,
-annotations and runbook_url."""
+"""Prometheus rules: promtool accepts every file, and the shipped promtool unit tests
+(rules/tests/) prove each alert stays silent just short of its threshold and fires just
+past it, exactly when its ``for`` has elapsed, with the right labels, annotations and
+runbook_url; the mutation test proves those tests fail when a threshold or ``for``
+moves."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,9 @@ import yaml
 
 from exporter.bundle.guards import guards
 from exporter.bundle.known import EXTERNAL_METRICS
+from exporter.bundle.mutations import FOR_LONGER, THRESHOLD_MOVES, mutations, survivors
 from exporter.bundle.profile import Profile
-from exporter.bundle.promtests import expected_annotations, promtool_tests
+from exporter.bundle.promtests import expected_annotations, longest_range, promtool_tests
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
@@ -64,15 +68,16 @@ def test_promtool_check_rules(bundle: Path, profiles: list[Profile]) -> None:
         assert f"SUCCESS: {expected} rules found" in result.stdout
 
 
-def test_promtool_unit_tests_cover_every_alert(
-    bundle: Path, profiles: list[Profile], tmp_path: Path
+def test_shipped_promtool_tests_cover_every_alert_and_pass(
+    bundle: Path, profiles: list[Profile]
 ) -> None:
+    """rules/tests/<runbook>.test.yml, as `bundle test` runs them: one promtool call."""
     promtool = _promtool()
-    for profile in profiles:
-        rules = bundle / "rules" / f"{profile.slug}.rules.yml"
-        tests = tmp_path / f"{profile.slug}.test.yml"
-        tests.write_text(promtool_tests(profile, str(rules)), encoding="utf-8")
+    files = sorted((bundle / "rules" / "tests").glob("*.test.yml"))
+    assert [f.name for f in files] == [f"{p.slug}.test.yml" for p in profiles]
+    for profile, tests in zip(profiles, files, strict=True):
         data = yaml.safe_load(tests.read_text())
+        assert data["rule_files"] == [f"../{profile.slug}.rules.yml"]
         tested = {
             check["alertname"]
             for case in data["tests"]
@@ -80,32 +85,65 @@ def test_promtool_unit_tests_cover_every_alert(
             if check["exp_alerts"]
         }
         assert tested == {a.name for a in all_alerts(profile)}
-        result = subprocess.run(
-            [promtool, "test", "rules", str(tests)], capture_output=True, text=True,
-            check=False,
-        )
-        assert result.returncode == 0, f"{profile.slug}:\n{result.stdout}{result.stderr}"
-
-
-def test_unit_tests_fail_when_a_threshold_drifts(
-    bundle: Path, profiles: list[Profile], tmp_path: Path
-) -> None:
-    """The unit tests are not vacuous: a rule whose threshold moved breaks them."""
-    promtool = _promtool()
-    profile = profiles[0]
-    tests = tmp_path / "tests.yml"
-    moved = tmp_path / "moved.rules.yml"
-    alert = next(a for a in profile.alerts if a.op == ">" and a.threshold > 0)
-    text = rules_file(profile).replace(alert.expr(), alert.expr(alert.threshold * 2))
-    assert text != rules_file(profile)
-    moved.write_text(text)
-    # Only the moved alert's tests: the others pass (test above) and would only cost time.
-    tests.write_text(promtool_tests(replace(profile, alerts=(alert,)), str(moved)))
     result = subprocess.run(
-        [promtool, "test", "rules", str(tests)], capture_output=True, text=True, check=False
+        [promtool, "test", "rules", *map(str, files)], capture_output=True, text=True,
+        check=False,
     )
-    assert result.returncode == 1
-    assert f"{alert.name}: fires past" in result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(profiles)
+
+
+def test_every_mutant_of_every_alert_fails_its_tests(
+    profiles: list[Profile], tmp_path: Path
+) -> None:
+    """For every alert: its threshold 5 % (and 1 %) toward the quiet side, 1 % toward the
+    firing side, and its `for` one evaluation longer each fail its promtool tests. One
+    promtool call for all mutants; the counts and the time are printed (pytest -rA)."""
+    mutants = mutations(profiles)
+    alerts = sum(len(p.alerts) for p in profiles)
+    guarded = sum(len(guards(p)) for p in profiles)
+    kinds = {kind: sum(m.kind == kind for m in mutants) for kind, *_ in THRESHOLD_MOVES}
+    kinds[FOR_LONGER] = sum(m.kind == FOR_LONGER for m in mutants)
+    # Every alert gets every mutant but the firing-side move of a `!=` alert; every
+    # missing-data guard the `for` mutant.
+    unequal = sum(a.op == "!=" for p in profiles for a in p.alerts)
+    assert kinds["threshold 5% toward quiet"] == alerts
+    assert kinds[FOR_LONGER] == alerts + guarded
+    assert kinds["threshold 1% toward firing"] == alerts - unequal
+    started = time.monotonic()
+    survived = survivors(_promtool(), mutants, tmp_path)
+    seconds = time.monotonic() - started
+    summary = (
+        f"{len(mutants)} mutants of {alerts} alerts and {guarded} missing-data guards in "
+        f"{len(profiles)} profiles "
+        f"({', '.join(f'{n} {k}' for k, n in kinds.items())}): {len(survived)} survived, "
+        f"promtool {seconds:.1f} s"
+    )
+    print(summary)
+    assert not survived, summary + "".join(
+        f"\n  {m.alert}: {m.kind} ({m.what})" for m in survived
+    )
+
+
+def test_a_loose_test_lets_its_mutant_survive(profiles: list[Profile], tmp_path: Path) -> None:
+    """The mutation test can fail: quiet inputs at half the threshold do not notice a
+    threshold moved 5 % toward them."""
+    profile = next(p for p in profiles if p.slug == "smart-city")
+    alert = profile.alert("DiskFilling")
+    loose = replace(
+        alert.test,
+        series=(
+            replace(alert.test.series[0], quiet="(1 - threshold * 0.5) * 1000000000"),
+            *alert.test.series[1:],
+        ),
+    )
+    loosened = replace(profile, alerts=(replace(alert, test=loose),))
+    mutants = [m for m in mutations([loosened]) if m.kind != "threshold 1% toward firing"]
+    survived = survivors(_promtool(), mutants, tmp_path)
+    assert [(m.alert, m.kind) for m in survived] == [
+        (alert.name, "threshold 5% toward quiet"),
+        (alert.name, "threshold 1% toward quiet"),
+    ]
 
 
 def test_drill_scales_windows_not_values(profiles: list[Profile]) -> None:
@@ -269,3 +307,14 @@ def test_service_label_ties_a_down_job_to_its_health_check(
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+def test_quiet_tests_wait_as_far_back_as_the_rule_looks(profiles: list[Profile]) -> None:
+    """The quiet test is checked again once the longest range plus the longest offset has
+    passed: a rule comparing against its own past cannot hide behind a half-filled window."""
+    alert = profiles[0].alerts[0]
+    for query, seconds in (
+        ("x", 0.0),
+        ("rate(x[5m])", 300.0),
+        ("max_over_time(x[1h]) - x offset 2h", 10800.0),
+        ("changes(x[30m:]) + rate(y[5m:1m])", 1800.0),
+    ):
+        assert longest_range(replace(alert, query=query)) == seconds, query

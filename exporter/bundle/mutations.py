@@ -1,0 +1,156 @@
+"""Mutation test of the generated promtool tests: do they hold every threshold in place?
+
+For every alert of a profile these mutants of its rule: the threshold moved 5 % toward
+the quiet side, and ``for`` one evaluation interval longer (what issue 15 asks), plus the
+threshold moved 1 % toward the quiet side and 1 % toward the firing side, which fail only
+when the quiet and the firing inputs sit within 1 % of the threshold. A move is at least
+the signal's smallest step, 1, for counts and booleans, where a smaller move changes
+nothing. A missing-data guard gets the ``for`` mutant only. Each mutant is
+written as a rule file with that one rule, next to a test file with that alert's tests
+from :func:`exporter.bundle.promtests.alert_tests`, and promtool runs all of them in one
+call. A mutant whose tests still pass *survives*: the tests do not pin that number.
+Annotations are not mutated (they print the threshold, and a test that fails only on the
+text would prove nothing about the value).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.bundle.profile import Alert, Profile, number
+from exporter.bundle.promtests import STEP, alert_tests, guard_tests
+from exporter.bundle.rules import all_alerts, rules_file
+from exporter.fields import format_duration
+
+# Units whose values are whole numbers: a move smaller than 1 cannot change the outcome.
+INTEGER_UNITS = ("count", "bool")
+FOR_LONGER = "for one evaluation longer"
+# (name, share of the threshold, toward the quiet side?) of each threshold mutant
+THRESHOLD_MOVES = (
+    ("threshold 5% toward quiet", 0.05, True),
+    ("threshold 1% toward quiet", 0.01, True),
+    ("threshold 1% toward firing", 0.01, False),
+)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One mutant: ``what`` changed in ``alert``'s rule, and the files that test it."""
+
+    profile: str
+    alert: str
+    kind: str  # a name of THRESHOLD_MOVES, or "for one evaluation longer"
+    what: str  # "> 0.01 -> > 0.0095", "5m -> 5m15s"
+    rules: dict[str, Any]  # a rule file holding the mutated rule only
+    tests: list[dict[str, Any]]  # the alert's promtool tests
+
+
+def moved_threshold(alert: Alert, share: float, quiet_side: bool) -> float | None:
+    """The threshold moved by ``share`` of itself (at least one step of an integer
+    signal) toward the quiet or the firing side. ``==`` and ``!=`` have no sides: the
+    inputs sit at the threshold, so any move breaks the test of that side, and the move
+    is upward; None for the firing side of ``!=`` (every other value fires)."""
+    delta = abs(alert.threshold) * share
+    if alert.unit in INTEGER_UNITS:
+        delta = max(delta, 1.0)
+    elif delta == 0:
+        delta = share
+    if alert.op in ("==", "!="):
+        return None if alert.op == "!=" and not quiet_side else alert.threshold + delta
+    down = (alert.op in (">", ">=")) == quiet_side
+    return alert.threshold - delta if down else alert.threshold + delta
+
+
+def _rule(profile: Profile, alert: Alert) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The alert's group (without rules) and rule as the generated rule file has them."""
+    for group in yaml.safe_load(rules_file(profile))["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == alert.name:
+                head = {k: v for k, v in group.items() if k != "rules"}
+                return head, rule
+    raise LookupError(f"{alert.name} is not in the rule file of {profile.slug}")
+
+
+def profile_mutations(profile: Profile) -> list[Mutation]:
+    """The mutants of every alert of a profile, and the ``for`` mutant of every
+    missing-data guard (a guard's ``> 0`` over series that are there or not is no
+    threshold: moving it changes nothing)."""
+    out: list[Mutation] = []
+    for alert in all_alerts(profile):
+        group, rule = _rule(profile, alert)
+        if rule["expr"] != alert.expr():  # the mutation would not hit the real rule
+            raise AssertionError(f"{alert.name}: the rule's expr is not {alert.expr()!r}")
+        changes: list[tuple[str, str, dict[str, Any]]] = []
+        if alert.guarded is None:
+            tests = alert_tests(profile, alert)
+            for kind, share, quiet_side in THRESHOLD_MOVES:
+                moved = moved_threshold(alert, share, quiet_side)
+                if moved is not None:
+                    what = f"{alert.op} {number(alert.threshold)} -> {alert.op} {number(moved)}"
+                    changes.append((kind, what, {**rule, "expr": alert.expr(moved)}))
+        else:
+            tests = guard_tests(profile, alert)
+        longer = alert.for_ + profile.evaluation_interval
+        what = f"{format_duration(alert.for_)} -> {format_duration(longer)}"
+        changes.append((FOR_LONGER, what, {**rule, "for": format_duration(longer)}))
+        out.extend(
+            Mutation(
+                profile=profile.slug,
+                alert=alert.name,
+                kind=kind,
+                what=what,
+                rules={"groups": [{**group, "rules": [changed]}]},
+                tests=tests,
+            )
+            for kind, what, changed in changes
+        )
+    return out
+
+
+def mutations(profiles: Sequence[Profile]) -> list[Mutation]:
+    """Every mutant of every alert of every profile."""
+    return [m for p in profiles for m in profile_mutations(p)]
+
+
+_OUTCOME = re.compile(r"^Unit Testing:\s+(\S+)\s*\n\s*(SUCCESS|FAILED)", re.M)
+
+
+def survivors(promtool: str, mutants: Sequence[Mutation], directory: Path) -> list[Mutation]:
+    """Run every mutant's tests in one promtool call in ``directory``; return the mutants
+    whose tests passed. Raises RuntimeError when promtool's output misses a file."""
+    names = []
+    for index, mutant in enumerate(mutants):
+        rules, tests = f"m{index}.rules.yml", f"m{index}.test.yml"
+        (directory / rules).write_text(yaml.safe_dump(mutant.rules), encoding="utf-8")
+        data = {
+            "rule_files": [rules],
+            "evaluation_interval": format_duration(STEP),
+            "tests": mutant.tests,
+        }
+        (directory / tests).write_text(yaml.safe_dump(data), encoding="utf-8")
+        names.append(tests)
+    if not names:
+        return []
+    result = subprocess.run(
+        [promtool, "test", "rules", *names],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # FAILED goes to stderr: one pipe keeps the order
+        text=True,
+        check=False,
+    )
+    outcome = dict(_OUTCOME.findall(result.stdout))
+    missing = [n for n in names if n not in outcome]
+    if missing:
+        raise RuntimeError(
+            f"promtool reported nothing for {len(missing)} mutants ({missing[0]} first):\n"
+            + result.stdout[-2000:]
+        )
+    return [m for m, n in zip(mutants, names, strict=True) if outcome[n] == "SUCCESS"]

@@ -1,0 +1,108 @@
+"""``runbook-exporter bundle test``: promtool runs the shipped unit tests of a bundle
+directory and fails when a rule no longer matches them; ``--mutate`` runs the mutation
+test of a profiles directory; a missing promtool is a one-line error, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from exporter.bundle.guards import guards
+from exporter.bundle.profile import load_profiles
+from tests.support import require_binary
+
+from .conftest import PROFILES, ROOT
+
+
+def _cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": path} if path is not None else None
+    return subprocess.run(
+        [sys.executable, "-m", "exporter.bundle", "test", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+
+
+def _copy(bundle: Path, tmp_path: Path, *slugs: str) -> Path:
+    """The rules and tests of these profiles (all without any) in a fresh directory."""
+    out = tmp_path / "bundle"
+    (out / "rules" / "tests").mkdir(parents=True)
+    for rules in (bundle / "rules").glob("*.rules.yml"):
+        slug = rules.name.removesuffix(".rules.yml")
+        if slugs and slug not in slugs:
+            continue
+        shutil.copy(rules, out / "rules")
+        tests = bundle / "rules" / "tests" / f"{slug}.test.yml"
+        if tests.exists():  # the static rules for any config ship without one
+            shutil.copy(tests, out / "rules" / "tests")
+    return out
+
+
+def test_runs_every_shipped_test_file(bundle: Path, tmp_path: Path) -> None:
+    promtool = require_binary("promtool", "prometheus")
+    out = _copy(bundle, tmp_path)
+    result = _cli("--output", str(out), "--promtool", promtool)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("smart-city", "rta-cctv", "face-recognition"):
+        assert f"rules/tests/{name}.test.yml" in result.stdout
+    assert "FAILED" not in result.stdout + result.stderr
+
+
+def test_a_moved_threshold_fails(bundle: Path, tmp_path: Path) -> None:
+    """An operator edits a threshold in the rule file by hand: 90 % becomes 95 %."""
+    promtool = require_binary("promtool", "prometheus")
+    out = _copy(bundle, tmp_path, "smart-city")
+    rules = out / "rules" / "smart-city.rules.yml"
+    text = rules.read_text()
+    smart_city = next(p for p in load_profiles(PROFILES) if p.slug == "smart-city")
+    alert = smart_city.alert("DiskFilling")
+    edited = text.replace(alert.expr(), alert.expr(0.95))
+    assert edited != text
+    rules.write_text(edited)
+    result = _cli("--output", str(out), "--promtool", promtool)
+    assert result.returncode == 1
+    assert "SmartCityDiskFilling: fires past 90%" in result.stdout + result.stderr
+
+
+def test_missing_promtool_is_a_clear_error(tmp_path: Path) -> None:
+    result = _cli("--output", str(ROOT), path=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("promtool not found on PATH: it ships with Prometheus")
+    assert "Traceback" not in result.stderr
+    result = _cli("--promtool", str(tmp_path / "promtool"))
+    assert result.returncode == 2
+    assert f"promtool not found at {tmp_path / 'promtool'}" in result.stderr
+
+
+def test_no_tests_is_a_clear_error(tmp_path: Path) -> None:
+    require_binary("promtool", "prometheus")
+    result = _cli("--output", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"{tmp_path}/rules/tests: no *.test.yml (run `runbook-exporter bundle generate` first)\n"
+    )
+
+
+def test_mutate_reports_the_mutants_of_a_profile(bundle: Path, tmp_path: Path) -> None:
+    promtool = require_binary("promtool", "prometheus")
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    shutil.copy(PROFILES / "face-recognition.yml", profiles)
+    out = _copy(bundle, tmp_path, "face-recognition")
+    result = _cli(
+        "--output", str(out), "--promtool", promtool, "--mutate", "--profiles", str(profiles)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    profile = load_profiles(profiles)[0]
+    alerts, guarded = len(profile.alerts), len(guards(profile))
+    assert not any(a.op == "!=" for a in profile.alerts)  # so four mutants each
+    assert result.stdout.splitlines()[-1] == (
+        f"{4 * alerts + guarded} mutants of {alerts} alerts and {guarded} missing-data "
+        "guards: 0 survived"
+    )
