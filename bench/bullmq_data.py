@@ -94,7 +94,7 @@ def _job(
     pipe.xadd(f"{base}events", {"event": "added", "jobId": str(job_id), "name": "work"})
 
 
-def _queue(pipe: redis.client.Pipeline, base: str, plan: Plan, paused: bool, now: int) -> None:
+def _queue(pipe: redis.client.Pipeline, base: str, plan: Plan, paused: bool, now: int) -> None:  # noqa: C901 - one branch per BullMQ job state the writer lays out (mirrors the layout)
     meta: dict[FieldT, EncodableT] = {"opts.maxLenEvents": 10000}
     if paused:
         meta["paused"] = 1

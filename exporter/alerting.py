@@ -380,7 +380,7 @@ def kind_alerts(defaults: tuple[DefaultAlert, ...]) -> tuple[DefaultAlert, ...]:
     return (*(a for a in COMMON_ALERTS if a.key not in own), *defaults)
 
 
-def parse_alert_settings(
+def parse_alert_settings(  # noqa: C901 - one branch per alert setting key, each reported with its path
     reader: Reader, defaults: tuple[DefaultAlert, ...]
 ) -> tuple[AlertSetting, ...]:
     """The check's ``alerts:`` mapping, validated against its kind's default alerts."""

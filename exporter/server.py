@@ -200,7 +200,7 @@ def cross_site_refusal(request: web.Request) -> str | None:
     return None
 
 
-def make_app(
+def make_app(  # noqa: C901 - registers every route and middleware of the server in one place
     exporter: RunningExporter, middlewares: Sequence[Middleware] = (), *, lifecycle: bool = True
 ) -> web.Application:
     """The aiohttp application; ``middlewares`` come from the web config (auth, headers);

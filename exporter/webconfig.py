@@ -214,7 +214,7 @@ def _read_http(reader: Reader | None) -> tuple[bool, tuple[tuple[str, str], ...]
     return bool(http2), tuple(headers)
 
 
-def _read_tls(reader: Reader | None, base: Path, http2: bool) -> TLSConfig | None:
+def _read_tls(reader: Reader | None, base: Path, http2: bool) -> TLSConfig | None:  # noqa: C901 - one branch per exporter-toolkit tls_server_config key, each refused with its value
     if reader is None:
         return None
     cert_text = reader.str("cert", "", non_empty=False)

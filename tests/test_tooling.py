@@ -27,3 +27,8 @@ def test_ruff_is_clean() -> None:
 def test_mypy_strict_is_clean() -> None:
     proc = run("mypy")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format_is_enforced() -> None:
+    proc = run("ruff", "format", "--check", "--no-cache", ".")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -23,8 +23,17 @@ TEMPLATE_FILE = "templates/runbook.tmpl"
 SMS_GATEWAY_URL = "http://127.0.0.1:9097/sms"  # an SMS bridge such as sachet, on the host
 # Labels that make two alerts "the same thing" for the severity inhibition.
 SAME_THING = [
-    "runbook", "system", "signal", "instance", "job", "check", "component", "item",
-    "queue", "mountpoint", "name",
+    "runbook",
+    "system",
+    "signal",
+    "instance",
+    "job",
+    "check",
+    "component",
+    "item",
+    "queue",
+    "mountpoint",
+    "name",
 ]
 GROUP_BY = ["alertname", "runbook", "check", "instance"]
 
@@ -145,7 +154,7 @@ def inhibit_rules(profile: Profile) -> list[dict[str, Any]]:
                 "source_matchers": [f'runbook="{profile.slug}"', f'severity="{severity}"'],
                 "target_matchers": [
                     f'runbook="{profile.slug}"',
-                    f'severity=~"{"|".join(names[index + 1:])}"',
+                    f'severity=~"{"|".join(names[index + 1 :])}"',
                 ],
                 "equal": SAME_THING,
             }
@@ -228,9 +237,7 @@ def config(profiles: list[Profile], webhook_url: str | None = None) -> dict[str,
     }
 
 
-def alertmanager_files(
-    profiles: list[Profile], webhook_url: str | None = None
-) -> dict[str, str]:
+def alertmanager_files(profiles: list[Profile], webhook_url: str | None = None) -> dict[str, str]:
     sources = ", ".join(f"profiles/{p.slug}.yml" for p in profiles)
     return {
         "alertmanager/alertmanager.yml": dump_yaml(

@@ -23,24 +23,39 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("check", "exit 1 when the committed files differ from a fresh generation"),
     ):
         action = actions.add_parser(name, help=text)
-        action.add_argument("--profiles", default="profiles", type=Path,
-                            help="directory of profile YAML files (default: profiles)")
         action.add_argument(
-            "--config", default=None, type=Path, metavar="FILE",
+            "--profiles",
+            default="profiles",
+            type=Path,
+            help="directory of profile YAML files (default: profiles)",
+        )
+        action.add_argument(
+            "--config",
+            default=None,
+            type=Path,
+            metavar="FILE",
             help="an exporter config: generate the bundle of its checks (each kind's "
             "default alerts as the checks' alerts: set them) instead of the profiles",
         )
         action.add_argument(
-            "--system", default="", metavar="NAME",
+            "--system",
+            default="",
+            metavar="NAME",
             help="with --config: name of the system (lower-case, digits, -); selectors "
             "add system=NAME, as a scrape config labelling its targets so sets; also the "
             "file names (default: the config file's name)",
         )
-        action.add_argument("--output", default=".", type=Path,
-                            help="directory the files are written to or compared with "
-                            "(default: the current directory)")
         action.add_argument(
-            "--docs-url", default=None, metavar="URL",
+            "--output",
+            default=".",
+            type=Path,
+            help="directory the files are written to or compared with "
+            "(default: the current directory)",
+        )
+        action.add_argument(
+            "--docs-url",
+            default=None,
+            metavar="URL",
             help="base URL of the generated runbook pages (docs/runbooks/ as published "
             "where on-call can open it); every runbook_url and dashboard link is "
             "URL/<profile>.md#<alert> (default: each profile's bundle.docs_url; with "
@@ -48,13 +63,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         )
         if name == "generate":
             action.add_argument(
-                "--drill-factor", type=float, default=1.0, metavar="F",
+                "--drill-factor",
+                type=float,
+                default=1.0,
+                metavar="F",
                 help="multiply every `for`, evaluation interval, freshness window and "
                 "group/repeat interval by F (thresholds unchanged), for drills; "
                 "write to another --output",
             )
             action.add_argument(
-                "--webhook-url", default=None, metavar="URL",
+                "--webhook-url",
+                default=None,
+                metavar="URL",
                 help="send every receiver to this webhook instead of the real channels "
                 "(drills); routes, grouping and inhibitions stay as generated",
             )
@@ -63,20 +83,34 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="run promtool on the generated unit tests (rules/tests/*.test.yml): every "
         "alert silent just short of its threshold, firing just past it once `for` elapses",
     )
-    test.add_argument("--output", default=".", type=Path,
-                      help="directory holding rules/ and rules/tests/ (default: the "
-                      "current directory)")
-    test.add_argument("--promtool", default=None, metavar="PATH",
-                      help="the promtool binary (default: promtool on PATH)")
-    test.add_argument("--mutate", action="store_true",
-                      help="also prove the tests pin each alert of --profiles: its "
-                      "threshold moved 5%% (1%%) toward quiet, 1%% toward firing, its `for` "
-                      "one evaluation longer must each fail them")
-    test.add_argument("--profiles", default="profiles", type=Path,
-                      help="with --mutate: directory of profile YAML files (default: profiles)")
+    test.add_argument(
+        "--output",
+        default=".",
+        type=Path,
+        help="directory holding rules/ and rules/tests/ (default: the current directory)",
+    )
+    test.add_argument(
+        "--promtool",
+        default=None,
+        metavar="PATH",
+        help="the promtool binary (default: promtool on PATH)",
+    )
+    test.add_argument(
+        "--mutate",
+        action="store_true",
+        help="also prove the tests pin each alert of --profiles: its "
+        "threshold moved 5%% (1%%) toward quiet, 1%% toward firing, its `for` "
+        "one evaluation longer must each fail them",
+    )
+    test.add_argument(
+        "--profiles",
+        default="profiles",
+        type=Path,
+        help="with --mutate: directory of profile YAML files (default: profiles)",
+    )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per bundle action and flag combination (generate, check, test, --config)
     if args.bundle_action == "test":
         return run_tests(args)
     if getattr(args, "config", None) is not None:
@@ -101,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"--drill-factor must be above 0, got {drill_factor}", file=sys.stderr)
         return 2
     if (drill_factor != 1.0 or webhook_url) and args.output.resolve() == Path.cwd():
-        print("a drill bundle differs from the committed one: give --output DIR",
-              file=sys.stderr)
+        print("a drill bundle differs from the committed one: give --output DIR", file=sys.stderr)
         return 2
     files = generate(profiles, drill_factor=drill_factor, webhook_url=webhook_url)
     if args.bundle_action == "generate":
@@ -111,8 +144,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     differing = stale(files, args.output)
     if differing:
-        print("generated files differ from profiles/ (run `runbook-exporter bundle "
-              "generate`):", file=sys.stderr)
+        print(
+            "generated files differ from profiles/ (run `runbook-exporter bundle generate`):",
+            file=sys.stderr,
+        )
         for path in differing:
             print(f"  {path}", file=sys.stderr)
         return 1
@@ -130,13 +165,13 @@ def _run_config(args: argparse.Namespace) -> int:
         print(f"--drill-factor must be above 0, got {drill_factor}", file=sys.stderr)
         return 2
     try:
-        bundle = load_config_bundle(
-            args.config, system=args.system, docs_url=args.docs_url or ""
-        )
+        bundle = load_config_bundle(args.config, system=args.system, docs_url=args.docs_url or "")
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem if problem.startswith(str(args.config)) else
-                  f"{args.config}: {problem}", file=sys.stderr)
+            print(
+                problem if problem.startswith(str(args.config)) else f"{args.config}: {problem}",
+                file=sys.stderr,
+            )
         return 2
     if drill_factor != 1.0:
         bundle = drilled(bundle, drill_factor)
@@ -144,13 +179,18 @@ def _run_config(args: argparse.Namespace) -> int:
     alerts = len(bundle.profile.alerts)
     if args.bundle_action == "generate":
         changed = write(files, args.output)
-        print(f"{len(files)} files, {alerts} alerts for {len(bundle.config.checks)} checks "
-              f"of {args.config}, {len(changed)} changed")
+        print(
+            f"{len(files)} files, {alerts} alerts for {len(bundle.config.checks)} checks "
+            f"of {args.config}, {len(changed)} changed"
+        )
         return 0
     differing = [path for path in stale(files, args.output) if path in files]
     if differing:
-        print(f"generated files differ from {args.config} (run `runbook-exporter bundle "
-              f"generate --config {args.config}`):", file=sys.stderr)
+        print(
+            f"generated files differ from {args.config} (run `runbook-exporter bundle "
+            f"generate --config {args.config}`):",
+            file=sys.stderr,
+        )
         for path in differing:
             print(f"  {path}", file=sys.stderr)
         return 1
@@ -180,8 +220,11 @@ def run_tests(args: argparse.Namespace) -> int:
 
     files = sorted((args.output / TESTS_DIR).glob("*.test.yml"))
     if not files:
-        print(f"{args.output / TESTS_DIR}: no *.test.yml (run `runbook-exporter bundle "
-              "generate` first)", file=sys.stderr)
+        print(
+            f"{args.output / TESTS_DIR}: no *.test.yml (run `runbook-exporter bundle "
+            "generate` first)",
+            file=sys.stderr,
+        )
         return 2
     result = subprocess.run([promtool, "test", "rules", *map(str, files)], check=False)
     if result.returncode != 0 or not args.mutate:
@@ -207,11 +250,15 @@ def _mutate(promtool: str, directory: Path) -> int:
         survived = survivors(promtool, mutants, Path(scratch))
     alerts = sum(len(p.alerts) for p in profiles)
     guarded = sum(len(guards(p)) for p in profiles)
-    print(f"{len(mutants)} mutants of {alerts} alerts and {guarded} missing-data guards: "
-          f"{len(survived)} survived")
+    print(
+        f"{len(mutants)} mutants of {alerts} alerts and {guarded} missing-data guards: "
+        f"{len(survived)} survived"
+    )
     for mutant in survived:
-        print(f"  survived: {mutant.alert} ({mutant.profile}): {mutant.kind}, {mutant.what}",
-              file=sys.stderr)
+        print(
+            f"  survived: {mutant.alert} ({mutant.profile}): {mutant.kind}, {mutant.what}",
+            file=sys.stderr,
+        )
     return 1 if survived else 0
 
 

@@ -42,12 +42,11 @@ def _row(profile: Profile, number: int, line: Coverage) -> str:
     levels = list(dict.fromkeys([*line.severities, *(a.severity for a in alerts)]))
     alert_cell = "<br>".join(_alert_cell(a) for a in alerts)
     if line.severities and not alerts:
-        counts = {
-            level: sum(1 for a in profile.alerts if a.severity == level) for level in levels
-        }
+        counts = {level: sum(1 for a in profile.alerts if a.severity == level) for level in levels}
         # A severity no alert uses has a route but no dashboard row: say so, not a panel.
         alert_cell = "<br>".join(
-            f"every {level} alert ({counts[level]})" if counts[level]
+            f"every {level} alert ({counts[level]})"
+            if counts[level]
             else f"no {level} alert (route only)"
             for level in levels
         )

@@ -36,7 +36,6 @@ SEVERITY_COLORS = ("red", "orange", "yellow", "blue")
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/runbook-exporter"
 
 
-
 def dashboard_uid(profile: Profile) -> str:
     return f"runbook-{profile.slug}"[:40]
 
@@ -118,12 +117,14 @@ def _panel(profile: Profile, index: int, alert: Alert, x: int, y: int) -> timese
                 common_models.GraphThresholdsStyleMode.LINE_AND_AREA
             )
         )
-        .links([
-            dash.DashboardLink(f"Runbook: {alert.name}")
-            .type(models.DashboardLinkType.LINK)
-            .url(runbook_url(profile, alert))
-            .target_blank(True)
-        ])
+        .links(
+            [
+                dash.DashboardLink(f"Runbook: {alert.name}")
+                .type(models.DashboardLinkType.LINK)
+                .url(runbook_url(profile, alert))
+                .target_blank(True)
+            ]
+        )
         .grid_pos(models.GridPos(h=PANEL_HEIGHT, w=PANEL_WIDTH, x=x, y=y))
     )
 
@@ -148,8 +149,10 @@ def build(profile: Profile) -> dict[str, Any]:
         dash.Dashboard(f"{profile.title} (runbook alerts)")
         .uid(dashboard_uid(profile))
         .tags(["runbook-exporter", profile.slug])
-        .description(f"One panel per alert of profiles/{profile.slug}.yml; threshold "
-                     "steps are the alert thresholds.")
+        .description(
+            f"One panel per alert of profiles/{profile.slug}.yml; threshold "
+            "steps are the alert thresholds."
+        )
         .editable()
         .time("now-6h", "now")
         .timezone("browser")
@@ -158,9 +161,7 @@ def build(profile: Profile) -> dict[str, Any]:
             dash.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
         .with_variable(_label_variable("job", "label_values(up, job)"))
-        .with_variable(
-            _label_variable("instance", 'label_values(up{job=~"$job"}, instance)')
-        )
+        .with_variable(_label_variable("instance", 'label_values(up{job=~"$job"}, instance)'))
     )
     y = 0
     row_id = len(profile.alerts) + 1
@@ -169,8 +170,9 @@ def build(profile: Profile) -> dict[str, Any]:
         if not members:
             continue
         builder = builder.with_row(
-            dash.Row(f"{severity.name} ({severity.priority}, respond within "
-                     f"{severity.response_text})")
+            dash.Row(
+                f"{severity.name} ({severity.priority}, respond within {severity.response_text})"
+            )
             .id(row_id)
             .grid_pos(models.GridPos(h=1, w=24, x=0, y=y))
         )

@@ -801,9 +801,7 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
     groups = rule_groups(profile)
     files = {
         rules_path: dump_yaml({"groups": groups}, source),
-        f"{OUTPUT}/{slug}.yaml": rule_resource(
-            f"runbook-exporter-{slug}", slug, groups, source
-        ),
+        f"{OUTPUT}/{slug}.yaml": rule_resource(f"runbook-exporter-{slug}", slug, groups, source),
         f"dashboards/{slug}.json": json.dumps(build(profile), indent=2, sort_keys=True) + "\n",
         f"dashboards/{slug}-overview.json": json.dumps(
             overview(bundle.config, slug, profile.title), indent=2, sort_keys=True

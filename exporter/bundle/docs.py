@@ -82,9 +82,7 @@ def _dependency_text(profile: Profile, dependency: Dependency) -> str:
 def _alert_section(profile: Profile, alert: Alert) -> list[str]:
     severity = profile.severity(alert.severity)
     silenced_by = [_dependency_text(profile, d) for d in alert.depends_on]
-    silences = [
-        a.name for a in profile.alerts if any(d.alert == alert.short for d in a.depends_on)
-    ]
+    silences = [a.name for a in profile.alerts if any(d.alert == alert.short for d in a.depends_on)]
     lines = [
         f"### {alert.name}",
         "",
@@ -104,8 +102,7 @@ def _alert_section(profile: Profile, alert: Alert) -> list[str]:
         "",
         f"**Dashboard:** {profile.title}, panel {_panel_link(profile, alert)}.",
         "",
-        f"**Source:** {alert.exporter}. **Routed to:** "
-        f"`{receiver_name(profile, alert.severity)}`.",
+        f"**Source:** {alert.exporter}. **Routed to:** `{receiver_name(profile, alert.severity)}`.",
     ]
     if silenced_by:
         lines += ["", f"**Silenced while the cause fires:** {'; '.join(silenced_by)}."]

@@ -51,7 +51,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def required_series(alert: Alert) -> list[Required]:
+def required_series(alert: Alert) -> list[Required]:  # noqa: C901 - walks PromQL selector shapes; split with the guard rework (issue 18 debt)
     """The data series ``alert`` reads, one per list item; empty for alerts over other
     exporters or over series that exist whenever the exporter is scraped."""
     if alert.exporter != EXPORTER_JOB:

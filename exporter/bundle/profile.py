@@ -223,7 +223,7 @@ _OPS: dict[type, Callable[..., float]] = {
 }
 
 
-def evaluate(text: str, names: Mapping[str, float]) -> float:
+def evaluate(text: str, names: Mapping[str, float]) -> float:  # noqa: C901 - a small PromQL evaluator: one branch per operator
     """Arithmetic over named numbers (``threshold * 2 + 60``); raises ValueError."""
 
     def walk(node: ast.AST) -> float:
@@ -309,8 +309,10 @@ def _expression(reader: Reader, key: str, names: Mapping[str, float]) -> str:
         return number(float(raw))
     if not isinstance(raw, str) or not raw:
         if raw is not None:
-            reader.error(key, f"expected a number or an expression such as threshold + 1, "
-                              f"got {describe(raw)}")
+            reader.error(
+                key,
+                f"expected a number or an expression such as threshold + 1, got {describe(raw)}",
+            )
         return "0"
     try:
         evaluate(raw, names)
@@ -324,8 +326,11 @@ def _template(reader: Reader, key: str, allowed: tuple[str, ...], default: Any =
     if not isinstance(value, str):
         return ""
     if "{{" in LABEL_REF.sub("", value):
-        reader.error(key, "the only template allowed is {{ $labels.NAME }}; "
-                          "write {value} and {threshold} for the numbers")
+        reader.error(
+            key,
+            "the only template allowed is {{ $labels.NAME }}; "
+            "write {value} and {threshold} for the numbers",
+        )
     for name in placeholders(value):
         try:
             evaluate(name, dict.fromkeys(allowed, 1.0))
@@ -346,8 +351,9 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
             if values is None:
                 continue
             if shape:
-                entry.error(candidate, f"give one of {', '.join(SHAPES)}, not both {shape} "
-                                       f"and {candidate}")
+                entry.error(
+                    candidate, f"give one of {', '.join(SHAPES)}, not both {shape} and {candidate}"
+                )
                 continue
             shape = candidate
             if candidate == "values":
@@ -369,9 +375,12 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
     if reader.has("value"):
         value = _expression(reader, "value", {**names, "fire": 1.0, "quiet": 1.0})
     elif shows_value and (len(series) != 1 or series[0].shape in ("rate", "values")):
-        reader.error("value", "required when the summary or description shows {value} and "
-                              "the test has several series, a rate or explicit values: the "
-                              "alert's value as an expression over threshold and fire")
+        reader.error(
+            "value",
+            "required when the summary or description shows {value} and "
+            "the test has several series, a rate or explicit values: the "
+            "alert's value as an expression over threshold and fire",
+        )
     settle = reader.duration("settle", None, positive=False) if reader.has("settle") else None
     reader.done()
     return AlertTest(tuple(series), labels, value, settle)
@@ -384,16 +393,25 @@ def _read_dependency(reader: Reader) -> Dependency:
         if not LABEL_NAME.fullmatch(name):
             reader.error("equal", f"not a label name: {describe(name)}")
         elif name in ALWAYS_EQUAL:
-            reader.error("equal", f"{name} is always required equal; list the labels "
-                                  "that tie this dependency to one service")
+            reader.error(
+                "equal",
+                f"{name} is always required equal; list the labels "
+                "that tie this dependency to one service",
+            )
     when = reader.labels("when")
     reader.done()
     return Dependency(alert if isinstance(alert, str) else "", tuple(equal), when)
 
 
 # How an operator reads a comparison: "above 2h" (render.op_text reads this too).
-OP_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below",
-            "==": "equal to", "!=": "not equal to"}
+OP_WORDS = {
+    ">": "above",
+    ">=": "at or above",
+    "<": "below",
+    "<=": "at or below",
+    "==": "equal to",
+    "!=": "not equal to",
+}
 DEFAULT_DESCRIPTION = (
     "The alert's query has been {op} {{threshold}} for its whole `for`; labels: "
     "check={{{{ $labels.check }}}} instance={{{{ $labels.instance }}}} "
@@ -422,15 +440,20 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
     for_ = reader.duration("for", 0.0, positive=False)
     severity = reader.str("severity")
     if isinstance(severity, str) and severity and severity not in severities:
-        reader.error("severity", f'unknown severity "{severity}" (routing defines: '
-                                 f'{", ".join(sorted(severities)) or "none"})')
+        reader.error(
+            "severity",
+            f'unknown severity "{severity}" (routing defines: '
+            f"{', '.join(sorted(severities)) or 'none'})",
+        )
     unit = reader.choice("unit", UNITS)
     # Runbook metadata is optional: without it the alert says what it watches.
     section = reader.str("section", "")
     quote = reader.str("quote", "")
     words = OP_WORDS.get(op, op) if isinstance(op, str) else ""
     summary = _template(
-        reader, "summary", ("threshold", "value"),
+        reader,
+        "summary",
+        ("threshold", "value"),
         f"{prefix}{short if isinstance(short, str) else ''} is {words} {{threshold}}",
     )
     description = _template(
@@ -517,8 +540,11 @@ def _exporter_down(reader: Reader | None, prefix: str, severities: list[Severity
         severity = reader.str("severity", severity)
         names = {s.name for s in severities}
         if severity not in names:
-            reader.error("severity", f'unknown severity "{severity}" (routing defines: '
-                                     f'{", ".join(sorted(names)) or "none"})')
+            reader.error(
+                "severity",
+                f'unknown severity "{severity}" (routing defines: '
+                f"{', '.join(sorted(names)) or 'none'})",
+            )
         reader.done()
     held = format_duration(hold)
     return Alert(
@@ -563,7 +589,7 @@ def _exporter_down(reader: Reader | None, prefix: str, severities: list[Severity
     )
 
 
-def _read_coverage(
+def _read_coverage(  # noqa: C901 - debt (issue 18): one check per coverage field; to be split by field
     reader: Reader,
     alerts: Mapping[str, Alert],
     severities: Mapping[str, Severity],
@@ -584,14 +610,22 @@ def _read_coverage(
     if given["evaluation_interval"] is not None:
         interval = reader.duration("evaluation_interval")
         if interval != evaluation_interval:
-            reader.error("evaluation_interval", f"the runbook says {given['evaluation_interval']}"
-                         f" but the rules evaluate every {format_duration(evaluation_interval)}")
+            reader.error(
+                "evaluation_interval",
+                f"the runbook says {given['evaluation_interval']}"
+                f" but the rules evaluate every {format_duration(evaluation_interval)}",
+            )
     if not names and not levels and not not_monitored:
-        reader.error(None, "name the alerts or severities that implement this line, "
-                           "or say why it is not_monitored")
+        reader.error(
+            None,
+            "name the alerts or severities that implement this line, "
+            "or say why it is not_monitored",
+        )
     if not_monitored and (names or levels):
-        reader.error("not_monitored", "a line is either covered (alerts/severities) "
-                                      "or not monitored, not both")
+        reader.error(
+            "not_monitored",
+            "a line is either covered (alerts/severities) or not monitored, not both",
+        )
     for name in names:
         if name not in alerts:
             reader.error("alerts", f'unknown alert "{name}" in this profile')
@@ -603,21 +637,30 @@ def _read_coverage(
         want, _, _ = _threshold(reader, "threshold")
         for name in names:
             if name in alerts and alerts[name].threshold != want:
-                reader.error("threshold", f"the runbook says {given['threshold']} but "
-                                          f"{name} has {alerts[name].threshold_text}")
+                reader.error(
+                    "threshold",
+                    f"the runbook says {given['threshold']} but "
+                    f"{name} has {alerts[name].threshold_text}",
+                )
     if given["for"] is not None:
         hold = reader.duration("for", positive=False)
         for name in names:
             if name in alerts and alerts[name].for_ != hold:
-                reader.error("for", f"the runbook says {given['for']} but {name} has "
-                                    f"for {format_duration(alerts[name].for_)}")
+                reader.error(
+                    "for",
+                    f"the runbook says {given['for']} but {name} has "
+                    f"for {format_duration(alerts[name].for_)}",
+                )
     if given["response"] is not None:
         window = reader.duration("response")
         for level in levels:
             if level in severities and severities[level].response != window:
-                reader.error("response", f"the runbook says {given['response']} but "
-                                         f"{level} repeats every "
-                                         f"{severities[level].response_text}")
+                reader.error(
+                    "response",
+                    f"the runbook says {given['response']} but "
+                    f"{level} repeats every "
+                    f"{severities[level].response_text}",
+                )
     channel = given["channel"]
     if channel is not None:
         for level in levels:
@@ -625,8 +668,11 @@ def _read_coverage(
                 continue
             used = [receivers[r] for r in severities[level].receivers if r in receivers]
             if not any(channel in (r.target, r.type) for r in used):
-                reader.error("channel", f'the runbook names {channel} but {level} goes to '
-                                        f'{", ".join(r.target or r.type for r in used)}')
+                reader.error(
+                    "channel",
+                    f"the runbook names {channel} but {level} goes to "
+                    f"{', '.join(r.target or r.type for r in used)}",
+                )
     reader.done()
     return Coverage(
         section=section,
@@ -648,7 +694,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def read_bundle(
+def read_bundle(  # noqa: C901 - debt (issue 18): one check per bundle section; to be split by section
     bundle: Reader, slug: str, checks: tuple[tuple[str, str], ...] | None
 ) -> Profile | None:
     title = bundle.str("title")
@@ -689,12 +735,12 @@ def read_bundle(
             targets = entry.str_list("receivers")
             for target in targets:
                 if target not in known:
-                    entry.error("receivers", f'unknown receiver "{target}" (known: '
-                                             f'{", ".join(sorted(known))})')
+                    entry.error(
+                        "receivers",
+                        f'unknown receiver "{target}" (known: {", ".join(sorted(known))})',
+                    )
             entry.done()
-            severities.append(
-                Severity(name, priority, response, tuple(targets), str(response_raw))
-            )
+            severities.append(Severity(name, priority, response, tuple(targets), str(response_raw)))
         routing.done()
     severity_names = {s.name for s in severities}
 
@@ -707,8 +753,11 @@ def read_bundle(
     if not any(e.job == "prometheus" for e in exporters):
         # ExporterDown reads Prometheus' own `up`.
         exporters.append(
-            Exporter("prometheus", "prometheus", "Prometheus itself: `up` of the "
-                     "runbook-exporter scrape job")
+            Exporter(
+                "prometheus",
+                "prometheus",
+                "Prometheus itself: `up` of the runbook-exporter scrape job",
+            )
         )
 
     alerts: list[Alert] = []
@@ -720,8 +769,11 @@ def read_bundle(
         if alert is None:
             continue
         if alert.short == EXPORTER_DOWN:
-            entry.error("name", "ExporterDown is generated for every profile; give its "
-                                "runbook fields under bundle.exporter_down")
+            entry.error(
+                "name",
+                "ExporterDown is generated for every profile; give its "
+                "runbook fields under bundle.exporter_down",
+            )
             continue
         if alert.short in seen:
             entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
@@ -731,8 +783,11 @@ def read_bundle(
             if name not in check_set:
                 entry.error("query", f'selects check "{name}", which the profile does not define')
         if alert.exporter not in exporter_jobs:
-            entry.error("exporter", f'unknown exporter "{alert.exporter}" (listed under '
-                                    f'bundle.exporters: {", ".join(sorted(exporter_jobs))})')
+            entry.error(
+                "exporter",
+                f'unknown exporter "{alert.exporter}" (listed under '
+                f"bundle.exporters: {', '.join(sorted(exporter_jobs))})",
+            )
         alerts.append(alert)
     alerts.append(
         _exporter_down(
@@ -745,8 +800,10 @@ def read_bundle(
     for index, alert in enumerate(alerts):
         for position, dependency in enumerate(alert.depends_on):
             if dependency.alert and dependency.alert not in seen:
-                bundle.error(f"alerts[{index}].depends_on[{position}].alert",
-                             f'unknown alert "{dependency.alert}" in this profile')
+                bundle.error(
+                    f"alerts[{index}].depends_on[{position}].alert",
+                    f'unknown alert "{dependency.alert}" in this profile',
+                )
     # Every selector of every alert reads this system's series only.
     alerts = [replace(a, query=system_scoped(a.query, system)) for a in alerts]
     by_short = {a.short: a for a in alerts}
@@ -825,16 +882,16 @@ def load_profiles(directory: str | Path) -> list[Profile]:
         try:
             profiles[path] = load_profile(path)
         except ConfigError as exc:
-            problems.extend(
-                p if p.startswith(str(path)) else f"{path}: {p}" for p in exc.problems
-            )
+            problems.extend(p if p.startswith(str(path)) else f"{path}: {p}" for p in exc.problems)
     if problems:
         raise ConfigError(problems)
     prefixes: dict[str, str] = {}
     for path, profile in profiles.items():
         if profile.prefix in prefixes:
-            problems.append(f"{path}: bundle.prefix: "
-                            f'"{profile.prefix}" already used by {prefixes[profile.prefix]}')
+            problems.append(
+                f"{path}: bundle.prefix: "
+                f'"{profile.prefix}" already used by {prefixes[profile.prefix]}'
+            )
         prefixes[profile.prefix] = profile.slug
     if problems:
         raise ConfigError(problems)

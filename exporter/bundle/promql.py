@@ -48,7 +48,7 @@ def _string_end(text: str, start: int) -> int:
     return i + 1
 
 
-def scoped(query: str, matchers: str, keep: str | None = None) -> str:
+def scoped(query: str, matchers: str, keep: str | None = None) -> str:  # noqa: C901 - a PromQL token scanner: one branch per token kind
     """``query`` with ``matchers`` added to every series selector, and the label ``keep``
     added to every ``by (...)`` and ``on (...)`` list, so aggregations and vector matching
     keep it (the ``system`` label of the isolation convention).

@@ -160,8 +160,7 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
     # Isolation: the same fault in another system's series never fires this system's
     # alert (exp_alerts lists every alert of that name: none).
     isolated = {
-        "name": f"{alert.name}: quiet while only another system is past "
-        f"{threshold_text(alert)}",
+        "name": f"{alert.name}: quiet while only another system is past {threshold_text(alert)}",
         "interval": format_duration(STEP),
         "input_series": _inputs(alert, "fire", steps, OTHER_SYSTEM)
         + _inputs(alert, "quiet", steps, profile.system),
@@ -229,9 +228,7 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
 
     def data(system: str) -> list[dict[str, str]]:
         target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
-        return [
-            {"series": r.selector(**target), "values": f"1+0x{steps}"} for r in required
-        ]
+        return [{"series": r.selector(**target), "values": f"1+0x{steps}"} for r in required]
 
     def failing(system: str) -> list[dict[str, str]]:
         target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
@@ -277,8 +274,7 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
             # Missing from the first sample on: pending at once, firing at `for`.
             "alert_rule_test": _fires_at(profile, guard_alert, guard_alert.for_, fired),
         },
-        silent("quiet while the exporter is down (ExporterDown pages)",
-               [up(0, profile.system)]),
+        silent("quiet while the exporter is down (ExporterDown pages)", [up(0, profile.system)]),
         silent(
             "quiet while only another system's series are missing",
             [up(1, profile.system), *data(profile.system), up(1, OTHER_SYSTEM)],

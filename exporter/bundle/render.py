@@ -28,7 +28,11 @@ _Dumper.add_representer(str, _str)
 def dump_yaml(data: Any, header: str) -> str:
     """YAML in insertion order (the writers build it in a fixed order) with a header."""
     body = yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True,
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        width=1000,
+        allow_unicode=True,
         default_flow_style=False,
     )
     return "".join(f"# {line}\n" for line in header.splitlines()) + body

@@ -104,9 +104,7 @@ def drill(profile: Profile, factor: float) -> Profile:
 
     def alert(a: Alert) -> Alert:
         threshold = a.threshold * factor if a.window_threshold else a.threshold
-        return replace(
-            a, for_=a.for_ * factor, threshold=threshold, lookback=a.lookback * factor
-        )
+        return replace(a, for_=a.for_ * factor, threshold=threshold, lookback=a.lookback * factor)
 
     return replace(
         profile,

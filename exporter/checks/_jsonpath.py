@@ -71,8 +71,7 @@ class JsonPath:
             if isinstance(current, dict):
                 if part not in current:
                     raise PathError(
-                        f'{self._shown(where)}: no key "{part}" in '
-                        f"{self._walked(where, depth)}",
+                        f'{self._shown(where)}: no key "{part}" in {self._walked(where, depth)}',
                         missing=True,
                     )
                 current = current[part]

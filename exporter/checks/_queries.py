@@ -95,7 +95,7 @@ def cell_number(value: Any) -> float | None:
     raise ValueError(type(value).__name__)
 
 
-def record_rows(
+def record_rows(  # noqa: C901 - debt (issue 18): value/freshness/labels rules of SQL rows in one pass
     query: NamedQuery, columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Sink
 ) -> None:
     """Turn one query's result into samples, or raise :class:`QueryFailed` before writing any."""

@@ -391,7 +391,7 @@ class RawRedis:
         except OSError as exc:
             raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> None:  # noqa: C901 - connect, TLS, AUTH, SELECT, Sentinel and ROLE in one dial sequence
         params: dict[str, Any] = parse_url(self.options.url)  # type: ignore[no-untyped-call]
         if self.options.sentinel_master is not None:
             params["host"], params["port"] = await self._ask_sentinels()

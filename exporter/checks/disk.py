@@ -23,14 +23,14 @@ FREE = Family(
     "disk_free_bytes", "gauge", "Free bytes of the filesystem, including root-reserved.", _LABELS
 )
 AVAIL = Family(
-    "disk_avail_bytes", "gauge", "Bytes of the filesystem available to unprivileged users.",
+    "disk_avail_bytes",
+    "gauge",
+    "Bytes of the filesystem available to unprivileged users.",
     _LABELS,
 )
 INODES = Family("disk_inodes", "gauge", "Inodes of the filesystem.", _LABELS)
 INODES_FREE = Family("disk_inodes_free", "gauge", "Free inodes of the filesystem.", _LABELS)
-READONLY = Family(
-    "disk_readonly", "gauge", "1 when the filesystem is mounted read-only.", _LABELS
-)
+READONLY = Family("disk_readonly", "gauge", "1 when the filesystem is mounted read-only.", _LABELS)
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def _unescape(field: str) -> str:
     """Mount points in mountinfo escape space, tab, newline and backslash as octal."""
     if "\\" not in field:
         return field
-    return field.encode().decode("unicode_escape").encode("latin-1").decode(
-        "utf-8", errors="replace"
+    return (
+        field.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", errors="replace")
     )
 
 
@@ -158,10 +158,15 @@ KIND = Kind(
             ),
             reads="disk_size_bytes{$sel}",
             test=(
-                TestInput('disk_size_bytes{$sel,path="/d",mountpoint="/d"}', "gauge",
-                          "1000", "1000"),
-                TestInput('disk_avail_bytes{$sel,path="/d",mountpoint="/d"}', "gauge",
-                          "1000 - threshold * 1000", "1000 - threshold * 1000 - 1"),
+                TestInput(
+                    'disk_size_bytes{$sel,path="/d",mountpoint="/d"}', "gauge", "1000", "1000"
+                ),
+                TestInput(
+                    'disk_avail_bytes{$sel,path="/d",mountpoint="/d"}',
+                    "gauge",
+                    "1000 - threshold * 1000",
+                    "1000 - threshold * 1000 - 1",
+                ),
             ),
             labels=(("path", "/d"), ("mountpoint", "/d")),
             value="(threshold * 1000 + 1) / 1000",
@@ -179,17 +184,19 @@ KIND = Kind(
             "its inodes (warn above {threshold})",
             description="With no inodes left no file can be created, whatever space is free.",
             steps=(
-                "Find directories with many small files: "
-                "find MOUNT -xdev -type d -size +1M.",
+                "Find directories with many small files: find MOUNT -xdev -type d -size +1M.",
                 "Clean up (session files, queue spools, thumbnails) or rebuild the "
                 "filesystem with more inodes.",
             ),
             reads="disk_inodes{$sel}",
             test=(
-                TestInput('disk_inodes{$sel,path="/d",mountpoint="/d"}', "gauge",
-                          "1000", "1000"),
-                TestInput('disk_inodes_free{$sel,path="/d",mountpoint="/d"}', "gauge",
-                          "1000 - threshold * 1000", "1000 - threshold * 1000 - 1"),
+                TestInput('disk_inodes{$sel,path="/d",mountpoint="/d"}', "gauge", "1000", "1000"),
+                TestInput(
+                    'disk_inodes_free{$sel,path="/d",mountpoint="/d"}',
+                    "gauge",
+                    "1000 - threshold * 1000",
+                    "1000 - threshold * 1000 - 1",
+                ),
             ),
             labels=(("path", "/d"), ("mountpoint", "/d")),
             value="(threshold * 1000 + 1) / 1000",
@@ -210,16 +217,30 @@ KIND = Kind(
             ),
             steps=("Read dmesg for I/O or filesystem errors; plan a fsck and a disk check.",),
             reads="disk_readonly{$sel}",
-            test=(TestInput('disk_readonly{$sel,path="/d",mountpoint="/d"}', "gauge",
-                            "threshold", "threshold + 1"),),
+            test=(
+                TestInput(
+                    'disk_readonly{$sel,path="/d",mountpoint="/d"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
             labels=(("path", "/d"), ("mountpoint", "/d")),
         ),
     ),
     panels=(
-        Panel("Disk used", '1 - disk_avail_bytes{check=~"$check"} / '
-              'disk_size_bytes{check=~"$check"}', "ratio", "{{check}} {{mountpoint}}",
-              thresholds="DiskFull"),
-        Panel("Inodes used", '1 - disk_inodes_free{check=~"$check"} / '
-              'disk_inodes{check=~"$check"}', "ratio", "{{check}} {{mountpoint}}"),
+        Panel(
+            "Disk used",
+            '1 - disk_avail_bytes{check=~"$check"} / disk_size_bytes{check=~"$check"}',
+            "ratio",
+            "{{check}} {{mountpoint}}",
+            thresholds="DiskFull",
+        ),
+        Panel(
+            "Inodes used",
+            '1 - disk_inodes_free{check=~"$check"} / disk_inodes{check=~"$check"}',
+            "ratio",
+            "{{check}} {{mountpoint}}",
+        ),
     ),
 )

@@ -160,14 +160,18 @@ KIND = Kind(
                 "Check the writer's log for errors during the last run; rerun it.",
             ),
             reads="file_size_bytes{$sel}",
-            test=(TestInput("file_size_bytes{$sel}", "drop", "threshold",
-                            "threshold - 0.01"),),
+            test=(TestInput("file_size_bytes{$sel}", "drop", "threshold", "threshold - 0.01"),),
             settle=600.0,
         ),
     ),
     panels=(
-        Panel("File age", "time() - freshness_timestamp_seconds{check=~\"$check\"}",
-              "seconds", "{{check}} {{item}}", thresholds="Stale"),
-        Panel("File size", "file_size_bytes{check=~\"$check\"}", "bytes"),
+        Panel(
+            "File age",
+            'time() - freshness_timestamp_seconds{check=~"$check"}',
+            "seconds",
+            "{{check}} {{item}}",
+            thresholds="Stale",
+        ),
+        Panel("File size", 'file_size_bytes{check=~"$check"}', "bytes"),
     ),
 )

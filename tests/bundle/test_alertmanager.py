@@ -30,8 +30,16 @@ CHANNEL_KEYS = {
     "email": "email_configs",
     "sms": "webhook_configs",
 }
-INLINE_SECRETS = {"routing_key", "service_key", "api_key", "api_url", "auth_password",
-                  "credentials", "bearer_token", "password"}
+INLINE_SECRETS = {
+    "routing_key",
+    "service_key",
+    "api_key",
+    "api_url",
+    "auth_password",
+    "credentials",
+    "bearer_token",
+    "password",
+}
 
 
 def _amtool() -> str:
@@ -39,14 +47,19 @@ def _amtool() -> str:
 
 
 def _config(bundle: Path) -> dict[str, Any]:
-    return yaml.safe_load((bundle / "alertmanager" / "alertmanager.yml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load(
+        (bundle / "alertmanager" / "alertmanager.yml").read_text()
+    )
+    return loaded
 
 
 def test_amtool_check_config(bundle: Path) -> None:
     """The fresh config; the committed one equals it (test_generate), so it passes too."""
     result = subprocess.run(
         [_amtool(), "check-config", str(bundle / "alertmanager" / "alertmanager.yml")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -55,10 +68,17 @@ def test_amtool_check_config(bundle: Path) -> None:
 
 def _route(bundle: Path, labels: dict[str, str]) -> str:
     result = subprocess.run(
-        [_amtool(), "config", "routes", "test",
-         f"--config.file={bundle / 'alertmanager' / 'alertmanager.yml'}",
-         *(f"{k}={v}" for k, v in labels.items())],
-        capture_output=True, text=True, check=False,
+        [
+            _amtool(),
+            "config",
+            "routes",
+            "test",
+            f"--config.file={bundle / 'alertmanager' / 'alertmanager.yml'}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip()
@@ -110,14 +130,16 @@ def test_unknown_severity_falls_back_to_the_profiles_mildest_receiver(
     assert _route(bundle, {"runbook": "nobody", "severity": "critical"}) == "default-email"
 
 
-def test_repeat_intervals_are_the_response_windows(
-    bundle: Path, profiles: list[Profile]
-) -> None:
+def test_repeat_intervals_are_the_response_windows(bundle: Path, profiles: list[Profile]) -> None:
     routes = {r["matchers"][0]: r for r in _config(bundle)["route"]["routes"]}
     expected_windows = {
-        ("rta-cctv", "P1"): 900, ("rta-cctv", "P2"): 3600, ("rta-cctv", "P3"): 4 * 3600,
-        ("rta-cctv", "P4"): 24 * 3600, ("face-recognition", "P1"): 900,
-        ("face-recognition", "P2"): 1800, ("face-recognition", "P3"): 7200,
+        ("rta-cctv", "P1"): 900,
+        ("rta-cctv", "P2"): 3600,
+        ("rta-cctv", "P3"): 4 * 3600,
+        ("rta-cctv", "P4"): 24 * 3600,
+        ("face-recognition", "P1"): 900,
+        ("face-recognition", "P2"): 1800,
+        ("face-recognition", "P3"): 7200,
         ("face-recognition", "P4"): 24 * 3600,
     }
     for profile in profiles:
@@ -181,8 +203,12 @@ def inhibited(target: dict[str, str], source: dict[str, str], rules: list[dict[s
 
 def _labels(profile: Profile, alert: Alert, **extra: str) -> dict[str, str]:
     return {
-        "alertname": alert.name, "runbook": profile.slug, "severity": alert.severity,
-        "signal": alert.signal, "instance": "exporter:9711", **extra,
+        "alertname": alert.name,
+        "runbook": profile.slug,
+        "severity": alert.severity,
+        "signal": alert.signal,
+        "instance": "exporter:9711",
+        **extra,
     }
 
 
@@ -193,8 +219,11 @@ def test_critical_silences_milder_alerts_of_the_same_thing_only(
     for profile in profiles:
         top, *milder = [s.name for s in profile.severities]
         alert = profile.alerts[0]
-        source = _labels(profile, alert) | {"severity": top, "signal": "disk_usage",
-                                            "mountpoint": "/data"}
+        source = _labels(profile, alert) | {
+            "severity": top,
+            "signal": "disk_usage",
+            "mountpoint": "/data",
+        }
         for severity in milder:
             same = source | {"severity": severity, "alertname": "X"}
             assert inhibited(same, source, rules)
@@ -219,10 +248,16 @@ def test_webhook_drill_keeps_routes_and_inhibitions(
 def test_message_templates_render(bundle: Path) -> None:
     """amtool renders the receivers' title and text templates with its example data."""
     result = subprocess.run(
-        [_amtool(), "template", "render",
-         f"--template.glob={bundle / 'alertmanager' / 'templates' / 'runbook.tmpl'}",
-         '--template.text={{ template "runbook.title" . }}|{{ template "runbook.text" . }}'],
-        capture_output=True, text=True, check=False,
+        [
+            _amtool(),
+            "template",
+            "render",
+            f"--template.glob={bundle / 'alertmanager' / 'templates' / 'runbook.tmpl'}",
+            '--template.text={{ template "runbook.title" . }}|{{ template "runbook.text" . }}',
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     title, text = result.stdout.split("|", 1)
@@ -236,8 +271,9 @@ def test_dependencies_have_no_cycles(profiles: list[Profile]) -> None:
     for profile in profiles:
         graph = {a.short: {d.alert for d in a.depends_on} for a in profile.alerts}
 
-        def reaches(start: str, goal: str, seen: set[str], graph: dict[str, set[str]] = graph
-                    ) -> bool:
+        def reaches(
+            start: str, goal: str, seen: set[str], graph: dict[str, set[str]] = graph
+        ) -> bool:
             for nxt in graph[start]:
                 if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
                     return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping
 
 import pytest
 import yaml
@@ -30,8 +31,10 @@ CELL_SPLIT = re.compile(r"(?<!\\)\|")
 def _runbook(name: str) -> str:
     path = runbooks_dir() / name
     if not path.is_file():
-        unavailable(f"{path} missing: set RUNBOOKS_DIR to the folder holding the runbooks "
-                    "(default ../shared/runbooks beside the repository)")
+        unavailable(
+            f"{path} missing: set RUNBOOKS_DIR to the folder holding the runbooks "
+            "(default ../shared/runbooks beside the repository)"
+        )
     return path.read_text(encoding="utf-8")
 
 
@@ -144,11 +147,14 @@ def test_every_listed_route_and_panel_exists() -> None:
             panel, severity_row = PANEL.fullmatch(cell), ROW.match(cell)
             if cell == "—":  # a severity no alert uses: the row must say so
                 ok = "(route only)" in row[4]
-            elif panel:
+            elif panel is not None:
                 ok = panel[2] == uid and panels.get(int(panel[3])) == panel[1]
             else:
-                ok = bool(severity_row) and severity_row[2] == uid and any(
-                    t.startswith(f"{severity_row[1]} (") for t in panels.values())
+                ok = (
+                    severity_row is not None
+                    and severity_row[2] == uid
+                    and any(t.startswith(f"{severity_row[1]} (") for t in panels.values())
+                )
             if not ok:
                 problems.append(f"{row[0]}: panel {cell}")
     assert problems == []
@@ -180,7 +186,7 @@ def test_quote_matching() -> None:
     assert not quote_occurs("", text)
 
 
-def _with_coverage(line: dict[str, object]) -> dict[str, object]:
+def _with_coverage(line: Mapping[str, object]) -> dict[str, object]:
     data = copy.deepcopy(_minimal())
     data["bundle"]["coverage"] = [line]  # type: ignore[index]
     return data
@@ -188,19 +194,32 @@ def _with_coverage(line: dict[str, object]) -> dict[str, object]:
 
 BASE = {"section": "s", "quote": "q", "kind": "threshold"}
 BAD = [
-    ({"alerts": ["WebDown"], "threshold": 2},
-     "bundle.coverage[0].threshold: the runbook says 2 but WebDown has 1"),
-    ({"alerts": ["WebDown"], "for": "5m"},
-     "bundle.coverage[0].for: the runbook says 5m but WebDown has for 1m"),
-    ({"severities": ["critical"], "response": "30m"},
-     "bundle.coverage[0].response: the runbook says 30m but critical repeats every 15m"),
-    ({"severities": ["warning"], "channel": "pagerduty"},
-     "bundle.coverage[0].channel: the runbook names pagerduty but warning goes to #c"),
+    (
+        {"alerts": ["WebDown"], "threshold": 2},
+        "bundle.coverage[0].threshold: the runbook says 2 but WebDown has 1",
+    ),
+    (
+        {"alerts": ["WebDown"], "for": "5m"},
+        "bundle.coverage[0].for: the runbook says 5m but WebDown has for 1m",
+    ),
+    (
+        {"severities": ["critical"], "response": "30m"},
+        "bundle.coverage[0].response: the runbook says 30m but critical repeats every 15m",
+    ),
+    (
+        {"severities": ["warning"], "channel": "pagerduty"},
+        "bundle.coverage[0].channel: the runbook names pagerduty but warning goes to #c",
+    ),
     ({"alerts": ["Nope"]}, 'bundle.coverage[0].alerts: unknown alert "Nope" in this profile'),
-    ({}, "bundle.coverage[0]: name the alerts or severities that implement this line, "
-         "or say why it is not_monitored"),
-    ({"alerts": ["WebDown"], "not_monitored": "manual"},
-     "bundle.coverage[0].not_monitored: a line is either covered"),
+    (
+        {},
+        "bundle.coverage[0]: name the alerts or severities that implement this line, "
+        "or say why it is not_monitored",
+    ),
+    (
+        {"alerts": ["WebDown"], "not_monitored": "manual"},
+        "bundle.coverage[0].not_monitored: a line is either covered",
+    ),
 ]
 
 
@@ -217,8 +236,13 @@ def test_agreeing_numbers_load() -> None:
     line = {**BASE, "alerts": ["WebDown"], "threshold": 1, "for": "1m"}
     profile = load_profile_data(_with_coverage(line), "<test>", "t")
     assert profile.coverage[0].alerts == ("WebDown",)
-    routing = {**BASE, "kind": "window", "severities": ["critical"], "response": "15m",
-               "channel": "pagerduty"}
+    routing = {
+        **BASE,
+        "kind": "window",
+        "severities": ["critical"],
+        "response": "15m",
+        "channel": "pagerduty",
+    }
     assert load_profile_data(_with_coverage(routing), "<test>", "t").coverage[0].channel
 
 
@@ -242,18 +266,25 @@ def test_moving_any_runbook_number_in_a_real_profile_fails_loading(
                     continue
                 data = copy.deepcopy(parsed)
                 alert = next(a for a in data["bundle"]["alerts"] if a["name"] == line.alerts[0])
-                alert[field] = "999d" if key == "for" or isinstance(alert[field], str) else (
-                    alert[field] + 7)
+                alert[field] = (
+                    "999d" if key == "for" or isinstance(alert[field], str) else (alert[field] + 7)
+                )
                 with pytest.raises(ConfigError) as caught:
                     load_profile_data(data, "<test>", profile.slug)
                 prefix = f"bundle.coverage[{index}].{key}: the runbook says"
                 assert any(p.startswith(prefix) for p in caught.value.problems), (
-                    profile.slug, index, caught.value.problems)
+                    profile.slug,
+                    index,
+                    caught.value.problems,
+                )
                 checked += 1
             if line.response is not None:
                 data = copy.deepcopy(parsed)
-                severity = next(s for s in data["bundle"]["routing"]["severities"]
-                                if s["name"] == line.severities[0])
+                severity = next(
+                    s
+                    for s in data["bundle"]["routing"]["severities"]
+                    if s["name"] == line.severities[0]
+                )
                 severity["response"] = "999d"
                 with pytest.raises(ConfigError) as caught:
                     load_profile_data(data, "<test>", profile.slug)

@@ -76,9 +76,7 @@ def test_one_panel_per_alert_with_its_threshold_and_unit(
             assert panel["links"][0]["url"].endswith(f"#{alert.name.lower()}")
 
 
-def test_panel_queries_parse_and_use_known_metrics(
-    bundle: Path, profiles: list[Profile]
-) -> None:
+def test_panel_queries_parse_and_use_known_metrics(bundle: Path, profiles: list[Profile]) -> None:
     for profile in profiles:
         panels = _alert_panels(_load(bundle, profile))
         for index, alert in enumerate(profile.alerts):
@@ -146,10 +144,10 @@ def test_threshold_colours_per_operator(op: str, threshold: float) -> None:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("up", 'up{S}'),
+        ("up", "up{S}"),
         ('up{job="a"} == 0', 'up{job="a",S} == 0'),
         ("sum by (le, job) (rate(x_bucket[5m]))", "sum by (le, job) (rate(x_bucket{S}[5m]))"),
-        ("time() - f{a=\"}{\"}", 'time() - f{a="}{",S}'),
+        ('time() - f{a="}{"}', 'time() - f{a="}{",S}'),
         ("a / (b > 0) * 100", "a{S} / (b{S} > 0) * 100"),
         ("1 - x offset 5m", "1 - x{S} offset 5m"),
         ("a and on (job) b", "a{S} and on (job) b{S}"),
@@ -172,9 +170,7 @@ def test_scoped_adds_matchers_to_every_selector(query: str, expected: str) -> No
         ("min by (s) (x)", "min by (s) (x{S})"),
     ],
 )
-def test_scoped_keeps_a_label_through_aggregation_and_matching(
-    query: str, expected: str
-) -> None:
+def test_scoped_keeps_a_label_through_aggregation_and_matching(query: str, expected: str) -> None:
     """The system label survives every aggregation and one-to-one match, so each alert
     carries it (promql_parser agrees the result is valid PromQL)."""
     got = scoped(query, "S", keep="s")

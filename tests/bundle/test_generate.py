@@ -23,8 +23,11 @@ from .conftest import PROFILES, ROOT
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exporter.bundle", *args], cwd=cwd, capture_output=True,
-        text=True, check=False,
+        [sys.executable, "-m", "exporter.bundle", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -73,10 +76,17 @@ def test_drill_generation_goes_elsewhere(tmp_path: Path) -> None:
     am = (tmp_path / "alertmanager" / "alertmanager.yml").read_text()
     assert "repeat_interval: 1m30s" in am  # P1 15m x 0.1
     checks = [
-        [require_binary("promtool", "prometheus"), "check", "rules",
-         *map(str, sorted((tmp_path / "rules").glob("*.yml")))],
-        [require_binary("amtool", "prometheus-alertmanager"), "check-config",
-         str(tmp_path / "alertmanager" / "alertmanager.yml")],
+        [
+            require_binary("promtool", "prometheus"),
+            "check",
+            "rules",
+            *map(str, sorted((tmp_path / "rules").glob("*.yml"))),
+        ],
+        [
+            require_binary("amtool", "prometheus-alertmanager"),
+            "check-config",
+            str(tmp_path / "alertmanager" / "alertmanager.yml"),
+        ],
     ]
     for command in checks:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -96,37 +106,60 @@ def test_every_profile_is_a_valid_exporter_config(path: Path) -> None:
 BAD = [
     ({"bundle": {"title": "t"}}, "checks: required but missing"),
     ({"prefix": "lower"}, 'bundle.prefix: use CamelCase letters and digits, got "lower"'),
-    ({"alerts[0].op": "=>"},
-     'bundle.alerts[0].op: expected one of >, >=, <, <=, ==, !=, got "=>"'),
-    ({"alerts[0].threshold": "soon"},
-     'bundle.alerts[0].threshold: expected a number or a duration such as 2h, got "soon"'),
-    ({"alerts[0].severity": "urgent"},
-     'bundle.alerts[0].severity: unknown severity "urgent" '
-     "(routing defines: critical, info, warning)"),
-    ({"alerts[0].query": 'up{check="nope"}'},
-     'bundle.alerts[0].query: selects check "nope", which the profile does not define'),
-    ({"alerts[0].depends_on": [{"alert": "Ghost", "equal": ["instance"]}]},
-     'bundle.alerts[0].depends_on[0].alert: unknown alert "Ghost" in this profile'),
-    ({"alerts[0].depends_on": [{"alert": "WebDown", "equal": ["system"]}]},
-     "bundle.alerts[0].depends_on[0].equal: system is always required equal; list the "
-     "labels that tie this dependency to one service"),
-    ({"alerts[0].depends_on": ["WebDown"]},
-     "bundle.alerts[0].depends_on[0]: expected a mapping, got \"WebDown\""),
-    ({"alerts[0].name": "ExporterDown"},
-     "bundle.alerts[0].name: ExporterDown is generated for every profile; give its "
-     "runbook fields under bundle.exporter_down"),
-    ({"alerts[0].summary": "{{ $value }}"},
-     "bundle.alerts[0].summary: the only template allowed is {{ $labels.NAME }}; "
-     "write {value} and {threshold} for the numbers"),
-    ({"alerts[0].test.series[0].gauge.fire": "threshold ** 2"},
-     "bundle.alerts[0].test.series[0].gauge.fire: only numbers, names and + - * / are allowed"),
-    ({"alerts[0].test.series[0].gauge.fire": "limit + 1"},
-     "bundle.alerts[0].test.series[0].gauge.fire: unknown name limit (known: threshold)"),
+    ({"alerts[0].op": "=>"}, 'bundle.alerts[0].op: expected one of >, >=, <, <=, ==, !=, got "=>"'),
+    (
+        {"alerts[0].threshold": "soon"},
+        'bundle.alerts[0].threshold: expected a number or a duration such as 2h, got "soon"',
+    ),
+    (
+        {"alerts[0].severity": "urgent"},
+        'bundle.alerts[0].severity: unknown severity "urgent" '
+        "(routing defines: critical, info, warning)",
+    ),
+    (
+        {"alerts[0].query": 'up{check="nope"}'},
+        'bundle.alerts[0].query: selects check "nope", which the profile does not define',
+    ),
+    (
+        {"alerts[0].depends_on": [{"alert": "Ghost", "equal": ["instance"]}]},
+        'bundle.alerts[0].depends_on[0].alert: unknown alert "Ghost" in this profile',
+    ),
+    (
+        {"alerts[0].depends_on": [{"alert": "WebDown", "equal": ["system"]}]},
+        "bundle.alerts[0].depends_on[0].equal: system is always required equal; list the "
+        "labels that tie this dependency to one service",
+    ),
+    (
+        {"alerts[0].depends_on": ["WebDown"]},
+        'bundle.alerts[0].depends_on[0]: expected a mapping, got "WebDown"',
+    ),
+    (
+        {"alerts[0].name": "ExporterDown"},
+        "bundle.alerts[0].name: ExporterDown is generated for every profile; give its "
+        "runbook fields under bundle.exporter_down",
+    ),
+    (
+        {"alerts[0].summary": "{{ $value }}"},
+        "bundle.alerts[0].summary: the only template allowed is {{ $labels.NAME }}; "
+        "write {value} and {threshold} for the numbers",
+    ),
+    (
+        {"alerts[0].test.series[0].gauge.fire": "threshold ** 2"},
+        "bundle.alerts[0].test.series[0].gauge.fire: only numbers, names and + - * / are allowed",
+    ),
+    (
+        {"alerts[0].test.series[0].gauge.fire": "limit + 1"},
+        "bundle.alerts[0].test.series[0].gauge.fire: unknown name limit (known: threshold)",
+    ),
     ({"alerts[0].colour": "red"}, "bundle.alerts[0].colour: unknown key"),
-    ({"alerts[0].test.series": []},
-     "bundle.alerts[0].test.series: needs at least one input series"),
-    ({"routing.severities[0].receivers": ["nobody"]},
-     'bundle.routing.severities[0].receivers: unknown receiver "nobody" (known: chat, pager)'),
+    (
+        {"alerts[0].test.series": []},
+        "bundle.alerts[0].test.series: needs at least one input series",
+    ),
+    (
+        {"routing.severities[0].receivers": ["nobody"]},
+        'bundle.routing.severities[0].receivers: unknown receiver "nobody" (known: chat, pager)',
+    ),
 ]
 
 
@@ -134,25 +167,49 @@ def _minimal() -> dict[str, object]:
     return {
         "checks": [{"name": "web", "kind": "tcp", "address": "127.0.0.1:80"}],
         "bundle": {
-            "title": "T", "runbook": "t.md", "prefix": "T",
+            "title": "T",
+            "runbook": "t.md",
+            "prefix": "T",
             "routing": {
-                "receivers": [{"name": "pager", "type": "pagerduty"},
-                              {"name": "chat", "type": "slack", "target": "#c"}],
+                "receivers": [
+                    {"name": "pager", "type": "pagerduty"},
+                    {"name": "chat", "type": "slack", "target": "#c"},
+                ],
                 "severities": [
-                    {"name": "critical", "priority": "P1", "response": "15m",
-                     "receivers": ["pager"]},
+                    {
+                        "name": "critical",
+                        "priority": "P1",
+                        "response": "15m",
+                        "receivers": ["pager"],
+                    },
                     {"name": "warning", "priority": "P2", "response": "1h", "receivers": ["chat"]},
                     {"name": "info", "priority": "P4", "response": "24h", "receivers": ["chat"]},
                 ],
             },
-            "alerts": [{
-                "name": "WebDown", "query": 'runbook_exporter_check_success{check="web"}',
-                "op": "<", "threshold": 1, "for": "1m", "severity": "critical", "unit": "bool",
-                "section": "s", "quote": "q", "summary": "down", "description": "d",
-                "steps": ["restart"],
-                "test": {"series": [{"series": 'runbook_exporter_check_success{check="web"}',
-                                     "gauge": {"quiet": "threshold", "fire": "0"}}]},
-            }],
+            "alerts": [
+                {
+                    "name": "WebDown",
+                    "query": 'runbook_exporter_check_success{check="web"}',
+                    "op": "<",
+                    "threshold": 1,
+                    "for": "1m",
+                    "severity": "critical",
+                    "unit": "bool",
+                    "section": "s",
+                    "quote": "q",
+                    "summary": "down",
+                    "description": "d",
+                    "steps": ["restart"],
+                    "test": {
+                        "series": [
+                            {
+                                "series": 'runbook_exporter_check_success{check="web"}',
+                                "gauge": {"quiet": "threshold", "fire": "0"},
+                            }
+                        ]
+                    },
+                }
+            ],
         },
     }
 
@@ -193,15 +250,13 @@ def test_a_prefix_used_twice_names_the_file_where_it_is(tmp_path: Path) -> None:
     copy.write_text(re.sub(r"(?m)^  prefix: .*$", "  prefix: RtaCctv", copy.read_text()))
     with pytest.raises(ConfigError) as caught:
         load_profiles(tmp_path / "elsewhere")
-    assert caught.value.problems == [
-        f'{copy}: bundle.prefix: "RtaCctv" already used by rta-cctv'
-    ]
+    assert caught.value.problems == [f'{copy}: bundle.prefix: "RtaCctv" already used by rta-cctv']
 
 
 def test_cli_reports_bad_profiles_without_traceback(tmp_path: Path) -> None:
     shutil.copytree(PROFILES, tmp_path / "profiles")
     broken = tmp_path / "profiles" / "smart-city.yml"
-    broken.write_text(broken.read_text().replace("      op: \">\"\n", "      op: \"=>\"\n", 1))
+    broken.write_text(broken.read_text().replace('      op: ">"\n', '      op: "=>"\n', 1))
     result = _cli("generate", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -229,8 +284,12 @@ def test_a_profile_without_runbook_fields_gets_defaults_and_generates(
     assert exporter_down.severity == "critical"
     files = generate([profile])
     rules = yaml.safe_load(files["rules/t.rules.yml"])
-    summaries = {r["alert"]: r["annotations"]["summary"]
-                 for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    summaries = {
+        r["alert"]: r["annotations"]["summary"]
+        for g in rules["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
     assert summaries["TWebDown"] == "TWebDown is below 1"
     assert "### TWebDown" in files["docs/runbooks/t.md"]
 
@@ -286,8 +345,9 @@ def test_every_runbook_url_points_at_a_generated_page_and_heading(
 
 
 def test_docs_url_sets_the_base_of_every_link(tmp_path: Path) -> None:
-    result = _cli("generate", "--docs-url", "https://runbooks.example/ops/", "--output",
-                  str(tmp_path))
+    result = _cli(
+        "generate", "--docs-url", "https://runbooks.example/ops/", "--output", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     rules = (tmp_path / "rules" / "smart-city.rules.yml").read_text()
     assert "runbook_url: https://runbooks.example/ops/smart-city.md#smartcityapidown" in rules

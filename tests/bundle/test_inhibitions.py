@@ -159,8 +159,9 @@ def cases(profiles: list[Profile]) -> list[Case]:
             for dep in target.depends_on:
                 out.append(_case(profile, len(out), profile.alert(dep.alert), target, dep))
         for guard_alert in guards(profile):
-            checks = {v for r in required_of(profile, guard_alert) for k, v in r.labels
-                      if k == "check"}
+            checks = {
+                v for r in required_of(profile, guard_alert) for k, v in r.labels if k == "check"
+            }
             for check in sorted(checks):
                 for source in check_down_alerts(profile, check):
                     if any(d.alert == source.short for d in guard_alert.depends_on):
@@ -191,9 +192,7 @@ async def test_each_dependency_mutes_only_where_its_labels_agree(
 ) -> None:
     all_cases = cases(profiles)
     assert len(all_cases) >= 60, len(all_cases)
-    await alertmanager.post(
-        [a for c in all_cases for a in (c.source, c.target, *c.unrelated)]
-    )
+    await alertmanager.post([a for c in all_cases for a in (c.source, c.target, *c.unrelated)])
 
     async def settled() -> dict[tuple[tuple[str, str], ...], dict[str, Any]] | None:
         states = await alertmanager.states()

@@ -38,21 +38,29 @@ async def tracker_api(serve: Serve) -> str:
     HEALTH_STATUS["value"] = "ok"
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({
-            "status": HEALTH_STATUS["value"],
-            "components": {
-                "ingestion": {"status": "ok", "lastIngestedAt": _iso(INGESTED)},
-                "redis": {"status": "error"},
-                "database": {"status": "ok"},
-            },
-        })
+        return web.json_response(
+            {
+                "status": HEALTH_STATUS["value"],
+                "components": {
+                    "ingestion": {"status": "ok", "lastIngestedAt": _iso(INGESTED)},
+                    "redis": {"status": "error"},
+                    "database": {"status": "ok"},
+                },
+            }
+        )
 
     async def sources(_: web.Request) -> web.Response:
-        return web.json_response([
-            {"id": "redlightcameralist", "lastIngestedAt": _iso(INGESTED), "totalRecords": 5},
-            {"id": "atlas-of-surveillance", "lastIngestedAt": _iso(INGESTED), "totalRecords": 7},
-            {"id": "overpass-alpr", "lastIngestedAt": _iso(DAILY), "totalRecords": 9},
-        ])
+        return web.json_response(
+            [
+                {"id": "redlightcameralist", "lastIngestedAt": _iso(INGESTED), "totalRecords": 5},
+                {
+                    "id": "atlas-of-surveillance",
+                    "lastIngestedAt": _iso(INGESTED),
+                    "totalRecords": 7,
+                },
+                {"id": "overpass-alpr", "lastIngestedAt": _iso(DAILY), "totalRecords": 9},
+            ]
+        )
 
     async def dataset(_: web.Request) -> web.Response:
         return web.json_response({"generatedAt": _iso(GENERATED), "sources": []})
@@ -91,15 +99,20 @@ async def test_tracker_http_checks_emit_what_the_alerts_select(
     freshness = values(sources, "freshness_timestamp_seconds")
     by_item = {dict(k)["item"]: v for k, v in freshness.items()}
     assert by_item == {
-        "redlightcameralist": INGESTED, "atlas-of-surveillance": INGESTED,
+        "redlightcameralist": INGESTED,
+        "atlas-of-surveillance": INGESTED,
         "overpass-alpr": DAILY,
     }
     assert value(dataset, "freshness_timestamp_seconds", item="dataset") == GENERATED
 
     tracker = next(p for p in profiles if p.slug == "surveillance-tracker")
-    expected_items = {"ComponentError": "redis", "IngestionStale": "ingestion",
-                      "HourlySourceLagging": "atlas-of-surveillance",
-                      "DailySourceLagging": "overpass-alpr", "DatasetNotAdvancing": "dataset"}
+    expected_items = {
+        "ComponentError": "redis",
+        "IngestionStale": "ingestion",
+        "HourlySourceLagging": "atlas-of-surveillance",
+        "DailySourceLagging": "overpass-alpr",
+        "DatasetNotAdvancing": "dataset",
+    }
     for short, item in expected_items.items():
         labels = dict(tracker.alert(short).test.labels)
         assert item in (labels.get("component"), labels.get("item")), short
@@ -132,8 +145,9 @@ async def test_smart_city_vacuum_query_against_postgres(
     VACUUM ANALYZE all three are fresh (quiet), and the check itself stays successful."""
     import yaml
 
-    pg_cluster.psql("DROP DATABASE IF EXISTS smartcity; CREATE DATABASE smartcity;",
-                    database="postgres")
+    pg_cluster.psql(
+        "DROP DATABASE IF EXISTS smartcity; CREATE DATABASE smartcity;", database="postgres"
+    )
     pg_cluster.psql(
         "CREATE TABLE telemetry_records (device_id int, timestamp timestamptz);"
         "CREATE TABLE alerts (id int, created_at timestamptz);"
@@ -153,8 +167,9 @@ async def test_smart_city_vacuum_query_against_postgres(
     assert never.success
     assert value(never, "db_query_value", **AGE) > threshold
 
-    pg_cluster.psql("VACUUM ANALYZE telemetry_records, alerts, device_daily_stats;",
-                    database="smartcity")
+    pg_cluster.psql(
+        "VACUUM ANALYZE telemetry_records, alerts, device_daily_stats;", database="smartcity"
+    )
 
     async def vacuumed() -> float:
         (result,) = await run_checks([check])

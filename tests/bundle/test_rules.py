@@ -26,11 +26,10 @@ from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
 from tests.support import require_binary
 
-EXPORTER_METRICS = {
-    family.name
-    for kind in KINDS.values()
-    for family in kind.families
-} | {CHECK_SUCCESS.name, CHECK_DURATION.name}
+EXPORTER_METRICS = {family.name for kind in KINDS.values() for family in kind.families} | {
+    CHECK_SUCCESS.name,
+    CHECK_DURATION.name,
+}
 
 
 def _promtool() -> str:
@@ -58,7 +57,9 @@ def test_promtool_check_rules(bundle: Path, profiles: list[Profile]) -> None:
     files = sorted((bundle / "rules").glob("*.rules.yml"))
     assert len(files) == len(profiles) + 1  # and the static runbook-exporter.rules.yml
     result = subprocess.run(
-        [promtool, "check", "rules", *map(str, files)], capture_output=True, text=True,
+        [promtool, "check", "rules", *map(str, files)],
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -86,7 +87,9 @@ def test_shipped_promtool_tests_cover_every_alert_and_pass(
         }
         assert tested == {a.name for a in all_alerts(profile)}
     result = subprocess.run(
-        [promtool, "test", "rules", *map(str, files)], capture_output=True, text=True,
+        [promtool, "test", "rules", *map(str, files)],
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -120,9 +123,7 @@ def test_every_mutant_of_every_alert_fails_its_tests(
         f"promtool {seconds:.1f} s"
     )
     print(summary)
-    assert not survived, summary + "".join(
-        f"\n  {m.alert}: {m.kind} ({m.what})" for m in survived
-    )
+    assert not survived, summary + "".join(f"\n  {m.alert}: {m.kind} ({m.what})" for m in survived)
 
 
 def test_a_loose_test_lets_its_mutant_survive(profiles: list[Profile], tmp_path: Path) -> None:
@@ -194,7 +195,6 @@ def test_rules_use_only_declared_metrics(profiles: list[Profile]) -> None:
             assert not unknown, f"{alert.name} reads undeclared metrics {sorted(unknown)}"
 
 
-
 def test_isolation_tests_fail_without_the_system_matcher(
     profiles: list[Profile], tmp_path: Path
 ) -> None:
@@ -227,30 +227,45 @@ def test_two_systems_in_one_prometheus_page_only_the_faulty_one(
     by_slug = {p.slug: p for p in profiles}
     smart, tracker = by_slug["smart-city"], by_slug["surveillance-tracker"]
     series = [
-        {"series": f'up{{job="runbook-exporter",instance="exporter:9711",system="{p.system}"}}',
-         "values": f"{0 if p is smart else 1}x60"}
+        {
+            "series": f'up{{job="runbook-exporter",instance="exporter:9711",system="{p.system}"}}',
+            "values": f"{0 if p is smart else 1}x60",
+        }
         for p in profiles
     ] + [
-        {"series": 'runbook_exporter_check_success{check="redis",kind="redis",'
-                   f'system="{p.system}"}}',
-         "values": f"{0 if p is smart else 1}x60"}
+        {
+            "series": 'runbook_exporter_check_success{check="redis",kind="redis",'
+            f'system="{p.system}"}}',
+            "values": f"{0 if p is smart else 1}x60",
+        }
         for p in (smart, tracker)
     ]
 
     def page(profile: Profile, short: str, **extra: str) -> dict[str, Any]:
         alert = profile.alert(short)
         labels = {**extra, "system": profile.system, **alert_labels(profile, alert)}
-        return {"exp_labels": labels,
-                "exp_annotations": expected_annotations(profile, alert, labels)}
+        return {
+            "exp_labels": labels,
+            "exp_annotations": expected_annotations(profile, alert, labels),
+        }
 
     checks = [
-        {"eval_time": "30m", "alertname": smart.alert("RedisDown").name,
-         "exp_alerts": [page(smart, "RedisDown", check="redis", kind="redis")]},
+        {
+            "eval_time": "30m",
+            "alertname": smart.alert("RedisDown").name,
+            "exp_alerts": [page(smart, "RedisDown", check="redis", kind="redis")],
+        },
         {"eval_time": "30m", "alertname": tracker.alert("RedisDown").name, "exp_alerts": []},
     ] + [
-        {"eval_time": "30m", "alertname": p.alert("ExporterDown").name,
-         "exp_alerts": [page(p, "ExporterDown", job="runbook-exporter",
-                             instance="exporter:9711")] if p is smart else []}
+        {
+            "eval_time": "30m",
+            "alertname": p.alert("ExporterDown").name,
+            "exp_alerts": [
+                page(p, "ExporterDown", job="runbook-exporter", instance="exporter:9711")
+            ]
+            if p is smart
+            else [],
+        }
         for p in profiles
     ]
     suite = {
@@ -276,26 +291,48 @@ def test_service_label_ties_a_down_job_to_its_health_check(
     profile = next(p for p in profiles if p.slug == "face-recognition")
     system = f'system="{profile.system}"'
     series = [
-        {"series": f'up{{job="face-recognition-service",instance="fr:8000",{system}}}',
-         "values": "0x20"},
-        {"series": f'http_probe_up{{check="face-recognition",instance="exporter:9711",'
-                   f'job="runbook-exporter",{system}}}', "values": "0x20"},
-        {"series": f'runbook_exporter_check_success{{check="face-recognition",kind="http",'
-                   f'instance="exporter:9711",job="runbook-exporter",{system}}}',
-         "values": "1x20"},
+        {
+            "series": f'up{{job="face-recognition-service",instance="fr:8000",{system}}}',
+            "values": "0x20",
+        },
+        {
+            "series": f'http_probe_up{{check="face-recognition",instance="exporter:9711",'
+            f'job="runbook-exporter",{system}}}',
+            "values": "0x20",
+        },
+        {
+            "series": f'runbook_exporter_check_success{{check="face-recognition",kind="http",'
+            f'instance="exporter:9711",job="runbook-exporter",{system}}}',
+            "values": "1x20",
+        },
     ]
     checks = []
     for short, labels in (
         ("ServiceDown", {"job": "face-recognition-service", "instance": "fr:8000"}),
-        ("HealthCheckFailed", {"check": "face-recognition", "instance": "exporter:9711",
-                               "job": "runbook-exporter"}),
+        (
+            "HealthCheckFailed",
+            {"check": "face-recognition", "instance": "exporter:9711", "job": "runbook-exporter"},
+        ),
     ):
         alert = profile.alert(short)
-        exp = {**labels, "service": "face-recognition", "system": profile.system,
-               **alert_labels(profile, alert)}
-        checks.append({"eval_time": "15m", "alertname": alert.name,
-                       "exp_alerts": [{"exp_labels": exp, "exp_annotations":
-                                       expected_annotations(profile, alert, exp)}]})
+        exp = {
+            **labels,
+            "service": "face-recognition",
+            "system": profile.system,
+            **alert_labels(profile, alert),
+        }
+        checks.append(
+            {
+                "eval_time": "15m",
+                "alertname": alert.name,
+                "exp_alerts": [
+                    {
+                        "exp_labels": exp,
+                        "exp_annotations": expected_annotations(profile, alert, exp),
+                    }
+                ],
+            }
+        )
     suite = {
         "rule_files": [str(bundle / "rules" / "face-recognition.rules.yml")],
         "evaluation_interval": "1m",
@@ -307,6 +344,8 @@ def test_service_label_ties_a_down_job_to_its_health_check(
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_quiet_tests_wait_as_far_back_as_the_rule_looks(profiles: list[Profile]) -> None:
     """The quiet test is checked again once the longest range plus the longest offset has
     passed: a rule comparing against its own past cannot hide behind a half-filled window."""

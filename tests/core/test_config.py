@@ -192,10 +192,15 @@ def test_only_values_from_the_environment_are_secrets() -> None:
 
     data = {
         "checks": [
-            {"name": "a", "kind": "tcp", "address": "127.0.0.1:1", "labels": {
-                "realm": "${KEYCLOAK_REALM:-pulse-realm-x}",
-                "token": "${API_TOKEN:-default-tok3n}",
-            }},
+            {
+                "name": "a",
+                "kind": "tcp",
+                "address": "127.0.0.1:1",
+                "labels": {
+                    "realm": "${KEYCLOAK_REALM:-pulse-realm-x}",
+                    "token": "${API_TOKEN:-default-tok3n}",
+                },
+            },
         ]
     }
     config = load_data(data, "<test>", env={"API_TOKEN": "env-t0ken-value"})

@@ -127,8 +127,12 @@ async def test_a_reload_never_serves_the_previous_configurations_snapshot(
     runner = await started_runner({"name": "a", "kind": "test", "min_interval": "1h"})
     await runner.scrape(budget=10)
     cached = await runner.scrape(budget=10)
-    await runner.apply(config({"name": "a", "kind": "test", "min_interval": "1h"},
-                              {"name": "b", "kind": "test", "min_interval": "1h"}))
+    await runner.apply(
+        config(
+            {"name": "a", "kind": "test", "min_interval": "1h"},
+            {"name": "b", "kind": "test", "min_interval": "1h"},
+        )
+    )
     after = await runner.scrape(budget=10)
     await runner.close()
     assert [r.name for r in after] == ["a", "b"]

@@ -26,8 +26,7 @@ POOL = {"database": "app", "user": APP_USER}
 
 
 def check(bouncer: Bouncer, **extra: Any) -> dict[str, Any]:
-    return {"name": "bouncer", "kind": "pgbouncer", "dsn": bouncer.dsn(), "timeout": "10s",
-            **extra}
+    return {"name": "bouncer", "kind": "pgbouncer", "dsn": bouncer.dsn(), "timeout": "10s", **extra}
 
 
 def states(result: CheckResult) -> dict[str, float]:
@@ -36,23 +35,29 @@ def states(result: CheckResult) -> dict[str, float]:
 
 def installed_version(bouncer: Bouncer) -> str:
     """``1.18.0`` from ``PgBouncer 1.18.0`` as printed by ``pgbouncer --version``."""
-    done = subprocess.run([bouncer.binary, "--version"], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([bouncer.binary, "--version"], capture_output=True, text=True, check=True)
     return done.stdout.split()[1]
 
 
 async def client(bouncer: Bouncer) -> psycopg.AsyncConnection[Any]:
     return await psycopg.AsyncConnection.connect(
-        bouncer.dsn(APP_USER, APP_PASSWORD, "app"), autocommit=True)
+        bouncer.dsn(APP_USER, APP_PASSWORD, "app"), autocommit=True
+    )
 
 
 async def test_no_pools_yet_reports_zeros_and_version(pgbouncer: Bouncer) -> None:
     result = await run_check(check(pgbouncer))
     assert result.success, result.error
     assert set(states(result).values()) == {0}
-    assert set(states(result)) == {"client_active", "client_waiting", "server_active",
-                                   "server_idle", "server_used", "server_tested",
-                                   "server_login"}
+    assert set(states(result)) == {
+        "client_active",
+        "client_waiting",
+        "server_active",
+        "server_idle",
+        "server_used",
+        "server_tested",
+        "server_login",
+    }
     assert value(result, "db_pool_max_connections") == 0
     assert value(result, "pgbouncer_version_info", version=installed_version(pgbouncer)) == 1
     assert value(result, "db_ping_duration_seconds") > 0
@@ -108,8 +113,9 @@ async def test_wrong_password_and_no_listener(pgbouncer: Bouncer) -> None:
     assert wrong not in (result.error or "")
 
     port = free_port()
-    closed = await run_check(check(
-        pgbouncer, dsn=f"postgresql://stats@127.0.0.1:{port}/pgbouncer", timeout="3s"))
+    closed = await run_check(
+        check(pgbouncer, dsn=f"postgresql://stats@127.0.0.1:{port}/pgbouncer", timeout="3s")
+    )
     assert not closed.success
     assert (closed.error or "").startswith("connect: ")
     assert "Connection refused" in (closed.error or "")
@@ -136,10 +142,14 @@ async def test_pgbouncer_restart_is_survived(pgbouncer: Bouncer) -> None:
     ("options", "problems"),
     [
         ({}, ["checks[0].dsn: required but missing"]),
-        ({"dsn": "postgresql://stats@127.0.0.1:6432/app"},
-         ['checks[0].dsn: connect to the admin console database "pgbouncer", got "app"']),
-        ({"dsn": "postgresql://stats:pw-x@127.0.0.1:6432/pgbouncer?colour=blue"},
-         ['checks[0].dsn: invalid connection string: invalid URI query parameter: "colour"']),
+        (
+            {"dsn": "postgresql://stats@127.0.0.1:6432/app"},
+            ['checks[0].dsn: connect to the admin console database "pgbouncer", got "app"'],
+        ),
+        (
+            {"dsn": "postgresql://stats:pw-x@127.0.0.1:6432/pgbouncer?colour=blue"},
+            ['checks[0].dsn: invalid connection string: invalid URI query parameter: "colour"'],
+        ),
     ],
 )
 def test_bad_options(options: dict[str, Any], problems: list[str]) -> None:
@@ -160,8 +170,9 @@ def test_without_psycopg_the_config_validates_and_the_check_says_what_to_install
         "(result,) = asyncio.run(run_once(config))\n"
         "print(result.success, result.error)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == (
         "False the pgbouncer kind needs psycopg 3: pip install 'runbook-exporter[pgbouncer]'"
     )

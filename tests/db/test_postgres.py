@@ -46,9 +46,11 @@ def states(result: CheckResult) -> dict[str, float]:
 async def table(pg: PgCluster) -> AsyncIterator[str]:
     """A fresh telemetry-like table the monitor user may read."""
     name = f"t_{uuid.uuid4().hex[:10]}"
-    pg.psql(f"SET ROLE {APP_USER}; CREATE TABLE {name} "
-            "(source text, received_at timestamptz, value float8, note text);"
-            f"GRANT SELECT ON {name} TO monitor;")
+    pg.psql(
+        f"SET ROLE {APP_USER}; CREATE TABLE {name} "
+        "(source text, received_at timestamptz, value float8, note text);"
+        f"GRANT SELECT ON {name} TO monitor;"
+    )
     yield name
     pg.psql(f"DROP TABLE {name}")
 
@@ -103,25 +105,52 @@ async def test_connections_by_state_max_and_version(pg: PgCluster) -> None:
 async def test_named_queries_freshness_and_values(pg: PgCluster, table: str) -> None:
     newest_a = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
     newest_b = datetime(2026, 3, 2, 8, 15, tzinfo=UTC)
-    pg.psql(f"INSERT INTO {table} VALUES "
-            "('a', '2026-03-01 11:00:00+00', 1.5, 'x'),"
-            f"('a', '{newest_a.isoformat()}', 2.5, 'y'),"
-            f"('b', '{newest_b.isoformat()}', 7, 'z')")
-    result = await run_check(check(pg, queries=[
-        {"name": "telemetry", "type": "freshness", "sql": f"SELECT max(received_at) FROM {table}"},
-        {"name": "by_source", "type": "freshness", "labels": ["source"],
-         "sql": f"SELECT source, max(received_at) FROM {table} GROUP BY source"},
-        {"name": "per_source", "type": "value", "labels": ["source"],
-         "sql": f"SELECT source, count(*) AS rows, sum(value) AS total FROM {table} GROUP BY 1"},
-        {"name": "epoch", "type": "freshness",
-         "sql": f"SELECT extract(epoch FROM min(received_at)) FROM {table}"},
-    ]))
+    pg.psql(
+        f"INSERT INTO {table} VALUES "
+        "('a', '2026-03-01 11:00:00+00', 1.5, 'x'),"
+        f"('a', '{newest_a.isoformat()}', 2.5, 'y'),"
+        f"('b', '{newest_b.isoformat()}', 7, 'z')"
+    )
+    result = await run_check(
+        check(
+            pg,
+            queries=[
+                {
+                    "name": "telemetry",
+                    "type": "freshness",
+                    "sql": f"SELECT max(received_at) FROM {table}",
+                },
+                {
+                    "name": "by_source",
+                    "type": "freshness",
+                    "labels": ["source"],
+                    "sql": f"SELECT source, max(received_at) FROM {table} GROUP BY source",
+                },
+                {
+                    "name": "per_source",
+                    "type": "value",
+                    "labels": ["source"],
+                    "sql": (
+                        "SELECT source, count(*) AS rows, sum(value) AS total "
+                        f"FROM {table} GROUP BY 1"
+                    ),
+                },
+                {
+                    "name": "epoch",
+                    "type": "freshness",
+                    "sql": f"SELECT extract(epoch FROM min(received_at)) FROM {table}",
+                },
+            ],
+        )
+    )
     assert result.success, result.error
     assert value(result, "freshness_timestamp_seconds", item="telemetry") == newest_b.timestamp()
     assert value(result, "freshness_timestamp_seconds", item="by_source/a") == newest_a.timestamp()
     assert value(result, "freshness_timestamp_seconds", item="by_source/b") == newest_b.timestamp()
-    assert value(result, "freshness_timestamp_seconds", item="epoch") == datetime(
-        2026, 3, 1, 11, tzinfo=UTC).timestamp()
+    assert (
+        value(result, "freshness_timestamp_seconds", item="epoch")
+        == datetime(2026, 3, 1, 11, tzinfo=UTC).timestamp()
+    )
     assert values(result, "db_query_value") == {
         (("query", "per_source"), ("column", "rows"), ("label", "a")): 2,
         (("query", "per_source"), ("column", "total"), ("label", "a")): 4.0,
@@ -138,20 +167,37 @@ async def test_failing_queries_fail_only_themselves_not_the_connection(
     failed check: the database is up, and "PostgreSQL down" must not page for it."""
     caplog.set_level(logging.INFO, logger="runbook_exporter")
     pg.psql(f"INSERT INTO {table} VALUES ('a', now(), 1, 'text')")
-    result = await run_check(check(pg, queries=[
-        {"name": "good", "type": "value", "sql": f"SELECT count(*) AS n FROM {table}"},
-        {"name": "missing", "type": "value", "sql": "SELECT count(*) FROM no_such_table"},
-        {"name": "text", "type": "value", "sql": f"SELECT note FROM {table}"},
-        {"name": "two_ts", "type": "freshness",
-         "sql": f"SELECT now(), max(received_at) FROM {table}"},
-        {"name": "many", "type": "value", "sql": "SELECT g FROM generate_series(1, 3) g"},
-        {"name": "empty", "type": "freshness",
-         "sql": f"SELECT received_at FROM {table} WHERE false"},
-        {"name": "null", "type": "freshness",
-         "sql": f"SELECT max(received_at) FROM {table} WHERE false"},
-        {"name": "write", "type": "value",
-         "sql": f"INSERT INTO {table} (source) VALUES ('evil') RETURNING 1"},
-    ]))
+    result = await run_check(
+        check(
+            pg,
+            queries=[
+                {"name": "good", "type": "value", "sql": f"SELECT count(*) AS n FROM {table}"},
+                {"name": "missing", "type": "value", "sql": "SELECT count(*) FROM no_such_table"},
+                {"name": "text", "type": "value", "sql": f"SELECT note FROM {table}"},
+                {
+                    "name": "two_ts",
+                    "type": "freshness",
+                    "sql": f"SELECT now(), max(received_at) FROM {table}",
+                },
+                {"name": "many", "type": "value", "sql": "SELECT g FROM generate_series(1, 3) g"},
+                {
+                    "name": "empty",
+                    "type": "freshness",
+                    "sql": f"SELECT received_at FROM {table} WHERE false",
+                },
+                {
+                    "name": "null",
+                    "type": "freshness",
+                    "sql": f"SELECT max(received_at) FROM {table} WHERE false",
+                },
+                {
+                    "name": "write",
+                    "type": "value",
+                    "sql": f"INSERT INTO {table} (source) VALUES ('evil') RETURNING 1",
+                },
+            ],
+        )
+    )
     assert result.success, result.error
     assert query_failures(caplog) == {
         "missing": 'relation "no_such_table" does not exist',
@@ -164,7 +210,13 @@ async def test_failing_queries_fail_only_themselves_not_the_connection(
     }
     assert value(result, "db_query_value", query="good", column="n", label="") == 1
     assert {dict(k)["query"]: v for k, v in values(result, "db_query_success").items()} == {
-        "good": 1, "missing": 0, "text": 0, "two_ts": 0, "many": 0, "empty": 0, "null": 0,
+        "good": 1,
+        "missing": 0,
+        "text": 0,
+        "two_ts": 0,
+        "many": 0,
+        "empty": 0,
+        "null": 0,
         "write": 0,
     }
     assert value(result, "db_pool_max_connections") == MAX_CONNECTIONS - SUPERUSER_RESERVED
@@ -176,16 +228,31 @@ async def test_hung_query_is_cancelled_by_the_server_within_the_timeout(
 ) -> None:
     caplog.set_level(logging.INFO, logger="runbook_exporter")
     marker = uuid.uuid4().hex
-    result = await run_check(check(pg, timeout="6s", queries=[
-        {"name": "hung", "type": "value", "sql": f"SELECT pg_sleep(600) IS NULL AS hung_{marker}"},
-    ]))
+    result = await run_check(
+        check(
+            pg,
+            timeout="6s",
+            queries=[
+                {
+                    "name": "hung",
+                    "type": "value",
+                    "sql": f"SELECT pg_sleep(600) IS NULL AS hung_{marker}",
+                },
+            ],
+        )
+    )
     assert result.success, result.error  # the server answers: only the query failed
     assert value(result, "db_query_success", query="hung") == 0
     assert query_failures(caplog)["hung"].startswith("cancelled by statement_timeout")
     # (the server cancelled it: the runner's own timeout would say "timed out after")
     # nothing left running on the server
-    assert pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%hung_{marker}%'"
-                   " AND pid <> pg_backend_pid()") == "0"
+    assert (
+        pg.psql(
+            f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%hung_{marker}%'"
+            " AND pid <> pg_backend_pid()"
+        )
+        == "0"
+    )
 
 
 async def test_password_from_environment_and_wrong_password_not_in_reason(
@@ -230,29 +297,46 @@ async def test_server_stopped_mid_run_fails_then_recovers(pg: PgCluster) -> None
     ("options", "problems"),
     [
         ({}, ["checks[0].dsn: required but missing"]),
-        ({"dsn": "mysql://h/db"},
-         ['checks[0].dsn: expected a URL starting with postgresql:// or postgres://, '
-          'got "mysql://h/db"']),
-        ({"dsn": "postgresql://h/db", "queries": {"a": 1}},
-         ["checks[0].queries: expected a list, got a mapping"]),
-        ({"dsn": "postgresql://h/db", "queries": [
-            {"name": "a", "type": "count", "sql": "SELECT 1"},
-            {"name": "a", "type": "value", "sql": "SELECT 1", "labels": 3, "extra": 1},
-            {"name": "b c", "type": "value"},
-            {"name": "d", "type": "value", "sql": "SELECT 1", "labels": ["x", "x"],
-             "max_rows": 0},
-        ]}, [
-            'checks[0].queries[0].type: expected one of freshness, value, got "count"',
-            'checks[0].queries[1].name: duplicate query name "a", first used at '
-            "checks[0].queries[0]",
-            "checks[0].queries[1].labels: expected a list of strings, got 3",
-            "checks[0].queries[1].extra: unknown key (known keys here: labels, max_rows, "
-            "name, sql, type)",
-            'checks[0].queries[2].name: use letters, digits and _.:- only, got "b c"',
-            "checks[0].queries[2].sql: required but missing",
-            "checks[0].queries[3].labels: lists a column twice",
-            "checks[0].queries[3].max_rows: must be at least 1, got 0",
-        ]),
+        (
+            {"dsn": "mysql://h/db"},
+            [
+                "checks[0].dsn: expected a URL starting with postgresql:// or postgres://, "
+                'got "mysql://h/db"'
+            ],
+        ),
+        (
+            {"dsn": "postgresql://h/db", "queries": {"a": 1}},
+            ["checks[0].queries: expected a list, got a mapping"],
+        ),
+        (
+            {
+                "dsn": "postgresql://h/db",
+                "queries": [
+                    {"name": "a", "type": "count", "sql": "SELECT 1"},
+                    {"name": "a", "type": "value", "sql": "SELECT 1", "labels": 3, "extra": 1},
+                    {"name": "b c", "type": "value"},
+                    {
+                        "name": "d",
+                        "type": "value",
+                        "sql": "SELECT 1",
+                        "labels": ["x", "x"],
+                        "max_rows": 0,
+                    },
+                ],
+            },
+            [
+                'checks[0].queries[0].type: expected one of freshness, value, got "count"',
+                'checks[0].queries[1].name: duplicate query name "a", first used at '
+                "checks[0].queries[0]",
+                "checks[0].queries[1].labels: expected a list of strings, got 3",
+                "checks[0].queries[1].extra: unknown key (known keys here: labels, max_rows, "
+                "name, sql, type)",
+                'checks[0].queries[2].name: use letters, digits and _.:- only, got "b c"',
+                "checks[0].queries[2].sql: required but missing",
+                "checks[0].queries[3].labels: lists a column twice",
+                "checks[0].queries[3].max_rows: must be at least 1, got 0",
+            ],
+        ),
     ],
 )
 def test_bad_options_are_reported_with_their_path(

@@ -67,23 +67,31 @@ async def test_postgres_odd_password_works_and_wrong_one_is_not_in_the_reason(
 
 async def test_postgres_unreachable_reason_has_no_password() -> None:
     port = free_port()
-    check = {"name": "pg", "kind": "postgres", "timeout": "10s",
-             "dsn": f"postgresql://monitor:${{PW}}@127.0.0.1:{port}/app"}
+    check = {
+        "name": "pg",
+        "kind": "postgres",
+        "timeout": "10s",
+        "dsn": f"postgresql://monitor:${{PW}}@127.0.0.1:{port}/app",
+    }
     reason = assert_clean(await run(check, {"PW": "Unreachable-Pw-9"}), "Unreachable-Pw-9")
     assert reason == "connect: connection refused"
 
 
 def exporter_backends(pg: PgCluster) -> int:
-    return int(pg.psql("SELECT count(*) FROM pg_stat_activity "
-                       "WHERE application_name = 'runbook-exporter'"))
+    return int(
+        pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runbook-exporter'")
+    )
 
 
 async def test_postgres_close_after_success_and_failure_leaves_no_backend(
     pg: PgCluster,
 ) -> None:
     good = {"name": "ok", "kind": "postgres", "dsn": pg.dsn(), "timeout": "10s"}
-    failing = {**good, "name": "bad",
-               "queries": [{"name": "q", "type": "value", "sql": "SELECT * FROM no_such_t"}]}
+    failing = {
+        **good,
+        "name": "bad",
+        "queries": [{"name": "q", "type": "value", "sql": "SELECT * FROM no_such_t"}],
+    }
     assert exporter_backends(pg) == 0
     async with running([good, failing]) as runner:
         ok, bad = await runner.scrape(30)
@@ -92,8 +100,7 @@ async def test_postgres_close_after_success_and_failure_leaves_no_backend(
         assert bad.success, bad.error
         assert value(bad, "db_query_success", query="q") == 0
         assert exporter_backends(pg) >= 2  # each probe keeps its pool between scrapes
-    await async_wait_until(polled(lambda: exporter_backends(pg) == 0), 30,
-                           "exporter backends gone")
+    await async_wait_until(polled(lambda: exporter_backends(pg) == 0), 30, "exporter backends gone")
 
 
 # --- pgbouncer -------------------------------------------------------------------------
@@ -102,8 +109,12 @@ async def test_postgres_close_after_success_and_failure_leaves_no_backend(
 async def test_pgbouncer_wrong_password_and_unreachable_reasons_have_no_password(
     pgbouncer: Bouncer,
 ) -> None:
-    check = {"name": "b", "kind": "pgbouncer", "timeout": "10s",
-             "dsn": f"postgresql://stats:${{PW}}@127.0.0.1:{pgbouncer.port}/pgbouncer"}
+    check = {
+        "name": "b",
+        "kind": "pgbouncer",
+        "timeout": "10s",
+        "dsn": f"postgresql://stats:${{PW}}@127.0.0.1:{pgbouncer.port}/pgbouncer",
+    }
     wrong = "Wrong-Bouncer-Pw"
     reason = assert_clean(await run(check, {"PW": wrong}), wrong)
     assert "SASL authentication failed" in reason
@@ -162,10 +173,13 @@ async def test_pgbouncer_close_after_success_and_failure_leaves_no_client(
 async def test_mongodb_unreachable_reason_has_no_password() -> None:
     port = free_port()
     # 2s: short enough that the driver must give up before the runner's timeout does.
-    check = {"name": "m", "kind": "mongodb", "timeout": "2s",
-             "url": f"mongodb://monitor:${{PW}}@127.0.0.1:{port}/faces?directConnection=true"}
-    reason = assert_clean(await run(check, {"PW": quote(ODD_PASSWORD, safe="")}),
-                          ODD_PASSWORD)
+    check = {
+        "name": "m",
+        "kind": "mongodb",
+        "timeout": "2s",
+        "url": f"mongodb://monitor:${{PW}}@127.0.0.1:{port}/faces?directConnection=true",
+    }
+    reason = assert_clean(await run(check, {"PW": quote(ODD_PASSWORD, safe="")}), ODD_PASSWORD)
     # "no server reachable: <address>: " is the exporter's; the rest is pymongo's and asyncio's.
     assert reason.startswith(f"no server reachable: 127.0.0.1:{port}: "), reason
 
@@ -175,16 +189,20 @@ async def test_mongodb_close_after_success_and_failure_leaves_no_connection(
 ) -> None:
     url = f"mongodb://127.0.0.1:{peer.port}/faces?directConnection=true"
     good = {"name": "ok", "kind": "mongodb", "url": url, "timeout": "5s"}
-    failing = {**good, "name": "bad",
-               "freshness": [{"name": "f", "collection": "none", "field": "at"}]}
+    failing = {
+        **good,
+        "name": "bad",
+        "freshness": [{"name": "f", "collection": "none", "field": "at"}],
+    }
     async with running([good, failing]) as runner:
         ok, bad = await runner.scrape(30)
         assert ok.success, ok.error
         assert bad.success, bad.error
         assert value(bad, "db_query_success", query="f") == 0
         assert peer.current_connections >= 2
-    await async_wait_until(polled(lambda: peer.current_connections == 0), 30,
-                           "mongo connections closed")
+    await async_wait_until(
+        polled(lambda: peer.current_connections == 0), 30, "mongo connections closed"
+    )
 
 
 # --- sqlite ----------------------------------------------------------------------------
@@ -207,8 +225,11 @@ async def test_sqlite_holds_no_file_open_after_success_or_failure(tmp_path: Path
     db = tmp_path / "engine.sqlite"
     sqlite3.connect(db).close()
     good = {"name": "ok", "kind": "sqlite", "path": str(db)}
-    failing = {**good, "name": "bad",
-               "queries": [{"name": "q", "type": "value", "sql": "SELECT * FROM missing"}]}
+    failing = {
+        **good,
+        "name": "bad",
+        "queries": [{"name": "q", "type": "value", "sql": "SELECT * FROM missing"}],
+    }
     ok, bad = await run_checks([good, failing])
     assert ok.success, ok.error
     assert bad.success, bad.error
@@ -265,8 +286,9 @@ def test_process_exits_while_a_database_open_still_hangs(tmp_path: Path) -> None
         "asyncio.run(main())\n"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
     finally:
         with contextlib.suppress(OSError):
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))

@@ -210,7 +210,7 @@ class ServiceApp:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
     async def _health(self, _: web.Request) -> web.Response:
-        body = {
+        body: dict[str, Any] = {
             "status": self.status,
             "timestamp": self.iso(time.time()),
             "components": {name: {"status": state} for name, state in self.components.items()},

@@ -176,6 +176,7 @@ class Webhook:
         self,
         alertname: str,
         status: str = "firing",
+        *,
         since: float = 0.0,
         timeout: float = ALERT_TIMEOUT,
         receiver: str | None = None,
@@ -429,9 +430,7 @@ class Stack:
             if (
                 seen_up is not None
                 and groups
-                and all(
-                    e.startswith("20") and e != seen_up.get(n) for n, e in evaluations.items()
-                )
+                and all(e.startswith("20") and e != seen_up.get(n) for n, e in evaluations.items())
             ):
                 return
             if time.monotonic() > deadline:

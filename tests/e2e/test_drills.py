@@ -115,7 +115,10 @@ async def start(
 
 
 async def assert_page(
-    stack: Stack, want: Expected, fault: float, **labels: str
+    stack: Stack,
+    want: Expected,
+    fault: float,
+    **labels: Any,  # label values (str); Any as wait_for also takes float keywords
 ) -> tuple[Delivery, float]:
     """``want`` firing at its receiver; the delivery and its delay after ``fault``."""
     page = await stack.webhook.wait_for(want.alertname, "firing", since=fault, **labels)
@@ -125,7 +128,7 @@ async def assert_page(
     return page, page.received_at - fault
 
 
-async def assert_resolved(stack: Stack, want: Expected, fixed: float, **labels: str) -> float:
+async def assert_resolved(stack: Stack, want: Expected, fixed: float, **labels: Any) -> float:
     resolved = await stack.webhook.wait_for(want.alertname, "resolved", since=fixed, **labels)
     assert resolved.receiver == want.receiver
     return resolved.received_at - fixed

@@ -37,8 +37,10 @@ async def scraper(check: dict[str, Any]) -> AsyncIterator[Scrape]:
 
 def finished(result: CheckResult, queue: str) -> tuple[float, float]:
     labels = {"prefix": "bull", "queue": queue}
-    return (value(result, "bullmq_jobs_completed_total", **labels),
-            value(result, "bullmq_jobs_failed_total", **labels))
+    return (
+        value(result, "bullmq_jobs_completed_total", **labels),
+        value(result, "bullmq_jobs_failed_total", **labels),
+    )
 
 
 @pytest.mark.parametrize("metrics", [False, True], ids=["events-stream", "metrics-hash"])
@@ -58,10 +60,10 @@ async def test_counters_rise_by_finished_jobs_removed_on_finish(
         result = await scrape()
         assert finished(result, queue) == (completed0 + 2, failed0 + 3)
         # Every finished job was deleted: the sets cannot be what is counted.
-        assert value(result, "bullmq_queue_jobs", prefix="bull", queue=queue,
-                     state="failed") == 0
-        assert value(result, "bullmq_queue_jobs", prefix="bull", queue=queue,
-                     state="completed") == 0
+        assert value(result, "bullmq_queue_jobs", prefix="bull", queue=queue, state="failed") == 0
+        assert (
+            value(result, "bullmq_queue_jobs", prefix="bull", queue=queue, state="completed") == 0
+        )
 
         bullmq.run("finish", url, "bull", queue, "0", "4", *extra)
         assert finished(await scrape(), queue) == (completed0 + 2, failed0 + 7)
@@ -106,8 +108,10 @@ async def test_busy_stream_is_read_past_one_page(redis_server: RedisServer) -> N
         with redis_server.client() as client:
             pipe = client.pipeline(transaction=False)
             for i in range(2500):
-                pipe.xadd("bull:busy:events", {"event": "failed", "jobId": str(i),
-                                               "failedReason": "x", "prev": "active"})
+                pipe.xadd(
+                    "bull:busy:events",
+                    {"event": "failed", "jobId": str(i), "failedReason": "x", "prev": "active"},
+                )
                 if i % 2 == 0:
                     pipe.xadd("bull:busy:events", {"event": "completed", "jobId": str(i)})
             for i in range(1200):

@@ -88,13 +88,15 @@ async def test_tls_with_ca_file(redis_factory: Callable[..., RedisServer], tmp_p
         client.hset("bull:ingest:meta", "opts.maxLenEvents", 10000)
 
     for kind in ("redis", "bullmq"):  # redis-py client and the bullmq kind's own client
-        trusted = await run_check({"name": "r", "kind": kind, "url": server.url,
-                                   "tls_ca_file": str(files.ca)})
+        trusted = await run_check(
+            {"name": "r", "kind": kind, "url": server.url, "tls_ca_file": str(files.ca)}
+        )
         assert trusted.success, trusted.error
         untrusted = await run_check({"name": "r", "kind": kind, "url": server.url})
         assert not untrusted.success
         assert "certificate verify failed" in (untrusted.error or "").lower(), untrusted.error
-        skipped = await run_check({"name": "r", "kind": kind, "url": server.url,
-                                   "tls_insecure_skip_verify": True})
+        skipped = await run_check(
+            {"name": "r", "kind": kind, "url": server.url, "tls_insecure_skip_verify": True}
+        )
         assert skipped.success, skipped.error
     assert value(trusted, "bullmq_queues", prefix="bull") == 1
