@@ -49,9 +49,10 @@ def test_runs_every_shipped_test_file(bundle: Path, tmp_path: Path) -> None:
     out = _copy(bundle, tmp_path)
     result = _cli("--output", str(out), "--promtool", promtool)
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("smart-city", "rta-cctv", "face-recognition"):
+    for name in sorted(p.stem.removesuffix(".test") for p in (out / "rules" / "tests").iterdir()):
         assert f"rules/tests/{name}.test.yml" in result.stdout
     assert "FAILED" not in result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(list((out / "rules" / "tests").iterdir()))
 
 
 def test_a_moved_threshold_fails(bundle: Path, tmp_path: Path) -> None:

@@ -69,11 +69,10 @@ def test_promtool_check_rules(bundle: Path, profiles: list[Profile]) -> None:
         assert f"SUCCESS: {expected} rules found" in result.stdout
 
 
-def test_shipped_promtool_tests_cover_every_alert_and_pass(
-    bundle: Path, profiles: list[Profile]
-) -> None:
-    """rules/tests/<runbook>.test.yml, as `bundle test` runs them: one promtool call."""
-    promtool = _promtool()
+def test_shipped_promtool_tests_cover_every_alert(bundle: Path, profiles: list[Profile]) -> None:
+    """rules/tests/<runbook>.test.yml test every alert of their profile. That they pass is
+    shown by running them as `bundle test` does (tests/bundle/test_bundle_test.py), once:
+    the promtool run takes over a minute here."""
     files = sorted((bundle / "rules" / "tests").glob("*.test.yml"))
     assert [f.name for f in files] == [f"{p.slug}.test.yml" for p in profiles]
     for profile, tests in zip(profiles, files, strict=True):
@@ -86,14 +85,6 @@ def test_shipped_promtool_tests_cover_every_alert_and_pass(
             if check["exp_alerts"]
         }
         assert tested == {a.name for a in all_alerts(profile)}
-    result = subprocess.run(
-        [promtool, "test", "rules", *map(str, files)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == len(profiles)
 
 
 def test_every_mutant_of_every_alert_fails_its_tests(

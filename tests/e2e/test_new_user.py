@@ -91,7 +91,9 @@ async def test_new_user_config_pages_for_real_faults(
     rules = [out / "rules" / f"{SLUG}.rules.yml", out / "rules" / "runbook-exporter.rules.yml"]
     alertmanager = yaml.safe_load((out / "alertmanager" / "alertmanager.yml").read_text())
     await stack.start(checks, rules, alertmanager)
-    await stack.wait_scraped()
+    # The static group (rules/runbook-exporter.rules.yml) is not drilled: it evaluates every
+    # 60 s, so its first evaluation after the first scrape can take that long.
+    await stack.wait_scraped(timeout=150)
     await stack.wait_series('db_query_success{check="ledger",query="open_orders"} == 1')
     await stack.wait_series('freshness_timestamp_seconds{check="feeds",item="beta"}')
 
