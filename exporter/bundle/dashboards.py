@@ -129,7 +129,7 @@ def _panel(profile: Profile, index: int, alert: Alert, x: int, y: int) -> timese
     )
 
 
-def _label_variable(name: str, query: str) -> dash.QueryVariable:
+def label_variable(name: str, query: str) -> dash.QueryVariable:
     """A multi-select variable over a label's values, all selected by default."""
     return (
         dash.QueryVariable(name)
@@ -160,8 +160,8 @@ def build(profile: Profile) -> dict[str, Any]:
         .with_variable(
             dash.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
-        .with_variable(_label_variable("job", "label_values(up, job)"))
-        .with_variable(_label_variable("instance", 'label_values(up{job=~"$job"}, instance)'))
+        .with_variable(label_variable("job", "label_values(up, job)"))
+        .with_variable(label_variable("instance", 'label_values(up{job=~"$job"}, instance)'))
     )
     y = 0
     row_id = len(profile.alerts) + 1

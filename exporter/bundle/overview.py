@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 from exporter.alerting import Panel
-from exporter.bundle.dashboards import DATASOURCE
+from exporter.bundle.dashboards import DATASOURCE, label_variable
 
 with warnings.catch_warnings():  # as in exporter/bundle/dashboards.py
     warnings.filterwarnings("ignore", "Prefer using dashboardv2", DeprecationWarning)
@@ -24,20 +24,6 @@ from exporter.checks import KINDS
 from exporter.config import Config
 
 WIDTH, HEIGHT = 12, 8
-
-
-def _variable(name: str, query: str) -> dash.QueryVariable:
-    return (
-        dash.QueryVariable(name)
-        .label(name)
-        .datasource(DATASOURCE)
-        .query(query)
-        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
-        .current(models.VariableOption(selected=True, text="All", value="$__all"))
-    )
 
 
 def _panel(panel_id: int, spec: Panel, x: int, y: int, runbook: str = "") -> timeseries.Panel:
@@ -83,7 +69,9 @@ def overview(config: Config, slug: str, title: str) -> dict[str, Any]:
         .with_variable(
             dash.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
-        .with_variable(_variable("check", "label_values(runbook_exporter_check_success, check)"))
+        .with_variable(
+            label_variable("check", "label_values(runbook_exporter_check_success, check)")
+        )
     )
     panel_id, y = 1, 0
     builder = builder.with_panel(
