@@ -25,6 +25,7 @@ is missing rather than letting the alert go quiet.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,13 @@ class DefaultAlert:
     # with ``$sel``; its test input (value 0) proves the guard stays quiet then.
     missing_unless: str = ""
     missing_unless_input: str = ""
+    # The label that tells this alert's series apart within one check (item, query,
+    # queue, component): a setting may name some of its values to give them their own
+    # threshold (``stale: [{above: 24h, item: daily-source}]``).
+    scope: str = ""
+    # False: proposed, but off until the check's ``alerts:`` turns it on (a runbook's
+    # own policy, such as "AOF must be enabled", that is no universal default).
+    on: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,9 @@ class AlertSetting:
     threshold: float | None = None
     for_: float | None = None
     severity: str | None = None
+    name: str | None = None  # the alertname (suffix after a profile's prefix)
+    scope: tuple[str, ...] = ()  # values of the default's scope label this setting is for
+    unit: str | None = None  # a query value's unit (seconds: thresholds like 7d)
 
 
 CHECK_FAILING = DefaultAlert(
@@ -225,6 +236,7 @@ def stale(
             else ""
         ),
         missing_unless_input='db_query_success{$sel,query="x"}' if from_queries else "",
+        scope="item",
     )
 
 
@@ -322,6 +334,7 @@ QUERY_FAILING = DefaultAlert(
     reads="db_query_success{$sel}",
     test=(TestInput('db_query_success{$sel,query="q"}', "gauge", "threshold + 1", "threshold"),),
     labels=(("query", "q"),),
+    scope="query",
 )
 
 QUERY_VALUE = DefaultAlert(
@@ -349,6 +362,7 @@ QUERY_VALUE = DefaultAlert(
         ),
     ),
     labels=(("query", "q"), ("column", "n"), ("label", "")),
+    scope="query",
 )
 """Off until the config gives a threshold (``alerts: {query_value: {above: 100}}``)."""
 
@@ -380,10 +394,21 @@ def kind_alerts(defaults: tuple[DefaultAlert, ...]) -> tuple[DefaultAlert, ...]:
     return (*(a for a in COMMON_ALERTS if a.key not in own), *defaults)
 
 
-def parse_alert_settings(  # noqa: C901 - one branch per alert setting key, each reported with its path
+# A severity is a routing name: critical/warning/info by default, a profile's own
+# (major, high, P2 ...) where its routing defines them; the bundle checks it exists.
+SEVERITY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+ALERT_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
+_SETTING_KEYS = "above/below/equal, for, severity, name, enabled"
+
+
+def parse_alert_settings(
     reader: Reader, defaults: tuple[DefaultAlert, ...]
 ) -> tuple[AlertSetting, ...]:
-    """The check's ``alerts:`` mapping, validated against its kind's default alerts."""
+    """The check's ``alerts:`` mapping, validated against its kind's default alerts.
+
+    A value is ``true``/``false``, a mapping of settings, or a list of mappings that
+    each name values of the alert's scope label (one alert each, with its own
+    threshold)."""
     raw = reader.raw("alerts", None)
     if raw is None:
         return ()
@@ -399,41 +424,68 @@ def parse_alert_settings(  # noqa: C901 - one branch per alert setting key, each
         default = by_key.get(str(key))
         if default is None:
             reader.error(path_key, f"unknown alert (this kind has: {', '.join(by_key)})")
-            continue
-        if isinstance(value, bool):
+        elif isinstance(value, bool):
             settings.append(AlertSetting(default.key, value))
-            continue
-        if not isinstance(value, dict):
+        elif isinstance(value, dict):
+            item = Reader(value, reader.child_path(path_key), reader.problems)
+            settings.append(_setting(item, default, scoped=False))
+        elif isinstance(value, list) and default.scope:
+            for index, entry in enumerate(value):
+                path = f"{reader.child_path(path_key)}[{index}]"
+                if not isinstance(entry, dict):
+                    reader.problems.add(path, f"expected a mapping, got {describe(entry)}")
+                    continue
+                settings.append(_setting(Reader(entry, path, reader.problems), default, True))
+        else:
+            listed = f", or a list of them each naming its {default.scope}" if default.scope else ""
             reader.error(
                 path_key,
-                "expected true, false or a mapping with above/below, "
-                f"for, severity, got {describe(value)}",
+                f"expected true, false or a mapping with {_SETTING_KEYS}{listed}, "
+                f"got {describe(value)}",
             )
-            continue
-        item = Reader(value, reader.child_path(path_key), reader.problems)
-        enabled = item.bool("enabled", True)
-        direction = _direction(default.op)
-        threshold = None
-        for side in ("above", "below", "equal"):
-            if not item.has(side):
-                continue
-            if side != direction:
-                item.error(
-                    side, f"this alert compares with {default.op}: write {direction}: instead"
-                )
-                item.ignore(side)
-                continue
-            threshold = _threshold(item, side, default.unit)
-        for_ = item.duration("for", None, positive=False) if item.has("for") else None
-        severity = item.choice("severity", SEVERITIES, None)
-        item.ignore("above", "below", "equal")
-        item.done()
-        # No default threshold: the alert stays off until one is given.
-        no_threshold = not any(item.has(side) for side in ("above", "below", "equal"))
-        if default.threshold is None and enabled and no_threshold:
-            item.error(None, f"give a threshold ({direction}: ...): this alert has none by default")
-        settings.append(AlertSetting(default.key, enabled, threshold, for_, severity))
     return tuple(settings)
+
+
+def _setting(item: Reader, default: DefaultAlert, scoped: bool) -> AlertSetting:
+    """One mapping of settings; ``scoped``: an entry of a list, which must name values
+    of the default's scope label."""
+    enabled = item.bool("enabled", True)
+    direction = _direction(default.op)
+    # A query value counts whatever the query returns: an age in seconds reads 7d.
+    unit = item.choice("unit", UNITS, None) if default.key == "query_value" else None
+    threshold = None
+    for side in ("above", "below", "equal"):
+        if not item.has(side):
+            continue
+        if side != direction:
+            item.error(side, f"this alert compares with {default.op}: write {direction}: instead")
+            item.ignore(side)
+            continue
+        threshold = _threshold(item, side, unit or default.unit)
+    for_ = item.duration("for", None, positive=False) if item.has("for") else None
+    severity = item.str("severity", None)
+    if isinstance(severity, str) and not SEVERITY_NAME.fullmatch(severity):
+        item.error(
+            "severity",
+            f"expected a lower-case routing name such as warning, got {describe(severity)}",
+        )
+        severity = None
+    name = item.str("name", None)
+    if isinstance(name, str) and not ALERT_NAME.fullmatch(name):
+        item.error("name", f"use CamelCase letters and digits, got {describe(name)}")
+        name = None
+    scope: tuple[str, ...] = ()
+    if default.scope:
+        scope = tuple(item.str_list(default.scope, ()))
+        if scoped and not scope:
+            item.error(default.scope, f"name the {default.scope} values this entry is for")
+    item.ignore("above", "below", "equal")
+    item.done()
+    # No default threshold: the alert stays off until one is given.
+    no_threshold = not any(item.has(side) for side in ("above", "below", "equal"))
+    if default.threshold is None and enabled and no_threshold:
+        item.error(None, f"give a threshold ({direction}: ...): this alert has none by default")
+    return AlertSetting(default.key, enabled, threshold, for_, severity, name, scope, unit)
 
 
 def alert_settings_schema(defaults: tuple[DefaultAlert, ...]) -> dict[str, Any]:
@@ -443,23 +495,31 @@ def alert_settings_schema(defaults: tuple[DefaultAlert, ...]) -> dict[str, Any]:
     for alert in kind_alerts(defaults):
         side = _direction(alert.op)
         threshold: dict[str, Any] = {"type": "number"}
-        if alert.unit == "seconds":
+        if alert.unit == "seconds" or alert.key == "query_value":
             threshold = {"anyOf": [threshold, duration]}
-        setting = {
-            "type": "object",
-            "properties": {
-                side: threshold,
-                "for": duration,
-                "severity": {"enum": list(SEVERITIES)},
-                "enabled": {"type": "boolean"},
-            },
-            "additionalProperties": False,
+        fields: dict[str, Any] = {
+            side: threshold,
+            "for": duration,
+            "severity": {"type": "string", "pattern": SEVERITY_NAME.pattern},
+            "name": {"type": "string", "pattern": ALERT_NAME.pattern},
+            "enabled": {"type": "boolean"},
         }
+        if alert.key == "query_value":
+            fields["unit"] = {"enum": list(UNITS)}
+        names = {"type": "array", "items": {"type": "string"}}
+        if alert.scope:
+            fields[alert.scope] = {"anyOf": [{"type": "string"}, names]}
+        setting = {"type": "object", "properties": fields, "additionalProperties": False}
+        forms: list[dict[str, Any]] = [{"type": "boolean"}, setting]
+        if alert.scope:
+            scoped = {**setting, "required": [alert.scope]}
+            forms.append({"type": "array", "items": scoped})
         properties[alert.key] = {
             "description": f"{alert.name}: "
             + ("off until a threshold is set" if alert.threshold is None else "on by default")
-            + "; true, false, or its own threshold, for and severity",
-            "anyOf": [{"type": "boolean"}, setting],
+            + "; true, false, or its own threshold, for, severity and name"
+            + (f"; a list gives {alert.scope}s their own" if alert.scope else ""),
+            "anyOf": forms,
         }
     return {
         "type": "object",

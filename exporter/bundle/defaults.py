@@ -27,12 +27,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from exporter.alerting import DefaultAlert, kind_alerts
+from exporter.alerting import AlertSetting, DefaultAlert, kind_alerts
 from exporter.bundle.profile import (
     LABEL_REF,
     SLUG,
     Alert,
     AlertTest,
+    Generated,
     Profile,
     Receiver,
     SeriesInput,
@@ -75,24 +76,18 @@ ROUTING_NOTES = (
 
 
 @dataclass(frozen=True)
-class Generated:
-    """One generated alert and where it came from, for its tests and runbook page."""
-
-    alert: Alert
-    check: CheckSpec[Any]
-    role: str  # "default" | "absent" | "missing"
-    default: DefaultAlert | None  # the kind default ("default"), or the one guarded
-    guards: tuple[str, ...] = ()  # for "missing": the alertnames that lose their data
-    vanished: str = ""  # for "missing": the input series that disappears in its test
-
-
-@dataclass(frozen=True)
 class ConfigBundle:
+    """The bundle of an exporter config: its profile (generated alerts, default
+    routing) and the config it came from."""
+
     profile: Profile
-    generated: tuple[Generated, ...]
     system: str
     config: Config
     drill: bool = False
+
+    @property
+    def generated(self) -> tuple[Generated, ...]:
+        return self.profile.generated
 
 
 def camel(name: str) -> str:
@@ -120,25 +115,71 @@ def _metric(series: str) -> str:
     return series.split("{", 1)[0].strip()
 
 
-def _resolve(check: CheckSpec[Any], default: DefaultAlert) -> DefaultAlert | None:
-    """The default as the check's ``alerts:`` leaves it, or None when it is off."""
-    setting = next((s for s in check.alerts if s.key == default.key), None)
-    threshold = default.threshold
-    for_ = default.for_
-    severity = default.severity
-    if setting is not None:
-        if not setting.enabled:
-            return None
-        threshold = setting.threshold if setting.threshold is not None else threshold
-        for_ = setting.for_ if setting.for_ is not None else for_
-        severity = setting.severity or severity
-    if threshold is None:
+def _apply(default: DefaultAlert, setting: AlertSetting | None) -> DefaultAlert | None:
+    """``default`` as one setting leaves it, or None when that turns it off."""
+    if setting is None:
+        return default if default.on else None
+    if not setting.enabled:
         return None
-    return replace(default, threshold=threshold, for_=for_, severity=severity)
+    return replace(
+        default,
+        threshold=default.threshold if setting.threshold is None else setting.threshold,
+        for_=default.for_ if setting.for_ is None else setting.for_,
+        severity=setting.severity or default.severity,
+        unit=setting.unit or default.unit,
+        on=True,
+    )
+
+
+def _matcher(label: str, values: tuple[str, ...], negate: bool = False) -> str:
+    """``label="a"`` or ``label=~"a|b"`` (values taken literally), or their negation."""
+    if len(values) == 1:
+        return f'{label}{"!=" if negate else "="}"{values[0]}"'
+    pattern = "|".join(re.escape(v).replace("\\", "\\\\") for v in values)
+    return f'{label}{"!~" if negate else "=~"}"{pattern}"'
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """One alert a check gets from one default: the default as configured, the values of
+    its scope label it watches (none: all but those other entries name) and its name."""
+
+    default: DefaultAlert
+    scope: tuple[str, ...]
+    excluded: tuple[str, ...]
+    name: str
+
+
+def _resolve(check: CheckSpec[Any], declared: DefaultAlert, base: str) -> list[_Resolved]:
+    """The alerts ``declared`` gives ``check``: the default (or its setting without scope
+    values) over every series the scoped entries leave out, then one per scoped entry."""
+    settings = [s for s in check.alerts if s.key == declared.key]
+    plain = next((s for s in reversed(settings) if not s.scope), None)
+    scoped = [s for s in settings if s.scope]
+    out: list[_Resolved] = []
+    main = _apply(declared, plain)
+    excluded = tuple(v for s in scoped for v in s.scope)
+    if main is not None and main.threshold is not None:
+        name = (plain.name if plain else None) or base + declared.name
+        out.append(_Resolved(main, (), excluded, name))
+    for setting in scoped:
+        start = main if main is not None else replace(declared, on=True)
+        resolved = _apply(replace(start, on=True), setting)
+        if resolved is None or resolved.threshold is None:
+            continue
+        name = setting.name or base + declared.name + camel("-".join(setting.scope))
+        out.append(_Resolved(resolved, setting.scope, (), name))
+    return out
+
+
+def _scoped(text: str, label: str, value: str) -> str:
+    """A test series or label set with its placeholder scope value replaced."""
+    return re.sub(rf'(?<![A-Za-z0-9_]){label}="[^"]*"', f'{label}="{value}"', text)
 
 
 def _alert(
-    name: str,
+    short: str,
+    prefix: str,
     query: str,
     default: DefaultAlert,
     section: str,
@@ -148,8 +189,8 @@ def _alert(
     seconds = default.unit == "seconds"
     held = format_duration(default.for_) if default.for_ else "at once"
     return Alert(
-        short=name,
-        name=name,
+        short=short,
+        name=prefix + short,
         query=query,
         op=default.op,
         threshold=default.threshold,
@@ -163,64 +204,86 @@ def _alert(
         summary=default.summary,
         description=default.description.replace("{for}", held),
         steps=default.steps,
-        signal=re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower(),
+        signal=re.sub(r"(?<!^)(?=[A-Z])", "_", short).lower(),
         depends_on=(),
         exporter=SOURCE,
         window=default.window,
         lookback=VANISH_LOOKBACK,
-        panel_title=name,
+        panel_title=short,
         test=test,
     )
 
 
-def _test(default: DefaultAlert, sel: str, kind: str) -> AlertTest:
-    labels = {**_labels_of(sel), **{k: _fill_sel(v, sel, kind) for k, v in default.labels}}
-    series = tuple(
-        SeriesInput(_fill_sel(t.series, sel, kind), t.shape, t.quiet, t.fire) for t in default.test
-    )
+def _test(default: DefaultAlert, sel: str, kind: str, scope: tuple[str, ...]) -> AlertTest:
+    """The alert's test inputs; a scoped alert's inputs carry its first scope value."""
+
+    def fill(text: str) -> str:
+        text = _fill_sel(text, sel, kind)
+        return _scoped(text, default.scope, scope[0]) if scope else text
+
+    labels = {**_labels_of(sel), **{k: fill(v) for k, v in default.labels}}
+    if scope:
+        labels[default.scope] = scope[0]
+    series = tuple(SeriesInput(fill(t.series), t.shape, t.quiet, t.fire) for t in default.test)
     return AlertTest(series, tuple(sorted(labels.items())), default.value, default.settle)
 
 
-def _vanishing_input(default: DefaultAlert, sel: str, kind: str) -> str:
+def _vanishing_input(default: DefaultAlert, sel: str, kind: str, scope: tuple[str, ...]) -> str:
     """The test series that disappears in the missing-data test of ``default``."""
     wanted = _metric(default.reads)
-    for entry in default.test:
+    for entry in _test(default, sel, kind, scope).series:
         if _metric(entry.series) == wanted:
-            return _fill_sel(entry.series, sel, kind)
+            return entry.series
     extra = ",".join(f'{k}="{v}"' for k, v in default.labels if k != "state")
     base = _fill_sel(default.reads, sel, kind)
-    return base[:-1] + ("," + extra if extra else "") + "}"
+    text = base[:-1] + ("," + extra if extra else "") + "}"
+    return _scoped(text, default.scope, scope[0]) if scope else text
 
 
-def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated]:
-    """Every alert of one check: its kind's defaults as configured, plus the guards."""
+def check_alerts(
+    check: CheckSpec[Any],
+    system: str,
+    job: str,
+    prefix: str = "",
+    severities: Mapping[str, str] | None = None,
+    named_only: bool = False,
+) -> list[Generated]:
+    """Every alert of one check: its kind's defaults as configured, plus the guards.
+
+    ``prefix`` starts every alertname (a profile's); ``severities`` maps the kinds'
+    default severities (critical, warning, info) to the routing's own names;
+    ``named_only`` leaves out the defaults the check's ``alerts:`` does not name (a
+    runbook profile watches what its runbook writes down), but never check_failing."""
     kind = KINDS[check.kind]
     sel = selector(check, system)
-    prefix = camel(check.name)
+    base = camel(check.name)
     section = f"check {check.name} ({check.kind})"
+    renamed = severities or {}
     out: list[Generated] = []
-    guarded: dict[str, list[tuple[DefaultAlert, str]]] = {}
+    guarded: dict[str, list[tuple[DefaultAlert, str, tuple[str, ...]]]] = {}
     failing: DefaultAlert | None = None
     for declared in kind_alerts(kind.alerts):
-        default = _resolve(check, declared)
-        if default is None:
+        named = any(s.key == declared.key for s in check.alerts)
+        if named_only and not named and declared.key != "check_failing":
             continue
-        name = prefix + default.name
-        query = _fill_sel(default.query, sel, check.kind)
-        out.append(
-            Generated(
-                _alert(name, query, default, section, _test(default, sel, check.kind)),
-                check,
-                "default",
-                default,
-            )
-        )
-        if default.key == "check_failing":
-            failing = default
-        else:
-            guarded.setdefault(_fill_sel(default.reads, sel, check.kind), []).append(
-                (default, name)
-            )
+        for resolved in _resolve(check, declared, base):
+            default = resolved.default
+            if not any(s.key == declared.key and s.severity for s in check.alerts):
+                default = replace(default, severity=renamed.get(default.severity, default.severity))
+            where = sel
+            if resolved.scope:
+                where += "," + _matcher(default.scope, resolved.scope)
+            elif resolved.excluded:
+                where += "," + _matcher(default.scope, resolved.excluded, negate=True)
+            query = _fill_sel(default.query, where, check.kind)
+            test = _test(default, sel, check.kind, resolved.scope)
+            alert = _alert(resolved.name, prefix, query, default, section, test)
+            out.append(Generated(alert, check, "default", default, scope=resolved.scope))
+            if default.key == "check_failing":
+                failing = default
+            else:
+                reads = _fill_sel(default.reads, where, check.kind)
+                guarded.setdefault(reads, []).append((default, alert.short, resolved.scope))
     success = f"runbook_exporter_check_success{{{sel}}}"
     up_sel = f'job="{job}"' + (f',system="{system}"' if system else "")
     absent = DefaultAlert(
@@ -231,7 +294,7 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
         threshold=1,
         unit="bool",
         for_=ABSENT_FOR,
-        severity=failing.severity if failing else "critical",
+        severity=failing.severity if failing else renamed.get("critical", "critical"),
         summary=f"check {check.name} is not exported at all: its data is missing",
         description=(
             "The exporter is up but has no result for this check: it was removed from "
@@ -249,7 +312,8 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
     out.append(
         Generated(
             _alert(
-                prefix + "Absent",
+                base + "Absent",
+                prefix,
                 absent.query,
                 absent,
                 section,
@@ -260,11 +324,13 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
             failing,
         )
     )
-    rank = {"critical": 0, "warning": 1, "info": 2}
+    # The guard pages as urgently as the most urgent alert it stands in for.
+    order = [renamed.get(name, name) for name in ("critical", "warning", "info")]
+    rank = {name: index for index, name in enumerate(order)}
     for reads, members in guarded.items():
-        first, first_name = members[0]
-        names = tuple(name for _, name in members)
-        severity = min((d.severity for d, _ in members), key=lambda s: rank[s])
+        first, first_name, first_scope = members[0]
+        names = tuple(prefix + short for _, short, _ in members)
+        severity = min((d.severity for d, _, _ in members), key=lambda s: rank.get(s, 0))
         lookback = format_duration(VANISH_LOOKBACK)
         guard = DefaultAlert(
             key="missing",
@@ -305,12 +371,13 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
             reads=reads,
             test=(),
         )
-        vanished = _vanishing_input(first, sel, check.kind)
+        vanished = _vanishing_input(first, sel, check.kind, first_scope)
         labels = {**_labels_of(vanished.split("{", 1)[1]), **_labels_of(sel)}
         out.append(
             Generated(
                 _alert(
                     first_name + "NoData",
+                    prefix,
                     guard.query,
                     guard,
                     section,
@@ -321,6 +388,7 @@ def check_alerts(check: CheckSpec[Any], system: str, job: str) -> list[Generated
                 first,
                 names,
                 vanished,
+                first_scope,
             )
         )
     return out
@@ -367,8 +435,10 @@ def config_bundle(
         alerts=tuple(g.alert for g in generated),
         checks=tuple((c.name, c.kind) for c in config.checks),
         routing_notes=ROUTING_NOTES,
+        generated=tuple(generated),
+        selector_system=system,
     )
-    return ConfigBundle(profile, tuple(generated), system, config)
+    return ConfigBundle(profile, system, config)
 
 
 def load_config_bundle(
@@ -395,10 +465,7 @@ def drilled(bundle: ConfigBundle, factor: float) -> ConfigBundle:
     (end-to-end drills); its promtool tests are left out (they step by a minute)."""
     from exporter.bundle.rules import drill
 
-    profile = drill(bundle.profile, factor)
-    by_name = {alert.name: alert for alert in profile.alerts}
-    generated = tuple(replace(g, alert=by_name[g.alert.name]) for g in bundle.generated)
-    return replace(bundle, profile=profile, generated=generated, drill=True)
+    return replace(bundle, profile=drill(bundle.profile, factor), drill=True)
 
 
 # --- promtool tests --------------------------------------------------------------------
@@ -428,7 +495,7 @@ def _window_steps(query: str) -> int:
 
 
 def _render(
-    bundle: ConfigBundle, alert: Alert, labels: Mapping[str, str], value: float | None
+    profile: Profile, alert: Alert, labels: Mapping[str, str], value: float | None
 ) -> dict[str, str]:
     """The annotations as Prometheus renders them for a firing test alert."""
     from exporter.bundle.render import threshold_text, value_text
@@ -445,20 +512,20 @@ def _render(
     return {
         "summary": render(alert.summary),
         "description": render(alert.description),
-        "runbook_url": runbook_url(bundle.profile, alert),
+        "runbook_url": runbook_url(profile, alert),
     }
 
 
 def _expected(
-    bundle: ConfigBundle, alert: Alert, labels: Mapping[str, str], value: float | None
+    profile: Profile, alert: Alert, labels: Mapping[str, str], value: float | None
 ) -> dict[str, Any]:
     from exporter.bundle.rules import alert_labels
 
-    full = {**{k: v for k, v in labels.items() if v}, **alert_labels(bundle.profile, alert)}
-    return {"exp_labels": full, "exp_annotations": _render(bundle, alert, full, value)}
+    full = {**{k: v for k, v in labels.items() if v}, **alert_labels(profile, alert)}
+    return {"exp_labels": full, "exp_annotations": _render(profile, alert, full, value)}
 
 
-def _default_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]]:
+def _default_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
     alert, default = item.alert, item.default
     assert default is not None
     names = {"threshold": alert.threshold}
@@ -501,7 +568,7 @@ def _default_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
         {
             "eval_time": format_duration(end),
             "alertname": alert.name,
-            "exp_alerts": [_expected(bundle, alert, labels, fire_value)],
+            "exp_alerts": [_expected(profile, alert, labels, fire_value)],
         }
     )
     return [
@@ -520,11 +587,11 @@ def _default_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
     ]
 
 
-def _failing_name(bundle: ConfigBundle, check: CheckSpec[Any]) -> Generated | None:
+def _failing_name(profile: Profile, check: CheckSpec[Any]) -> Generated | None:
     return next(
         (
             g
-            for g in bundle.generated
+            for g in profile.generated
             if g.check is check
             and g.role == "default"
             and g.default is not None
@@ -534,16 +601,16 @@ def _failing_name(bundle: ConfigBundle, check: CheckSpec[Any]) -> Generated | No
     )
 
 
-def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]]:
+def _missing_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
     """The missing-data cases: the check fails (its series go), or one series vanishes."""
     alert = item.alert
-    sel = selector(item.check, bundle.system)
+    sel = selector(item.check, profile.selector_system)
     success = f'runbook_exporter_check_success{{{sel},kind="{item.check.kind}"}}'
     out: list[dict[str, Any]] = []
     if item.role == "absent":
         up = (
             f'up{{job="{EXPORTER_JOB}",instance="exporter:9469"'
-            + (f',system="{bundle.system}"' if bundle.system else "")
+            + (f',system="{profile.selector_system}"' if profile.selector_system else "")
             + "}"
         )
         labels = dict(alert.test.labels)
@@ -561,7 +628,7 @@ def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
                     {
                         "eval_time": format_duration(alert.for_),
                         "alertname": alert.name,
-                        "exp_alerts": [_expected(bundle, alert, labels, 1.0)],
+                        "exp_alerts": [_expected(profile, alert, labels, 1.0)],
                     },
                 ],
             }
@@ -603,7 +670,7 @@ def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
                 {
                     "eval_time": format_duration(at),
                     "alertname": alert.name,
-                    "exp_alerts": [_expected(bundle, alert, labels, 1.0)],
+                    "exp_alerts": [_expected(profile, alert, labels, 1.0)],
                 },
                 *(
                     {"eval_time": format_duration(at), "alertname": name, "exp_alerts": []}
@@ -616,6 +683,8 @@ def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
     if default is not None and default.missing_unless_input:
         # the data is missing because something that pages by itself failed (a query)
         explaining = _fill_sel(default.missing_unless_input, sel, item.check.kind)
+        if item.scope:  # the query behind the scoped item (a query's item is its name)
+            explaining = _scoped(explaining, "query", item.scope[0])
         out.append(
             {
                 "name": f"{alert.name}: quiet while {_metric(explaining)} says why it is missing",
@@ -635,7 +704,7 @@ def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
                 ],
             }
         )
-    failing = _failing_name(bundle, item.check)
+    failing = _failing_name(profile, item.check)
     if failing is not None:  # the check fails: its failing alert pages, not this guard
         fail_labels = dict(failing.alert.test.labels)
         out.append(
@@ -655,7 +724,7 @@ def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
                     {
                         "eval_time": format_duration(gone + failing.alert.for_),
                         "alertname": failing.alert.name,
-                        "exp_alerts": [_expected(bundle, failing.alert, fail_labels, 0.0)],
+                        "exp_alerts": [_expected(profile, failing.alert, fail_labels, 0.0)],
                     },
                 ],
             }
@@ -663,20 +732,24 @@ def _missing_tests(bundle: ConfigBundle, item: Generated) -> list[dict[str, Any]
     return out
 
 
+def generated_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
+    """The promtool tests of one generated alert: its threshold and ``for`` pinned, or
+    its missing-data case."""
+    if item.role == "default":
+        return _default_tests(profile, item)
+    return _missing_tests(profile, item)
+
+
 def promtool_tests(bundle: ConfigBundle, rules_path: str) -> str:
     """promtool unit tests for every generated alert, guards and missing data included."""
     from exporter.bundle.render import GENERATED, dump_yaml
 
-    tests: list[dict[str, Any]] = []
-    for item in bundle.generated:
-        if item.role == "default":
-            tests += _default_tests(bundle, item)
-        else:
-            tests += _missing_tests(bundle, item)
     data = {
         "rule_files": [rules_path],
         "evaluation_interval": format_duration(STEP),
-        "tests": tests,
+        "tests": [
+            test for item in bundle.generated for test in generated_tests(bundle.profile, item)
+        ],
     }
     return dump_yaml(data, GENERATED.format(source=bundle.config.source))
 

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from exporter.bundle.profile import Alert, Profile, number
-from exporter.bundle.promtests import STEP, alert_tests, guard_tests
+from exporter.bundle.promtests import STEP, tests_of
 from exporter.bundle.rules import all_alerts, rules_file
 from exporter.fields import format_duration
 
@@ -78,6 +78,12 @@ def _rule(profile: Profile, alert: Alert) -> tuple[dict[str, Any], dict[str, Any
     raise LookupError(f"{alert.name} is not in the rule file of {profile.slug}")
 
 
+def _is_guard(profile: Profile, alert: Alert) -> bool:
+    """A generated missing-data or absent alert: ``== 1`` over series that are there or
+    not is no threshold either."""
+    return any(g.alert.name == alert.name and g.role != "default" for g in profile.generated)
+
+
 def profile_mutations(profile: Profile) -> list[Mutation]:
     """The mutants of every alert of a profile, and the ``for`` mutant of every
     missing-data guard (a guard's ``> 0`` over series that are there or not is no
@@ -88,15 +94,13 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
         if rule["expr"] != alert.expr():  # the mutation would not hit the real rule
             raise AssertionError(f"{alert.name}: the rule's expr is not {alert.expr()!r}")
         changes: list[tuple[str, str, dict[str, Any]]] = []
-        if alert.guarded is None:
-            tests = alert_tests(profile, alert)
+        tests = tests_of(profile, alert)
+        if alert.guarded is None and not _is_guard(profile, alert):
             for kind, share, quiet_side in THRESHOLD_MOVES:
                 moved = moved_threshold(alert, share, quiet_side)
                 if moved is not None:
                     what = f"{alert.op} {number(alert.threshold)} -> {alert.op} {number(moved)}"
                     changes.append((kind, what, {**rule, "expr": alert.expr(moved)}))
-        else:
-            tests = guard_tests(profile, alert)
         longer = alert.for_ + profile.evaluation_interval
         what = f"{format_duration(alert.for_)} -> {format_duration(longer)}"
         changes.append((FOR_LONGER, what, {**rule, "for": format_duration(longer)}))

@@ -17,9 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from exporter.alerting import DefaultAlert
 from exporter.bundle.known import EXTERNAL_METRICS
 from exporter.bundle.promql import scoped
-from exporter.config import load_data, parse_yaml
+from exporter.checks.base import CheckSpec
+from exporter.config import Config, load_data, parse_yaml
 from exporter.fields import (
     ConfigError,
     Problems,
@@ -44,6 +46,8 @@ COVERAGE_KINDS = ("threshold", "cadence", "severity", "window", "channel")
 # selector of that system's rules selects it, so two systems' rules never fire on each
 # other's series and every alert carries it (aggregations keep it).
 SYSTEM_LABEL = "system"
+# The severities the kinds' default alerts use; a routing with other names maps them.
+DEFAULT_SEVERITIES = ("critical", "warning", "info")
 DEFAULT_DOCS_URL = "https://github.com/runbook-exporter/runbook-exporter/blob/main/docs/runbooks"
 # ``{threshold}``, ``{window}``, ``{threshold * 2}``: a placeholder never contains the
 # ``=``/``"`` of a PromQL label matcher, so both can share one string.
@@ -137,6 +141,19 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Generated:
+    """One generated alert and where it came from, for its tests and runbook page."""
+
+    alert: Alert
+    check: CheckSpec[Any]
+    role: str  # "default" | "absent" | "missing"
+    default: DefaultAlert | None  # the kind default ("default"), or the one guarded
+    guards: tuple[str, ...] = ()  # for "missing": the alertnames that lose their data
+    vanished: str = ""  # for "missing": the input series that disappears in its test
+    scope: tuple[str, ...] = ()  # values of the default's scope label it watches
+
+
+@dataclass(frozen=True)
 class Coverage:
     """One runbook line that writes down a monitoring number or channel, and what in the
     bundle implements it: alerts (by short name), severities (routing), or a reason why
@@ -198,6 +215,12 @@ class Profile:
     checks: tuple[tuple[str, str], ...]  # (name, kind) of the profile's exporter checks
     routing_notes: str
     coverage: tuple[Coverage, ...] = ()
+    # The alerts of the checks' kind defaults (exporter/bundle/defaults.py), which are
+    # also in ``alerts``, with where each came from; their tests come from the defaults.
+    generated: tuple[Generated, ...] = ()
+    # The ``system`` the generated alerts' selectors carry ("" for a config bundle
+    # generated without --system).
+    selector_system: str = ""
 
     def severity(self, name: str) -> Severity:
         return next(s for s in self.severities if s.name == name)
@@ -694,56 +717,79 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def read_bundle(  # noqa: C901 - debt (issue 18): one check per bundle section; to be split by section
-    bundle: Reader, slug: str, checks: tuple[tuple[str, str], ...] | None
-) -> Profile | None:
-    title = bundle.str("title")
-    runbook = bundle.str("runbook")
-    prefix = bundle.str("prefix")
-    if isinstance(prefix, str) and prefix and not NAME.fullmatch(prefix):
-        bundle.error("prefix", f"use CamelCase letters and digits, got {describe(prefix)}")
-    docs_url = bundle.str("docs_url", DEFAULT_DOCS_URL)
-    system = bundle.str("system", slug)
-    if isinstance(system, str) and not SLUG.fullmatch(system):
-        bundle.error("system", f"use lower-case letters, digits and -, got {describe(system)}")
-    evaluation_interval = bundle.duration("evaluation_interval", 60.0)
+@dataclass(frozen=True)
+class _Routing:
+    severities: tuple[Severity, ...]
+    receivers: tuple[Receiver, ...]
+    group_wait: float
+    group_interval: float
+    notes: str
+    # The kinds' default severities (critical, warning, info) as this routing names them.
+    default_severities: Mapping[str, str]
 
-    routing = bundle.mapping("routing", required=True)
+
+def _read_routing(routing: Reader | None) -> _Routing:
     receivers: list[Receiver] = []
     severities: list[Severity] = []
-    group_wait, group_interval, notes = 30.0, 300.0, ""
-    if routing is not None:
-        group_wait = routing.duration("group_wait", 30.0)
-        group_interval = routing.duration("group_interval", 300.0)
-        notes = routing.str("notes", "")
-        for entry in routing.mappings("receivers", required=True):
-            name = entry.str("name")
-            if isinstance(name, str) and name and not SLUG.fullmatch(name):
-                entry.error("name", f"use lower-case letters, digits and -, got {describe(name)}")
-            kind = entry.choice("type", RECEIVER_TYPES)
-            target = entry.str("target", "")
-            if kind in ("slack", "email") and not target:
-                entry.error("target", f"a {kind} receiver needs its channel or address")
-            entry.done()
-            receivers.append(Receiver(name, kind, target))
-        known = {r.name for r in receivers}
-        for entry in routing.mappings("severities", required=True):
-            name = entry.str("name")
-            priority = entry.choice("priority", PRIORITIES)
-            response_raw = entry.raw("response")
-            response = entry.duration("response")
-            targets = entry.str_list("receivers")
-            for target in targets:
-                if target not in known:
-                    entry.error(
-                        "receivers",
-                        f'unknown receiver "{target}" (known: {", ".join(sorted(known))})',
-                    )
-            entry.done()
-            severities.append(Severity(name, priority, response, tuple(targets), str(response_raw)))
-        routing.done()
-    severity_names = {s.name for s in severities}
+    if routing is None:
+        return _Routing((), (), 30.0, 300.0, "", {})
+    group_wait = routing.duration("group_wait", 30.0)
+    group_interval = routing.duration("group_interval", 300.0)
+    notes = routing.str("notes", "")
+    for entry in routing.mappings("receivers", required=True):
+        name = entry.str("name")
+        if isinstance(name, str) and name and not SLUG.fullmatch(name):
+            entry.error("name", f"use lower-case letters, digits and -, got {describe(name)}")
+        kind = entry.choice("type", RECEIVER_TYPES)
+        target = entry.str("target", "")
+        if kind in ("slack", "email") and not target:
+            entry.error("target", f"a {kind} receiver needs its channel or address")
+        entry.done()
+        receivers.append(Receiver(name, kind, target))
+    known = {r.name for r in receivers}
+    for entry in routing.mappings("severities", required=True):
+        name = entry.str("name")
+        priority = entry.choice("priority", PRIORITIES)
+        response_raw = entry.raw("response")
+        response = entry.duration("response")
+        targets = entry.str_list("receivers")
+        for target in targets:
+            if target not in known:
+                entry.error(
+                    "receivers",
+                    f'unknown receiver "{target}" (known: {", ".join(sorted(known))})',
+                )
+        entry.done()
+        severities.append(Severity(name, priority, response, tuple(targets), str(response_raw)))
+    default_severities = _default_severities(routing, {s.name for s in severities})
+    routing.done()
+    return _Routing(
+        tuple(severities), tuple(receivers), group_wait, group_interval, notes, default_severities
+    )
 
+
+def _default_severities(routing: Reader, names: set[str]) -> dict[str, str]:
+    """``routing.default_severities``: the kinds' critical/warning/info by this routing's
+    names (identity when it defines them)."""
+    default_severities: dict[str, str] = {}
+    mapping = routing.mapping("default_severities")
+    for standard in DEFAULT_SEVERITIES:
+        chosen = mapping.str(standard, standard) if mapping is not None else standard
+        if chosen not in names and names:
+            where = mapping if mapping is not None and mapping.has(standard) else routing
+            where.error(
+                standard if where is mapping else "default_severities",
+                f'the kinds\' default severity "{standard}" needs a severity of this '
+                f"routing ({', '.join(sorted(names))}): map it under "
+                "routing.default_severities",
+            )
+        default_severities[standard] = chosen
+    if mapping is not None:
+        mapping.done()
+    return default_severities
+
+
+def _read_exporters(bundle: Reader) -> tuple[Exporter, ...]:
     exporters: list[Exporter] = []
     for entry in bundle.mappings("exporters"):
         job = entry.str("job")
@@ -759,13 +805,77 @@ def read_bundle(  # noqa: C901 - debt (issue 18): one check per bundle section; 
                 "Prometheus itself: `up` of the runbook-exporter scrape job",
             )
         )
+    return tuple(exporters)
 
+
+def _generated(
+    config: Config, system: str, prefix: str, routing: _Routing, problems: Reader
+) -> list[Generated]:
+    """The checks' alerts from their kinds' defaults, as their ``alerts:`` set them.
+
+    ``bundle.kind_defaults``: ``all`` (every default of every kind, as a config bundle
+    gets) or ``named`` (only those a check's ``alerts:`` names, plus check_failing)."""
+    scope = problems.choice("kind_defaults", ("all", "named"), "all")
+    from exporter.bundle.defaults import check_alerts
+
+    names = {s.name for s in routing.severities}
+    out: list[Generated] = []
+    for index, check in enumerate(config.checks):
+        for item in check_alerts(
+            check,
+            system,
+            EXPORTER_JOB,
+            prefix,
+            routing.default_severities,
+            named_only=scope == "named",
+        ):
+            mapped = item.alert.severity in routing.default_severities.values()
+            if item.alert.severity not in names and not mapped:
+                problems.problems.add(
+                    f"checks[{index}].alerts",
+                    f'{item.alert.short}: unknown severity "{item.alert.severity}" '
+                    f"(routing defines: {', '.join(sorted(names))})",
+                )
+            out.append(item)
+    return out
+
+
+def _with_runbook(alert: Alert, entry: Reader, severities: set[str]) -> Alert:
+    """A generated alert with the runbook fields ``bundle.runbook_fields.<Name>`` gives it."""
+    allowed = ("threshold", "value")
+    depends_on = tuple(_read_dependency(d) for d in entry.mappings("depends_on"))
+    steps = entry.str_list("steps", list(alert.steps), allow_single=False)
+    if not steps and entry.has("steps"):
+        entry.error("steps", "list at least one runbook step")
+    out = replace(
+        alert,
+        section=entry.str("section", alert.section),
+        quote=entry.str("quote", alert.quote),
+        summary=_template(entry, "summary", allowed, alert.summary),
+        description=_template(entry, "description", allowed, alert.description),
+        steps=tuple(steps) or alert.steps,
+        signal=entry.str("signal", alert.signal),
+        panel_title=entry.str("panel", alert.panel_title),
+        depends_on=depends_on,
+    )
+    entry.done()
+    return out
+
+
+def _read_alerts(
+    bundle: Reader,
+    prefix: str,
+    severities: tuple[Severity, ...],
+    checks: set[str] | None,
+    exporters: tuple[Exporter, ...],
+) -> list[Alert]:
+    """``bundle.alerts``: the alerts over other exporters' metrics (and any the kinds'
+    defaults cannot say), then ``<Prefix>ExporterDown``."""
     alerts: list[Alert] = []
     seen: dict[str, str] = {}
-    check_set = {name for name, _ in checks or ()}
     exporter_jobs = {"runbook-exporter", *(e.job for e in exporters)}
-    for entry in bundle.mappings("alerts", required=True):
-        alert = _read_alert(entry, prefix if isinstance(prefix, str) else "", severity_names)
+    for entry in bundle.mappings("alerts"):
+        alert = _read_alert(entry, prefix, {s.name for s in severities})
         if alert is None:
             continue
         if alert.short == EXPORTER_DOWN:
@@ -780,7 +890,7 @@ def read_bundle(  # noqa: C901 - debt (issue 18): one check per bundle section; 
             continue
         seen[alert.short] = entry.path
         for name in check_names(alert.query) if checks is not None else ():
-            if name not in check_set:
+            if checks is not None and name not in checks:
                 entry.error("query", f'selects check "{name}", which the profile does not define')
         if alert.exporter not in exporter_jobs:
             entry.error(
@@ -789,30 +899,93 @@ def read_bundle(  # noqa: C901 - debt (issue 18): one check per bundle section; 
                 f"bundle.exporters: {', '.join(sorted(exporter_jobs))})",
             )
         alerts.append(alert)
-    alerts.append(
-        _exporter_down(
-            bundle.mapping("exporter_down"),
-            prefix if isinstance(prefix, str) else "",
-            severities,
-        )
-    )
-    seen[EXPORTER_DOWN] = f"{bundle.path}.exporter_down"
-    for index, alert in enumerate(alerts):
+    alerts.append(_exporter_down(bundle.mapping("exporter_down"), prefix, list(severities)))
+    return alerts
+
+
+def _apply_runbook(
+    bundle: Reader, generated: list[Generated], severities: set[str]
+) -> list[Generated]:
+    """``bundle.runbook_fields``: runbook fields of the checks' alerts, by alert name."""
+    runbook = bundle.mapping("runbook_fields")
+    if runbook is None:
+        return generated
+    by_short = {g.alert.short: g for g in generated}
+    for short in runbook:
+        if short not in by_short:
+            runbook.error(
+                short,
+                "no alert of the checks has this name (name one with alerts.<key>.name "
+                f"beside its check; they are: {', '.join(sorted(by_short))})",
+            )
+            runbook.ignore(short)
+    out = []
+    for item in generated:
+        entry = runbook.mapping(item.alert.short) if runbook.has(item.alert.short) else None
+        if entry is not None:
+            item = replace(item, alert=_with_runbook(item.alert, entry, severities))
+        out.append(item)
+    runbook.done()
+    return out
+
+
+def _check_dependencies(bundle: Reader, alerts: list[Alert]) -> None:
+    known = {a.short for a in alerts}
+    for alert in alerts:
         for position, dependency in enumerate(alert.depends_on):
-            if dependency.alert and dependency.alert not in seen:
+            if dependency.alert and dependency.alert not in known:
                 bundle.error(
-                    f"alerts[{index}].depends_on[{position}].alert",
+                    f"{alert.short}.depends_on[{position}].alert",
                     f'unknown alert "{dependency.alert}" in this profile',
                 )
-    # Every selector of every alert reads this system's series only.
-    alerts = [replace(a, query=system_scoped(a.query, system)) for a in alerts]
+
+
+def read_bundle(bundle: Reader, slug: str, config: Config | None) -> Profile | None:
+    """The profile of a config's ``bundle:`` section; None when a problem was recorded.
+
+    Its alerts: the checks' alerts from their kinds' defaults (thresholds beside the
+    checks, runbook fields under ``bundle.runbook_fields``), then ``bundle.alerts`` (other
+    exporters' metrics), then ExporterDown."""
+    title = bundle.str("title")
+    runbook = bundle.str("runbook")
+    prefix = bundle.str("prefix")
+    if isinstance(prefix, str) and prefix and not NAME.fullmatch(prefix):
+        bundle.error("prefix", f"use CamelCase letters and digits, got {describe(prefix)}")
+    prefix = prefix if isinstance(prefix, str) else ""
+    docs_url = bundle.str("docs_url", DEFAULT_DOCS_URL)
+    system = bundle.str("system", slug)
+    if isinstance(system, str) and not SLUG.fullmatch(system):
+        bundle.error("system", f"use lower-case letters, digits and -, got {describe(system)}")
+    evaluation_interval = bundle.duration("evaluation_interval", 60.0)
+    routing = _read_routing(bundle.mapping("routing", required=True))
+    severity_names = {s.name for s in routing.severities}
+    exporters = _read_exporters(bundle)
+    generated = _generated(config, system, prefix, routing, bundle) if config is not None else []
+    generated = _apply_runbook(bundle, generated, severity_names)
+    checks = {c.name for c in config.checks} if config is not None else None
+    own = _read_alerts(bundle, prefix, routing.severities, checks, exporters)
+    # Every selector of every alert reads this system's series only (the generated
+    # ones carry the system in their selectors already).
+    own = [replace(a, query=system_scoped(a.query, system)) for a in own]
+    alerts = [g.alert for g in generated] + own
+    shorts: dict[str, int] = {}
+    for alert in alerts:
+        shorts[alert.short] = shorts.get(alert.short, 0) + 1
+    for short, count in shorts.items():
+        if count > 1:
+            bundle.error(
+                "alerts",
+                f'{count} alerts are named "{short}": rename one (alerts.<key>.name beside '
+                "a check, or name: here)",
+            )
+    _check_dependencies(bundle, alerts)
     by_short = {a.short: a for a in alerts}
     coverage = tuple(
         _read_coverage(
             entry,
             by_short,
-            {s.name: s for s in severities},
-            {r.name: r for r in receivers},
+            {s.name: s for s in routing.severities},
+            {r.name: r for r in routing.receivers},
             evaluation_interval,
         )
         for entry in bundle.mappings("coverage")
@@ -828,26 +1001,27 @@ def read_bundle(  # noqa: C901 - debt (issue 18): one check per bundle section; 
         prefix=prefix,
         docs_url=docs_url.rstrip("/"),
         evaluation_interval=evaluation_interval,
-        group_wait=group_wait,
-        group_interval=group_interval,
-        severities=tuple(severities),
-        receivers=tuple(receivers),
-        exporters=tuple(exporters),
+        group_wait=routing.group_wait,
+        group_interval=routing.group_interval,
+        severities=routing.severities,
+        receivers=routing.receivers,
+        exporters=exporters,
         alerts=tuple(alerts),
-        checks=checks or (),
-        routing_notes=notes,
+        checks=tuple((c.name, c.kind) for c in config.checks) if config is not None else (),
+        routing_notes=routing.notes,
         coverage=coverage,
+        generated=tuple(generated),
+        selector_system=system,
     )
 
 
 def load_profile_data(data: Any, source: str, slug: str) -> Profile:
     """Validate a parsed profile: its checks as an exporter config, then ``bundle:``."""
     problems: list[str] = []
-    checks: tuple[tuple[str, str], ...] | None = None  # None: the checks are invalid
+    config: Config | None = None  # None: the checks are invalid
     try:
         # Defaults of ${VAR:-default} only: generation must not depend on the environment.
         config = load_data(data, source, env={})
-        checks = tuple((spec.name, spec.kind) for spec in config.checks)
     except ConfigError as exc:
         problems.extend(exc.problems)
     if not isinstance(data, Mapping):
@@ -855,7 +1029,7 @@ def load_profile_data(data: Any, source: str, slug: str) -> Profile:
     collected = Problems()
     top = Reader(data, "", collected)
     bundle = top.mapping("bundle", required=True)
-    profile = read_bundle(bundle, slug, checks) if bundle is not None else None
+    profile = read_bundle(bundle, slug, config) if bundle is not None else None
     problems.extend(collected.items)
     if problems or profile is None:
         raise ConfigError(problems or [f"{source}: invalid profile"])

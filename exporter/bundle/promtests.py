@@ -282,12 +282,26 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
     ]
 
 
+def tests_of(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
+    """The promtool tests of any alert of the profile: a generated one's come from its
+    kind default (exporter/bundle/defaults.py), a missing-data guard's from its alert,
+    the others' from their ``test:`` block."""
+    from exporter.bundle.defaults import generated_tests
+
+    for item in profile.generated:
+        if item.alert.name == alert.name:
+            return generated_tests(profile, item)
+    if alert.guarded is not None:
+        return guard_tests(profile, alert)
+    return alert_tests(profile, alert)
+
+
 def promtool_tests(profile: Profile, rules_path: str) -> str:
     data = {
         "rule_files": [rules_path],
         "evaluation_interval": format_duration(STEP),
         "tests": [
-            *(t for alert in profile.alerts for t in alert_tests(profile, alert)),
+            *(t for alert in profile.alerts for t in tests_of(profile, alert)),
             *(t for g in guards(profile) for t in guard_tests(profile, g)),
         ],
     }

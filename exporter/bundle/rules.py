@@ -106,11 +106,13 @@ def drill(profile: Profile, factor: float) -> Profile:
         threshold = a.threshold * factor if a.window_threshold else a.threshold
         return replace(a, for_=a.for_ * factor, threshold=threshold, lookback=a.lookback * factor)
 
+    alerts = {a.name: alert(a) for a in profile.alerts}
     return replace(
         profile,
         evaluation_interval=profile.evaluation_interval * factor,
         group_wait=profile.group_wait * factor,
         group_interval=profile.group_interval * factor,
         severities=tuple(replace(s, response=s.response * factor) for s in profile.severities),
-        alerts=tuple(alert(a) for a in profile.alerts),
+        alerts=tuple(alerts.values()),
+        generated=tuple(replace(g, alert=alerts[g.alert.name]) for g in profile.generated),
     )

@@ -1086,6 +1086,7 @@ def _per_queue(
         reads="bullmq_queue_paused{$sel}",
         test=test,
         labels=(("prefix", "bull"), ("queue", "q")),
+        scope="queue",
     )
 
 
@@ -1143,6 +1144,7 @@ KIND = Kind(
                 ),
             ),
             labels=(("prefix", "bull"), ("queue", "q")),
+            scope="queue",
             settle=900.0,
         ),
         DefaultAlert(
@@ -1171,6 +1173,7 @@ KIND = Kind(
                 ),
             ),
             labels=(("prefix", "bull"), ("queue", "q"), ("state", "waiting")),
+            scope="queue",
         ),
         DefaultAlert(
             key="oldest_waiting_age",
@@ -1201,6 +1204,7 @@ KIND = Kind(
                 ),
             ),
             labels=(("prefix", "bull"), ("queue", "q")),
+            scope="queue",
         ),
         DefaultAlert(
             key="paused",
@@ -1224,6 +1228,7 @@ KIND = Kind(
                 ),
             ),
             labels=(("prefix", "bull"), ("queue", "q")),
+            scope="queue",
         ),
         _per_queue(
             key="no_workers",

@@ -227,6 +227,33 @@ KIND = Kind(
             ),
             labels=(("path", "/d"), ("mountpoint", "/d")),
         ),
+        DefaultAlert(
+            key="size_below",
+            name="TooSmall",
+            query="disk_size_bytes{$sel}",
+            op="<",
+            threshold=None,  # a runbook's minimum volume size, when it gives one
+            unit="bytes",
+            for_=600.0,
+            severity="warning",
+            summary="{{ $labels.mountpoint }} ({{ $labels.check }}) is {value}, smaller "
+            "than the {threshold} required",
+            description=(
+                "The volume is smaller than required: a mount that failed (the path sits "
+                "on the root filesystem instead), or a volume created too small."
+            ),
+            steps=("findmnt on the path; compare with the volume that should be mounted.",),
+            reads="disk_size_bytes{$sel}",
+            test=(
+                TestInput(
+                    'disk_size_bytes{$sel,path="/d",mountpoint="/d"}',
+                    "gauge",
+                    "threshold",
+                    "threshold - 1",
+                ),
+            ),
+            labels=(("path", "/d"), ("mountpoint", "/d")),
+        ),
     ),
     panels=(
         Panel(

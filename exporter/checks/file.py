@@ -163,6 +163,24 @@ KIND = Kind(
             test=(TestInput("file_size_bytes{$sel}", "drop", "threshold", "threshold - 0.01"),),
             settle=600.0,
         ),
+        DefaultAlert(
+            key="too_many",
+            name="NotPruned",
+            query="file_matches{$sel}",
+            op=">",
+            threshold=None,  # a retention ("keep the last 30") is the config's to give
+            unit="count",
+            for_=3600.0,
+            severity="info",
+            summary="{value} files match {{ $labels.check }}, more than the {threshold} kept",
+            description=(
+                "The job that prunes old files (backups, exports) is not running: the "
+                "disk fills with copies nobody restores."
+            ),
+            steps=("List the matching files oldest first; check the pruning step's log.",),
+            reads="file_matches{$sel}",
+            test=(TestInput("file_matches{$sel}", "gauge", "threshold", "threshold + 1"),),
+        ),
     ),
     panels=(
         Panel(

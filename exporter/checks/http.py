@@ -888,6 +888,7 @@ KIND = Kind(
                 ),
             ),
             labels=(("component", "c"),),
+            scope="component",
         ),
         stale("freshness item", 3600.0),
         cert_expiring("http_probe_tls_cert_expiry_timestamp_seconds"),

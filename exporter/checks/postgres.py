@@ -285,6 +285,39 @@ KIND = Kind(
             ),
             labels=(("state", "waiting"),),
         ),
+        DefaultAlert(
+            key="connections",
+            name="Connections",
+            query=(
+                "sum without (state) "
+                '(db_pool_connections{$sel,state=~"active|idle|idle_in_transaction"})'
+            ),
+            op=">",
+            # An application pool's size ("pg Pool with 20 connections") is the config's
+            # to give; the server's own maximum is pool_near_max's.
+            threshold=None,
+            unit="count",
+            for_=600.0,
+            severity="warning",
+            summary="{{ $labels.check }} has {value} client connections (more than {threshold})",
+            description=(
+                "More sessions than the application's pool holds: another instance, a "
+                "leak, or time for a connection pooler."
+            ),
+            steps=(
+                "SELECT application_name, client_addr, state, count(*) FROM pg_stat_activity "
+                "GROUP BY 1, 2, 3 ORDER BY 4 DESC;",
+            ),
+            reads='db_pool_connections{$sel,state="active"}',
+            test=(
+                TestInput(
+                    'db_pool_connections{$sel,state="active"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
+        ),
         QUERY_FAILING,
         QUERY_VALUE,
         stale("query", 3600.0, from_queries=True),

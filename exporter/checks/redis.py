@@ -275,6 +275,49 @@ KIND = Kind(
                 ),
             ),
         ),
+        # Policies a runbook may write down (maxmemory 512mb, appendonly yes): off until
+        # the check's alerts: turn them on, since no value is right for every Redis.
+        DefaultAlert(
+            key="maxmemory",
+            name="MaxmemoryDiffers",
+            query="redis_memory_max_bytes{$sel}",
+            op="!=",
+            threshold=None,
+            unit="bytes",
+            for_=600.0,
+            severity="info",
+            summary="Redis {{ $labels.check }} maxmemory is {value}, the configured limit "
+            "is {threshold}",
+            description=(
+                "redis.conf drifted from the limit written down for it: without it the "
+                "data set can grow until the host swaps or the OOM killer stops Redis."
+            ),
+            steps=("redis-cli CONFIG GET maxmemory; restore the limit in redis.conf.",),
+            reads="redis_memory_max_bytes{$sel}",
+            test=(TestInput("redis_memory_max_bytes{$sel}", "gauge", "threshold", "0"),),
+        ),
+        DefaultAlert(
+            key="aof_disabled",
+            name="AofDisabled",
+            query="redis_aof_enabled{$sel}",
+            op="==",
+            threshold=0,
+            unit="bool",
+            for_=600.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }} runs without append-only-file persistence",
+            description=(
+                "appendonly is off although it is required: a restart loses every write "
+                "since the last snapshot."
+            ),
+            steps=(
+                "redis-cli CONFIG GET appendonly; set appendonly yes in redis.conf and "
+                "CONFIG SET appendonly yes.",
+            ),
+            reads="redis_aof_enabled{$sel}",
+            test=(TestInput("redis_aof_enabled{$sel}", "gauge", "threshold + 1", "threshold"),),
+            on=False,
+        ),
     ),
     panels=(
         Panel(
