@@ -428,14 +428,14 @@ def parse_alert_settings(
             settings.append(AlertSetting(default.key, value))
         elif isinstance(value, dict):
             item = Reader(value, reader.child_path(path_key), reader.problems)
-            settings.append(_setting(item, default, scoped=False))
+            settings.append(_setting(item, default))
         elif isinstance(value, list) and default.scope:
             for index, entry in enumerate(value):
                 path = f"{reader.child_path(path_key)}[{index}]"
                 if not isinstance(entry, dict):
                     reader.problems.add(path, f"expected a mapping, got {describe(entry)}")
                     continue
-                settings.append(_setting(Reader(entry, path, reader.problems), default, True))
+                settings.append(_setting(Reader(entry, path, reader.problems), default))
         else:
             listed = f", or a list of them each naming its {default.scope}" if default.scope else ""
             reader.error(
@@ -446,9 +446,9 @@ def parse_alert_settings(
     return tuple(settings)
 
 
-def _setting(item: Reader, default: DefaultAlert, scoped: bool) -> AlertSetting:
-    """One mapping of settings; ``scoped``: an entry of a list, which must name values
-    of the default's scope label."""
+def _setting(item: Reader, default: DefaultAlert) -> AlertSetting:
+    """One mapping of settings; one naming values of the default's scope label is for
+    those only, one that names none for every other."""
     enabled = item.bool("enabled", True)
     direction = _direction(default.op)
     # A query value counts whatever the query returns: an age in seconds reads 7d.
@@ -477,8 +477,6 @@ def _setting(item: Reader, default: DefaultAlert, scoped: bool) -> AlertSetting:
     scope: tuple[str, ...] = ()
     if default.scope:
         scope = tuple(item.str_list(default.scope, ()))
-        if scoped and not scope:
-            item.error(default.scope, f"name the {default.scope} values this entry is for")
     item.ignore("above", "below", "equal")
     item.done()
     # No default threshold: the alert stays off until one is given.
@@ -512,8 +510,7 @@ def alert_settings_schema(defaults: tuple[DefaultAlert, ...]) -> dict[str, Any]:
         setting = {"type": "object", "properties": fields, "additionalProperties": False}
         forms: list[dict[str, Any]] = [{"type": "boolean"}, setting]
         if alert.scope:
-            scoped = {**setting, "required": [alert.scope]}
-            forms.append({"type": "array", "items": scoped})
+            forms.append({"type": "array", "items": setting})
         properties[alert.key] = {
             "description": f"{alert.name}: "
             + ("off until a threshold is set" if alert.threshold is None else "on by default")

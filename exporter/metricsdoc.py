@@ -55,6 +55,8 @@ def render() -> str:
 def _threshold(alert: DefaultAlert) -> str:
     if alert.threshold is None:
         return "none: off until set"
+    if not alert.on:
+        return f"{alert.threshold:g}, off until turned on (`{alert.key}: true`)"
     if alert.unit == "seconds":
         return format_duration(alert.threshold)
     if alert.unit == "ratio":
@@ -70,20 +72,26 @@ def _default_alerts() -> list[str]:
         "",
         "What `runbook-exporter bundle generate --config FILE` writes for each check, named",
         "`<CheckName><Alert>` (check `ingest-queue` → `IngestQueueBacklog`). Set them next to",
-        "the check: `alerts: {KEY: {above|below|equal: N, for: D, severity: S}}`, or",
-        "`KEY: false`. Every check also gets `<CheckName>Absent` (the exporter runs without",
-        "the check) and, per series an alert reads, `<Alert>NoData` (the series was",
-        "exported within the last hour and is gone while the check succeeds).",
+        "the check: `alerts: {KEY: {above|below|equal: N, for: D, severity: S, name: N}}`,",
+        "or `KEY: false` (`name` replaces the alertname after a profile's prefix). Where",
+        "an alert has a scope (an item, query, queue or component), a list gives some of",
+        "them their own alert: `stale: [{item: daily, above: 26h}, {item: [a, b], above: 2h}]`;",
+        "an entry that names none sets the alert of every other one. Every check also gets",
+        "`<CheckName>Absent` (the exporter runs without the check) and, per series an alert",
+        "reads, `<Alert>NoData` (the series was exported within the last hour and is gone",
+        "while the check succeeds). A query value's alert may say `unit: seconds` to read",
+        "`above: 7d`.",
         "",
-        "| kind | key | alert | fires when | threshold | for | severity |",
-        "|---|---|---|---|---|---|---|",
+        "| kind | key | scope | alert | fires when | threshold | for | severity |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in sorted(KINDS):
         for alert in kind_alerts(KINDS[name].alerts):
             query = alert.query.replace("$sel", 'check="…"').replace("|", "\\|")
             held = format_duration(alert.for_) if alert.for_ else "0s"
             lines.append(
-                f"| `{name}` | `{alert.key}` | {alert.name} | `{query} {alert.op} …` | "
+                f"| `{name}` | `{alert.key}` | {alert.scope or '—'} | {alert.name} | "
+                f"`{query} {alert.op} …` | "
                 f"{_threshold(alert)} | {held} | {alert.severity} |"
             )
     return lines

@@ -266,10 +266,10 @@ def check_alerts(
         named = any(s.key == declared.key for s in check.alerts)
         if named_only and not named and declared.key != "check_failing":
             continue
-        for resolved in _resolve(check, declared, base):
+        # The routing's name for the kind's severity; a setting's own wins over it.
+        severity = renamed.get(declared.severity, declared.severity)
+        for resolved in _resolve(check, replace(declared, severity=severity), base):
             default = resolved.default
-            if not any(s.key == declared.key and s.severity for s in check.alerts):
-                default = replace(default, severity=renamed.get(default.severity, default.severity))
             where = sel
             if resolved.scope:
                 where += "," + _matcher(default.scope, resolved.scope)

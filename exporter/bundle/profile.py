@@ -411,7 +411,7 @@ def _read_test(reader: Reader, threshold: float, shows_value: bool) -> AlertTest
 
 def _read_dependency(reader: Reader) -> Dependency:
     alert = reader.str("alert")
-    equal = reader.str_list("equal", allow_single=False)
+    equal = reader.str_list("equal", (), allow_single=False)
     for name in equal:
         if not LABEL_NAME.fullmatch(name):
             reader.error("equal", f"not a label name: {describe(name)}")

@@ -131,7 +131,8 @@ def test_every_kind_default_is_generated_with_firing_and_missing_data_tests() ->
         for default in kind_alerts(KINDS[spec.kind].alerts):
             setting = settings.get(default.key)
             off = setting is not None and not setting.enabled
-            if off or (default.threshold is None and setting is None):
+            unset = setting is None and (default.threshold is None or not default.on)
+            if off or unset:
                 assert not any(g.default is default and g.check is spec for g in bundle.generated)
                 continue
             name = next(
