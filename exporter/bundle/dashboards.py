@@ -165,8 +165,15 @@ def build(profile: Profile) -> dict[str, Any]:
     )
     y = 0
     row_id = len(profile.alerts) + 1
+    # The missing-data guards (NoData, Absent) have no signal of their own to draw: the
+    # panel of the alert they stand in for shows the gap.
+    guards = {g.alert.name for g in profile.generated if g.role != "default"}
     for severity in profile.severities:
-        members = [(i, a) for i, a in enumerate(profile.alerts) if a.severity == severity.name]
+        members = [
+            (i, a)
+            for i, a in enumerate(profile.alerts)
+            if a.severity == severity.name and a.name not in guards
+        ]
         if not members:
             continue
         builder = builder.with_row(

@@ -248,6 +248,8 @@ async def test_health_component_error_then_service_down(
     alert names the cause), and the health alert pages once nothing answers at all."""
     component = expected(drill_bundle, TRACKER, "ComponentError")
     service = expected(drill_bundle, TRACKER, "EngineHealthNotOk")
+    # A service that stops answering fails the check as a whole: its Down alert pages.
+    down = expected(drill_bundle, TRACKER, "EngineHealthDown")
     service_app.components.update(redis="ok", database="ok")
     await service_app.start()
     await start(
@@ -274,14 +276,14 @@ async def test_health_component_error_then_service_down(
 
     fault = time.monotonic()
     await service_app.stop()
-    _, delay = await assert_page(stack, service, fault, check="engine-health")
+    _, delay = await assert_page(stack, down, fault, check="engine-health")
     record_timing("service-down page", delay)
 
     fixed = time.monotonic()
     await service_app.start()
     record_timing(
         "service-down resolved",
-        await assert_resolved(stack, service, fixed, check="engine-health"),
+        await assert_resolved(stack, down, fixed, check="engine-health"),
     )
 
 
