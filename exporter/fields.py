@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import enum
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Final, TypeVar, overload
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from exporter.redact import REDACTOR, secret_name
 
 T = TypeVar("T")
 
-_MISSING: Any = object()
-
+# What Reader.duration accepts, as the JSON Schema pattern of docs/config.schema.json.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w|y))+$"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _DURATION_UNITS = {
     "ms": 0.001,
@@ -116,11 +117,28 @@ def _item_index(problem: str) -> int:
     return int(match.group(1)) if match else 1 << 30
 
 
+class _Missing(enum.Enum):
+    """The type of the default that says "no default": the key is required."""
+
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
+
+
 class Reader:
-    """Reads one mapping of a configuration, recording problems under ``path``."""
+    """Reads one mapping of a configuration, recording problems under ``path``.
+
+    Each typed accessor (:meth:`str`, :meth:`int`, :meth:`duration`...) marks its key as
+    known and returns the parsed value. Without a default the key is required. On a
+    problem it records ``path.key: message`` and returns a placeholder of the declared
+    type (the default, or ``""``, ``0``, ``0.0``, ``()``) so that parsing goes on and one
+    load reports every problem. A ``None`` default makes the result optional
+    (``str | None``). Call :meth:`done` last: every key no accessor asked for is unknown.
+    """
 
     def __init__(
-        self, data: Mapping[builtins.str, Any], path: builtins.str, problems: Problems
+        self, data: Mapping[builtins.str, object], path: builtins.str, problems: Problems
     ) -> None:
         self.data = data
         self.path = path
@@ -128,17 +146,26 @@ class Reader:
         self._seen: set[builtins.str] = set()
 
     def child_path(self, key: builtins.str | builtins.int) -> builtins.str:
+        """The path of ``key`` (``checks[2].url``) or of list item ``key`` (``checks[2]``)."""
         if isinstance(key, int):
             return f"{self.path}[{key}]"
         return f"{self.path}.{key}" if self.path else key
 
     def error(self, key: builtins.str | None, message: builtins.str) -> None:
+        """Record a problem at ``key`` (at this mapping itself when ``key`` is None)."""
         self.problems.add(self.child_path(key) if key is not None else self.path, message)
 
     def has(self, key: builtins.str) -> builtins.bool:
+        """Whether ``key`` is written here (does not mark it as known)."""
         return key in self.data
 
-    def raw(self, key: builtins.str, default: Any = _MISSING) -> Any:
+    def _declare(
+        self, key: builtins.str, schema: Mapping[builtins.str, object], required: builtins.bool
+    ) -> None:
+        """Hook for the schema's dry run (exporter/schema.py): the JSON Schema of what an
+        accessor accepts at ``key``. Reading a real configuration ignores it."""
+
+    def _value(self, key: builtins.str, default: object) -> object:
         """The value as written, marking ``key`` as known; records a problem when required."""
         self._seen.add(key)
         if key in self.data:
@@ -148,34 +175,64 @@ class Reader:
             return None
         return default
 
+    def raw(self, key: builtins.str, default: object = _MISSING) -> object:
+        """The value as written, for a caller that checks its type itself."""
+        self._declare(key, {}, default is _MISSING)
+        return self._value(key, default)
+
     def _typed(
-        self, key: builtins.str, default: Any, kinds: tuple[type, ...], what: builtins.str
-    ) -> Any:
-        value = self.raw(key, default)
-        if value is None and default is _MISSING:
+        self, key: builtins.str, default: object, kind: type[T], what: builtins.str
+    ) -> T | None:
+        """The value when it is present and a ``kind``; None (and a problem when present)
+        otherwise. ``True`` is no number."""
+        value = self._value(key, default)
+        if key not in self.data:
             return None
-        if value is default and key not in self.data:
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
             return value
-        if isinstance(value, bool) and bool not in kinds:
-            self.error(key, f"expected {what}, got {describe(value)}")
-            return None
-        if not isinstance(value, kinds):
-            self.error(key, f"expected {what}, got {describe(value)}")
-            return None
+        self.error(key, f"expected {what}, got {describe(value)}")
+        return None
+
+    def _str(
+        self, key: builtins.str, default: builtins.str | _Missing | None, non_empty: builtins.bool
+    ) -> builtins.str | None:
+        value = self._typed(key, default, builtins.str, "a string")
+        if value is None:
+            return "" if default is _MISSING else default
+        if non_empty and not value:
+            self.error(key, "must not be empty")
         return value
 
+    @overload
     def str(
-        self, key: builtins.str, default: Any = _MISSING, *, non_empty: builtins.bool = True
-    ) -> Any:
-        value = self._typed(key, default, (str,), "a string")
-        if isinstance(value, str) and non_empty and not value and key in self.data:
-            self.error(key, "must not be empty")
-        return value if value is not None else ("" if default is _MISSING else default)
+        self, key: builtins.str, default: builtins.str = ..., *, non_empty: builtins.bool = True
+    ) -> builtins.str: ...
+    @overload
+    def str(
+        self, key: builtins.str, default: None, *, non_empty: builtins.bool = True
+    ) -> builtins.str | None: ...
+    def str(
+        self,
+        key: builtins.str,
+        default: builtins.str | _Missing | None = _MISSING,
+        *,
+        non_empty: builtins.bool = True,
+    ) -> builtins.str | None:
+        """A string; ``non_empty`` refuses ``""`` when it is written."""
+        self._declare(key, _string_schema(default, non_empty), default is _MISSING)
+        return self._str(key, default, non_empty)
 
-    def secret(self, key: builtins.str, default: Any = _MISSING) -> Any:
+    @overload
+    def secret(self, key: builtins.str, default: builtins.str = ...) -> builtins.str: ...
+    @overload
+    def secret(self, key: builtins.str, default: None) -> builtins.str | None: ...
+    def secret(
+        self, key: builtins.str, default: builtins.str | _Missing | None = _MISSING
+    ) -> builtins.str | None:
         """A string that is a secret (token, password): registered for redaction."""
-        value = self.str(key, default)
-        if isinstance(value, str) and value:
+        self._declare(key, _string_schema(default, non_empty=True), default is _MISSING)
+        value = self._str(key, default, non_empty=True)
+        if value:
             REDACTOR.register(value)
         return value
 
@@ -185,10 +242,11 @@ class Reader:
         seen: dict[builtins.str, builtins.str],
         pattern: re.Pattern[builtins.str],
         what: builtins.str = "name",
-    ) -> Any:
+    ) -> builtins.str:
         """A required name matching ``pattern`` and not yet in ``seen`` (name -> path)."""
-        name = self.str(key)
-        if isinstance(name, builtins.str) and name:
+        self._declare(key, {"type": "string", "pattern": f"^{pattern.pattern}$"}, True)
+        name = self._str(key, _MISSING, non_empty=True) or ""
+        if name:
             if not pattern.fullmatch(name):
                 self.error(key, f"use letters, digits and _.:- only, got {describe(name)}")
             elif name in seen:
@@ -197,80 +255,164 @@ class Reader:
                 seen[name] = self.path
         return name
 
-    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
-        value = self._typed(key, default, (bool,), "true or false")
-        return value if value is not None else bool(default is not _MISSING and default)
+    def bool(
+        self, key: builtins.str, default: builtins.bool | _Missing = _MISSING
+    ) -> builtins.bool:
+        """``true`` or ``false``; a missing required one reads as False."""
+        self._declare(key, {"type": "boolean", **_default(default)}, default is _MISSING)
+        value = self._typed(key, default, builtins.bool, "true or false")
+        if value is None:
+            return default is not _MISSING and default
+        return value
 
     def int(
         self,
         key: builtins.str,
-        default: Any = _MISSING,
+        default: builtins.int | _Missing = _MISSING,
         *,
         minimum: builtins.int | None = None,
         maximum: builtins.int | None = None,
-    ) -> Any:
-        value = self._typed(key, default, (int,), "a whole number")
-        if isinstance(value, int) and key in self.data:
-            if minimum is not None and value < minimum:
-                self.error(key, f"must be at least {minimum}, got {value}")
-            if maximum is not None and value > maximum:
-                self.error(key, f"must be at most {maximum}, got {value}")
-        return value if value is not None else (0 if default is _MISSING else default)
+    ) -> builtins.int:
+        """A whole number, checked against ``minimum`` and ``maximum`` when written."""
+        schema: dict[builtins.str, object] = {"type": "integer", **_default(default)}
+        if minimum is not None:
+            schema["minimum"] = minimum
+        if maximum is not None:
+            schema["maximum"] = maximum
+        self._declare(key, schema, default is _MISSING)
+        value = self._typed(key, default, builtins.int, "a whole number")
+        if value is None:
+            return 0 if default is _MISSING else default
+        if minimum is not None and value < minimum:
+            self.error(key, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            self.error(key, f"must be at most {maximum}, got {value}")
+        return value
 
+    @overload
     def duration(
-        self, key: builtins.str, default: Any = _MISSING, *, positive: builtins.bool = True
-    ) -> Any:
+        self, key: builtins.str, default: builtins.float = ..., *, positive: builtins.bool = True
+    ) -> builtins.float: ...
+    @overload
+    def duration(
+        self, key: builtins.str, default: None, *, positive: builtins.bool = True
+    ) -> builtins.float | None: ...
+    def duration(
+        self,
+        key: builtins.str,
+        default: builtins.float | _Missing | None = _MISSING,
+        *,
+        positive: builtins.bool = True,
+    ) -> builtins.float | None:
         """A Prometheus duration string (``5s``, ``1m30s``) in seconds."""
-        value = self.raw(key, default)
+        self._declare(key, {"type": "string", "pattern": DURATION_PATTERN}, default is _MISSING)
+        value = self._value(key, default)
+        fallback = 0.0 if default is _MISSING else default
         if key not in self.data:
-            return value if value is not None else 0.0
-        seconds = parse_duration(value) if isinstance(value, str) else None
+            return fallback
+        seconds = parse_duration(value) if isinstance(value, builtins.str) else None
         if seconds is None:
             self.error(key, f"expected a duration such as 5s, got {describe(value)}")
-            return 0.0 if default is _MISSING else default
+            return fallback
         if positive and seconds <= 0:
             self.error(key, f"must be longer than 0s, got {describe(value)}")
         return seconds
 
+    @overload
     def choice(
-        self, key: builtins.str, choices: tuple[builtins.str, ...], default: Any = _MISSING
-    ) -> Any:
-        value = self.str(key, default)
-        if key in self.data and isinstance(value, str) and value not in choices:
+        self, key: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str = ...
+    ) -> builtins.str: ...
+    @overload
+    def choice(
+        self, key: builtins.str, choices: tuple[builtins.str, ...], default: None
+    ) -> builtins.str | None: ...
+    def choice(
+        self,
+        key: builtins.str,
+        choices: tuple[builtins.str, ...],
+        default: builtins.str | _Missing | None = _MISSING,
+    ) -> builtins.str | None:
+        """One of ``choices``; a wrong one reads as the default (else the first choice)."""
+        self._declare(key, {"enum": list(choices), **_default(default)}, default is _MISSING)
+        value = self._str(key, default, non_empty=True)
+        if key in self.data and isinstance(value, builtins.str) and value not in choices:
             self.error(key, f"expected one of {', '.join(choices)}, got {describe(value)}")
             return default if default is not _MISSING else choices[0]
         return value
 
-    def regex(self, key: builtins.str, default: Any = _MISSING) -> Any:
-        value = self.str(key, default)
-        if not isinstance(value, str) or key not in self.data:
-            return value
+    @overload
+    def regex(self, key: builtins.str) -> re.Pattern[builtins.str]: ...
+    @overload
+    def regex(self, key: builtins.str, default: None) -> re.Pattern[builtins.str] | None: ...
+    def regex(
+        self, key: builtins.str, default: _Missing | None = _MISSING
+    ) -> re.Pattern[builtins.str] | None:
+        """A regular expression, compiled; an invalid one reads as the empty pattern."""
+        self._declare(key, {"type": "string", "format": "regex"}, default is _MISSING)
+        value = self._str(key, default, non_empty=True)
+        if value is None:
+            return None
+        if key not in self.data:
+            return re.compile("")
         try:
             return re.compile(value)
         except re.error as exc:
             self.error(key, f"invalid regular expression: {exc}")
             return re.compile("")
 
+    @overload
     def str_list(
-        self, key: builtins.str, default: Any = _MISSING, *, allow_single: builtins.bool = True
-    ) -> Any:
+        self,
+        key: builtins.str,
+        default: Sequence[builtins.str] = ...,
+        *,
+        allow_single: builtins.bool = True,
+    ) -> tuple[builtins.str, ...]: ...
+    @overload
+    def str_list(
+        self, key: builtins.str, default: None, *, allow_single: builtins.bool = True
+    ) -> tuple[builtins.str, ...] | None: ...
+    def str_list(
+        self,
+        key: builtins.str,
+        default: Sequence[builtins.str] | _Missing | None = _MISSING,
+        *,
+        allow_single: builtins.bool = True,
+    ) -> tuple[builtins.str, ...] | None:
         """A list of strings; a single string counts as a one-element list when allowed."""
-        value = self.raw(key, default)
+        array = {"type": "array", "items": {"type": "string"}}
+        schema = {"anyOf": [{"type": "string"}, array]} if allow_single else array
+        self._declare(key, schema, default is _MISSING)
+        value = self._value(key, default)
         if key not in self.data:
-            return tuple(value) if isinstance(value, list | tuple) else value
-        if allow_single and isinstance(value, str):
+            return () if default is _MISSING else None if default is None else tuple(default)
+        if allow_single and isinstance(value, builtins.str):
             return (value,)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, builtins.str) for v in value):
             self.error(key, f"expected a list of strings, got {describe(value)}")
             return ()
         return tuple(value)
 
+    @overload
     def url(
-        self, key: builtins.str, schemes: tuple[builtins.str, ...], default: Any = _MISSING
-    ) -> Any:
+        self, key: builtins.str, schemes: tuple[builtins.str, ...], default: builtins.str = ...
+    ) -> builtins.str: ...
+    @overload
+    def url(
+        self, key: builtins.str, schemes: tuple[builtins.str, ...], default: None
+    ) -> builtins.str | None: ...
+    def url(
+        self,
+        key: builtins.str,
+        schemes: tuple[builtins.str, ...],
+        default: builtins.str | _Missing | None = _MISSING,
+    ) -> builtins.str | None:
         """A URL with one of ``schemes``; its password is registered for redaction."""
-        value = self.str(key, default)
-        if key not in self.data or not isinstance(value, str) or not value:
+        described = " or ".join(f"{s}://" for s in schemes)
+        schema = {"type": "string", "minLength": 1, "description": f"a URL: {described}"}
+        self._declare(key, schema, default is _MISSING)
+        value = self._str(key, default, non_empty=True)
+        if key not in self.data or not value:
             return value
         try:
             parts = urlsplit(value)
@@ -295,11 +437,19 @@ class Reader:
         return value
 
     def split_url(self, value: builtins.str) -> SplitResult:
+        """``urlsplit`` of a value :meth:`url` accepted."""
         return urlsplit(value)
 
     def labels(self, key: builtins.str) -> tuple[tuple[builtins.str, builtins.str], ...]:
         """A mapping of Prometheus label names to string values, sorted."""
-        value = self.raw(key, {})
+        label_value = {"type": ["string", "number"]}
+        schema = {
+            "type": "object",
+            "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+            "additionalProperties": label_value,
+        }
+        self._declare(key, schema, False)
+        value = self._value(key, {})
         if not isinstance(value, Mapping):
             self.error(key, f"expected a mapping of label names to values, got {describe(value)}")
             return ()
@@ -318,7 +468,9 @@ class Reader:
         return tuple(sorted(out))
 
     def mapping(self, key: builtins.str, *, required: builtins.bool = False) -> Reader | None:
-        value = self.raw(key, _MISSING if required else None)
+        """A nested mapping, read by its own Reader (``key.field``); None when absent or
+        not a mapping (a problem when it is written or ``required``)."""
+        value = self._value(key, _MISSING if required else None)
         if value is None:
             return None
         if not isinstance(value, Mapping):
@@ -328,7 +480,7 @@ class Reader:
 
     def mappings(self, key: builtins.str, *, required: builtins.bool = False) -> list[Reader]:
         """A list of mappings, each read by its own Reader (``key[3].field``)."""
-        value = self.raw(key, _MISSING if required else [])
+        value = self._value(key, _MISSING if required else [])
         if value is None:
             return []
         if not isinstance(value, list):
@@ -361,3 +513,17 @@ class Reader:
 
     def __iter__(self) -> Iterator[builtins.str]:
         return iter(self.data)
+
+
+def _string_schema(default: object, non_empty: bool) -> dict[str, object]:
+    """The schema of :meth:`Reader.str`: a required non-empty string has a minimum length."""
+    if non_empty and default is _MISSING:
+        return {"type": "string", "minLength": 1}
+    return {"type": "string"}
+
+
+def _default(default: object) -> dict[str, object]:
+    """A schema's ``default`` for a plain default value; none for a required key."""
+    if isinstance(default, bool | int | float | str):
+        return {"default": default}
+    return {}

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 from exporter.alerting import alert_settings_schema
@@ -27,11 +26,9 @@ from exporter.config import BUNDLE_ONLY_KEYS, NAME_PATTERN, read_check_common, r
 from exporter.fields import Problems, Reader
 
 SCHEMA_PATH = "docs/config.schema.json"
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w|y))+$"
-_MISSING: Any = object()
 
 
-class _Peeked(dict[str, Any]):
+class _Peeked(dict[str, object]):
     """An empty mapping that remembers which keys a parse function looked at directly.
 
     A kind that inspects ``reader.data.get(key)`` before reading ``key`` as a mapping
@@ -42,22 +39,30 @@ class _Peeked(dict[str, Any]):
         super().__init__()
         self.looked_at: set[str] = set()
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: object = None) -> object:
         self.looked_at.add(key)
         return default
 
 
 class SchemaReader(Reader):
-    """Records the keys a parse function asks for; every value reads as absent."""
+    """Records the schema of every key a parse function asks for; every value reads as
+    absent, so the parse takes the branches a configuration without the key would."""
 
     def __init__(self, path: builtins.str = "") -> None:
         self._peeked = _Peeked()
         super().__init__(self._peeked, path, Problems())
-        self.properties: dict[builtins.str, Any] = {}
+        self.properties: dict[builtins.str, object] = {}
         self.required: list[builtins.str] = []
 
-    def _record(self, key: builtins.str, schema: Any, required: builtins.bool) -> None:
+    def _declare(
+        self, key: builtins.str, schema: Mapping[builtins.str, object], required: builtins.bool
+    ) -> None:
+        self._record(key, schema, required)
+
+    def _record(self, key: builtins.str, schema: object, required: builtins.bool) -> None:
         previous = self.properties.get(key)
+        if schema == {} and previous is not None:
+            return  # raw() after a typed accessor: the typed schema says more
         if previous is not None and previous != schema and previous != {}:
             schema = {"anyOf": [previous, schema]}
         self.properties[key] = schema
@@ -77,98 +82,7 @@ class SchemaReader(Reader):
         out["additionalProperties"] = False
         return out
 
-    # Accessors: record, then answer as if the key were absent.
-
-    def raw(self, key: builtins.str, default: Any = _MISSING) -> Any:
-        if key not in self.properties:
-            self._record(key, {}, default is _MISSING)
-        return None if default is _MISSING else default
-
-    def str(
-        self, key: builtins.str, default: Any = _MISSING, *, non_empty: builtins.bool = True
-    ) -> Any:
-        schema: dict[builtins.str, Any] = {"type": "string"}
-        if non_empty and default is _MISSING:
-            schema["minLength"] = 1
-        self._record(key, schema, default is _MISSING)
-        return "" if default is _MISSING else default
-
-    def secret(self, key: builtins.str, default: Any = _MISSING) -> Any:
-        return self.str(key, default)
-
-    def unique_name(
-        self,
-        key: builtins.str,
-        seen: dict[builtins.str, builtins.str],
-        pattern: re.Pattern[builtins.str],
-        what: builtins.str = "name",
-    ) -> Any:
-        self._record(key, {"type": "string", "pattern": f"^{pattern.pattern}$"}, True)
-        return ""
-
-    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
-        self._record(key, {"type": "boolean", **_default(default)}, default is _MISSING)
-        return False if default is _MISSING else default
-
-    def int(
-        self,
-        key: builtins.str,
-        default: Any = _MISSING,
-        *,
-        minimum: builtins.int | None = None,
-        maximum: builtins.int | None = None,
-    ) -> Any:
-        schema: dict[builtins.str, Any] = {"type": "integer", **_default(default)}
-        if minimum is not None:
-            schema["minimum"] = minimum
-        if maximum is not None:
-            schema["maximum"] = maximum
-        self._record(key, schema, default is _MISSING)
-        return 0 if default is _MISSING else default
-
-    def duration(
-        self, key: builtins.str, default: Any = _MISSING, *, positive: builtins.bool = True
-    ) -> Any:
-        self._record(key, {"type": "string", "pattern": DURATION_PATTERN}, default is _MISSING)
-        return 0.0 if default is _MISSING else default
-
-    def choice(
-        self, key: builtins.str, choices: tuple[builtins.str, ...], default: Any = _MISSING
-    ) -> Any:
-        self._record(key, {"enum": list(choices), **_default(default)}, default is _MISSING)
-        return choices[0] if default is _MISSING else default
-
-    def regex(self, key: builtins.str, default: Any = _MISSING) -> Any:
-        self._record(key, {"type": "string", "format": "regex"}, default is _MISSING)
-        return re.compile("") if default is _MISSING else default
-
-    def str_list(
-        self, key: builtins.str, default: Any = _MISSING, *, allow_single: builtins.bool = True
-    ) -> Any:
-        array = {"type": "array", "items": {"type": "string"}}
-        schema = {"anyOf": [{"type": "string"}, array]} if allow_single else array
-        self._record(key, schema, default is _MISSING)
-        if default is _MISSING or default is None:
-            return () if default is _MISSING else None
-        return tuple(default)
-
-    def url(
-        self, key: builtins.str, schemes: tuple[builtins.str, ...], default: Any = _MISSING
-    ) -> Any:
-        described = " or ".join(f"{s}://" for s in schemes)
-        schema = {"type": "string", "minLength": 1, "description": f"a URL: {described}"}
-        self._record(key, schema, default is _MISSING)
-        return "" if default is _MISSING else default
-
-    def labels(self, key: builtins.str) -> tuple[tuple[builtins.str, builtins.str], ...]:
-        label_value = {"type": ["string", "number"]}
-        schema = {
-            "type": "object",
-            "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
-            "additionalProperties": label_value,
-        }
-        self._record(key, schema, False)
-        return ()
+    # Nested mappings: a dry run reads them too, as if they were written.
 
     def mapping(self, key: builtins.str, *, required: builtins.bool = False) -> Reader | None:
         child = SchemaReader(self.child_path(key))
@@ -180,25 +94,8 @@ class SchemaReader(Reader):
         self._record(key, {"type": "array", "items": child}, required)
         return [child]
 
-    def has(self, key: builtins.str) -> builtins.bool:
-        return False
-
     def error(self, key: builtins.str | None, message: builtins.str) -> None:
         return None
-
-    def done(self) -> None:
-        return None
-
-    def __iter__(self) -> Iterator[builtins.str]:
-        return iter(())
-
-
-def _default(default: Any) -> dict[str, Any]:
-    if default is _MISSING or default is None:
-        return {}
-    if isinstance(default, bool | int | float | str):
-        return {"default": default}
-    return {}
 
 
 def _resolve(value: Any) -> Any:

@@ -533,7 +533,7 @@ def _read_alert(reader: Reader, prefix: str, severities: set[str]) -> Alert | No
 EXPORTER_JOB = "runbook-exporter"
 EXPORTER_DOWN = "ExporterDown"
 _EXPORTER_UP = f'up{{job="{EXPORTER_JOB}"}}'
-DEFAULT_EXPORTER_DOWN_STEPS = (
+DEFAULT_EXPORTER_DOWN_STEPS: tuple[str, ...] = (
     "`systemctl status runbook-exporter` (or `docker compose ps exporter`, `kubectl get "
     "pods -l app.kubernetes.io/name=runbook-exporter`); its log since the page.",
     "`curl -s http://<exporter>:9711/-/healthy` and `curl -s http://<exporter>:9711/metrics "
