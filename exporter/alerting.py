@@ -241,6 +241,8 @@ def stale(
 
 
 def cert_expiring(family: str) -> DefaultAlert:
+    """The default alert of a kind that reads a TLS certificate: ``family`` (the expiry
+    as a Unix time) is less than 14 days ahead."""
     return DefaultAlert(
         key="cert_expiring",
         name="CertExpiring",
@@ -262,6 +264,8 @@ def cert_expiring(family: str) -> DefaultAlert:
 
 
 def pool_near_max(what: str) -> DefaultAlert:
+    """The default alert of a kind that writes ``db_pool_connections`` and
+    ``db_pool_max_connections``: the pool of ``what`` (a server, a pooler) is nearly full."""
     return DefaultAlert(
         key="pool_near_max",
         name="PoolNearMax",

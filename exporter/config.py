@@ -41,11 +41,16 @@ class Module:
     timeout: float
     labels: tuple[tuple[str, str], ...]
     allowed_targets: tuple[re.Pattern[str], ...]
-    options: Mapping[str, Any]
+    options: Mapping[str, object]
 
 
 @dataclass(frozen=True)
 class Config:
+    """One loaded, validated configuration: its checks (each a frozen
+    :class:`~exporter.checks.base.CheckSpec` with its kind's options) and its ``/probe``
+    modules. Built by :func:`load_file`, :func:`load_data` or :func:`load_default`; a
+    reload builds a new one and the runner compares specs to keep unchanged probes."""
+
     checks: tuple[CheckSpec[Any], ...]
     source: str  # file path, or "<embedded default>"
     modules: tuple[Module, ...] = ()
@@ -72,6 +77,7 @@ class Config:
 
 
 def spec_as_dict(spec: CheckSpec[Any]) -> dict[str, Any]:
+    """A check as plain data for ``/config``: common fields and options, secrets masked."""
     out: dict[str, Any] = {
         "name": spec.name,
         "kind": spec.kind,
@@ -240,6 +246,8 @@ _UniqueKeyLoader.add_constructor(
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text (duplicate keys refused); a syntax error becomes a
+    :class:`ConfigError` naming ``source:line:column``."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError([f"{source}: larger than {MAX_CONFIG_BYTES // 2**20} MiB"])
     try:
@@ -260,8 +268,8 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def interpolate(
-    value: Any, path: str, env: Mapping[str, str], problems: Problems, depth: int = 0
-) -> Any:
+    value: object, path: str, env: Mapping[str, str], problems: Problems, depth: int = 0
+) -> object:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string scalar."""
     if depth > MAX_DEPTH:
         problems.settle(path, f"nested more than {MAX_DEPTH} levels deep")
@@ -296,7 +304,7 @@ def interpolate(
     return value
 
 
-def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> Config:
+def load_data(data: object, source: str, env: Mapping[str, str] | None = None) -> Config:
     """Validate already-parsed YAML data; raise :class:`ConfigError` listing every problem."""
     problems = Problems()
     if data is None:
@@ -305,8 +313,7 @@ def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> C
         raise ConfigError(
             [f"{source}: expected a mapping with a checks list, got {describe(data)}"]
         )
-    data = interpolate(data, "", os.environ if env is None else env, problems)
-    top = Reader(data, "", problems)
+    top = Reader(_interpolate_top(data, env, problems), "", problems)
     top.ignore(*BUNDLE_ONLY_KEYS)
     specs: list[CheckSpec[Any]] = []
     names: dict[str, str] = {}
@@ -320,6 +327,14 @@ def load_data(data: Any, source: str, env: Mapping[str, str] | None = None) -> C
     if problems.items:
         raise ConfigError(problems.ordered())
     return Config(checks=tuple(specs), source=source, modules=modules)
+
+
+def _interpolate_top(
+    data: Mapping[str, object], env: Mapping[str, str] | None, problems: Problems
+) -> Mapping[str, object]:
+    """The top-level mapping with every ``${VAR}`` replaced (a mapping stays a mapping)."""
+    out = interpolate(data, "", os.environ if env is None else env, problems)
+    return out if isinstance(out, Mapping) else {}  # always one: interpolate keeps shapes
 
 
 # Keys of a module besides its kind's own options.
@@ -345,13 +360,13 @@ def _parse_modules(modules: Reader | None) -> tuple[Module, ...]:
 
 def read_module_common(
     module: Reader,
-) -> tuple[Any, float, tuple[tuple[str, str], ...], tuple[re.Pattern[str], ...]]:
+) -> tuple[str, float, tuple[tuple[str, str], ...], tuple[re.Pattern[str], ...]]:
     """The keys every module has (:data:`MODULE_KEYS`); also read by exporter/schema.py."""
     kind_name = module.str("kind")
     timeout = module.duration("timeout", DEFAULT_TIMEOUT)
     labels = module.labels("labels")
     patterns = []
-    allowed = module.str_list("allowed_targets", allow_single=False) or ()
+    allowed = module.str_list("allowed_targets", allow_single=False)
     for index, pattern in enumerate(allowed):
         try:
             patterns.append(re.compile(pattern))
@@ -364,10 +379,10 @@ def read_module_common(
 
 def _parse_module(name: str, module: Reader) -> Module | None:
     kind_name, timeout, labels, patterns = read_module_common(module)
-    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    kind = KINDS.get(kind_name)
     options = {k: v for k, v in module.data.items() if k not in MODULE_KEYS}
     if kind is None:
-        if isinstance(kind_name, str) and kind_name:
+        if kind_name:
             module.error("kind", f'unknown kind "{kind_name}" (known: {", ".join(sorted(KINDS))})')
         return None
     if kind.target is None:
@@ -402,7 +417,7 @@ def _parse_module(name: str, module: Reader) -> Module | None:
 
 def read_check_common(
     check: Reader, names: dict[str, str]
-) -> tuple[Any, Any, float, float, float, tuple[tuple[str, str], ...]]:
+) -> tuple[str, str, float, float, float, tuple[tuple[str, str], ...]]:
     """The keys every check has: name, kind, timeout, min_interval, max_future_skew, labels.
 
     Also what ``runbook-exporter schema`` reads to describe them (exporter/schema.py).
@@ -419,13 +434,13 @@ def read_check_common(
     return name, kind_name, timeout, min_interval, max_future_skew, labels
 
 
-def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
+def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[object] | None:
     name, kind_name, timeout, min_interval, max_future_skew, labels = read_check_common(
         check, names
     )
-    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    kind = KINDS.get(kind_name)
     if kind is None:
-        if isinstance(kind_name, str) and kind_name:
+        if kind_name:
             check.error(
                 "kind", f"unknown kind {describe(kind_name)} (known: {', '.join(sorted(KINDS))})"
             )
@@ -447,6 +462,8 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[Any] | None:
 
 
 def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate a configuration file (at most ``MAX_CONFIG_BYTES``, UTF-8);
+    raise :class:`ConfigError` listing every problem."""
     source = str(path)
     try:
         with Path(path).open("rb") as file:

@@ -13,7 +13,7 @@ import enum
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeVar, overload
+from typing import Final, TypeGuard, TypeVar, overload
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from exporter.redact import REDACTOR, secret_name
@@ -88,6 +88,18 @@ def describe(value: object) -> str:
     return repr(value)
 
 
+def is_list(value: object) -> TypeGuard[list[object]]:
+    """Whether a value as written (:meth:`Reader.raw`) is a list; its items stay unknown
+    (``object``) until checked, rather than ``Any``."""
+    return isinstance(value, list)
+
+
+def is_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
+    """Whether a value as written is a mapping. A key that is no string (YAML ``1:``)
+    is never asked for, so :meth:`Reader.done` reports it as unknown."""
+    return isinstance(value, Mapping)
+
+
 @dataclass
 class Problems:
     """Shared collector of configuration problems across one load."""
@@ -98,6 +110,7 @@ class Problems:
     settled: set[str] = field(default_factory=set)
 
     def add(self, path: str, message: str) -> None:
+        """Record ``message`` at ``path`` (``checks[2].url``), unless that path is settled."""
         if path in self.settled:
             return
         self.items.append(f"{path}: {message}" if path else message)
@@ -388,10 +401,12 @@ class Reader:
             return () if default is _MISSING else None if default is None else tuple(default)
         if allow_single and isinstance(value, builtins.str):
             return (value,)
-        if not isinstance(value, list) or not all(isinstance(v, builtins.str) for v in value):
-            self.error(key, f"expected a list of strings, got {describe(value)}")
-            return ()
-        return tuple(value)
+        if is_list(value):
+            strings = tuple(v for v in value if isinstance(v, builtins.str))
+            if len(strings) == len(value):
+                return strings
+        self.error(key, f"expected a list of strings, got {describe(value)}")
+        return ()
 
     @overload
     def url(
@@ -442,15 +457,14 @@ class Reader:
 
     def labels(self, key: builtins.str) -> tuple[tuple[builtins.str, builtins.str], ...]:
         """A mapping of Prometheus label names to string values, sorted."""
-        label_value = {"type": ["string", "number"]}
         schema = {
             "type": "object",
             "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
-            "additionalProperties": label_value,
+            "additionalProperties": {"type": ["string", "number"]},
         }
         self._declare(key, schema, False)
         value = self._value(key, {})
-        if not isinstance(value, Mapping):
+        if not is_mapping(value):
             self.error(key, f"expected a mapping of label names to values, got {describe(value)}")
             return ()
         out = []
@@ -461,7 +475,7 @@ class Reader:
             if name.startswith("__"):
                 self.error(key, f"label names starting with __ are reserved, got {describe(name)}")
                 continue
-            if not isinstance(label_value, str | int | float) or isinstance(label_value, bool):
+            if not isinstance(label_value, (str, int, float)) or isinstance(label_value, bool):
                 self.error(f"{key}.{name}", f"expected a string, got {describe(label_value)}")
                 continue
             out.append((name, str(label_value)))
@@ -473,7 +487,7 @@ class Reader:
         value = self._value(key, _MISSING if required else None)
         if value is None:
             return None
-        if not isinstance(value, Mapping):
+        if not is_mapping(value):
             self.error(key, f"expected a mapping, got {describe(value)}")
             return None
         return Reader(value, self.child_path(key), self.problems)
@@ -483,13 +497,13 @@ class Reader:
         value = self._value(key, _MISSING if required else [])
         if value is None:
             return []
-        if not isinstance(value, list):
+        if not is_list(value):
             self.error(key, f"expected a list, got {describe(value)}")
             return []
         readers = []
         for index, item in enumerate(value):
             path = f"{self.child_path(key)}[{index}]"
-            if not isinstance(item, Mapping):
+            if not is_mapping(item):
                 self.problems.add(path, f"expected a mapping, got {describe(item)}")
                 continue
             readers.append(Reader(item, path, self.problems))
@@ -524,6 +538,6 @@ def _string_schema(default: object, non_empty: bool) -> dict[str, object]:
 
 def _default(default: object) -> dict[str, object]:
     """A schema's ``default`` for a plain default value; none for a required key."""
-    if isinstance(default, bool | int | float | str):
+    if isinstance(default, (bool, int, float, str)):
         return {"default": default}
     return {}

@@ -42,17 +42,24 @@ def _logfmt_value(value: Any) -> str:
 
 
 class LogfmtFormatter(logging.Formatter):
+    """One ``key=value`` line a record (logfmt), secrets masked."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one logfmt line."""
         line = " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
         return REDACTOR.redact(line)
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a record, secrets masked."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line."""
         return REDACTOR.redact(json.dumps(_fields(record), default=str))
 
 
 def setup(level: str = "info", fmt: str = "logfmt", stream: IO[str] | None = None) -> None:
+    """Send the exporter's log to ``stream`` (stderr) at ``level``, as logfmt or json."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     LOGGER.handlers[:] = [handler]

@@ -101,7 +101,7 @@ def _check_target_text(target: str) -> None:
             )
 
 
-def _spec(module: Module, kind: Kind[Any], target: str) -> CheckSpec[Any]:
+def _spec(module: Module, kind: Kind[object], target: str) -> CheckSpec[Any]:
     assert kind.target is not None
     problems = Problems()
     reader = Reader({**module.options, kind.target: target}, "", problems)
@@ -160,7 +160,7 @@ class ProbePool:
         *,
         max_entries: int = DEFAULT_MAX_POOLED,
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
-        kinds: Mapping[str, Kind[Any]] = KINDS,
+        kinds: Mapping[str, Kind[object]] = KINDS,
     ) -> None:
         self.max_entries = max_entries
         self.idle_seconds = idle_seconds

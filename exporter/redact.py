@@ -55,6 +55,8 @@ class Redactor:
         self._pattern: re.Pattern[str] | None = None
 
     def register(self, secret: str) -> None:
+        """Mask ``secret`` wherever it appears from now on (a kind registers the passwords
+        and tokens it reads; :meth:`Reader.secret` does it for options)."""
         # Very short strings would mask ordinary text ("a", "1"): such a password is
         # still hidden inside URLs by the userinfo rule.
         if len(secret) < 3 or secret in self._secrets:
@@ -66,6 +68,8 @@ class Redactor:
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
     def redact(self, text: str) -> str:
+        """``text`` with URL passwords, the values of credential-named assignments
+        (``password=...``, ``access_token=...``) and every registered secret masked."""
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
         text = _ASSIGNMENT.sub(_mask_assignment, text)
         pattern = self._pattern

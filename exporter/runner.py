@@ -62,7 +62,7 @@ class Runner:
         self,
         *,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        kinds: Mapping[str, Kind[Any]] = KINDS,
+        kinds: Mapping[str, Kind[object]] = KINDS,
     ) -> None:
         self._kinds = kinds
         self._checks: dict[str, _LiveCheck] = {}

@@ -38,6 +38,8 @@ class Family:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One value of a family with its full label set, as a check run wrote it."""
+
     family: Family
     labels: tuple[tuple[str, str], ...]  # check, then static labels, then the family's
     value: float
@@ -51,6 +53,8 @@ class Sink:
         self.samples: list[Sample] = []
 
     def add(self, family: Family, value: float, **labels: str) -> None:
+        """Write one sample of ``family``; ``labels`` must be exactly the family's own
+        labels (``out.add(QUERY_SUCCESS, 1.0, query="orders")``), else ValueError."""
         if labels.keys() != set(family.labels):
             raise ValueError(
                 f"{family.name} takes labels {sorted(family.labels)}, got {sorted(labels)}"

@@ -30,7 +30,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from exporter.config import parse_yaml
-from exporter.fields import ConfigError, Problems, Reader, describe, parse_duration
+from exporter.fields import ConfigError, Problems, Reader, describe, is_list, parse_duration
 from exporter.redact import REDACTOR
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ def _names(reader: Reader, key: str, known: Mapping[str, object], what: str) -> 
     raw = reader.raw(key, [])
     if raw is None:
         return []
-    if not isinstance(raw, list):
+    if not is_list(raw):
         reader.error(key, f"expected a list of {what} names, got {describe(raw)}")
         return []
     out = []

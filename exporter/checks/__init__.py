@@ -12,12 +12,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Iterator, MutableMapping
-from typing import Any
 
 from exporter.checks.base import Kind
 
 
-class _Registry(MutableMapping[str, Kind[Any]]):
+class _Registry(MutableMapping[str, Kind[object]]):
     """Kind name → :class:`Kind`; a kind's name is its module's name in this package.
 
     A kind defined elsewhere (a test's, a plug-in's) is added with ``KINDS[name] = kind``.
@@ -29,9 +28,9 @@ class _Registry(MutableMapping[str, Kind[Any]]):
             for info in pkgutil.iter_modules(__path__)
             if not info.name.startswith("_") and info.name != "base"
         )
-        self._loaded: dict[str, Kind[Any]] = {}
+        self._loaded: dict[str, Kind[object]] = {}
 
-    def __getitem__(self, name: str) -> Kind[Any]:
+    def __getitem__(self, name: str) -> Kind[object]:
         kind = self._loaded.get(name)
         if kind is None:
             if name not in self._names:
@@ -43,7 +42,7 @@ class _Registry(MutableMapping[str, Kind[Any]]):
             self._loaded[name] = kind
         return kind
 
-    def __setitem__(self, name: str, kind: Kind[Any]) -> None:
+    def __setitem__(self, name: str, kind: Kind[object]) -> None:
         if kind.name != name:
             raise ValueError(f"kind {kind.name!r} registered as {name!r}")
         self._loaded[name] = kind
@@ -66,4 +65,4 @@ class _Registry(MutableMapping[str, Kind[Any]]):
         return len(self._names)
 
 
-KINDS: MutableMapping[str, Kind[Any]] = _Registry()
+KINDS: MutableMapping[str, Kind[object]] = _Registry()

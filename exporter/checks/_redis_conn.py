@@ -80,17 +80,17 @@ class RedisConnOptions:
 def parse_conn(reader: Reader) -> RedisConnOptions:
     """Read the connection keys; problems go to ``reader``."""
     url = reader.url("url", SCHEMES)
-    if isinstance(url, str) and url and reader.has("url"):
+    if url and reader.has("url"):
         _check_db(reader, url)
     username = reader.str("username", None)
     password = reader.secret("password", None)
     ca_file = reader.str("tls_ca_file", None)
     insecure = reader.bool("tls_insecure_skip_verify", False)
-    tls = isinstance(url, str) and url.startswith("rediss://")
+    tls = url.startswith("rediss://")
     for key in ("tls_ca_file", "tls_insecure_skip_verify"):
         if reader.has(key) and reader.has("url") and not tls:
             reader.error(key, "only used with a rediss:// URL")
-    if tls and isinstance(ca_file, str) and ca_file and not os.path.isfile(ca_file):
+    if tls and ca_file and not os.path.isfile(ca_file):
         reader.error("tls_ca_file", f'no such file "{ca_file}"')
     sentinels = _sentinels(reader)
     master = reader.str("sentinel_master", None)
@@ -98,10 +98,10 @@ def parse_conn(reader: Reader) -> RedisConnOptions:
         reader.error("sentinel_master", "required with sentinels: the master's name")
     if master and not reader.has("sentinels"):
         reader.error("sentinels", "required with sentinel_master: host:port of each sentinel")
-    if sentinels and (tls or (isinstance(url, str) and url.startswith("unix:"))):
+    if sentinels and (tls or url.startswith("unix:")):
         reader.error("sentinels", "works with redis:// URLs only (no TLS, no unix socket)")
     return RedisConnOptions(
-        url=url if isinstance(url, str) else "",
+        url=url,
         username=username or None,
         password=password or None,
         tls_ca_file=ca_file or None,
@@ -113,7 +113,7 @@ def parse_conn(reader: Reader) -> RedisConnOptions:
 
 def _sentinels(reader: Reader) -> tuple[tuple[str, int], ...]:
     value = reader.str_list("sentinels", ())
-    if not reader.has("sentinels") or not isinstance(value, tuple):
+    if not reader.has("sentinels"):
         return ()
     if not value:
         reader.error("sentinels", "must not be empty")

@@ -11,6 +11,9 @@ from exporter.fields import Reader
 from exporter.samples import Family, Sink
 
 OptionsT = TypeVar("OptionsT")  # a kind's frozen options dataclass
+# Covariant: a Kind[HttpOptions] is a Kind[object], so the registry holds every kind with
+# no Any (a kind's options only come out of its parse).
+KindOptionsT = TypeVar("KindOptionsT", covariant=True)
 ResultT = TypeVar("ResultT")
 
 
@@ -124,14 +127,16 @@ class BaseProbe(Generic[OptionsT]):
         self.options: OptionsT = spec.options
 
     async def collect(self, out: Sink) -> None:
+        """Write samples to ``out``: every kind overrides this."""
         raise NotImplementedError
 
     async def close(self) -> None:
+        """Nothing to release: a kind that keeps connections overrides this."""
         return None
 
 
 @dataclass(frozen=True)
-class Kind(Generic[OptionsT]):
+class Kind(Generic[KindOptionsT]):
     """A check kind, as listed in the registry (``exporter.checks.KINDS``).
 
     ``parse`` reads the kind's own keys from the check's mapping through ``reader`` (the
@@ -146,7 +151,7 @@ class Kind(Generic[OptionsT]):
 
     name: str
     summary: str
-    parse: Callable[[Reader], OptionsT]
+    parse: Callable[[Reader], KindOptionsT]
     probe: Callable[[CheckSpec[Any]], Probe]
     families: tuple[Family, ...]
     target: str | None = None

@@ -46,7 +46,7 @@ class _Usage:
 
 
 def parse(reader: Reader) -> DiskOptions:
-    paths = reader.str_list("path") or ()
+    paths = reader.str_list("path")
     if reader.data.get("path") == []:
         reader.error("path", "expected at least one path")
     for index, path in enumerate(paths):
@@ -54,7 +54,7 @@ def parse(reader: Reader) -> DiskOptions:
             reader.error("path", f"path {index + 1} is empty")
         elif not os.path.isabs(path):
             reader.error("path", f'expected an absolute path, got "{path}"')
-    return DiskOptions(paths=tuple(dict.fromkeys(paths)))
+    return DiskOptions(paths=tuple(dict.fromkeys(paths, True)))  # unique, in order
 
 
 def _unescape(field: str) -> str:

@@ -32,7 +32,7 @@ from exporter.checks._net import (
 from exporter.checks._timestamps import cert_not_after, to_unix_seconds
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, own_budget
 from exporter.families import FRESHNESS
-from exporter.fields import Reader, describe
+from exporter.fields import Reader, describe, is_list
 from exporter.redact import REDACTOR, secret_name
 from exporter.samples import Family, Sink
 
@@ -185,7 +185,7 @@ def _status_codes(reader: Reader) -> tuple[tuple[int, int], ...]:
     raw = reader.raw("valid_status_codes", None)
     if raw is None:
         return ((200, 299),)
-    items = raw if isinstance(raw, list) else [raw]
+    items = raw if is_list(raw) else [raw]
     ranges: list[tuple[int, int]] = []
     bad = False
     for item in items:
@@ -309,13 +309,13 @@ def _auth(reader: Reader, url: str) -> tuple[BasicAuth | None, str | None]:
     token = reader.secret("bearer_token", None) or None
     if basic is not None and token is not None:
         reader.error("bearer_token", "set either basic_auth or bearer_token, not both")
-    if basic is not None and isinstance(url, str) and "@" in url.partition("://")[2].split("/")[0]:
+    if basic is not None and "@" in url.partition("://")[2].split("/")[0]:
         reader.error("basic_auth", "the url already holds credentials (user:password@)")
     return basic, token
 
 
-def _check_host(reader: Reader, url: object) -> None:
-    if not isinstance(url, str) or not reader.has("url"):
+def _check_host(reader: Reader, url: str) -> None:
+    if not reader.has("url"):
         return
     try:
         host = reader.split_url(url).hostname
@@ -335,7 +335,7 @@ def parse(reader: Reader) -> HttpOptions:
     tls = parse_tls_mapping(tls_reader) if tls_reader is not None else TlsOptions()
     basic, token = _auth(reader, url)
     return HttpOptions(
-        url=url if isinstance(url, str) else "",
+        url=url,
         method=method,
         headers=_headers(reader),
         body=body,

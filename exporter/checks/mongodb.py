@@ -33,7 +33,7 @@ from exporter.checks._queries import (
 from exporter.checks._timestamps import to_unix_seconds
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind, driver_timeout
 from exporter.families import DB_POOL_CONNECTIONS, DB_POOL_MAX_CONNECTIONS, FRESHNESS
-from exporter.fields import Reader, describe
+from exporter.fields import Reader, describe, is_mapping
 from exporter.redact import REDACTOR
 from exporter.samples import Family, Sink
 
@@ -73,7 +73,7 @@ class Freshness:
     database: str
     collection: str
     field: str
-    filter: tuple[tuple[str, Any], ...]
+    filter: tuple[tuple[str, object], ...]
     # The field as a path into the returned document: the http kind's dotted paths, so a
     # list index (``readings.0.at``) works and a wrong type says where it stops.
     path: JsonPath = JsonPath(ROOT, ())  # noqa: RUF009 - frozen, so one shared default is safe
@@ -90,7 +90,7 @@ def _parse_url(reader: Reader) -> tuple[str, str]:
     from pymongo.uri_parser import parse_uri
 
     url = reader.str("url")
-    if not isinstance(url, str) or not url:
+    if not url:
         return "", ""
     match = _URL.match(url)
     if match is None:
@@ -125,13 +125,13 @@ def parse(reader: Reader) -> MongoOptions:
         collection = item.str("collection")
         field = item.str("field")
         path = JsonPath(ROOT, ())
-        if isinstance(field, str) and field:
+        if field:
             try:
                 path = JsonPath.parse(field)
             except ValueError as exc:
                 item.error("field", str(exc))
         raw_filter = item.raw("filter", {})
-        if not isinstance(raw_filter, Mapping):
+        if not is_mapping(raw_filter):
             item.error(
                 "filter", f"expected a mapping such as {{source: gps}}, got {describe(raw_filter)}"
             )

@@ -96,7 +96,7 @@ class PgbouncerOptions:
 
 def parse(reader: Reader) -> PgbouncerOptions:
     dsn = reader.url("dsn", ("postgresql", "postgres"))
-    if isinstance(dsn, str) and dsn:
+    if dsn:
         try:
             database = urlsplit(dsn).path.lstrip("/")
         except ValueError:
@@ -105,22 +105,31 @@ def parse(reader: Reader) -> PgbouncerOptions:
             reader.error(
                 "dsn", f'connect to the admin console database "{ADMIN_DATABASE}", got "{database}"'
             )
-    # Validation never needs the driver (bundle generate/check run without the extra):
-    # without psycopg the check fails at run time, naming the extra to install. With it,
-    # libpq's own parser checks the string now, as the connection would later.
-    if isinstance(dsn, str) and dsn:
-        try:
-            from psycopg import Error
-            from psycopg.conninfo import conninfo_to_dict
-        except ImportError:
-            return PgbouncerOptions(dsn=dsn)
-        try:
-            conninfo_to_dict(dsn)  # libpq's own parser: unknown parameters, bad quoting
-        except Error as exc:
-            # libpq quotes the offending token, which may be the password itself
-            # ("invalid percent-encoded token"); config errors are not redacted later.
-            reader.error("dsn", f"invalid connection string: {REDACTOR.redact(error_reason(exc))}")
+        problem = _libpq_problem(dsn)
+        if problem is not None:
+            reader.error("dsn", f"invalid connection string: {problem}")
     return PgbouncerOptions(dsn=dsn)
+
+
+def _libpq_problem(dsn: str) -> str | None:
+    """What libpq's own parser finds wrong with ``dsn`` (unknown parameters, bad quoting).
+
+    Validation never needs the driver (bundle generate/check run without the extra):
+    without psycopg this says nothing and the check fails at run time, naming the extra
+    to install. With it, the string is checked now, as the connection would later.
+    """
+    try:
+        from psycopg import Error
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return None
+    try:
+        conninfo_to_dict(dsn)
+    except Error as exc:
+        # libpq quotes the offending token, which may be the password itself
+        # ("invalid percent-encoded token"); config errors are not redacted later.
+        return REDACTOR.redact(error_reason(exc))
+    return None
 
 
 def _int(value: Any) -> int:

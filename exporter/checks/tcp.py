@@ -60,7 +60,7 @@ class TcpOptions:
 def parse_address(reader: Reader, key: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port``, validated."""
     address = reader.str(key)
-    if not isinstance(address, str) or not address:
+    if not address:
         return "", 0
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
