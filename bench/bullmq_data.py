@@ -20,8 +20,10 @@ tests/redis/bullmq_driver.py, the real package's driver the tests use too):
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
@@ -94,48 +96,65 @@ def _job(
     pipe.xadd(f"{base}events", {"event": "added", "jobId": str(job_id), "name": "work"})
 
 
-def _queue(pipe: redis.client.Pipeline, base: str, plan: Plan, paused: bool, now: int) -> None:  # noqa: C901 - one branch per BullMQ job state the writer lays out (mirrors the layout)
+def _queue(pipe: redis.client.Pipeline, base: str, plan: Plan, paused: bool, now: int) -> None:
     meta: dict[FieldT, EncodableT] = {"opts.maxLenEvents": 10000}
     if paused:
         meta["paused"] = 1
     pipe.hset(f"{base}meta", mapping=meta)
-    job_id = 0
+    ids = itertools.count(1)  # job ids in the order BullMQ would have handed them out
+    _finished_jobs(pipe, base, plan, ids, now)
+    _held_jobs(pipe, base, plan, ids, now)
+    _waiting_jobs(pipe, base, plan, ids, paused, now)
+    pipe.set(f"{base}id", next(ids) - 1)
 
-    def next_id() -> int:
-        nonlocal job_id
-        job_id += 1
-        return job_id
 
+def _finished_jobs(
+    pipe: redis.client.Pipeline, base: str, plan: Plan, ids: Iterator[int], now: int
+) -> None:
+    """Completed and failed jobs, with their events."""
     for _ in range(plan.completed):
-        jid = next_id()
+        jid = next(ids)
         _job(pipe, base, jid, now, processedOn=now + 5, finishedOn=now + 9, atm=1, ats=1,
              returnvalue=json.dumps({"ok": True}))  # fmt: skip
         pipe.zadd(f"{base}completed", {str(jid): now + 9})
         pipe.xadd(f"{base}events", {"event": "completed", "jobId": str(jid), "prev": "active"})
     for _ in range(plan.failed):
-        jid = next_id()
+        jid = next(ids)
         _job(pipe, base, jid, now, processedOn=now + 5, finishedOn=now + 9, atm=1, ats=1,
              failedReason=json.dumps("boom"))  # fmt: skip
         pipe.zadd(f"{base}failed", {str(jid): now + 9})
         pipe.xadd(f"{base}events", {"event": "failed", "jobId": str(jid), "prev": "active"})
+
+
+def _held_jobs(
+    pipe: redis.client.Pipeline, base: str, plan: Plan, ids: Iterator[int], now: int
+) -> None:
+    """Active (locked by a worker), delayed and prioritized jobs."""
     for _ in range(plan.active):
-        jid = next_id()
+        jid = next(ids)
         _job(pipe, base, jid, now, processedOn=now + 5, ats=1)
         pipe.lpush(f"{base}active", str(jid))
         pipe.set(f"{base}{jid}:lock", f"token-{jid}", px=HOUR_MS)
     for _ in range(plan.delayed):
-        jid = next_id()
+        jid = next(ids)
         _job(pipe, base, jid, now, delay=2 * HOUR_MS)
         pipe.zadd(f"{base}delayed", {str(jid): (now + 2 * HOUR_MS) * 4096 + (jid & 0xFFF)})
     for n in range(plan.prioritized):
-        jid = next_id()
+        jid = next(ids)
         _job(pipe, base, jid, now, priority=1 + n)
         pipe.zadd(f"{base}prioritized", {str(jid): (1 + n) * 2**32 + n + 1})
     if plan.prioritized:
         pipe.set(f"{base}pc", plan.prioritized)
+
+
+def _waiting_jobs(
+    pipe: redis.client.Pipeline, base: str, plan: Plan, ids: Iterator[int], paused: bool, now: int
+) -> None:
+    """Waiting jobs (in the paused list when the queue is paused), the first
+    ``plan.waiting_children`` of them children of a parent waiting for them."""
     waiting_list = f"{base}paused" if paused else f"{base}wait"
     for n in range(plan.waiting):
-        jid = next_id()
+        jid = next(ids)
         if n < plan.waiting_children:
             # A parent waiting for this child: a uuid-like id in BullMQ, any id works.
             parent = f"parent-{jid}"
@@ -149,4 +168,3 @@ def _queue(pipe: redis.client.Pipeline, base: str, plan: Plan, paused: bool, now
         pipe.lpush(waiting_list, str(jid))  # LPUSH: the oldest job is at the tail
     if plan.waiting and not paused:
         pipe.zadd(f"{base}marker", {"0": 0})
-    pipe.set(f"{base}id", job_id)

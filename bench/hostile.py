@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -27,75 +26,47 @@ from typing import Any
 
 import aiohttp
 
+from tests.servers import ExporterProcess, read_command
 from tests.support import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-class Served:
-    def __init__(self, code: Path, config: str, *flags: str, fd_limit: int | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="hostile-"))
-        self.config = self.dir / "config.yml"
-        self.config.write_text(config)
-        self.port = free_port()
-        self.err = self.dir / "stderr.log"
-        env = {**os.environ, "PYTHONPATH": str(code)}
-
-        def limit() -> None:
-            if fd_limit is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
-
-        with self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter",
-                    "--config.file",
-                    str(self.config),
-                    "--web.listen-address",
-                    f"127.0.0.1:{self.port}",
-                    *flags,
-                ],
-                cwd=code,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                preexec_fn=limit if fd_limit is not None else None,
-            )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    async def ready(self) -> None:
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with session.get(self.base + "/-/ready") as response:
-                        if response.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(self.err.read_text())
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def stop(self) -> float:
-        """Seconds SIGTERM took (SIGKILL after 30 s: returned as inf)."""
-        started = time.monotonic()
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return float("inf")
-        return time.monotonic() - started
+def start_exporter(
+    code: Path, config: str, *flags: str, fd_limit: int | None = None
+) -> ExporterProcess:
+    """Start the exporter of checkout ``code`` on ``config`` (in a fresh temporary dir)."""
+    where = Path(tempfile.mkdtemp(prefix="hostile-"))
+    (where / "config.yml").write_text(config)
+    process = ExporterProcess(
+        where / "config.yml",
+        free_port(),
+        flags,
+        fd_limit,
+        stderr_path=where / "stderr.log",
+        code=code,
+    )
+    process.start()
+    return process
 
 
-async def under_attack(served: Served, attack: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+def stop_seconds(process: ExporterProcess) -> float:
+    """Seconds SIGTERM took (SIGKILL after 30 s: returned as inf)."""
+    started = time.monotonic()
+    if process.stop(timeout=30) == -9:
+        return float("inf")
+    return time.monotonic() - started
+
+
+def kill(process: ExporterProcess) -> None:
+    assert process.proc is not None
+    process.proc.kill()
+    process.proc.wait()
+
+
+async def under_attack(
+    process: ExporterProcess, attack: Callable[[], Awaitable[Any]]
+) -> dict[str, Any]:
     """Run ``attack`` while polling /-/healthy; worst latency, attack time, RSS growth."""
     latencies: list[float] = []
     stop = asyncio.Event()
@@ -105,13 +76,13 @@ async def under_attack(served: Served, attack: Callable[[], Awaitable[Any]]) -> 
             while not stop.is_set():
                 started = time.monotonic()
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(served.base + "/-/healthy") as response:
+                    async with session.get(process.base + "/-/healthy") as response:
                         await response.read()
                 latencies.append(time.monotonic() - started)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.05)
 
-    before = served.rss()
+    before = process.rss_bytes()
     poller = asyncio.create_task(poll())
     started = time.monotonic()
     outcome = await attack()
@@ -121,16 +92,16 @@ async def under_attack(served: Served, attack: Callable[[], Awaitable[Any]]) -> 
     return {
         "healthy_worst_ms": round(max(latencies) * 1000, 1),
         "attack_s": round(took, 2),
-        "rss_growth_mib": round((served.rss() - before) / 2**20, 1),
+        "rss_growth_mib": round((process.rss_bytes() - before) / 2**20, 1),
         "outcome": outcome,
     }
 
 
-async def scrape(served: Served) -> str:
+async def scrape(process: ExporterProcess) -> str:
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session,
         session.get(
-            served.base + "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"}
+            process.base + "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"}
         ) as response,
     ):
         body = await response.text()
@@ -150,47 +121,36 @@ async def tcp_server(handler: Handler) -> tuple[asyncio.Server, int]:
     return server, int(server.sockets[0].getsockname()[1])
 
 
-async def read_command(reader: asyncio.StreamReader) -> list[bytes]:
-    header = await reader.readline()
-    if not header:
-        raise ConnectionError
-    args = []
-    for _ in range(int(header[1:])):
-        size = int((await reader.readline())[1:])
-        args.append((await reader.readexactly(size + 2))[:-2])
-    return args
-
-
 async def redis_attack(
     code: Path, reply: Callable[[asyncio.StreamWriter], Awaitable[None]]
 ) -> dict[str, Any]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             command = (await read_command(reader))[0].upper()
-            if command == b"HELLO":  # what a Redis 7 answers, for clients that ask
+            if command == "HELLO":  # what a Redis 7 answers, for clients that ask
                 writer.write(b"%1\r\n$5\r\nproto\r\n:3\r\n")
-            elif command == b"CLIENT":
+            elif command == "CLIENT":
                 writer.write(b"+OK\r\n")
-            elif command == b"PING":
+            elif command == "PING":
                 writer.write(b"+PONG\r\n")
             else:
                 await reply(writer)
             await writer.drain()
 
     server, port = await tcp_server(handle)
-    served = Served(
+    process = start_exporter(
         code,
         f"checks:\n  - {{name: r, kind: redis, url: 'redis://127.0.0.1:{port}/0', timeout: 5s}}\n",
     )
     try:
-        await served.ready()
-        result = await under_attack(served, lambda: scrape(served))
+        await process.ready()
+        result = await under_attack(process, lambda: scrape(process))
         await asyncio.sleep(2)
-        result["rss_after_2s_mib"] = round(served.rss() / 2**20, 1)
-        result["sigterm_s"] = served.stop()
+        result["rss_after_2s_mib"] = round(process.rss_bytes() / 2**20, 1)
+        result["sigterm_s"] = stop_seconds(process)
         return result
     finally:
-        served.proc.kill()
+        kill(process)
         server.close()
 
 
@@ -226,18 +186,18 @@ async def json_key_attack(code: Path, key_size: int) -> dict[str, Any]:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    served = Served(
+    process = start_exporter(
         code,
         f"checks:\n  - {{name: a, kind: http, url: 'http://127.0.0.1:{port}/health',"
         " status_path: status, components: {path: components}}\n",
     )
     try:
-        await served.ready()
-        result = await under_attack(served, lambda: scrape(served))
-        result["sigterm_s"] = served.stop()
+        await process.ready()
+        result = await under_attack(process, lambda: scrape(process))
+        result["sigterm_s"] = stop_seconds(process)
         return result
     finally:
-        served.proc.kill()
+        kill(process)
         await runner.cleanup()
 
 
@@ -246,20 +206,20 @@ async def alias_bomb_reload(code: Path) -> dict[str, Any]:
     lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
     lines.append(f"checks:\n  - {{name: x, kind: tcp, address: 'h:1', labels: *a{levels - 1}}}")
-    served = Served(code, "checks:\n  - {name: t, kind: tcp, address: '127.0.0.1:1'}\n")
+    process = start_exporter(code, "checks:\n  - {name: t, kind: tcp, address: '127.0.0.1:1'}\n")
     try:
-        await served.ready()
-        served.config.write_text("\n".join(lines) + "\n")
+        await process.ready()
+        process.config.write_text("\n".join(lines) + "\n")
 
         async def reload() -> str:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-                session.post(served.base + "/-/reload") as response,
+                session.post(process.base + "/-/reload") as response,
             ):
                 status = response.status
             async with (
                 aiohttp.ClientSession() as session,
-                session.get(served.base + "/metrics") as response,
+                session.get(process.base + "/metrics") as response,
             ):
                 body = await response.text()
             flag = next(
@@ -270,42 +230,45 @@ async def alias_bomb_reload(code: Path) -> dict[str, Any]:
             return f"{status} {flag}"
 
         try:
-            return await asyncio.wait_for(under_attack(served, reload), 40)
+            return await asyncio.wait_for(under_attack(process, reload), 40)
         except TimeoutError:
-            return {"outcome": "no answer within 40 s", "rss_mib": round(served.rss() / 2**20)}
+            return {
+                "outcome": "no answer within 40 s",
+                "rss_mib": round(process.rss_bytes() / 2**20),
+            }
     finally:
-        served.proc.kill()
+        kill(process)
 
 
 async def idle_flood(code: Path) -> dict[str, Any]:
-    served = Served(
+    process = start_exporter(
         code, "checks:\n  - {name: t, kind: tcp, address: '127.0.0.1:1'}\n", fd_limit=64
     )
     flood = []
     try:
-        await served.ready()
+        await process.ready()
         for _ in range(80):
             sock = socket.socket()
             sock.setblocking(False)
             with contextlib.suppress(BlockingIOError):
-                sock.connect(("127.0.0.1", served.port))
+                sock.connect(("127.0.0.1", process.port))
             flood.append(sock)
         await asyncio.sleep(10)
         answered = False
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as s,
-                s.get(served.base + "/-/healthy") as response,
+                s.get(process.base + "/-/healthy") as response,
             ):
                 answered = response.status == 200
         return {
             "healthy_after_10s": answered,
-            "log_lines_10s": len(served.err.read_text().splitlines()),
+            "log_lines_10s": len(process.log().splitlines()),
         }
     finally:
         for sock in flood:
             sock.close()
-        served.proc.kill()
+        kill(process)
 
 
 def redact_time(code: Path) -> dict[str, Any]:

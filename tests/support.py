@@ -87,25 +87,31 @@ MountTmpfs = Callable[..., Path]
 @pytest.fixture
 def tmpfs_mounts(tmp_path: Path) -> Iterator[MountTmpfs]:
     """Mount real tmpfs filesystems under ``tmp_path``: ``mount(name, options)`` returns
-    the mount point; each is unmounted at teardown (a busy one fails the test)."""
-    mounted: list[Path] = []
+    the mount point; each is unmounted at teardown (a busy one fails the test, unless
+    mounted with ``in_use=True``: then it is detached lazily)."""
+    mounted: list[tuple[Path, bool]] = []
 
-    def mount(name: str = "fs", options: str = "size=4m,nr_inodes=2000") -> Path:
+    def mount(
+        name: str = "fs", options: str = "size=4m,nr_inodes=2000", *, in_use: bool = False
+    ) -> Path:
         target = tmp_path / name
         target.mkdir()
         mount_tmpfs(target, options)
-        mounted.append(target)
+        mounted.append((target, in_use))
         return target
 
     yield mount
-    for target in reversed(mounted):
-        subprocess.run(["umount", str(target)], check=True)
+    for target, in_use in reversed(mounted):
+        subprocess.run(["umount", *(["-l"] if in_use else []), str(target)], check=True)
 
 
 @pytest.fixture
 def tmpfs(tmpfs_mounts: MountTmpfs) -> Path:
-    """One 4 MiB tmpfs a test can fill past a threshold (the fire drills' data volume)."""
-    return tmpfs_mounts("tmpfs", "size=4m,mode=0755")
+    """One 4 MiB tmpfs a test can fill past a threshold (the fire drills' data volume).
+
+    In use at teardown: the drills' exporter, torn down after this fixture, may still
+    hold its SQLite file open there, so it is detached lazily."""
+    return tmpfs_mounts("tmpfs", "size=4m,mode=0755", in_use=True)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:

@@ -51,7 +51,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def required_series(alert: Alert) -> list[Required]:  # noqa: C901 - walks PromQL selector shapes; split with the guard rework (issue 18 debt)
+def required_series(alert: Alert) -> list[Required]:
     """The data series ``alert`` reads, one per list item; empty for alerts over other
     exporters or over series that exist whenever the exporter is scraped."""
     if alert.exporter != EXPORTER_JOB:
@@ -60,23 +60,29 @@ def required_series(alert: Alert) -> list[Required]:  # noqa: C901 - walks PromQ
     for metric, body in _SELECTOR.findall(alert.query):
         if metric in ALWAYS_PRESENT:
             continue
-        fixed: list[tuple[str, str]] = []
-        choices: list[tuple[str, list[str]]] = []
-        for name, op, value in _MATCHER.findall(body):
-            if name == SYSTEM_LABEL:
-                continue
-            if op == "=":
-                fixed.append((name, value))
-            elif op == "=~" and _ALTERNATIVES.fullmatch(value):
-                choices.append((name, value.split("|")))
-        combos: list[list[tuple[str, str]]] = [fixed]
-        for name, values in choices:
-            combos = [[*combo, (name, v)] for combo in combos for v in values]
-        for combo in combos:
+        for combo in _label_combinations(body):
             required = Required(metric, tuple(sorted(combo)))
             if required not in out:
                 out.append(required)
     return out
+
+
+def _label_combinations(matchers: str) -> list[list[tuple[str, str]]]:
+    """The label sets one selector's ``matchers`` require: its equality matchers, times
+    each alternative of an ``=~"a|b"``; the system label and other matchers left out."""
+    fixed: list[tuple[str, str]] = []
+    choices: list[tuple[str, list[str]]] = []
+    for name, op, value in _MATCHER.findall(matchers):
+        if name == SYSTEM_LABEL:
+            continue
+        if op == "=":
+            fixed.append((name, value))
+        elif op == "=~" and _ALTERNATIVES.fullmatch(value):
+            choices.append((name, value.split("|")))
+    combos: list[list[tuple[str, str]]] = [fixed]
+    for name, values in choices:
+        combos = [[*combo, (name, v)] for combo in combos for v in values]
+    return combos
 
 
 def _guard_query(system: str, required: list[Required]) -> str:

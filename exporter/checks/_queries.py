@@ -95,10 +95,40 @@ def cell_number(value: Any) -> float | None:
     raise ValueError(type(value).__name__)
 
 
-def record_rows(  # noqa: C901 - debt (issue 18): value/freshness/labels rules of SQL rows in one pass
+_Pending = list[tuple[Family, float, dict[str, str]]]  # samples checked, not yet written
+
+
+def record_rows(
     query: NamedQuery, columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Sink
 ) -> None:
     """Turn one query's result into samples, or raise :class:`QueryFailed` before writing any."""
+    index = _column_index(query, columns, rows)
+    data_columns = [c for c in columns if c not in query.labels]
+    label_at = [index[c] for c in query.labels]
+    pending: _Pending = []
+    seen_labels: set[str] = set()
+    for row in rows:
+        label = "/".join("" if row[i] is None else str(row[i]) for i in label_at)
+        if label in seen_labels:
+            raise QueryFailed(
+                f'returned two rows labelled "{label}": add the column that tells them apart '
+                "to labels, or aggregate"
+            )
+        seen_labels.add(label)
+        cells = [(column, row[index[column]]) for column in data_columns]
+        if query.type == "freshness":
+            _freshness_sample(query, cells, label, pending)
+        else:
+            _value_samples(query, cells, label, pending)
+    for family, number, labels in pending:
+        out.add(family, number, **labels)
+
+
+def _column_index(
+    query: NamedQuery, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> dict[str, int]:
+    """Column name -> position, once the result's shape fits the query (row count, label
+    columns present)."""
     if len(rows) > query.max_rows:
         raise QueryFailed(f"returned {len(rows)} rows, more than max_rows {query.max_rows}")
     index = {name: i for i, name in enumerate(columns)}
@@ -111,48 +141,45 @@ def record_rows(  # noqa: C901 - debt (issue 18): value/freshness/labels rules o
         raise QueryFailed(f"returned {len(rows)} rows, expected one (or name label columns)")
     if query.type == "freshness" and not query.labels and not rows:
         raise QueryFailed("returned no rows, expected one timestamp")
-    data_columns = [c for c in columns if c not in query.labels]
-    label_at = [index[c] for c in query.labels]
-    pending: list[tuple[Family, float, dict[str, str]]] = []
-    seen_labels: set[str] = set()
-    for row in rows:
-        label = "/".join("" if row[i] is None else str(row[i]) for i in label_at)
-        if label in seen_labels:
-            raise QueryFailed(
-                f'returned two rows labelled "{label}": add the column that tells them apart '
-                "to labels, or aggregate"
-            )
-        seen_labels.add(label)
-        if query.type == "freshness":
-            if len(data_columns) != 1:
-                raise QueryFailed(
-                    f"expected one timestamp column besides labels, got {len(data_columns)} "
-                    f"({', '.join(data_columns)})"
-                )
-            raw = row[index[data_columns[0]]]
-            if raw is None and query.labels:
-                continue  # a source without data yet: no sample rather than a failure
-            if raw is None:
-                raise QueryFailed("expected a timestamp, got NULL")  # SQL's word for it
-            try:
-                seconds = to_unix_seconds(raw)
-            except ValueError as exc:
-                raise QueryFailed(str(exc)) from None
-            item = f"{query.name}/{label}" if query.labels else query.name
-            pending.append((FRESHNESS, seconds, {"item": item}))
-        else:
-            if not data_columns:
-                raise QueryFailed("returned no number column besides the label columns")
-            for column in data_columns:
-                try:
-                    number = cell_number(row[index[column]])
-                except ValueError as exc:
-                    raise QueryFailed(f"column {column} is {exc}, expected a number") from None
-                if number is not None:
-                    labels = {"query": query.name, "column": column, "label": label}
-                    pending.append((QUERY_VALUE, number, labels))
-    for family, number, labels in pending:
-        out.add(family, number, **labels)
+    return index
+
+
+def _freshness_sample(
+    query: NamedQuery, cells: list[tuple[str, Any]], label: str, pending: _Pending
+) -> None:
+    """A freshness row's one timestamp cell (besides labels) as seconds since the epoch."""
+    if len(cells) != 1:
+        raise QueryFailed(
+            f"expected one timestamp column besides labels, got {len(cells)} "
+            f"({', '.join(column for column, _ in cells)})"
+        )
+    raw = cells[0][1]
+    if raw is None and query.labels:
+        return  # a source without data yet: no sample rather than a failure
+    if raw is None:
+        raise QueryFailed("expected a timestamp, got NULL")  # SQL's word for it
+    try:
+        seconds = to_unix_seconds(raw)
+    except ValueError as exc:
+        raise QueryFailed(str(exc)) from None
+    item = f"{query.name}/{label}" if query.labels else query.name
+    pending.append((FRESHNESS, seconds, {"item": item}))
+
+
+def _value_samples(
+    query: NamedQuery, cells: list[tuple[str, Any]], label: str, pending: _Pending
+) -> None:
+    """A value row's number cells, one sample each (NULL: none)."""
+    if not cells:
+        raise QueryFailed("returned no number column besides the label columns")
+    for column, cell in cells:
+        try:
+            number = cell_number(cell)
+        except ValueError as exc:
+            raise QueryFailed(f"column {column} is {exc}, expected a number") from None
+        if number is not None:
+            labels = {"query": query.name, "column": column, "label": label}
+            pending.append((QUERY_VALUE, number, labels))
 
 
 Execute = Callable[[NamedQuery], Awaitable[tuple[Sequence[str], Sequence[Sequence[Any]]]]]

@@ -93,6 +93,24 @@ def test_missing_secret_env_is_named_but_never_printed() -> None:
     ]
 
 
+def test_a_required_key_written_empty_is_a_problem() -> None:
+    """``name:`` with nothing after it (YAML null) used to pass as an empty name for a
+    required string, number or true/false; every key says so now, as optional ones did."""
+    data = {
+        "checks": [
+            {"name": None, "kind": "tcp", "address": None},
+            {"name": "b", "kind": "http", "url": "http://127.0.0.1:1/", "max_items": None},
+        ]
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_data(data, "<test>", env={})
+    assert caught.value.problems == [
+        "checks[0].name: expected a string, got nothing",
+        "checks[0].address: expected a string, got nothing",
+        "checks[1].max_items: expected a whole number, got nothing",
+    ]
+
+
 def test_top_level_must_be_a_mapping() -> None:
     with pytest.raises(ConfigError) as caught:
         load_data(["checks"], "cfg.yml", env={})

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from aiohttp import web
 
 from tests.e2e.stack import REPO, Stack, Webhook
 from tests.redis.conftest import require_bullmq
-from tests.support import free_port, mount_tmpfs, require_binary
+from tests.support import free_port, require_binary
 
 # Every `for`, interval and freshness window of the bundle is multiplied by this in the
 # drills (thresholds unchanged); the promtool unit tests cover the real durations.
@@ -250,19 +249,6 @@ async def service_app() -> AsyncIterator[ServiceApp]:
         yield app
     finally:
         await app.stop()
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs the drill can fill past a threshold (needs root to mount)."""
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    mount_tmpfs(mountpoint, "size=4m,mode=0755")
-    try:
-        yield mountpoint
-    finally:
-        with contextlib.suppress(OSError):
-            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,8 @@ from tests.e2e.conftest import (
 from tests.e2e.stack import REPO, Delivery, Stack
 from tests.servers import RedisServer
 
-BULLMQ_JOBS = Path(__file__).with_name("bullmq_jobs.py")
+# The one driver of the real bullmq package (tests/redis and the bench use it too).
+BULLMQ_DRIVER = REPO / "tests" / "redis" / "bullmq_driver.py"
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,16 @@ async def assert_not_firing(stack: Stack, alertname: str) -> None:
 
 
 def bullmq(python: Path, action: str, url: str, queue: str, count: int) -> dict[str, Any]:
+    """A real BullMQ worker on ``queue``: ``count`` connector runs that ``fail`` or
+    ``complete`` (kept in the queue's history), or the failed ones ``recover`` (retried
+    with the connector fixed). The driver's JSON result, with the queue's job counts."""
+    command = {
+        "fail": ["finish", "0", str(count), "keep"],
+        "complete": ["finish", str(count), "0", "keep"],
+        "recover": ["retry", str(count)],
+    }[action]
     result = subprocess.run(
-        [str(python), str(BULLMQ_JOBS), action, url, "bull", queue, str(count)],
+        [str(python), str(BULLMQ_DRIVER), command[0], url, "bull", queue, *command[1:]],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import resource
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,113 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import async_wait_until, free_port
+from tests.servers import ExporterProcess, read_command
+from tests.support import free_port
 from tests.web.conftest import serve
 
-__all__ = ["serve"]
-
-
-@dataclass
-class ExporterProcess:
-    """``python -m exporter`` serving one config file on a loopback port."""
-
-    config: Path
-    port: int
-    extra: tuple[str, ...] = ()
-    fd_limit: int | None = None  # RLIMIT_NOFILE, soft and hard, of the exporter
-    proc: subprocess.Popen[str] | None = None
-    stderr_path: Path | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        assert self.stderr_path is not None
-        with self.stderr_path.open("w") as stderr:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter",
-                    "--config.file",
-                    str(self.config),
-                    "--web.listen-address",
-                    f"127.0.0.1:{self.port}",
-                    *self.extra,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                text=True,
-                preexec_fn=self._limit_fds if self.fd_limit is not None else None,
-            )
-
-    def _limit_fds(self) -> None:
-        assert self.fd_limit is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
-
-    async def ready(self) -> None:
-        async def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"exporter exited: {self.log()}")
-            try:
-                status, _ = await self.get("/-/ready", timeout=2.0)
-            except (aiohttp.ClientError, TimeoutError):
-                return False
-            return status == 200
-
-        await async_wait_until(up, 60, "exporter ready")
-
-    async def get(
-        self, path: str, timeout: float = 30.0, headers: dict[str, str] | None = None
-    ) -> tuple[int, str]:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(self.base + path, headers=headers or {}) as response,
-        ):
-            return response.status, await response.text()
-
-    async def post(self, path: str, **kwargs: object) -> tuple[int, str]:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-            session.post(self.base + path, **kwargs) as response,  # type: ignore[arg-type]
-        ):
-            return response.status, await response.text()
-
-    async def scrape(self, timeout: float) -> tuple[float, str]:
-        """(seconds taken, body) of one /metrics scrape with Prometheus' timeout header."""
-        started = time.monotonic()
-        status, body = await self.get(
-            "/metrics",
-            timeout=timeout * 10,
-            headers={"X-Prometheus-Scrape-Timeout-Seconds": str(timeout)},
-        )
-        assert status == 200, body
-        return time.monotonic() - started, body
-
-    def rss_bytes(self) -> int:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def log(self) -> str:
-        assert self.stderr_path is not None
-        return self.stderr_path.read_text()
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
-                return -9
-        return self.proc.returncode
+__all__ = ["ExporterProcess", "read_command", "serve"]
 
 
 StartExporter = Callable[..., Awaitable[ExporterProcess]]
@@ -227,16 +121,3 @@ async def tcp_servers() -> AsyncIterator[TcpServers]:
     for server in servers:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 5)
-
-
-async def read_command(reader: asyncio.StreamReader) -> list[str]:
-    """One RESP command (an array of bulk strings) as sent by a client."""
-    header = await reader.readline()
-    if not header:
-        raise ConnectionError("client left")
-    assert header.startswith(b"*"), header
-    args = []
-    for _ in range(int(header[1:])):
-        size = int((await reader.readline())[1:])
-        args.append((await reader.readexactly(size + 2))[:-2].decode())
-    return args

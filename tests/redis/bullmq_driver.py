@@ -1,7 +1,8 @@
 """Drives the official ``bullmq`` PyPI package; run inside a side venv (.cache/bullmq-v5|v6).
 
-Not a test module: tests/redis/conftest.py and the bench's cross-check
-(bench/scenarios/bullmq.py) run it as a subprocess with the venv's Python, so that two
+Not a test module: tests/redis/conftest.py, the fire drills (tests/e2e/test_drills.py)
+and the bench's cross-check (bench/scenarios/bullmq.py) run it as a subprocess with the
+venv's Python, so that two
 majors of the package (2.26.x writes BullMQ's v5 layout, 3.x the v6 layout) can be
 exercised against the same exporter. Every command prints one JSON line last. Its STATES
 are the reference's own list, deliberately not imported from the exporter (which this
@@ -9,9 +10,13 @@ venv does not have).
 
     bullmq_driver.py populate URL PREFIX NAME    queues NAME-all, NAME-children, NAME-paused
     bullmq_driver.py counts URL PREFIX QUEUE...  getJobCounts() of every state per queue
-    bullmq_driver.py finish URL PREFIX QUEUE OK FAIL [metrics]
+    bullmq_driver.py finish URL PREFIX QUEUE OK FAIL [metrics] [keep]
                                                  OK jobs completed and FAIL failed, all
                                                  removed on finish (removeOnComplete/Fail)
+                                                 unless keep (history, retryable); prints
+                                                 the queue's getJobCounts() after
+    bullmq_driver.py retry URL PREFIX QUEUE N    retryJobs() of the failed jobs, and a
+                                                 worker that completes N of them
     bullmq_driver.py hold URL PREFIX QUEUE N [LOCK_MS]
                                                  take N jobs and never finish (prints
                                                  "holding" once they are active; the test
@@ -78,13 +83,22 @@ async def counts(url: str, prefix: str, names: list[str]) -> dict[str, Any]:
 
 
 async def run_worker(
-    url: str, prefix: str, name: str, ok: int, fail: int, extra: dict[str, Any]
+    url: str,
+    prefix: str,
+    name: str,
+    ok: int,
+    fail: int,
+    extra: dict[str, Any],
+    *,
+    fixed: bool = False,
 ) -> None:
-    """Process until ``ok`` jobs completed and ``fail`` failed, then close the worker."""
+    """Process until ``ok`` jobs completed and ``fail`` failed, then close the worker.
+
+    Jobs named "bad" fail, unless the worker is ``fixed`` (a retry after the fault)."""
     done = {"completed": 0, "failed": 0}
 
     async def process(job: Any, token: Any) -> Any:
-        if job.name == "bad":
+        if job.name == "bad" and not fixed:
             raise RuntimeError("planned failure")
         return {"ok": True}
 
@@ -178,10 +192,12 @@ async def populate(url: str, prefix: str, base: str) -> dict[str, Any]:
     }
 
 
-async def finish(url: str, prefix: str, name: str, ok: int, fail: int, metrics: bool) -> None:
+async def finish(
+    url: str, prefix: str, name: str, ok: int, fail: int, metrics: bool, keep: bool
+) -> dict[str, Any]:
     queue = Queue(name, opts(url, prefix))
     try:
-        removal = {"removeOnComplete": True, "removeOnFail": True}
+        removal = {"removeOnComplete": not keep, "removeOnFail": not keep}
         for i in range(ok):
             await queue.add("good", {"i": i}, removal)
         for i in range(fail):
@@ -190,6 +206,19 @@ async def finish(url: str, prefix: str, name: str, ok: int, fail: int, metrics: 
         await queue.close()
     extra = {"metrics": {"maxDataPoints": 60}} if metrics else {}
     await run_worker(url, prefix, name, ok, fail, extra)
+    after: dict[str, Any] = (await counts(url, prefix, [name]))[name]
+    return after
+
+
+async def retry(url: str, prefix: str, name: str, n: int) -> dict[str, Any]:
+    queue = Queue(name, opts(url, prefix))
+    try:
+        await queue.retryJobs({"state": "failed"})
+    finally:
+        await queue.close()
+    await run_worker(url, prefix, name, n, 0, {}, fixed=True)
+    after: dict[str, Any] = (await counts(url, prefix, [name]))[name]
+    return after
 
 
 async def hold(url: str, prefix: str, name: str, n: int, lock_ms: int | None) -> None:
@@ -297,36 +326,42 @@ async def schedule(url: str, prefix: str, name: str, scheduler: str, every: int)
         await queue.close()
 
 
+async def _result(command: str, url: str, prefix: str, rest: list[str]) -> dict[str, Any]:
+    """Run a command that ends with one result; its fields for the JSON line."""
+    if command == "populate":
+        return await populate(url, prefix, rest[0])
+    if command == "counts":
+        return {"counts": await counts(url, prefix, rest)}
+    if command == "finish":
+        ok, fail, flags = int(rest[1]), int(rest[2]), rest[3:]
+        keep, metrics = "keep" in flags, "metrics" in flags
+        return {"counts": await finish(url, prefix, rest[0], ok, fail, metrics, keep)}
+    if command == "retry":
+        return {"counts": await retry(url, prefix, rest[0], int(rest[1]))}
+    if command == "add":
+        return {"ids": await add(url, prefix, rest[0], int(rest[1]))}
+    if command == "workers":
+        return {"workers": await workers_count(url, prefix, rest[0])}
+    if command == "make":
+        await make(url, prefix, rest[0], json.loads(rest[1]))
+        return {}
+    if command == "schedule":
+        return {"schedulers": await schedule(url, prefix, rest[0], rest[1], int(rest[2]))}
+    raise SystemExit(f"unknown command {command}")
+
+
 def main(argv: list[str]) -> None:
     command, url, prefix, *rest = argv
     version = importlib.metadata.version("bullmq")
-    if command == "populate":
-        result: Any = asyncio.run(populate(url, prefix, rest[0]))
-    elif command == "counts":
-        result = {"counts": asyncio.run(counts(url, prefix, rest))}
-    elif command == "finish":
-        asyncio.run(
-            finish(url, prefix, rest[0], int(rest[1]), int(rest[2]), rest[3:] == ["metrics"])
-        )
-        result = {}
-    elif command == "hold":
+    # The long-running ones print their own lines and are stopped by the caller.
+    if command == "hold":
         lock_ms = int(rest[2]) if len(rest) > 2 else None
         asyncio.run(hold(url, prefix, rest[0], int(rest[1]), lock_ms))
         return
-    elif command == "serve":
+    if command == "serve":
         asyncio.run(serve(url, prefix, rest[0]))
         return
-    elif command == "add":
-        result = {"ids": asyncio.run(add(url, prefix, rest[0], int(rest[1])))}
-    elif command == "workers":
-        result = {"workers": asyncio.run(workers_count(url, prefix, rest[0]))}
-    elif command == "make":
-        asyncio.run(make(url, prefix, rest[0], json.loads(rest[1])))
-        result = {}
-    elif command == "schedule":
-        result = {"schedulers": asyncio.run(schedule(url, prefix, rest[0], rest[1], int(rest[2])))}
-    else:
-        raise SystemExit(f"unknown command {command}")
+    result = asyncio.run(_result(command, url, prefix, rest))
     print(json.dumps({"bullmq": version, "pid": os.getpid(), **result}), flush=True)
 
 
