@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -247,22 +246,10 @@ async def idle_flood(code: Path) -> dict[str, Any]:
     flood = []
     try:
         await process.ready()
-        for _ in range(80):
-            sock = socket.socket()
-            sock.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                sock.connect(("127.0.0.1", process.port))
-            flood.append(sock)
+        flood = process.idle_flood(80)
         await asyncio.sleep(10)
-        answered = False
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as s,
-                s.get(process.base + "/-/healthy") as response,
-            ):
-                answered = response.status == 200
         return {
-            "healthy_after_10s": answered,
+            "healthy_after_10s": await process.answers("/-/healthy", timeout=3),
             "log_lines_10s": len(process.log().splitlines()),
         }
     finally:

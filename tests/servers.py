@@ -5,6 +5,7 @@ process (:class:`ExporterProcess`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import shutil
@@ -336,17 +337,34 @@ class ExporterProcess:
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     async def ready(self) -> None:
+        """Wait until ``/-/ready`` answers (fails at once if the process exits)."""
+
         async def up() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"exporter exited: {self.log()}")
-            try:
-                status, _ = await self.get("/-/ready", timeout=2.0)
-            except (aiohttp.ClientError, TimeoutError):
-                return False
-            return status == 200
+            return await self.answers("/-/ready", timeout=2.0)
 
         await async_wait_until(up, 60, "exporter ready")
+
+    async def answers(self, path: str, timeout: float) -> bool:
+        """Whether ``path`` answers 200 within ``timeout`` (no answer: False)."""
+        try:
+            status, _ = await self.get(path, timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return status == 200
+
+    def idle_flood(self, count: int) -> list[socket.socket]:
+        """``count`` connections that never send a byte (close them when done)."""
+        flood = []
+        for _ in range(count):
+            sock = socket.socket()
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect(("127.0.0.1", self.port))
+            flood.append(sock)
+        return flood
 
     async def get(
         self, path: str, timeout: float = 30.0, headers: dict[str, str] | None = None

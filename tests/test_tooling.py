@@ -13,10 +13,11 @@ from exporter.fields import Reader
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=ROOT,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=600,
@@ -45,15 +46,7 @@ def test_docstrings_are_required_on_the_kind_author_api() -> None:
         ("exporter/cli.py", False),
         ("exporter/checks/tcp.py", False),
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "ruff", "check", "--no-cache", "--stdin-filename", module],
-            cwd=ROOT,
-            input=undocumented,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc = run("ruff", "check", "--no-cache", "--stdin-filename", module, stdin=undocumented)
         assert ("D101" in proc.stdout) is required, (module, proc.stdout)
 
 

@@ -4,11 +4,8 @@ reloads requested by web pages (cross-site requests, DNS rebinding)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import time
 
-import aiohttp
 import pytest
 
 from tests.hostile.conftest import StartExporter
@@ -25,22 +22,12 @@ async def test_idle_socket_flood_is_shed_without_a_log_flood(
     # The default idle timeout (1m) is longer than the test: idle connections are shed
     # when accept() fails, not when they time out.
     exporter = await exporter_process(CONFIG, fd_limit=64)
-    flood = []
-    for _ in range(80):
-        sock = socket.socket()
-        sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            sock.connect(("127.0.0.1", exporter.port))
-        flood.append(sock)
+    flood = exporter.idle_flood(80)
     try:
         await asyncio.sleep(0.5)  # the flood holds every descriptor for a while
 
         async def healthy() -> bool:
-            try:
-                status, _ = await exporter.get("/-/healthy", timeout=1.0)
-            except (aiohttp.ClientError, TimeoutError):
-                return False
-            return status == 200
+            return await exporter.answers("/-/healthy", timeout=1.0)
 
         await async_wait_until(healthy, 30, "/-/healthy answers again")
         _, body = await exporter.scrape(5)
