@@ -245,7 +245,7 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def parse_yaml(text: str, source: str) -> Any:
+def parse_yaml(text: str, source: str) -> object:
     """Parse YAML text (duplicate keys refused); a syntax error becomes a
     :class:`ConfigError` naming ``source:line:column``."""
     if len(text) > MAX_CONFIG_BYTES:

@@ -30,7 +30,15 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from exporter.config import parse_yaml
-from exporter.fields import ConfigError, Problems, Reader, describe, is_list, parse_duration
+from exporter.fields import (
+    ConfigError,
+    Problems,
+    Reader,
+    describe,
+    is_list,
+    is_mapping,
+    parse_duration,
+)
 from exporter.redact import REDACTOR
 
 if TYPE_CHECKING:
@@ -139,10 +147,10 @@ def load_web_config(path: str) -> WebConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    data: Any = parse_yaml(text, path)
+    data = parse_yaml(text, path)
     if data is None:
         return NO_WEB_CONFIG
-    if not isinstance(data, Mapping):
+    if not is_mapping(data):
         raise ConfigError(
             [
                 f"{path}: expected a mapping with tls_server_config, "
