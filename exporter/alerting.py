@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.fields import Reader, describe, parse_duration
+from exporter.fields import Reader, describe, is_list, is_mapping, parse_duration
 
 SEVERITIES = ("critical", "warning", "info")
 UNITS = ("seconds", "ratio", "percent", "bytes", "count", "bool")
@@ -433,10 +433,10 @@ def parse_alert_settings(
         elif isinstance(value, dict):
             item = Reader(value, reader.child_path(path_key), reader.problems)
             settings.append(_setting(item, default))
-        elif isinstance(value, list) and default.scope:
+        elif is_list(value) and default.scope:
             for index, entry in enumerate(value):
                 path = f"{reader.child_path(path_key)}[{index}]"
-                if not isinstance(entry, dict):
+                if not is_mapping(entry):
                     reader.problems.add(path, f"expected a mapping, got {describe(entry)}")
                     continue
                 settings.append(_setting(Reader(entry, path, reader.problems), default))
