@@ -25,10 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.servers import ExporterProcess, read_command
+from tests.servers import ExporterProcess, LoopbackServers, read_command
 from tests.support import free_port
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def start_exporter(
@@ -110,16 +108,6 @@ async def scrape(process: ExporterProcess) -> str:
     )
 
 
-async def tcp_server(handler: Handler) -> tuple[asyncio.Server, int]:
-    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await handler(reader, writer)
-        writer.close()
-
-    server = await asyncio.start_server(guarded, "127.0.0.1", 0)
-    return server, int(server.sockets[0].getsockname()[1])
-
-
 async def redis_attack(
     code: Path, reply: Callable[[asyncio.StreamWriter], Awaitable[None]]
 ) -> dict[str, Any]:
@@ -136,7 +124,8 @@ async def redis_attack(
                 await reply(writer)
             await writer.drain()
 
-    server, port = await tcp_server(handle)
+    servers = LoopbackServers()
+    port = await servers.start(handle)
     process = start_exporter(
         code,
         f"checks:\n  - {{name: r, kind: redis, url: 'redis://127.0.0.1:{port}/0', timeout: 5s}}\n",
@@ -150,7 +139,7 @@ async def redis_attack(
         return result
     finally:
         kill(process)
-        server.close()
+        await servers.close()
 
 
 async def endless_bulk(writer: asyncio.StreamWriter) -> None:

@@ -17,11 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.servers import ExporterProcess, read_command
+from tests.servers import ExporterProcess, Handler, LoopbackServers, read_command
 from tests.support import free_port
 from tests.web.conftest import serve
 
-__all__ = ["ExporterProcess", "read_command", "serve"]
+__all__ = ["ExporterProcess", "Handler", "read_command", "serve"]
 
 
 StartExporter = Callable[..., Awaitable[ExporterProcess]]
@@ -86,38 +86,12 @@ async def watching_health(process: ExporterProcess) -> AsyncIterator[HealthWatch
     assert watch.latencies, "no /-/healthy answer while the attack ran"
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TcpServers = Callable[[Handler], Awaitable[int]]
 
 
 @pytest.fixture
 async def tcp_servers() -> AsyncIterator[TcpServers]:
     """Start raw asyncio servers on 127.0.0.1 (hostile Redis and HTTP peers); port out."""
-    servers: list[asyncio.Server] = []
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def start(handler: Handler) -> int:
-        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            tasks.add(task)
-            try:
-                await handler(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                tasks.discard(task)
-                writer.close()
-
-        server = await asyncio.start_server(tracked, "127.0.0.1", 0)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
-    for task in list(tasks):
-        task.cancel()
-    for server in servers:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 5)
+    servers = LoopbackServers()
+    yield servers.start
+    await servers.close()
