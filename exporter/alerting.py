@@ -406,13 +406,16 @@ _SETTING_KEYS = "above/below/equal, for, severity, name, enabled"
 
 
 def parse_alert_settings(
-    reader: Reader, defaults: tuple[DefaultAlert, ...]
+    reader: Reader,
+    defaults: tuple[DefaultAlert, ...],
+    severities: tuple[str, ...] = SEVERITIES,
 ) -> tuple[AlertSetting, ...]:
     """The check's ``alerts:`` mapping, validated against its kind's default alerts.
 
     A value is ``true``/``false``, a mapping of settings, or a list of mappings that
     each name values of the alert's scope label (one alert each, with its own
-    threshold)."""
+    threshold). ``severities``: the names a setting may give (the kinds' own, plus those
+    of the config's ``bundle.routing``)."""
     raw = reader.raw("alerts", None)
     if raw is None:
         return ()
@@ -432,14 +435,14 @@ def parse_alert_settings(
             settings.append(AlertSetting(default.key, value))
         elif isinstance(value, dict):
             item = Reader(value, reader.child_path(path_key), reader.problems)
-            settings.append(_setting(item, default))
+            settings.append(_setting(item, default, severities))
         elif is_list(value) and default.scope:
             for index, entry in enumerate(value):
                 path = f"{reader.child_path(path_key)}[{index}]"
                 if not is_mapping(entry):
                     reader.problems.add(path, f"expected a mapping, got {describe(entry)}")
                     continue
-                settings.append(_setting(Reader(entry, path, reader.problems), default))
+                settings.append(_setting(Reader(entry, path, reader.problems), default, severities))
         else:
             listed = f", or a list of them each naming its {default.scope}" if default.scope else ""
             reader.error(
@@ -450,7 +453,7 @@ def parse_alert_settings(
     return tuple(settings)
 
 
-def _setting(item: Reader, default: DefaultAlert) -> AlertSetting:
+def _setting(item: Reader, default: DefaultAlert, severities: tuple[str, ...]) -> AlertSetting:
     """One mapping of settings; one naming values of the default's scope label is for
     those only, one that names none for every other."""
     enabled = item.bool("enabled", True)
@@ -467,13 +470,7 @@ def _setting(item: Reader, default: DefaultAlert) -> AlertSetting:
             continue
         threshold = _threshold(item, side, unit or default.unit)
     for_ = item.duration("for", None, positive=False) if item.has("for") else None
-    severity = item.str("severity", None)
-    if isinstance(severity, str) and not SEVERITY_NAME.fullmatch(severity):
-        item.error(
-            "severity",
-            f"expected a lower-case routing name such as warning, got {describe(severity)}",
-        )
-        severity = None
+    severity = item.choice("severity", severities, None)
     name = item.str("name", None)
     if isinstance(name, str) and not ALERT_NAME.fullmatch(name):
         item.error("name", f"use CamelCase letters and digits, got {describe(name)}")
@@ -502,8 +499,8 @@ def alert_settings_schema(defaults: tuple[DefaultAlert, ...]) -> dict[str, Any]:
         fields: dict[str, Any] = {
             side: threshold,
             "for": duration,
-            "severity": {"type": "string", "pattern": SEVERITY_NAME.pattern},
-            "name": {"type": "string", "pattern": ALERT_NAME.pattern},
+            "severity": {"type": "string", "pattern": f"^{SEVERITY_NAME.pattern}$"},
+            "name": {"type": "string", "pattern": f"^{ALERT_NAME.pattern}$"},
             "enabled": {"type": "boolean"},
         }
         if alert.key == "query_value":

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from exporter.alerting import parse_alert_settings
+from exporter.alerting import SEVERITIES, parse_alert_settings
 from exporter.checks import KINDS
 from exporter.checks.base import CheckSpec
 from exporter.fields import ConfigError, Problems, Reader, describe
@@ -319,8 +319,9 @@ def load_data(data: object, source: str, env: Mapping[str, str] | None = None) -
     names: dict[str, str] = {}
     modules = _parse_modules(top.mapping("modules"))
     # A probe-only exporter needs no checks; without modules the list is the config.
+    severities = _severity_names(data)
     for check in top.mappings("checks", required=not modules and not top.has("modules")):
-        spec = _parse_check(check, names)
+        spec = _parse_check(check, names, severities)
         if spec is not None:
             specs.append(spec)
     top.done()
@@ -434,7 +435,24 @@ def read_check_common(
     return name, kind_name, timeout, min_interval, max_future_skew, labels
 
 
-def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[object] | None:
+def _severity_names(data: Mapping[object, object]) -> tuple[str, ...]:
+    """The severities a check's ``alerts:`` may name: the kinds' critical, warning and
+    info, plus those the config's ``bundle.routing.severities`` defines (a runbook's
+    major, high ...). Read leniently: the bundle generator validates that section."""
+    names = list(SEVERITIES)
+    bundle = data.get("bundle")
+    routing = bundle.get("routing") if isinstance(bundle, Mapping) else None
+    entries = routing.get("severities") if isinstance(routing, Mapping) else None
+    for entry in entries if isinstance(entries, list) else ():
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _parse_check(
+    check: Reader, names: dict[str, str], severities: tuple[str, ...] = SEVERITIES
+) -> CheckSpec[object] | None:
     name, kind_name, timeout, min_interval, max_future_skew, labels = read_check_common(
         check, names
     )
@@ -446,7 +464,7 @@ def _parse_check(check: Reader, names: dict[str, str]) -> CheckSpec[object] | No
             )
         check.ignore(*check.data.keys())
         return None
-    alerts = parse_alert_settings(check, kind.alerts)
+    alerts = parse_alert_settings(check, kind.alerts, severities)
     options = kind.parse(check)
     check.done()
     return CheckSpec(

@@ -121,7 +121,7 @@ def test_the_schema_refuses_what_the_exporter_refuses() -> None:
                     "name": "a",
                     "kind": "disk",
                     "path": "/",
-                    "alerts": {"space": {"severity": "urgent"}},
+                    "alerts": {"space": {"severity": "Urgent!"}},
                 }
             ]
         },

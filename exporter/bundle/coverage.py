@@ -61,6 +61,17 @@ def _row(profile: Profile, number: int, line: Coverage) -> str:
     return f"{head} | {_cell(alert_cell)} | {_cell(route)} | {_cell(panels)} | {note} |"
 
 
+def own_alerts(profile: Profile) -> list[Alert]:
+    """What the generator gives every check whatever its runbook says: the missing-data
+    guards (NoData, Absent) and a check's failing alert the runbook gives no fields."""
+    return [
+        g.alert
+        for g in profile.generated
+        if g.role != "default"
+        or (g.default is not None and g.default.key == "check_failing" and not g.alert.quote)
+    ]
+
+
 def uncovered(profile: Profile) -> list[Alert]:
     """Alerts no coverage line names: what the bundle adds on its own."""
     named = {short for line in profile.coverage for short in line.alerts}

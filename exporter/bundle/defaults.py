@@ -150,20 +150,25 @@ class _Resolved:
     name: str
 
 
-def _resolve(check: CheckSpec[Any], declared: DefaultAlert, base: str) -> list[_Resolved]:
+def _resolve(
+    check: CheckSpec[Any], declared: DefaultAlert, base: str, named_only: bool = False
+) -> list[_Resolved]:
     """The alerts ``declared`` gives ``check``: the default (or its setting without scope
-    values) over every series the scoped entries leave out, then one per scoped entry."""
+    values) over every series the scoped entries leave out, then one per scoped entry.
+    ``named_only``: only what the settings name (no default over the other series)."""
     settings = [s for s in check.alerts if s.key == declared.key]
     plain = next((s for s in reversed(settings) if not s.scope), None)
     scoped = [s for s in settings if s.scope]
     out: list[_Resolved] = []
     main = _apply(declared, plain)
+    if named_only and plain is None and scoped:
+        main = None
     excluded = tuple(v for s in scoped for v in s.scope)
     if main is not None and main.threshold is not None:
         name = (plain.name if plain else None) or base + declared.name
         out.append(_Resolved(main, (), excluded, name))
     for setting in scoped:
-        start = main if main is not None else replace(declared, on=True)
+        start = main if main is not None else _apply(declared, plain) or declared
         resolved = _apply(replace(start, on=True), setting)
         if resolved is None or resolved.threshold is None:
             continue
@@ -268,7 +273,8 @@ def check_alerts(
             continue
         # The routing's name for the kind's severity; a setting's own wins over it.
         severity = renamed.get(declared.severity, declared.severity)
-        for resolved in _resolve(check, replace(declared, severity=severity), base):
+        resolving = _resolve(check, replace(declared, severity=severity), base, named_only)
+        for resolved in resolving:
             default = resolved.default
             where = sel
             if resolved.scope:

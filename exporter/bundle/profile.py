@@ -868,6 +868,7 @@ def _read_alerts(
     severities: tuple[Severity, ...],
     checks: set[str] | None,
     exporters: tuple[Exporter, ...],
+    paths: dict[str, str],
 ) -> list[Alert]:
     """``bundle.alerts``: the alerts over other exporters' metrics (and any the kinds'
     defaults cannot say), then ``<Prefix>ExporterDown``."""
@@ -889,6 +890,7 @@ def _read_alerts(
             entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
             continue
         seen[alert.short] = entry.path
+        paths[alert.short] = entry.path
         for name in check_names(alert.query) if checks is not None else ():
             if checks is not None and name not in checks:
                 entry.error("query", f'selects check "{name}", which the profile does not define')
@@ -929,13 +931,15 @@ def _apply_runbook(
     return out
 
 
-def _check_dependencies(bundle: Reader, alerts: list[Alert]) -> None:
+def _check_dependencies(bundle: Reader, alerts: list[Alert], paths: Mapping[str, str]) -> None:
+    """Every ``depends_on`` names an alert of the profile; ``paths``: where each alert's
+    fields were read (``bundle.alerts[2]``, ``bundle.runbook_fields.ApiDown``)."""
     known = {a.short for a in alerts}
     for alert in alerts:
         for position, dependency in enumerate(alert.depends_on):
             if dependency.alert and dependency.alert not in known:
-                bundle.error(
-                    f"{alert.short}.depends_on[{position}].alert",
+                bundle.problems.add(
+                    f"{paths.get(alert.short, bundle.path)}.depends_on[{position}].alert",
                     f'unknown alert "{dependency.alert}" in this profile',
                 )
 
@@ -963,7 +967,8 @@ def read_bundle(bundle: Reader, slug: str, config: Config | None) -> Profile | N
     generated = _generated(config, system, prefix, routing, bundle) if config is not None else []
     generated = _apply_runbook(bundle, generated, severity_names)
     checks = {c.name for c in config.checks} if config is not None else None
-    own = _read_alerts(bundle, prefix, routing.severities, checks, exporters)
+    own_paths: dict[str, str] = {}
+    own = _read_alerts(bundle, prefix, routing.severities, checks, exporters, own_paths)
     # Every selector of every alert reads this system's series only (the generated
     # ones carry the system in their selectors already).
     own = [replace(a, query=system_scoped(a.query, system)) for a in own]
@@ -978,7 +983,9 @@ def read_bundle(bundle: Reader, slug: str, config: Config | None) -> Profile | N
                 f'{count} alerts are named "{short}": rename one (alerts.<key>.name beside '
                 "a check, or name: here)",
             )
-    _check_dependencies(bundle, alerts)
+    paths = {g.alert.short: f"{bundle.path}.runbook_fields.{g.alert.short}" for g in generated}
+    paths.update(own_paths)
+    _check_dependencies(bundle, alerts, paths)
     by_short = {a.short: a for a in alerts}
     coverage = tuple(
         _read_coverage(

@@ -284,7 +284,8 @@ def test_bad_config_is_a_list_of_paths_not_a_traceback(
         f"{bad}: checks[0].alerts.failed_jobs.severity: expected one of critical, warning, "
         'info, got "urgent"',
         f"{bad}: checks[0].alerts.backlog: expected true, false or a mapping with "
-        'above/below, for, severity, got "maybe"',
+        "above/below/equal, for, severity, name, enabled, or a list of them each naming "
+        'its queue, got "maybe"',
         f"{bad}: checks[0].alerts.typo: unknown alert (this kind has: check_failing, "
         "failed_jobs, backlog, oldest_waiting_age, paused, no_workers, stalled, "
         "schedulers_overdue, missing_queue)",

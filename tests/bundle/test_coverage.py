@@ -13,11 +13,12 @@ import copy
 import json
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 import yaml
 
-from exporter.bundle.coverage import PATH, quote_occurs
+from exporter.bundle.coverage import PATH, own_alerts, quote_occurs
 from exporter.bundle.profile import Profile, load_profile_data
 from exporter.fields import ConfigError
 from tests.support import runbooks_dir, unavailable
@@ -86,7 +87,7 @@ def test_every_alert_quote_occurs_in_its_runbook(profiles: list[Profile]) -> Non
         f"{a.name}: {a.quote!r}"
         for p in profiles
         for a in p.alerts
-        if not quote_occurs(a.quote, runbooks[p.slug])
+        if a.quote and not quote_occurs(a.quote, runbooks[p.slug])
     ]
     assert missing == []
 
@@ -161,12 +162,13 @@ def test_every_listed_route_and_panel_exists() -> None:
 
 
 def test_every_alert_traces_to_a_runbook_line(profiles: list[Profile]) -> None:
-    """No alert without a coverage line: the bundle adds nothing the table does not show."""
+    """No alert without a coverage line, but for what the bundle adds on its own to every
+    check (its failing alert and missing-data guards, listed on the coverage page)."""
     untraced = [
         a.name
         for p in profiles
         for a in p.alerts
-        if not any(a.short in line.alerts for line in p.coverage)
+        if not any(a.short in line.alerts for line in p.coverage) and a not in own_alerts(p)
     ]
     assert untraced == []
 
@@ -251,6 +253,23 @@ def test_committed_table_is_generated(generated: dict[str, str]) -> None:
     assert generated[PATH] == (ROOT / PATH).read_text(encoding="utf-8")
 
 
+def _where_set(data: dict[str, Any], short: str, field: str) -> tuple[dict[str, Any], str]:
+    """The mapping that sets alert ``short``'s numbers, and the key of ``field`` there:
+    a ``bundle.alerts`` entry, or a check's ``alerts:`` setting (above/below/equal)."""
+    for alert in data["bundle"].get("alerts") or []:
+        if alert["name"] == short:
+            return alert, field
+    for check in data["checks"]:
+        for value in (check.get("alerts") or {}).values():
+            for setting in value if isinstance(value, list) else [value]:
+                if isinstance(setting, dict) and setting.get("name") == short:
+                    if field == "for":
+                        return setting, "for"
+                    sides = [k for k in ("above", "below", "equal") if k in setting]
+                    return setting, sides[0] if sides else "equal"
+    raise LookupError(short)
+
+
 def test_moving_any_runbook_number_in_a_real_profile_fails_loading(
     profiles: list[Profile],
 ) -> None:
@@ -265,10 +284,9 @@ def test_moving_any_runbook_number_in_a_real_profile_fails_loading(
                 if getattr(line, "for_" if key == "for" else key) is None:
                     continue
                 data = copy.deepcopy(parsed)
-                alert = next(a for a in data["bundle"]["alerts"] if a["name"] == line.alerts[0])
-                alert[field] = (
-                    "999d" if key == "for" or isinstance(alert[field], str) else (alert[field] + 7)
-                )
+                alert, field = _where_set(data, line.alerts[0], field)
+                current = alert.get(field, 0)
+                alert[field] = "999d" if key == "for" or isinstance(current, str) else (current + 7)
                 with pytest.raises(ConfigError) as caught:
                     load_profile_data(data, "<test>", profile.slug)
                 prefix = f"bundle.coverage[{index}].{key}: the runbook says"

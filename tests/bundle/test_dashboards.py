@@ -61,8 +61,11 @@ def test_one_panel_per_alert_with_its_threshold_and_unit(
 ) -> None:
     for profile in profiles:
         panels = _alert_panels(_load(bundle, profile))
-        assert len(panels) == len(profile.alerts)
-        for index, alert in enumerate(profile.alerts):
+        # The missing-data guards stand in for another alert: no panel of their own.
+        guards = {g.alert.name for g in profile.generated if g.role != "default"}
+        drawn = [(i, a) for i, a in enumerate(profile.alerts) if a.name not in guards]
+        assert len(panels) == len(drawn)
+        for index, alert in drawn:
             panel = panels[panel_id(index)]
             assert panel["title"] == alert.panel_title
             assert panel["datasource"]["uid"] == "${datasource}"
@@ -80,6 +83,8 @@ def test_panel_queries_parse_and_use_known_metrics(bundle: Path, profiles: list[
     for profile in profiles:
         panels = _alert_panels(_load(bundle, profile))
         for index, alert in enumerate(profile.alerts):
+            if panel_id(index) not in panels:  # a missing-data guard: no panel
+                continue
             (target,) = panels[panel_id(index)]["targets"]
             expr = target["expr"]
             if "rate(" in expr or "increase(" in expr:
@@ -89,7 +94,7 @@ def test_panel_queries_parse_and_use_known_metrics(bundle: Path, profiles: list[
             tree = promql_parser.parse(_as_promql(expr))
             selectors = _selectors(tree)
             assert selectors
-            if alert.exporter == "runbook-exporter":
+            if alert.exporter.startswith("runbook-exporter"):  # its own or the defaults
                 known = EXPORTER_METRICS
             else:
                 job = next(e for e in profile.exporters if e.job == alert.exporter)

@@ -165,8 +165,18 @@ BAD = [
 
 def _minimal() -> dict[str, object]:
     return {
-        "checks": [{"name": "web", "kind": "tcp", "address": "127.0.0.1:80"}],
+        # The check's own failing alert is renamed so that the hand-written WebDown
+        # below (whose fields these tests vary) keeps its name.
+        "checks": [
+            {
+                "name": "web",
+                "kind": "tcp",
+                "address": "127.0.0.1:80",
+                "alerts": {"check_failing": {"name": "WebRefused"}},
+            }
+        ],
         "bundle": {
+            "kind_defaults": "named",
             "title": "T",
             "runbook": "t.md",
             "prefix": "T",
@@ -228,7 +238,8 @@ def _set(data: dict[str, object], dotted: str, value: object) -> None:
 
 def test_minimal_profile_loads() -> None:
     profile = load_profile_data(_minimal(), "<test>", "t")
-    assert profile.alerts[0].name == "TWebDown"
+    names = [a.name for a in profile.alerts]
+    assert names == ["TWebRefused", "TWebAbsent", "TWebDown", "TExporterDown"]
 
 
 @pytest.mark.parametrize(("change", "message"), BAD, ids=[m for _, m in BAD])
@@ -255,12 +266,12 @@ def test_a_prefix_used_twice_names_the_file_where_it_is(tmp_path: Path) -> None:
 
 def test_cli_reports_bad_profiles_without_traceback(tmp_path: Path) -> None:
     shutil.copytree(PROFILES, tmp_path / "profiles")
-    broken = tmp_path / "profiles" / "smart-city.yml"
+    broken = tmp_path / "profiles" / "face-recognition.yml"
     broken.write_text(broken.read_text().replace('      op: ">"\n', '      op: "=>"\n', 1))
     result = _cli("generate", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("profiles/smart-city.yml: bundle.alerts[")
+    assert result.stderr.startswith("profiles/face-recognition.yml: bundle.alerts[")
     assert '.op: expected one of >, >=, <, <=, ==, !=, got "=>"' in result.stderr
     assert not (tmp_path / "rules").exists()
 
@@ -276,7 +287,7 @@ def test_a_profile_without_runbook_fields_gets_defaults_and_generates(
     for key in ("section", "quote", "summary", "description", "steps"):
         del alert[key]
     profile = load_profile_data(data, "<test>", "t")
-    (web_down, exporter_down) = profile.alerts
+    web_down, exporter_down = profile.alert("WebDown"), profile.alert("ExporterDown")
     assert web_down.summary == "TWebDown is below {threshold}"
     assert web_down.steps
     assert "runbook_exporter_check_success" in web_down.steps[0]

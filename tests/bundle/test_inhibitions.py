@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from exporter.bundle.alertmanager import check_down_alerts
+from exporter.bundle.defaults import SOURCE
 from exporter.bundle.guards import guards, required_of
 from exporter.bundle.profile import (
     ALWAYS_EQUAL,
@@ -119,12 +120,14 @@ def runtime_labels(profile: Profile, alert: Alert, system: str) -> dict[str, str
         labels.update(EXPORTER_TARGET)
         labels.update({"missing": required.selector(), **dict(required.labels)})
     else:
-        if alert.exporter == EXPORTER_JOB:
+        if alert.exporter in (EXPORTER_JOB, SOURCE):  # SOURCE: the kinds' defaults
             labels.update({k: v for k, v in EXPORTER_TARGET.items() if _keeps(alert, k)})
         labels.update(dict(alert.test.labels))
     labels.update(alert_labels(profile, alert))
     labels.update({"alertname": alert.name, SYSTEM_LABEL: system})
-    return labels
+    # An empty label is no label, in Prometheus as in Alertmanager (a query value's
+    # `label=""`).
+    return {k: v for k, v in labels.items() if v}
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,16 @@ async def test_each_dependency_mutes_only_where_its_labels_agree(
             return states
         return None
 
-    states = await _until(settled, "not every dependent alert is suppressed")
+    try:
+        states = await _until(settled, "not every dependent alert is suppressed")
+    except AssertionError:
+        last = await alertmanager.states()
+        active = [
+            c.name
+            for c in all_cases
+            if (last.get(_key(c.target)) or {}).get("state") != "suppressed"
+        ]
+        raise AssertionError(f"still active after {TIMEOUT}s: {active}") from None
     failures = []
     for case in all_cases:
         source = states[_key(case.source)]

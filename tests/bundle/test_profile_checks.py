@@ -106,16 +106,21 @@ async def test_tracker_http_checks_emit_what_the_alerts_select(
     assert value(dataset, "freshness_timestamp_seconds", item="dataset") == GENERATED
 
     tracker = next(p for p in profiles if p.slug == "surveillance-tracker")
+    # Each freshness alert selects the items this check exports, by the names it exports.
     expected_items = {
-        "ComponentError": "redis",
-        "IngestionStale": "ingestion",
-        "HourlySourceLagging": "atlas-of-surveillance",
-        "DailySourceLagging": "overpass-alpr",
-        "DatasetNotAdvancing": "dataset",
+        "IngestionStale": ("ingestion",),
+        "HourlySourceLagging": ("redlightcameralist", "atlas-of-surveillance"),
+        "DailySourceLagging": ("overpass-alpr",),
+        "DatasetNotAdvancing": ("dataset",),
     }
-    for short, item in expected_items.items():
-        labels = dict(tracker.alert(short).test.labels)
-        assert item in (labels.get("component"), labels.get("item")), short
+    for short, items in expected_items.items():
+        expr = tracker.alert(short).expr()
+        for item in items:
+            assert item.replace("-", "\\\\-") in expr or f'"{item}"' in expr, (short, expr)
+    # ComponentError watches every component the health endpoint lists (redis is at 0).
+    component = tracker.alert("ComponentError").expr()
+    assert "http_component_up{" in component
+    assert "component=" not in component
 
 
 async def test_status_not_ok_reaches_the_health_alert(
@@ -128,9 +133,10 @@ async def test_status_not_ok_reaches_the_health_alert(
     assert health.success
     assert value(health, "http_probe_up") == 0
     tracker = next(p for p in profiles if p.slug == "surveillance-tracker")
-    query = tracker.alert("EngineHealthNotOk").query
-    assert "http_probe_up" in query
-    assert "runbook_exporter_check_success" in query
+    # status != ok pages as EngineHealthNotOk; a health endpoint that does not answer
+    # fails the check, which pages as EngineHealthDown.
+    assert tracker.alert("EngineHealthNotOk").query.startswith("http_probe_up{")
+    assert tracker.alert("EngineHealthDown").query.startswith("runbook_exporter_check_success{")
 
 
 AGE = {"query": "vacuum-age", "column": "vacuum_age_seconds", "label": ""}

@@ -159,7 +159,8 @@ def test_runbook_fields_apply_to_the_named_alert() -> None:
         ),
         (
             {"runbook_fields": {"TelemetryStale": {"depends_on": [{"alert": "Nope"}]}}},
-            'bundle.TelemetryStale.depends_on[0].alert: unknown alert "Nope" in this profile',
+            "bundle.runbook_fields.TelemetryStale.depends_on[0].alert: "
+            'unknown alert "Nope" in this profile',
         ),
         (
             {"kind_defaults": "some"},
