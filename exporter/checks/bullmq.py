@@ -6,14 +6,18 @@ a ``meta`` hash (``paused`` field), an ``events`` stream and, when workers recor
 ``metrics:completed`` / ``metrics:failed`` hashes. Its getCounts script answers LLEN for
 the lists (less one for a legacy ``0:`` delay marker at the tail of ``wait``/``paused``,
 which it also RPOPs) and ZCARD for the sets. This module reads the same keys with plain
-read commands only, in one MULTI/EXEC per batch of queues (one round trip), so the numbers
-are the script's without its side effect, and consistent within a batch.
+read commands only, so the numbers are the script's without its side effect: on Redis >= 7
+with one read-only server-side script per batch of queues (``EVALSHA_RO``, which the server
+refuses to let write; it answers a compact row per queue), else (older servers, an ACL
+without the scripting commands, ``server_script: false``) with the same reads pipelined in
+one MULTI/EXEC per batch. Either way one round trip, consistent within a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import math
 import re
@@ -28,6 +32,7 @@ from exporter.checks._redis_conn import (
     Arg,
     CommandTemplate,
     Key,
+    ProtocolViolation,
     RawRedis,
     RedisConnOptions,
     ReplyLimitExceeded,
@@ -74,6 +79,9 @@ TIMESTAMP_BATCH = 1000
 # active list); a queue has as many active jobs as its workers' concurrency.
 STALLED_SAMPLE = 1000
 STALLED_BUDGET = 100_000  # lock checks per scrape over all queues
+# After the server refused the script (not Redis >= 7, ACL), the pipelined reads are used;
+# the script is tried again after this long (an upgrade or ACL change is picked up).
+SCRIPT_RETRY = 600.0
 
 JOBS = Family(
     "bullmq_queue_jobs",
@@ -194,6 +202,7 @@ class BullmqOptions:
     workers: bool
     schedule_grace: float
     recent_jobs: int
+    server_script: bool  # read with the read-only script when the server allows it
 
 
 def parse(reader: Reader) -> BullmqOptions:
@@ -210,6 +219,7 @@ def parse(reader: Reader) -> BullmqOptions:
     workers = reader.bool("workers", True)
     grace = reader.duration("schedule_grace", DEFAULT_SCHEDULE_GRACE, positive=False)
     recent_jobs = reader.int("recent_jobs", DEFAULT_RECENT_JOBS, minimum=0)
+    server_script = reader.bool("server_script", True)
     if reader.has("queues"):
         for key in ("discover_id_keys", "max_queues", "discovery_interval"):
             if reader.has(key):
@@ -225,6 +235,7 @@ def parse(reader: Reader) -> BullmqOptions:
         workers=bool(workers),
         schedule_grace=float(grace),
         recent_jobs=int(recent_jobs),
+        server_script=bool(server_script),
     )
 
 
@@ -266,11 +277,18 @@ class _QueueState:
     # finish time (ms) of the newest, from which the next scrape reads newer ones.
     recent: deque[tuple[str, float, float]] = field(default_factory=deque)
     recent_since: str = "-inf"
+    # The ids the script's recent-jobs read answered last time (see SCRIPT), once taken in.
+    recent_ids: str = ""
     figures: tuple[tuple[float, float], ...] | None = None  # (wait, run) per quantile
     # The values the last samples were written from, and those samples (reused while the
     # values stay the same; the sink's base labels are checked once per scrape).
     written: tuple[Any, ...] = ()
     samples: list[Sample] | None = None
+    # The script's row those samples were written from, when nothing was pending in it
+    # (no events read, no newly completed job): the same row again means the same samples
+    # (with the same worker count), without parsing it.
+    raw: list[Any] | None = None
+    workers: int | None = None
 
 
 @dataclass
@@ -300,6 +318,12 @@ class _Read:
     # the second round trip fills in their timings.
     completed_new: list[tuple[str, str]] = field(default_factory=list)
     timings: list[tuple[str, float, float]] = field(default_factory=list)
+    # Read by the script: oldest, stalled and schedulers are final (no second round trip
+    # for them); raw is its row when it can stand for the same samples next time.
+    settled: bool = False
+    raw: list[Any] | None = None
+    # The script's recent-jobs read ([id, score, ...]), when it sent one back.
+    recent_read: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -311,6 +335,13 @@ class _Discovery:
 
 class _Skip(Exception):
     """A queue's keys could not be read; the message says which key and why."""
+
+
+class _ScriptRefused(Exception):
+    """The server refused the read-only script (Redis < 7, ACL, scripting disabled)."""
+
+
+_AGAIN = object()  # a script row that raised an error: read through the pipelined route
 
 
 # Every count of one queue, in the order _parse_queue reads them; keys follow the base
@@ -342,6 +373,121 @@ _KEYS = tuple(str(command[1]) for command in _QUEUE_READS)
 _REPLY_KEYS = (*_KEYS[:_BASE_READS], "events")
 _REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 
+# The first round trip's reads as one read-only script over a batch of queues (EVALSHA_RO),
+# computing server-side what the pipelined route reads in up to three round trips: counts,
+# the next job's creation time, stalled jobs (their locks checked atomically with the active
+# list), schedulers and overdue ones, events counted per page. One row per queue:
+#   {header, next job's timestamp, metrics:completed count, metrics:failed count,
+#    id, score, ... of the jobs completed since ``since``}
+# header: exists,paused,waiting,paused-list,active,delayed,prioritized,waiting-children,
+#         completed,failed,schedulers,overdue,stalled,completed events,failed events,
+#         events read,last event id read,score of the earliest scheduled run
+# (numbers, stream ids and Redis-formatted scores only, so "," cannot occur in it); a
+# queue whose reads raised an error (a key of the wrong type) is ``false``: it is read
+# again through the pipelined route, which names the key.
+# ARGV: overdue cut-off (ms), recent_jobs, events page size, "1" to read the metrics
+# hashes, lock checks allowed; then per queue: key base, the recent-jobs lower bound, the
+# ids (newline-joined) that read returned last time, when all were taken in (the same ids
+# again are not sent back: nothing finished since), and the events position ("" not
+# read, "-" find its end, else the first id to read).
+SCRIPT = """
+local rcall = redis.call
+local cutoff, recent, page = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local metrics, budget = ARGV[4] == '1', tonumber(ARGV[5])
+
+local function list_count(b, list)
+  local n = rcall('LLEN', b .. list)
+  if n == 0 then return 0, false end
+  local last = rcall('LINDEX', b .. list, -1)
+  if string.sub(last, 1, 2) == '0:' then  -- a legacy delay marker, not a job
+    if n == 1 then return 0, false end
+    return n - 1, rcall('LINDEX', b .. list, -2)
+  end
+  return n, last
+end
+
+local function event_of(fields)
+  if fields[1] == 'event' then return fields[2] end
+  for k = 1, #fields - 1, 2 do
+    if fields[k] == 'event' then return fields[k + 1] end
+  end
+end
+
+local function read_queue(b, since, seen, after)
+  local waiting, next_wait = list_count(b, 'wait')
+  local paused, next_paused = list_count(b, 'paused')
+  local active = rcall('LLEN', b .. 'active')
+  local completed = rcall('ZCARD', b .. 'completed')
+  local header = {
+    rcall('EXISTS', b .. 'meta', b .. 'id'), rcall('HEXISTS', b .. 'meta', 'paused'),
+    waiting, paused, active, rcall('ZCARD', b .. 'delayed'),
+    rcall('ZCARD', b .. 'prioritized'), rcall('ZCARD', b .. 'waiting-children'),
+    completed, rcall('ZCARD', b .. 'failed'), 0, 0, 0, 0, 0, 0, '', ''}
+  -- Schedulers and worker metrics are rare: one EXISTS tells whether to read them.
+  local optional = rcall('EXISTS', b .. 'repeat', b .. 'metrics:completed',
+                         b .. 'metrics:failed') > 0
+  local first = optional and rcall('ZRANGE', b .. 'repeat', 0, 0, 'WITHSCORES') or {}
+  if first[1] then
+    header[11] = rcall('ZCARD', b .. 'repeat')
+    header[18] = first[2]
+    if tonumber(first[2]) < tonumber(cutoff) then
+      header[12] = rcall('ZCOUNT', b .. 'repeat', '-inf', '(' .. cutoff)
+    end
+  end
+  if active > 0 and budget > 0 then
+    local ids = rcall('LRANGE', b .. 'active', 0, math.min(999, budget - 1))
+    budget = budget - #ids
+    local locks = {}
+    for k = 1, #ids do locks[k] = b .. ids[k] .. ':lock' end
+    if rcall('EXISTS', unpack(locks)) < #ids then
+      local stalled = 0
+      for k = 1, #locks do
+        if rcall('EXISTS', locks[k]) == 0 then stalled = stalled + 1 end
+      end
+      header[13] = stalled
+    end
+  end
+  if after == '-' then
+    local last = rcall('XREVRANGE', b .. 'events', '+', '-', 'COUNT', 1)[1]
+    header[17] = last and last[1] or '0-0'
+  elseif after ~= '' then
+    local entries = rcall('XRANGE', b .. 'events', after, '+', 'COUNT', page)
+    for k = 1, #entries do
+      local kind = event_of(entries[k][2])
+      if kind == 'completed' then header[14] = header[14] + 1
+      elseif kind == 'failed' then header[15] = header[15] + 1 end
+    end
+    header[16] = #entries
+    if #entries > 0 then header[17] = entries[#entries][1] end
+  end
+  local next_job = next_wait or next_paused
+  local row = {table.concat(header, ','),
+    next_job and rcall('HGET', b .. next_job, 'timestamp') or false, false, false}
+  if metrics and optional then
+    row[3] = rcall('HGET', b .. 'metrics:completed', 'count') or false
+    row[4] = rcall('HGET', b .. 'metrics:failed', 'count') or false
+  end
+  if recent > 0 and completed > 0 then
+    local jobs = rcall('ZREVRANGEBYSCORE', b .. 'completed', '+inf', since, 'WITHSCORES',
+                       'LIMIT', 0, recent)
+    local ids = {}
+    for k = 1, #jobs, 2 do ids[#ids + 1] = jobs[k] end
+    if table.concat(ids, '\\n') ~= seen then  -- else: the same jobs as last time
+      for k = 1, #jobs do row[4 + k] = jobs[k] end
+    end
+  end
+  return row
+end
+
+local out = {}
+for i = 6, #ARGV, 4 do
+  local ok, row = pcall(read_queue, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  out[#out + 1] = ok and row or false
+end
+return out
+"""
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
 
 class BullmqProbe(BaseProbe[BullmqOptions]):
     def __init__(self, spec: CheckSpec[BullmqOptions]) -> None:
@@ -356,6 +502,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._follow_page = EVENTS_PAGE
         self._follow_queues = FOLLOW_QUEUES_PER_TRIP
         self._samples_base: tuple[tuple[str, str], ...] = ()
+        self._script_refused_at: float | None = None  # loop time of the last refusal
 
     async def close(self) -> None:
         await self._redis.close()
@@ -380,7 +527,15 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             else:
                 names, capped[prefix] = await self._discover(prefix)
             targets.extend((prefix, name) for name in names)
+        if out.base != self._samples_base:
+            # Kept samples carry the sink's base labels: keep none across a change.
+            self._samples_base = out.base
+            for state in self._states.values():
+                state.samples = None
 
+        # What to write, in target order: a queue read this scrape, or the target of one
+        # whose script row is the same as when its kept samples were written.
+        order: list[_Read | tuple[str, str]] = []
         reads: list[_Read] = []
         skipped: dict[str, int] = dict.fromkeys(options.prefixes, 0)
         problems: list[str] = []
@@ -392,13 +547,14 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             # CLIENT LIST rides along with the first batch, outside its MULTI: an ACL
             # denial of it must not abort the counts.
             with_clients = options.workers and start == 0
-            outcomes, listed = await self._read_batches(batch, now_ms, with_clients)
+            outcomes, listed = await self._read_group(batch, now_ms, with_clients)
             if with_clients:
                 clients = listed
             for target, outcome in zip(batch, outcomes, strict=True):
                 prefix, queue = target
                 if isinstance(outcome, _Read):
                     reads.append(outcome)
+                    order.append(outcome)
                     if outcome.exists:
                         self._logged.pop(target, None)
                     else:
@@ -410,11 +566,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                         )
                 elif outcome is None:
                     continue  # a discovered queue deleted since discovery
-                else:
+                elif isinstance(outcome, _Skip):
                     skipped[prefix] += 1
                     self._log_once(target, str(outcome), "bullmq queue skipped", _LOG)
                     if options.queues:
                         problems.append(f"{prefix}:{queue}: {outcome}")
+                else:
+                    order.append(target)
         await self._follow_streams(reads, events_until)
         await self._second_trip(reads, now_ms)
 
@@ -426,22 +584,21 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     "+client|list in the user's ACL, or set workers: false"
                 )
             else:
-                workers = _workers(clients, [(r.prefix, r.queue) for r in reads])
-        if out.base != self._samples_base:
-            # Kept samples carry the sink's base labels: keep none across a change.
-            self._samples_base = out.base
-            for state in self._states.values():
-                state.samples = None
-        for index, read in enumerate(reads):
+                workers = _workers(clients, targets)
+        for index, item in enumerate(order):
             if index and not index % BATCH_QUEUES:
                 await asyncio.sleep(0)  # let other work run between slices of queues
-            self._write_queue(out, read, workers)
+            if isinstance(item, _Read):
+                self._write_queue(out, item, workers)
+            else:
+                self._write_kept(out, item, workers)
+        reported = [item.prefix if isinstance(item, _Read) else item[0] for item in order]
         for prefix in options.prefixes:
-            out.add(QUEUES, sum(1 for r in reads if r.prefix == prefix), prefix=prefix)
+            out.add(QUEUES, reported.count(prefix), prefix=prefix)
             out.add(CAP_REACHED, 1 if capped[prefix] else 0, prefix=prefix)
             out.add(SKIPPED, skipped[prefix], prefix=prefix)
         # Forget queues that are gone, so memory follows the live queues.
-        seen = {(r.prefix, r.queue) for r in reads}
+        seen = {(i.prefix, i.queue) if isinstance(i, _Read) else i for i in order}
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]
         targeted = set(targets)
@@ -450,6 +607,199 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
 
         if problems:
             raise CheckFailed("; ".join(problems))
+
+    async def _read_group(
+        self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
+    ) -> tuple[list[_Read | _Skip | tuple[str, str] | None], Any]:
+        """The first round trip for up to PIPELINED_BATCHES batches: the script's when the
+        server takes it, else (or after a refusal, until SCRIPT_RETRY) the pipelined reads."""
+        loop = asyncio.get_running_loop()
+        refused = self._script_refused_at
+        if self.options.server_script and (
+            refused is None or loop.time() - refused >= SCRIPT_RETRY
+        ):
+            try:
+                outcomes, clients = await self._script_batches(targets, now_ms, with_clients)
+            except _ScriptRefused as exc:
+                self._script_refused_at = loop.time()
+                if refused is None:
+                    event(
+                        logging.INFO,
+                        "bullmq read-only script refused, reading with pipelined commands",
+                        check=self.spec.name,
+                        reason=str(exc),
+                    )
+            else:
+                self._script_refused_at = None
+                again = [t for t, o in zip(targets, outcomes, strict=True) if o is _AGAIN]
+                if again:
+                    # A key of the wrong type: the pipelined reads name it.
+                    redone, _ = await self._read_batches(again, now_ms, False)
+                    found = dict(zip(again, redone, strict=True))
+                    outcomes = [found[t] if o is _AGAIN else o
+                                for t, o in zip(targets, outcomes, strict=True)]  # fmt: skip
+                return outcomes, clients
+        pipelined, clients = await self._read_batches(targets, now_ms, with_clients)
+        return list(pipelined), clients
+
+    async def _script_batches(
+        self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
+    ) -> tuple[list[Any], Any]:
+        """One round trip: an ``EVALSHA_RO`` of :data:`SCRIPT` per BATCH_QUEUES queues (the
+        script sent whole once more when the server does not know it yet), each parsed as
+        soon as its row are in. Outcomes per target: a :class:`_Read`, a :class:`_Skip`,
+        None (gone since discovery), the target itself (same row as its kept samples) or
+        ``_AGAIN``. Raises :class:`_ScriptRefused` when the server refuses the script."""
+        from redis import exceptions as rexc
+
+        options = self.options
+        starts = range(0, len(targets), BATCH_QUEUES)
+        metrics = options.counters in ("auto", "metrics")
+        head = (
+            str(now_ms - int(options.schedule_grace * 1000)),
+            str(options.recent_jobs),
+            str(self._first_page),
+            "1" if metrics else "0",
+            str(STALLED_BUDGET // max(len(starts), 1)),
+        )
+        for sha_first in (True, False):
+            modes: list[list[str]] = []
+            command = ("EVALSHA_RO", SCRIPT_SHA) if sha_first else ("EVAL_RO", SCRIPT)
+
+            def parts(command: tuple[str, str] = command) -> Iterator[tuple[bytes, int]]:
+                if with_clients:
+                    yield pack_text([("CLIENT", "LIST")]).encode(), 1
+                for start in starts:
+                    args, batch_modes = self._script_args(targets[start : start + BATCH_QUEUES])
+                    modes.append(batch_modes)
+                    text = pack_text([(*command, "0", *head, *args)])
+                    yield text.encode("utf-8", "surrogateescape"), 1
+
+            clients: Any = None
+            outcomes: list[Any] = []
+            parsed = -1 if with_clients else 0
+            unknown = False  # NOSCRIPT: the server does not have the script yet
+            refusal: Exception | None = None
+
+            async def each(replies: list[Any]) -> None:
+                nonlocal clients, parsed, unknown, refusal
+                index, parsed = parsed, parsed + 1
+                (reply,) = replies
+                if index < 0:
+                    clients = reply
+                    return
+                if isinstance(reply, rexc.ResponseError):
+                    if str(reply).startswith("NOSCRIPT"):
+                        unknown = True
+                    elif "user_script" in str(reply):
+                        raise reply  # the script itself failed: a defect, not a refusal
+                    else:
+                        refusal = reply
+                    return
+                if unknown or refusal is not None:
+                    return  # the whole round trip is read again or through the fallback
+                start = starts[index]
+                batch = targets[start : start + BATCH_QUEUES]
+                if not isinstance(reply, list) or len(reply) != len(batch):
+                    raise ProtocolViolation("protocol error: script reply of unexpected shape")
+                outcomes.extend(self._parse_rows(batch, modes[index], reply))
+                await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
+
+            await self._redis.execute_parts(parts(), each)
+            if refusal is not None:
+                raise _ScriptRefused(first_line(refusal))
+            if not unknown:
+                return outcomes, clients
+            if outcomes:
+                raise rexc.ResponseError("the script cache was flushed during the scrape")
+        raise rexc.ResponseError("NOSCRIPT after EVAL_RO")
+
+    def _script_args(self, batch: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+        """Per queue: key base, recent-jobs lower bound, events position (see SCRIPT)."""
+        args: list[str] = []
+        modes: list[str] = []
+        for target in batch:
+            mode = self._events_mode(target)
+            state = self._states.get(target)
+            if mode == "follow" and state is not None:
+                after = _after(state.stream_id or "0-0")
+            else:
+                after = "-" if mode == "position" else ""
+            if state is None:
+                args += (f"{target[0]}:{target[1]}:", "-inf", "", after)
+            else:
+                args += (f"{target[0]}:{target[1]}:", state.recent_since, state.recent_ids, after)
+            modes.append(mode)
+        return args, modes
+
+    def _parse_rows(
+        self, batch: Sequence[tuple[str, str]], modes: list[str], rows: list[Any]
+    ) -> list[Any]:
+        outcomes: list[Any] = []
+        states = self._states
+        for target, mode, row in zip(batch, modes, rows, strict=True):
+            if row is None:
+                outcomes.append(_AGAIN)
+                continue
+            state = states.get(target)
+            if (
+                state is not None
+                and state.raw is not None
+                and row == state.raw
+                and state.samples is not None
+            ):
+                outcomes.append(target)  # the same row as the kept samples were made of
+                continue
+            try:
+                outcomes.append(self._read_of_row(target[0], target[1], row, mode))
+            except (TypeError, ValueError, IndexError, AttributeError) as exc:
+                # Not what the script answers: a broken or hostile server.
+                outcomes.append(
+                    _Skip(f"{target[0]}:{target[1]}: unexpected reply ({type(exc).__name__})")
+                )
+        return outcomes
+
+    def _read_of_row(self, prefix: str, queue: str, row: list[Any], mode: str) -> _Read | None:
+        """A :class:`_Read` from the script's row for one queue (layout: see SCRIPT)."""
+        header, stamp, metric_completed, metric_failed, *completed = row
+        fields = header.split(",")
+        (exists, paused, waiting, paused_jobs, active, delayed, prioritized, children,
+         done, failed, schedulers, overdue, stalled, completed_events, failed_events,
+         entries) = (int(text) for text in fields[:16])  # fmt: skip
+        last_id, first_run = fields[16], fields[17]
+        if not exists and not self.options.queues:
+            return None  # neither meta nor id: obliterated since discovery
+        state = self._states.get((prefix, queue))
+        if state is None:
+            state = self._states[(prefix, queue)] = _QueueState()
+        counts = {
+            "waiting": waiting, "paused": paused_jobs, "active": active, "delayed": delayed,
+            "prioritized": prioritized, "waiting-children": children, "completed": done,
+            "failed": failed,
+        }  # fmt: skip
+        millis = _int_or_none(stamp)
+        read = _Read(
+            prefix=prefix, queue=queue, exists=exists > 0, counts=counts, paused=paused > 0,
+            next_job=None,
+            metrics={"completed": _int_or_none(metric_completed),
+                     "failed": _int_or_none(metric_failed)},
+            schedulers=schedulers, next_run=float(first_run) / 1000.0 if first_run else None,
+            next_run_ms=float(first_run) if first_run else 0.0, overdue=overdue, active=[],
+            stalled=stalled, oldest=millis / 1000.0 if millis is not None and millis > 0 else None,
+            settled=True,
+        )  # fmt: skip
+        _take_completed(read, state, completed)
+        read.recent_read = completed
+        if mode == "position":
+            state.stream_id = last_id or "0-0"
+        elif mode == "follow":
+            read.finished["completed"] = completed_events
+            read.finished["failed"] = failed_events
+            read.last_id = last_id or None
+            read.events_more = entries == self._first_page
+        if mode != "position" and not entries and not read.completed_new:
+            read.raw = row
+        return read
 
     async def _discover(self, prefix: str) -> tuple[tuple[str, ...], bool]:
         """Queue names under ``prefix`` by SCAN (never KEYS), cached ``discovery_interval``."""
@@ -680,15 +1030,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             next_run_ms=float(first_run[1]) if first_run else 0.0,
             overdue=0, active=list(active),
         )  # fmt: skip
-        recent = state.recent
-        if len(completed) == 2 and recent and completed[0] == recent[-1][0]:
-            pass  # only the newest job already sampled: nothing finished since (usual)
-        elif completed:
-            known = {job for job, _, _ in recent}
-            # Newest first, as [id, score, id, score, ...]; the newest already sampled
-            # comes back too (its score is the lower bound): skip what is known.
-            pairs = zip(completed[0::2], completed[1::2], strict=True)
-            read.completed_new = [(str(j), str(f)) for j, f in pairs if j not in known][::-1]
+        _take_completed(read, state, completed)
         if mode == "position":
             entries = replies[position] or []
             state.stream_id = entries[0][0] if entries else "0-0"
@@ -742,7 +1084,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             budget -= len(read.active)
         busy = [r for r in reads if r.active]
         finished = [r for r in reads if r.completed_new]
-        scheduled = [r for r in reads if r.next_run is not None]
+        scheduled = [r for r in reads if r.next_run is not None and not r.settled]
         if not waiting and not busy and not finished and not scheduled:
             return
         # A run is overdue when due before this cut-off (ms); only a queue whose earliest
@@ -861,6 +1203,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             *read.counts.values(), read.paused, read.exists, read.stalled, read.schedulers,
             read.overdue, read.next_run, workers_now, read.oldest, recent, counters,
         )  # fmt: skip
+        state.raw, state.workers = read.raw, workers_now
         if state.samples is not None and values == state.written:
             out.extend(state.samples)
             return
@@ -868,6 +1211,21 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._write_samples(out, read, workers_now, recent, counters)
         state.written = values
         state.samples = out.samples[start:]
+
+    def _write_kept(
+        self, out: Sink, target: tuple[str, str], workers: dict[tuple[str, str], int] | None
+    ) -> None:
+        """A queue whose script row is the one its kept samples were written from."""
+        state = self._states[target]
+        workers_now = None if workers is None else workers.get(target, 0)
+        if workers_now == state.workers and state.samples is not None:
+            out.extend(state.samples)
+            return
+        # Only the worker count moved: the row (nothing pending in it) gives the rest.
+        assert state.raw is not None
+        read = self._read_of_row(target[0], target[1], state.raw, "none")
+        assert read is not None  # a kept row is of a queue that exists or is listed
+        self._write_queue(out, read, workers)
 
     def _write_samples(
         self,
@@ -921,6 +1279,12 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             ) if recent else ()  # fmt: skip
         if read.completed_new:
             state.recent_since = read.completed_new[-1][1]
+        if read.recent_read:
+            # What the script's next read answers while no job finishes: these jobs
+            # (all taken in now), so it can leave them out of its reply.
+            since = float(state.recent_since)
+            pairs = zip(read.recent_read[0::2], read.recent_read[1::2], strict=True)
+            state.recent_ids = "\n".join(job for job, score in pairs if float(score) >= since)
         return len(recent), state.figures
 
     def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
@@ -928,6 +1292,19 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         if self._logged.get(target) != why:
             self._logged[target] = why
             event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1], reason=why)
+
+
+def _take_completed(read: _Read, state: _QueueState, completed: list[Any]) -> None:
+    """Set ``read.completed_new`` from the recent-jobs read: newest first, as
+    [id, score, id, score, ...]; the newest already sampled comes back too (its score is
+    the lower bound), so what is known is skipped."""
+    recent = state.recent
+    if len(completed) == 2 and recent and completed[0] == recent[-1][0]:
+        return  # only the newest job already sampled: nothing finished since (usual)
+    if completed:
+        known = {job for job, _, _ in recent}
+        pairs = zip(completed[0::2], completed[1::2], strict=True)
+        read.completed_new = [(str(j), str(f)) for j, f in pairs if j not in known][::-1]
 
 
 def _nearest_rank(ordered: list[float], q: float) -> float:
