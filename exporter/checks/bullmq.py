@@ -489,6 +489,63 @@ return out
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
 
+class _ScriptTrip:
+    """The requests and replies of one script round trip (see BullmqProbe._script_batches).
+
+    A refused or unknown script is noted and the round trip read to its end (the
+    connection stays usable); rows after a NOSCRIPT or a refusal are not parsed, so a
+    second round trip (or the pipelined reads) reads every queue exactly once.
+    """
+
+    def __init__(
+        self, probe: BullmqProbe, targets: Sequence[tuple[str, str]], with_clients: bool
+    ) -> None:
+        self.probe = probe
+        self.targets = targets
+        self.with_clients = with_clients
+        self.starts = range(0, len(targets), BATCH_QUEUES)
+        self.modes: list[list[str]] = []
+        self.parsed = -1 if with_clients else 0  # parts handed over, CLIENT LIST first
+        self.clients: Any = None
+        self.outcomes: list[Any] = []
+        self.unknown = False  # NOSCRIPT: the server does not have the script yet
+        self.refusal: Exception | None = None
+
+    def parts(self, command: tuple[str, ...]) -> Iterator[tuple[bytes, int]]:
+        # Packed one batch at a time as the round trip is written.
+        if self.with_clients:
+            yield pack_text([("CLIENT", "LIST")]).encode(), 1
+        for start in self.starts:
+            args, modes = self.probe._script_args(self.targets[start : start + BATCH_QUEUES])
+            self.modes.append(modes)
+            yield pack_text([(*command, *args)]).encode("utf-8", "surrogateescape"), 1
+
+    async def take(self, replies: list[Any]) -> None:
+        from redis import exceptions as rexc
+
+        index, self.parsed = self.parsed, self.parsed + 1
+        (reply,) = replies
+        if index < 0:
+            self.clients = reply
+            return
+        if isinstance(reply, rexc.ResponseError):
+            if str(reply).startswith("NOSCRIPT"):
+                self.unknown = True
+            elif "user_script" in str(reply):
+                raise reply  # the script itself failed: a defect, not a refusal
+            else:
+                self.refusal = reply
+            return
+        if self.unknown or self.refusal is not None:
+            return
+        start = self.starts[index]
+        batch = self.targets[start : start + BATCH_QUEUES]
+        if not isinstance(reply, list) or len(reply) != len(batch):
+            raise ProtocolViolation("protocol error: script reply of unexpected shape")
+        self.outcomes.extend(self.probe._parse_rows(batch, self.modes[index], reply))
+        await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
+
+
 class BullmqProbe(BaseProbe[BullmqOptions]):
     def __init__(self, spec: CheckSpec[BullmqOptions]) -> None:
         super().__init__(spec)
@@ -646,73 +703,34 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
     ) -> tuple[list[Any], Any]:
         """One round trip: an ``EVALSHA_RO`` of :data:`SCRIPT` per BATCH_QUEUES queues (the
-        script sent whole once more when the server does not know it yet), each parsed as
-        soon as its row are in. Outcomes per target: a :class:`_Read`, a :class:`_Skip`,
-        None (gone since discovery), the target itself (same row as its kept samples) or
-        ``_AGAIN``. Raises :class:`_ScriptRefused` when the server refuses the script."""
+        script sent whole in a second one when the server does not know it yet), each
+        batch parsed as soon as its rows are in. Outcomes per target: a :class:`_Read`, a
+        :class:`_Skip`, None (gone since discovery), the target itself (the same row as its
+        kept samples) or ``_AGAIN``. Raises :class:`_ScriptRefused` when the server refuses
+        the script."""
         from redis import exceptions as rexc
 
         options = self.options
-        starts = range(0, len(targets), BATCH_QUEUES)
-        metrics = options.counters in ("auto", "metrics")
+        batches = -(-len(targets) // BATCH_QUEUES)
         head = (
             str(now_ms - int(options.schedule_grace * 1000)),
             str(options.recent_jobs),
             str(self._first_page),
-            "1" if metrics else "0",
-            str(STALLED_BUDGET // max(len(starts), 1)),
+            "1" if options.counters in ("auto", "metrics") else "0",
+            str(STALLED_BUDGET // max(batches, 1)),
         )
-        for sha_first in (True, False):
-            modes: list[list[str]] = []
-            command = ("EVALSHA_RO", SCRIPT_SHA) if sha_first else ("EVAL_RO", SCRIPT)
-
-            def parts(command: tuple[str, str] = command) -> Iterator[tuple[bytes, int]]:
-                if with_clients:
-                    yield pack_text([("CLIENT", "LIST")]).encode(), 1
-                for start in starts:
-                    args, batch_modes = self._script_args(targets[start : start + BATCH_QUEUES])
-                    modes.append(batch_modes)
-                    text = pack_text([(*command, "0", *head, *args)])
-                    yield text.encode("utf-8", "surrogateescape"), 1
-
-            clients: Any = None
-            outcomes: list[Any] = []
-            parsed = -1 if with_clients else 0
-            unknown = False  # NOSCRIPT: the server does not have the script yet
-            refusal: Exception | None = None
-
-            async def each(replies: list[Any]) -> None:
-                nonlocal clients, parsed, unknown, refusal
-                index, parsed = parsed, parsed + 1
-                (reply,) = replies
-                if index < 0:
-                    clients = reply
-                    return
-                if isinstance(reply, rexc.ResponseError):
-                    if str(reply).startswith("NOSCRIPT"):
-                        unknown = True
-                    elif "user_script" in str(reply):
-                        raise reply  # the script itself failed: a defect, not a refusal
-                    else:
-                        refusal = reply
-                    return
-                if unknown or refusal is not None:
-                    return  # the whole round trip is read again or through the fallback
-                start = starts[index]
-                batch = targets[start : start + BATCH_QUEUES]
-                if not isinstance(reply, list) or len(reply) != len(batch):
-                    raise ProtocolViolation("protocol error: script reply of unexpected shape")
-                outcomes.extend(self._parse_rows(batch, modes[index], reply))
-                await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
-
-            await self._redis.execute_parts(parts(), each)
-            if refusal is not None:
-                raise _ScriptRefused(first_line(refusal))
-            if not unknown:
-                return outcomes, clients
-            if outcomes:
-                raise rexc.ResponseError("the script cache was flushed during the scrape")
-        raise rexc.ResponseError("NOSCRIPT after EVAL_RO")
+        trip = _ScriptTrip(self, targets, with_clients)
+        await self._redis.execute_parts(
+            trip.parts(("EVALSHA_RO", SCRIPT_SHA, "0", *head)), trip.take
+        )
+        if trip.unknown and not trip.outcomes:
+            trip = _ScriptTrip(self, targets, with_clients)
+            await self._redis.execute_parts(trip.parts(("EVAL_RO", SCRIPT, "0", *head)), trip.take)
+        if trip.refusal is not None:
+            raise _ScriptRefused(first_line(trip.refusal))
+        if trip.unknown:
+            raise rexc.ResponseError("NOSCRIPT: the script cache was flushed during the scrape")
+        return trip.outcomes, trip.clients
 
     def _script_args(self, batch: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
         """Per queue: key base, recent-jobs lower bound, events position (see SCRIPT)."""
