@@ -274,11 +274,9 @@ class _QueueState:
         default_factory=lambda: {name: _Counter() for name in _FINISHED}
     )
     # The last recent_jobs completed jobs: (id, wait, processing) oldest first, and the
-    # finish time (ms) of the newest, from which the next scrape reads newer ones.
+    # finish time (ms) of the newest, after which the next scrape reads newer ones.
     recent: deque[tuple[str, float, float]] = field(default_factory=deque)
     recent_since: str = "-inf"
-    # The ids the script's recent-jobs read answered last time (see SCRIPT), once taken in.
-    recent_ids: str = ""
     figures: tuple[tuple[float, float], ...] | None = None  # (wait, run) per quantile
     # The values the last samples were written from, and those samples (reused while the
     # values stay the same; the sink's base labels are checked once per scrape).
@@ -322,8 +320,6 @@ class _Read:
     # for them); raw is its row when it can stand for the same samples next time.
     settled: bool = False
     raw: list[Any] | None = None
-    # The script's recent-jobs read ([id, score, ...]), when it sent one back.
-    recent_read: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -386,10 +382,9 @@ _REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 # queue whose reads raised an error (a key of the wrong type) is ``false``: it is read
 # again through the pipelined route, which names the key.
 # ARGV: overdue cut-off (ms), recent_jobs, events page size, "1" to read the metrics
-# hashes, lock checks allowed; then per queue: key base, the recent-jobs lower bound, the
-# ids (newline-joined) that read returned last time, when all were taken in (the same ids
-# again are not sent back: nothing finished since), and the events position ("" not
-# read, "-" find its end, else the first id to read).
+# hashes, lock checks allowed; then per queue: key base, the recent-jobs bound (see
+# _recent_bound) and the events position ("" not read, "-" find its end, else the first
+# id to read).
 SCRIPT = """
 local rcall = redis.call
 local cutoff, recent, page = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -413,7 +408,7 @@ local function event_of(fields)
   end
 end
 
-local function read_queue(b, since, seen, after)
+local function read_queue(b, since, after)
   local waiting, next_wait = list_count(b, 'wait')
   local paused, next_paused = list_count(b, 'paused')
   local active = rcall('LLEN', b .. 'active')
@@ -470,18 +465,14 @@ local function read_queue(b, since, seen, after)
   if recent > 0 and completed > 0 then
     local jobs = rcall('ZREVRANGEBYSCORE', b .. 'completed', '+inf', since, 'WITHSCORES',
                        'LIMIT', 0, recent)
-    local ids = {}
-    for k = 1, #jobs, 2 do ids[#ids + 1] = jobs[k] end
-    if table.concat(ids, '\\n') ~= seen then  -- else: the same jobs as last time
-      for k = 1, #jobs do row[4 + k] = jobs[k] end
-    end
+    for k = 1, #jobs do row[4 + k] = jobs[k] end
   end
   return row
 end
 
 local out = {}
-for i = 6, #ARGV, 4 do
-  local ok, row = pcall(read_queue, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+for i = 6, #ARGV, 3 do
+  local ok, row = pcall(read_queue, ARGV[i], ARGV[i + 1], ARGV[i + 2])
   out[#out + 1] = ok and row or false
 end
 return out
@@ -743,10 +734,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 after = _after(state.stream_id or "0-0")
             else:
                 after = "-" if mode == "position" else ""
-            if state is None:
-                args += (f"{target[0]}:{target[1]}:", "-inf", "", after)
-            else:
-                args += (f"{target[0]}:{target[1]}:", state.recent_since, state.recent_ids, after)
+            args += (f"{target[0]}:{target[1]}:", _recent_bound(state), after)
             modes.append(mode)
         return args, modes
 
@@ -807,7 +795,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             settled=True,
         )  # fmt: skip
         _take_completed(read, state, completed)
-        read.recent_read = completed
         if mode == "position":
             state.stream_id = last_id or "0-0"
         elif mode == "follow":
@@ -953,7 +940,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             state = self._states.get((prefix, queue))
             values: list[str] = []
             if recent:
-                values.append(state.recent_since if state is not None else "-inf")
+                values.append(_recent_bound(state))
             if mode == "follow" and state is not None:
                 values.append(_after(state.stream_id or "0-0"))
             template = templates[mode]
@@ -1297,12 +1284,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             ) if recent else ()  # fmt: skip
         if read.completed_new:
             state.recent_since = read.completed_new[-1][1]
-        if read.recent_read:
-            # What the script's next read answers while no job finishes: these jobs
-            # (all taken in now), so it can leave them out of its reply.
-            since = float(state.recent_since)
-            pairs = zip(read.recent_read[0::2], read.recent_read[1::2], strict=True)
-            state.recent_ids = "\n".join(job for job, score in pairs if float(score) >= since)
         return len(recent), state.figures
 
     def _log_once(self, target: tuple[str, str], why: str, msg: str, level: int) -> None:
@@ -1312,15 +1293,25 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1], reason=why)
 
 
+def _recent_bound(state: _QueueState | None) -> str:
+    """The lower bound of the recent-jobs read: after the newest job already sampled.
+
+    Exclusive, so a scrape in which no job finished reads nothing. A job whose finishedOn
+    equals that newest one's but which lands in the set after this scrape is not sampled,
+    as no job is whose finishedOn (the worker's clock) is older than that: the quantiles
+    are of the jobs seen finishing, not a census.
+    """
+    if state is None or state.recent_since == "-inf":
+        return "-inf"
+    return f"({state.recent_since}"
+
+
 def _take_completed(read: _Read, state: _QueueState, completed: list[Any]) -> None:
-    """Set ``read.completed_new`` from the recent-jobs read: newest first, as
-    [id, score, id, score, ...]; the newest already sampled comes back too (its score is
-    the lower bound), so what is known is skipped."""
-    recent = state.recent
-    if len(completed) == 2 and recent and completed[0] == recent[-1][0]:
-        return  # only the newest job already sampled: nothing finished since (usual)
+    """Set ``read.completed_new`` from the recent-jobs read (newest first, as
+    [id, score, id, score, ...]; usually empty), skipping jobs already sampled (a job
+    completed again after a retry comes back with a newer score)."""
     if completed:
-        known = {job for job, _, _ in recent}
+        known = {job for job, _, _ in state.recent}
         pairs = zip(completed[0::2], completed[1::2], strict=True)
         read.completed_new = [(str(j), str(f)) for j, f in pairs if j not in known][::-1]
 
