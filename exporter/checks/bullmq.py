@@ -372,15 +372,14 @@ _REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 # The first round trip's reads as one read-only script over a batch of queues (EVALSHA_RO),
 # computing server-side what the pipelined route reads in up to three round trips: counts,
 # the next job's creation time, stalled jobs (their locks checked atomically with the active
-# list), schedulers and overdue ones, events counted per page. One row per queue:
-#   {header, next job's timestamp, metrics:completed count, metrics:failed count,
-#    id, score, ... of the jobs completed since ``since``}
-# header: exists,paused,waiting,paused-list,active,delayed,prioritized,waiting-children,
-#         completed,failed,schedulers,overdue,stalled,completed events,failed events,
-#         events read,last event id read,score of the earliest scheduled run
-# (numbers, stream ids and Redis-formatted scores only, so "," cannot occur in it); a
-# queue whose reads raised an error (a key of the wrong type) is ``false``: it is read
-# again through the pipelined route, which names the key.
+# list), schedulers and overdue ones, events counted per page. One flat row per queue:
+#   exists, paused, waiting, paused-list, active, delayed, prioritized, waiting-children,
+#   completed, failed, schedulers, overdue, stalled, completed events, failed events,
+#   events read (integers), then the last event id read, the score of the earliest
+#   scheduled run, the next job's timestamp, the metrics:completed and metrics:failed
+#   counts (strings, or nil), then id, score, ... of the jobs completed after ``since``.
+# A queue whose reads raised an error (a key of the wrong type) is nil: it is read again
+# through the pipelined route, which names the key.
 # ARGV: overdue cut-off (ms), recent_jobs, events page size, "1" to read the metrics
 # hashes, lock checks allowed; then per queue: key base, the recent-jobs bound (see
 # _recent_bound) and the events position ("" not read, "-" find its end, else the first
@@ -409,24 +408,28 @@ local function event_of(fields)
 end
 
 local function read_queue(b, since, after)
+  local meta = b .. 'meta'
   local waiting, next_wait = list_count(b, 'wait')
   local paused, next_paused = list_count(b, 'paused')
   local active = rcall('LLEN', b .. 'active')
   local completed = rcall('ZCARD', b .. 'completed')
-  local header = {
-    rcall('EXISTS', b .. 'meta', b .. 'id'), rcall('HEXISTS', b .. 'meta', 'paused'),
+  -- One EXISTS for the queue's existence (meta or id: weight 1 each) and for the rare
+  -- schedulers and worker metrics (each key named 3 times: EXISTS counts every mention).
+  local r, mc, mf = b .. 'repeat', b .. 'metrics:completed', b .. 'metrics:failed'
+  local found = rcall('EXISTS', meta, b .. 'id', r, r, r, mc, mc, mc, mf, mf, mf)
+  local exists, optional = found % 3, found >= 3
+  local row = {
+    exists, exists > 0 and rcall('HEXISTS', meta, 'paused') or 0,
     waiting, paused, active, rcall('ZCARD', b .. 'delayed'),
     rcall('ZCARD', b .. 'prioritized'), rcall('ZCARD', b .. 'waiting-children'),
-    completed, rcall('ZCARD', b .. 'failed'), 0, 0, 0, 0, 0, 0, '', ''}
-  -- Schedulers and worker metrics are rare: one EXISTS tells whether to read them.
-  local optional = rcall('EXISTS', b .. 'repeat', b .. 'metrics:completed',
-                         b .. 'metrics:failed') > 0
-  local first = optional and rcall('ZRANGE', b .. 'repeat', 0, 0, 'WITHSCORES') or {}
+    completed, rcall('ZCARD', b .. 'failed'), 0, 0, 0, 0, 0, 0,
+    false, false, false, false, false}
+  local first = optional and rcall('ZRANGE', r, 0, 0, 'WITHSCORES') or {}
   if first[1] then
-    header[11] = rcall('ZCARD', b .. 'repeat')
-    header[18] = first[2]
+    row[11] = rcall('ZCARD', r)
+    row[18] = first[2]
     if tonumber(first[2]) < tonumber(cutoff) then
-      header[12] = rcall('ZCOUNT', b .. 'repeat', '-inf', '(' .. cutoff)
+      row[12] = rcall('ZCOUNT', r, '-inf', '(' .. cutoff)
     end
   end
   if active > 0 and budget > 0 then
@@ -439,33 +442,32 @@ local function read_queue(b, since, after)
       for k = 1, #locks do
         if rcall('EXISTS', locks[k]) == 0 then stalled = stalled + 1 end
       end
-      header[13] = stalled
+      row[13] = stalled
     end
   end
   if after == '-' then
     local last = rcall('XREVRANGE', b .. 'events', '+', '-', 'COUNT', 1)[1]
-    header[17] = last and last[1] or '0-0'
+    row[17] = last and last[1] or '0-0'
   elseif after ~= '' then
     local entries = rcall('XRANGE', b .. 'events', after, '+', 'COUNT', page)
     for k = 1, #entries do
       local kind = event_of(entries[k][2])
-      if kind == 'completed' then header[14] = header[14] + 1
-      elseif kind == 'failed' then header[15] = header[15] + 1 end
+      if kind == 'completed' then row[14] = row[14] + 1
+      elseif kind == 'failed' then row[15] = row[15] + 1 end
     end
-    header[16] = #entries
-    if #entries > 0 then header[17] = entries[#entries][1] end
+    row[16] = #entries
+    if #entries > 0 then row[17] = entries[#entries][1] end
   end
   local next_job = next_wait or next_paused
-  local row = {table.concat(header, ','),
-    next_job and rcall('HGET', b .. next_job, 'timestamp') or false, false, false}
+  if next_job then row[19] = rcall('HGET', b .. next_job, 'timestamp') or false end
   if metrics and optional then
-    row[3] = rcall('HGET', b .. 'metrics:completed', 'count') or false
-    row[4] = rcall('HGET', b .. 'metrics:failed', 'count') or false
+    row[20] = rcall('HGET', mc, 'count') or false
+    row[21] = rcall('HGET', mf, 'count') or false
   end
   if recent > 0 and completed > 0 then
     local jobs = rcall('ZREVRANGEBYSCORE', b .. 'completed', '+inf', since, 'WITHSCORES',
                        'LIMIT', 0, recent)
-    for k = 1, #jobs do row[4 + k] = jobs[k] end
+    for k = 1, #jobs do row[21 + k] = jobs[k] end
   end
   return row
 end
@@ -767,12 +769,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
 
     def _read_of_row(self, prefix: str, queue: str, row: list[Any], mode: str) -> _Read | None:
         """A :class:`_Read` from the script's row for one queue (layout: see SCRIPT)."""
-        header, stamp, metric_completed, metric_failed, *completed = row
-        fields = header.split(",")
         (exists, paused, waiting, paused_jobs, active, delayed, prioritized, children,
          done, failed, schedulers, overdue, stalled, completed_events, failed_events,
-         entries) = (int(text) for text in fields[:16])  # fmt: skip
-        last_id, first_run = fields[16], fields[17]
+         entries) = (int(number) for number in row[:16])  # fmt: skip
+        last_id, first_run, stamp, metric_completed, metric_failed = row[16:21]
+        completed = row[21:]
         if not exists and not self.options.queues:
             return None  # neither meta nor id: obliterated since discovery
         state = self._states.get((prefix, queue))
