@@ -592,12 +592,14 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         clients: Any = None
         now_ms = int(time.time() * 1000)
         group = BATCH_QUEUES * PIPELINED_BATCHES
+        # The script checks locks batch by batch: each gets an equal share of the budget.
+        lock_checks = STALLED_BUDGET // max(-(-len(targets) // BATCH_QUEUES), 1)
         for start in range(0, len(targets), group):
             batch = targets[start : start + group]
             # CLIENT LIST rides along with the first batch, outside its MULTI: an ACL
             # denial of it must not abort the counts.
             with_clients = options.workers and start == 0
-            outcomes, listed = await self._read_group(batch, now_ms, with_clients)
+            outcomes, listed = await self._read_group(batch, now_ms, with_clients, lock_checks)
             if with_clients:
                 clients = listed
             for target, outcome in zip(batch, outcomes, strict=True):
@@ -659,7 +661,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             raise CheckFailed("; ".join(problems))
 
     async def _read_group(
-        self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
+        self,
+        targets: Sequence[tuple[str, str]],
+        now_ms: int,
+        with_clients: bool,
+        lock_checks: int,
     ) -> tuple[list[_Read | _Skip | tuple[str, str] | None], Any]:
         """The first round trip for up to PIPELINED_BATCHES batches: the script's when the
         server takes it, else (or after a refusal, until SCRIPT_RETRY) the pipelined reads."""
@@ -669,7 +675,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             refused is None or loop.time() - refused >= SCRIPT_RETRY
         ):
             try:
-                outcomes, clients = await self._script_batches(targets, now_ms, with_clients)
+                outcomes, clients = await self._script_batches(
+                    targets, now_ms, with_clients, lock_checks
+                )
             except _ScriptRefused as exc:
                 self._script_refused_at = loop.time()
                 if refused is None:
@@ -693,24 +701,27 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         return list(pipelined), clients
 
     async def _script_batches(
-        self, targets: Sequence[tuple[str, str]], now_ms: int, with_clients: bool
+        self,
+        targets: Sequence[tuple[str, str]],
+        now_ms: int,
+        with_clients: bool,
+        lock_checks: int,
     ) -> tuple[list[Any], Any]:
         """One round trip: an ``EVALSHA_RO`` of :data:`SCRIPT` per BATCH_QUEUES queues (the
         script sent whole in a second one when the server does not know it yet), each
         batch parsed as soon as its rows are in. Outcomes per target: a :class:`_Read`, a
         :class:`_Skip`, None (gone since discovery), the target itself (the same row as its
-        kept samples) or ``_AGAIN``. Raises :class:`_ScriptRefused` when the server refuses
-        the script."""
+        kept samples) or ``_AGAIN``. ``lock_checks``: per batch, for stalled jobs. Raises
+        :class:`_ScriptRefused` when the server refuses the script."""
         from redis import exceptions as rexc
 
         options = self.options
-        batches = -(-len(targets) // BATCH_QUEUES)
         head = (
             str(now_ms - int(options.schedule_grace * 1000)),
             str(options.recent_jobs),
             str(self._first_page),
             "1" if options.counters in ("auto", "metrics") else "0",
-            str(STALLED_BUDGET // max(batches, 1)),
+            str(lock_checks),
         )
         trip = _ScriptTrip(self, targets, with_clients)
         await self._redis.execute_parts(
