@@ -12,7 +12,10 @@ them and the results are compared), interleaved.
     .venv/bin/python -m bench.bullmq_routes [--queues 1000] [--rounds 10]
 
 Reported per route: wall time of the round trip including packing and parsing, Redis CPU
-(INFO used_cpu delta). Exploratory: the check uses the MULTI/EXEC routes.
+(INFO used_cpu delta). Exploratory, from before the check adopted a script: the check now
+reads with its own script (exporter/checks/bullmq.py SCRIPT: flat integer rows, reads
+skipped where keys are absent) and the MULTI/EXEC reads as the fallback; bench/scenarios/
+bullmq.py measures both against Node BullMQ in one run.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from bench.bullmq_data import Plan, queue_names, write_queues
 from bench.harness import redis_server
 from exporter.checks import KINDS
 from exporter.checks._redis_conn import Arg, CommandTemplate, Key, RawRedis, RedisConnOptions
-from exporter.checks.bullmq import _after
+from exporter.checks.bullmq import _after, _recent_bound
 from exporter.config import load_data
 from exporter.samples import Sink
 
@@ -166,7 +169,7 @@ async def whole_set(url: str, client: redis.Redis, names: list[str], rounds: int
 
         async def script() -> list[Any]:
             states = [probe._states[t] for t in targets]
-            text = "".join(template.render(f"{p}:{q}:", state.recent_since,
+            text = "".join(template.render(f"{p}:{q}:", _recent_bound(state),
                                            _after(state.stream_id or "0-0"))
                            for (p, q), state in zip(targets, states, strict=True))  # fmt: skip
             replies = await raw.execute_packed(text.encode(), len(targets))

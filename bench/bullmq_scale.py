@@ -5,7 +5,8 @@ writer the bench cross-checks against the real package), then scrapes them
 through the real runner and reports, per N: the first scrape (SCAN discovery + positioning
 on the event streams), the median and worst of later scrapes (wall time), the exporter
 process' CPU time per scrape (less sensitive to a busy machine), and the Redis commands
-one scrape sends (from INFO commandstats deltas).
+one scrape sends (from INFO commandstats deltas), once per read route (the read-only
+script, the default on Redis >= 7, and the pipelined reads of ``server_script: false``).
 
     .venv/bin/python bench/bullmq_scale.py                     # starts its own redis-server
     .venv/bin/python bench/bullmq_scale.py --url redis://127.0.0.1:6379/15 --sizes 10 100
@@ -72,7 +73,7 @@ def commands(client: redis.Redis) -> int:
     )
 
 
-async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
+async def measure(url: str, queues: int, rounds: int, script: bool) -> dict[str, Any]:
     with redis.Redis.from_url(url) as client:
         client.flushdb()
         write_queues(client, "bull", queue_names(queues), PLAN)
@@ -87,6 +88,7 @@ async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
                         "url": url,
                         "timeout": "30s",
                         "max_queues": max(queues, 1),
+                        "server_script": script,
                     }
                 ]
             },
@@ -121,6 +123,7 @@ async def measure(url: str, queues: int, rounds: int) -> dict[str, float]:
     finally:
         await runner.close()
     return {
+        "route": "script" if script else "pipelined",
         "queues": queues,
         "cold_ms": cold * 1000,
         "warm_median_ms": statistics.median(timings) * 1000,
@@ -153,15 +156,21 @@ async def main() -> None:
         if url is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             url = stack.enter_context(redis_server(workdir)).url
-        rows = [await measure(url, n, args.rounds) for n in args.sizes]
+        rows = [
+            await measure(url, n, args.rounds, script)
+            for n in args.sizes
+            for script in (True, False)
+        ]
     print(
-        f"{'queues':>7} {'first scrape':>13} {'later (median)':>15} {'later (max)':>12} "
+        f"{'route':>9} {'queues':>7} {'first scrape':>13} {'later (median)':>15} "
+        f"{'later (max)':>12} "
         f"{'exporter CPU':>13} {'cmds/scrape':>12} {'cmds/queue':>11} {'samples':>8} "
         f"{'round trips':>11}"
     )
     for row in rows:
         print(
-            f"{row['queues']:>7} {row['cold_ms']:>10.1f} ms {row['warm_median_ms']:>12.1f} ms "
+            f"{row['route']:>9} {row['queues']:>7} {row['cold_ms']:>10.1f} ms "
+            f"{row['warm_median_ms']:>12.1f} ms "
             f"{row['warm_max_ms']:>9.1f} ms {row['cpu_median_ms']:>10.1f} ms "
             f"{row['commands']:>12.0f} "
             f"{row['commands'] / row['queues']:>11.1f} {row['samples']:>8} "

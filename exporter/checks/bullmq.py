@@ -6,14 +6,18 @@ a ``meta`` hash (``paused`` field), an ``events`` stream and, when workers recor
 ``metrics:completed`` / ``metrics:failed`` hashes. Its getCounts script answers LLEN for
 the lists (less one for a legacy ``0:`` delay marker at the tail of ``wait``/``paused``,
 which it also RPOPs) and ZCARD for the sets. This module reads the same keys with plain
-read commands only, in one MULTI/EXEC per batch of queues (one round trip), so the numbers
-are the script's without its side effect, and consistent within a batch.
+read commands only, so the numbers are the script's without its side effect: on Redis >= 7
+with one read-only server-side script per batch of queues (``EVALSHA_RO``, which the server
+refuses to let write; it answers a compact row per queue), else (older servers, an ACL
+without the scripting commands, ``server_script: false``) with the same reads pipelined in
+one MULTI/EXEC per batch. Either way one round trip, consistent within a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import math
 import re
@@ -28,6 +32,7 @@ from exporter.checks._redis_conn import (
     Arg,
     CommandTemplate,
     Key,
+    ProtocolViolation,
     RawRedis,
     RedisConnOptions,
     ReplyLimitExceeded,
@@ -74,6 +79,9 @@ TIMESTAMP_BATCH = 1000
 # active list); a queue has as many active jobs as its workers' concurrency.
 STALLED_SAMPLE = 1000
 STALLED_BUDGET = 100_000  # lock checks per scrape over all queues
+# After the server refused the script (not Redis >= 7, ACL), the pipelined reads are used;
+# the script is tried again after this long (an upgrade or ACL change is picked up).
+SCRIPT_RETRY = 600.0
 
 JOBS = Family(
     "bullmq_queue_jobs",
@@ -194,6 +202,7 @@ class BullmqOptions:
     workers: bool
     schedule_grace: float
     recent_jobs: int
+    server_script: bool  # read with the read-only script when the server allows it
 
 
 def parse(reader: Reader) -> BullmqOptions:
@@ -210,6 +219,7 @@ def parse(reader: Reader) -> BullmqOptions:
     workers = reader.bool("workers", True)
     grace = reader.duration("schedule_grace", DEFAULT_SCHEDULE_GRACE, positive=False)
     recent_jobs = reader.int("recent_jobs", DEFAULT_RECENT_JOBS, minimum=0)
+    server_script = reader.bool("server_script", True)
     if reader.has("queues"):
         for key in ("discover_id_keys", "max_queues", "discovery_interval"):
             if reader.has(key):
@@ -225,6 +235,7 @@ def parse(reader: Reader) -> BullmqOptions:
         workers=bool(workers),
         schedule_grace=float(grace),
         recent_jobs=int(recent_jobs),
+        server_script=bool(server_script),
     )
 
 
@@ -263,7 +274,7 @@ class _QueueState:
         default_factory=lambda: {name: _Counter() for name in _FINISHED}
     )
     # The last recent_jobs completed jobs: (id, wait, processing) oldest first, and the
-    # finish time (ms) of the newest, from which the next scrape reads newer ones.
+    # finish time (ms) of the newest, after which the next scrape reads newer ones.
     recent: deque[tuple[str, float, float]] = field(default_factory=deque)
     recent_since: str = "-inf"
     figures: tuple[tuple[float, float], ...] | None = None  # (wait, run) per quantile
@@ -271,6 +282,11 @@ class _QueueState:
     # values stay the same; the sink's base labels are checked once per scrape).
     written: tuple[Any, ...] = ()
     samples: list[Sample] | None = None
+    # The script's row those samples were written from, when nothing was pending in it
+    # (no events read, no newly completed job): the same row again means the same samples
+    # (with the same worker count), without parsing it.
+    raw: list[Any] | None = None
+    workers: int | None = None
 
 
 @dataclass
@@ -300,6 +316,10 @@ class _Read:
     # the second round trip fills in their timings.
     completed_new: list[tuple[str, str]] = field(default_factory=list)
     timings: list[tuple[str, float, float]] = field(default_factory=list)
+    # Read by the script: oldest, stalled and schedulers are final (no second round trip
+    # for them); raw is its row when it can stand for the same samples next time.
+    settled: bool = False
+    raw: list[Any] | None = None
 
 
 @dataclass
@@ -311,6 +331,13 @@ class _Discovery:
 
 class _Skip(Exception):
     """A queue's keys could not be read; the message says which key and why."""
+
+
+class _ScriptRefused(Exception):
+    """The server refused the read-only script (Redis < 7, ACL, scripting disabled)."""
+
+
+_AGAIN = object()  # a script row that raised an error: read through the pipelined route
 
 
 # Every count of one queue, in the order _parse_queue reads them; keys follow the base
@@ -342,6 +369,175 @@ _KEYS = tuple(str(command[1]) for command in _QUEUE_READS)
 _REPLY_KEYS = (*_KEYS[:_BASE_READS], "events")
 _REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 
+# The first round trip's reads as one read-only script over a batch of queues (EVALSHA_RO),
+# computing server-side what the pipelined route reads in up to three round trips: counts,
+# the next job's creation time, stalled jobs (their locks checked atomically with the active
+# list), schedulers and overdue ones, events counted per page. One flat row per queue:
+#   exists, paused, waiting, paused-list, active, delayed, prioritized, waiting-children,
+#   completed, failed, schedulers, overdue, stalled, completed events, failed events,
+#   events read (integers), then the last event id read, the score of the earliest
+#   scheduled run, the next job's timestamp, the metrics:completed and metrics:failed
+#   counts (strings, or nil), then id, score, ... of the jobs completed after ``since``.
+# A queue whose reads raised an error (a key of the wrong type) is nil: it is read again
+# through the pipelined route, which names the key.
+# ARGV: overdue cut-off (ms), recent_jobs, events page size, "1" to read the metrics
+# hashes, lock checks allowed; then per queue: key base, the recent-jobs bound (see
+# _recent_bound) and the events position ("" not read, "-" find its end, else the first
+# id to read).
+SCRIPT = """
+local rcall = redis.call
+local cutoff, recent, page = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local metrics, budget = ARGV[4] == '1', tonumber(ARGV[5])
+
+local function list_count(b, list)
+  local n = rcall('LLEN', b .. list)
+  if n == 0 then return 0, false end
+  local last = rcall('LINDEX', b .. list, -1)
+  if string.sub(last, 1, 2) == '0:' then  -- a legacy delay marker, not a job
+    if n == 1 then return 0, false end
+    return n - 1, rcall('LINDEX', b .. list, -2)
+  end
+  return n, last
+end
+
+local function event_of(fields)
+  if fields[1] == 'event' then return fields[2] end
+  for k = 1, #fields - 1, 2 do
+    if fields[k] == 'event' then return fields[k + 1] end
+  end
+end
+
+local function read_queue(b, since, after)
+  local meta = b .. 'meta'
+  local waiting, next_wait = list_count(b, 'wait')
+  local paused, next_paused = list_count(b, 'paused')
+  local active = rcall('LLEN', b .. 'active')
+  local completed = rcall('ZCARD', b .. 'completed')
+  -- One EXISTS for the queue's existence (meta or id: weight 1 each) and for the rare
+  -- schedulers and worker metrics (each key named 3 times: EXISTS counts every mention).
+  local r, mc, mf = b .. 'repeat', b .. 'metrics:completed', b .. 'metrics:failed'
+  local found = rcall('EXISTS', meta, b .. 'id', r, r, r, mc, mc, mc, mf, mf, mf)
+  local exists, optional = found % 3, found >= 3
+  local row = {
+    exists, exists > 0 and rcall('HEXISTS', meta, 'paused') or 0,
+    waiting, paused, active, rcall('ZCARD', b .. 'delayed'),
+    rcall('ZCARD', b .. 'prioritized'), rcall('ZCARD', b .. 'waiting-children'),
+    completed, rcall('ZCARD', b .. 'failed'), 0, 0, 0, 0, 0, 0,
+    false, false, false, false, false}
+  local first = optional and rcall('ZRANGE', r, 0, 0, 'WITHSCORES') or {}
+  if first[1] then
+    row[11] = rcall('ZCARD', r)
+    row[18] = first[2]
+    if tonumber(first[2]) < tonumber(cutoff) then
+      row[12] = rcall('ZCOUNT', r, '-inf', '(' .. cutoff)
+    end
+  end
+  if active > 0 and budget > 0 then
+    local ids = rcall('LRANGE', b .. 'active', 0, math.min(999, budget - 1))
+    budget = budget - #ids
+    local locks = {}
+    for k = 1, #ids do locks[k] = b .. ids[k] .. ':lock' end
+    if rcall('EXISTS', unpack(locks)) < #ids then
+      local stalled = 0
+      for k = 1, #locks do
+        if rcall('EXISTS', locks[k]) == 0 then stalled = stalled + 1 end
+      end
+      row[13] = stalled
+    end
+  end
+  if after == '-' then
+    local last = rcall('XREVRANGE', b .. 'events', '+', '-', 'COUNT', 1)[1]
+    row[17] = last and last[1] or '0-0'
+  elseif after ~= '' then
+    local entries = rcall('XRANGE', b .. 'events', after, '+', 'COUNT', page)
+    for k = 1, #entries do
+      local kind = event_of(entries[k][2])
+      if kind == 'completed' then row[14] = row[14] + 1
+      elseif kind == 'failed' then row[15] = row[15] + 1 end
+    end
+    row[16] = #entries
+    if #entries > 0 then row[17] = entries[#entries][1] end
+  end
+  local next_job = next_wait or next_paused
+  if next_job then row[19] = rcall('HGET', b .. next_job, 'timestamp') or false end
+  if metrics and optional then
+    row[20] = rcall('HGET', mc, 'count') or false
+    row[21] = rcall('HGET', mf, 'count') or false
+  end
+  if recent > 0 and completed > 0 then
+    local jobs = rcall('ZREVRANGEBYSCORE', b .. 'completed', '+inf', since, 'WITHSCORES',
+                       'LIMIT', 0, recent)
+    for k = 1, #jobs do row[21 + k] = jobs[k] end
+  end
+  return row
+end
+
+local out = {}
+for i = 6, #ARGV, 3 do
+  local ok, row = pcall(read_queue, ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  out[#out + 1] = ok and row or false
+end
+return out
+"""
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+class _ScriptTrip:
+    """The requests and replies of one script round trip (see BullmqProbe._script_batches).
+
+    A refused or unknown script is noted and the round trip read to its end (the
+    connection stays usable); rows after a NOSCRIPT or a refusal are not parsed, so a
+    second round trip (or the pipelined reads) reads every queue exactly once.
+    """
+
+    def __init__(
+        self, probe: BullmqProbe, targets: Sequence[tuple[str, str]], with_clients: bool
+    ) -> None:
+        self.probe = probe
+        self.targets = targets
+        self.with_clients = with_clients
+        self.starts = range(0, len(targets), BATCH_QUEUES)
+        self.modes: list[list[str]] = []
+        self.parsed = -1 if with_clients else 0  # parts handed over, CLIENT LIST first
+        self.clients: Any = None
+        self.outcomes: list[Any] = []
+        self.unknown = False  # NOSCRIPT: the server does not have the script yet
+        self.refusal: Exception | None = None
+
+    def parts(self, command: tuple[str, ...]) -> Iterator[tuple[bytes, int]]:
+        # Packed one batch at a time as the round trip is written.
+        if self.with_clients:
+            yield pack_text([("CLIENT", "LIST")]).encode(), 1
+        for start in self.starts:
+            args, modes = self.probe._script_args(self.targets[start : start + BATCH_QUEUES])
+            self.modes.append(modes)
+            yield pack_text([(*command, *args)]).encode("utf-8", "surrogateescape"), 1
+
+    async def take(self, replies: list[Any]) -> None:
+        from redis import exceptions as rexc
+
+        index, self.parsed = self.parsed, self.parsed + 1
+        (reply,) = replies
+        if index < 0:
+            self.clients = reply
+            return
+        if isinstance(reply, rexc.ResponseError):
+            if str(reply).startswith("NOSCRIPT"):
+                self.unknown = True
+            elif "user_script" in str(reply):
+                raise reply  # the script itself failed: a defect, not a refusal
+            else:
+                self.refusal = reply
+            return
+        if self.unknown or self.refusal is not None:
+            return
+        start = self.starts[index]
+        batch = self.targets[start : start + BATCH_QUEUES]
+        if not isinstance(reply, list) or len(reply) != len(batch):
+            raise ProtocolViolation("protocol error: script reply of unexpected shape")
+        self.outcomes.extend(self.probe._parse_rows(batch, self.modes[index], reply))
+        await asyncio.sleep(0)  # one batch's parsing at a time on the event loop
+
 
 class BullmqProbe(BaseProbe[BullmqOptions]):
     def __init__(self, spec: CheckSpec[BullmqOptions]) -> None:
@@ -356,6 +552,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._follow_page = EVENTS_PAGE
         self._follow_queues = FOLLOW_QUEUES_PER_TRIP
         self._samples_base: tuple[tuple[str, str], ...] = ()
+        self._script_refused_at: float | None = None  # loop time of the last refusal
 
     async def close(self) -> None:
         await self._redis.close()
@@ -380,25 +577,36 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             else:
                 names, capped[prefix] = await self._discover(prefix)
             targets.extend((prefix, name) for name in names)
+        if out.base != self._samples_base:
+            # Kept samples carry the sink's base labels: keep none across a change.
+            self._samples_base = out.base
+            for state in self._states.values():
+                state.samples = None
 
+        # What to write, in target order: a queue read this scrape, or the target of one
+        # whose script row is the same as when its kept samples were written.
+        order: list[_Read | tuple[str, str]] = []
         reads: list[_Read] = []
         skipped: dict[str, int] = dict.fromkeys(options.prefixes, 0)
         problems: list[str] = []
         clients: Any = None
         now_ms = int(time.time() * 1000)
         group = BATCH_QUEUES * PIPELINED_BATCHES
+        # The script checks locks batch by batch: each gets an equal share of the budget.
+        lock_checks = STALLED_BUDGET // max(-(-len(targets) // BATCH_QUEUES), 1)
         for start in range(0, len(targets), group):
             batch = targets[start : start + group]
             # CLIENT LIST rides along with the first batch, outside its MULTI: an ACL
             # denial of it must not abort the counts.
             with_clients = options.workers and start == 0
-            outcomes, listed = await self._read_batches(batch, now_ms, with_clients)
+            outcomes, listed = await self._read_group(batch, now_ms, with_clients, lock_checks)
             if with_clients:
                 clients = listed
             for target, outcome in zip(batch, outcomes, strict=True):
                 prefix, queue = target
                 if isinstance(outcome, _Read):
                     reads.append(outcome)
+                    order.append(outcome)
                     if outcome.exists:
                         self._logged.pop(target, None)
                     else:
@@ -410,11 +618,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                         )
                 elif outcome is None:
                     continue  # a discovered queue deleted since discovery
-                else:
+                elif isinstance(outcome, _Skip):
                     skipped[prefix] += 1
                     self._log_once(target, str(outcome), "bullmq queue skipped", _LOG)
                     if options.queues:
                         problems.append(f"{prefix}:{queue}: {outcome}")
+                else:
+                    order.append(target)
         await self._follow_streams(reads, events_until)
         await self._second_trip(reads, now_ms)
 
@@ -426,22 +636,21 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     "+client|list in the user's ACL, or set workers: false"
                 )
             else:
-                workers = _workers(clients, [(r.prefix, r.queue) for r in reads])
-        if out.base != self._samples_base:
-            # Kept samples carry the sink's base labels: keep none across a change.
-            self._samples_base = out.base
-            for state in self._states.values():
-                state.samples = None
-        for index, read in enumerate(reads):
+                workers = _workers(clients, targets)
+        for index, item in enumerate(order):
             if index and not index % BATCH_QUEUES:
                 await asyncio.sleep(0)  # let other work run between slices of queues
-            self._write_queue(out, read, workers)
+            if isinstance(item, _Read):
+                self._write_queue(out, item, workers)
+            else:
+                self._write_kept(out, item, workers)
+        reported = [item.prefix if isinstance(item, _Read) else item[0] for item in order]
         for prefix in options.prefixes:
-            out.add(QUEUES, sum(1 for r in reads if r.prefix == prefix), prefix=prefix)
+            out.add(QUEUES, reported.count(prefix), prefix=prefix)
             out.add(CAP_REACHED, 1 if capped[prefix] else 0, prefix=prefix)
             out.add(SKIPPED, skipped[prefix], prefix=prefix)
         # Forget queues that are gone, so memory follows the live queues.
-        seen = {(r.prefix, r.queue) for r in reads}
+        seen = {(i.prefix, i.queue) if isinstance(i, _Read) else i for i in order}
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]
         targeted = set(targets)
@@ -450,6 +659,164 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
 
         if problems:
             raise CheckFailed("; ".join(problems))
+
+    async def _read_group(
+        self,
+        targets: Sequence[tuple[str, str]],
+        now_ms: int,
+        with_clients: bool,
+        lock_checks: int,
+    ) -> tuple[list[_Read | _Skip | tuple[str, str] | None], Any]:
+        """The first round trip for up to PIPELINED_BATCHES batches: the script's when the
+        server takes it, else (or after a refusal, until SCRIPT_RETRY) the pipelined reads."""
+        loop = asyncio.get_running_loop()
+        refused = self._script_refused_at
+        if self.options.server_script and (
+            refused is None or loop.time() - refused >= SCRIPT_RETRY
+        ):
+            try:
+                outcomes, clients = await self._script_batches(
+                    targets, now_ms, with_clients, lock_checks
+                )
+            except _ScriptRefused as exc:
+                self._script_refused_at = loop.time()
+                if refused is None:
+                    event(
+                        logging.INFO,
+                        "bullmq read-only script refused, reading with pipelined commands",
+                        check=self.spec.name,
+                        reason=str(exc),
+                    )
+            else:
+                self._script_refused_at = None
+                again = [t for t, o in zip(targets, outcomes, strict=True) if o is _AGAIN]
+                if again:
+                    # A key of the wrong type: the pipelined reads name it.
+                    redone, _ = await self._read_batches(again, now_ms, False)
+                    found = dict(zip(again, redone, strict=True))
+                    outcomes = [found[t] if o is _AGAIN else o
+                                for t, o in zip(targets, outcomes, strict=True)]  # fmt: skip
+                return outcomes, clients
+        pipelined, clients = await self._read_batches(targets, now_ms, with_clients)
+        return list(pipelined), clients
+
+    async def _script_batches(
+        self,
+        targets: Sequence[tuple[str, str]],
+        now_ms: int,
+        with_clients: bool,
+        lock_checks: int,
+    ) -> tuple[list[Any], Any]:
+        """One round trip: an ``EVALSHA_RO`` of :data:`SCRIPT` per BATCH_QUEUES queues (the
+        script sent whole in a second one when the server does not know it yet), each
+        batch parsed as soon as its rows are in. Outcomes per target: a :class:`_Read`, a
+        :class:`_Skip`, None (gone since discovery), the target itself (the same row as its
+        kept samples) or ``_AGAIN``. ``lock_checks``: per batch, for stalled jobs. Raises
+        :class:`_ScriptRefused` when the server refuses the script."""
+        from redis import exceptions as rexc
+
+        options = self.options
+        head = (
+            str(now_ms - int(options.schedule_grace * 1000)),
+            str(options.recent_jobs),
+            str(self._first_page),
+            "1" if options.counters in ("auto", "metrics") else "0",
+            str(lock_checks),
+        )
+        trip = _ScriptTrip(self, targets, with_clients)
+        await self._redis.execute_parts(
+            trip.parts(("EVALSHA_RO", SCRIPT_SHA, "0", *head)), trip.take
+        )
+        if trip.unknown and not trip.outcomes:
+            trip = _ScriptTrip(self, targets, with_clients)
+            await self._redis.execute_parts(trip.parts(("EVAL_RO", SCRIPT, "0", *head)), trip.take)
+        if trip.refusal is not None:
+            raise _ScriptRefused(first_line(trip.refusal))
+        if trip.unknown:
+            raise rexc.ResponseError("NOSCRIPT: the script cache was flushed during the scrape")
+        return trip.outcomes, trip.clients
+
+    def _script_args(self, batch: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+        """Per queue: key base, recent-jobs lower bound, events position (see SCRIPT)."""
+        args: list[str] = []
+        modes: list[str] = []
+        for target in batch:
+            mode = self._events_mode(target)
+            state = self._states.get(target)
+            if mode == "follow" and state is not None:
+                after = _after(state.stream_id or "0-0")
+            else:
+                after = "-" if mode == "position" else ""
+            args += (f"{target[0]}:{target[1]}:", _recent_bound(state), after)
+            modes.append(mode)
+        return args, modes
+
+    def _parse_rows(
+        self, batch: Sequence[tuple[str, str]], modes: list[str], rows: list[Any]
+    ) -> list[Any]:
+        outcomes: list[Any] = []
+        states = self._states
+        for target, mode, row in zip(batch, modes, rows, strict=True):
+            if row is None:
+                outcomes.append(_AGAIN)
+                continue
+            state = states.get(target)
+            if (
+                state is not None
+                and state.raw is not None
+                and row == state.raw
+                and state.samples is not None
+            ):
+                outcomes.append(target)  # the same row as the kept samples were made of
+                continue
+            try:
+                outcomes.append(self._read_of_row(target[0], target[1], row, mode))
+            except (TypeError, ValueError, IndexError, AttributeError) as exc:
+                # Not what the script answers: a broken or hostile server.
+                outcomes.append(
+                    _Skip(f"{target[0]}:{target[1]}: unexpected reply ({type(exc).__name__})")
+                )
+        return outcomes
+
+    def _read_of_row(self, prefix: str, queue: str, row: list[Any], mode: str) -> _Read | None:
+        """A :class:`_Read` from the script's row for one queue (layout: see SCRIPT)."""
+        (exists, paused, waiting, paused_jobs, active, delayed, prioritized, children,
+         done, failed, schedulers, overdue, stalled, completed_events, failed_events,
+         entries) = (int(number) for number in row[:16])  # fmt: skip
+        last_id, first_run, stamp, metric_completed, metric_failed = row[16:21]
+        completed = row[21:]
+        if not exists and not self.options.queues:
+            return None  # neither meta nor id: obliterated since discovery
+        state = self._states.get((prefix, queue))
+        if state is None:
+            state = self._states[(prefix, queue)] = _QueueState()
+        counts = {
+            "waiting": waiting, "paused": paused_jobs, "active": active, "delayed": delayed,
+            "prioritized": prioritized, "waiting-children": children, "completed": done,
+            "failed": failed,
+        }  # fmt: skip
+        millis = _int_or_none(stamp)
+        read = _Read(
+            prefix=prefix, queue=queue, exists=exists > 0, counts=counts, paused=paused > 0,
+            next_job=None,
+            metrics={"completed": _int_or_none(metric_completed),
+                     "failed": _int_or_none(metric_failed)},
+            schedulers=schedulers, next_run=float(first_run) / 1000.0 if first_run else None,
+            next_run_ms=float(first_run) if first_run else 0.0, overdue=overdue, active=[],
+            stalled=stalled, oldest=millis / 1000.0 if millis is not None and millis > 0 else None,
+            settled=True,
+        )  # fmt: skip
+        _take_completed(read, state, completed)
+        if mode == "position":
+            state.stream_id = last_id or "0-0"
+        elif mode == "follow":
+            read.finished["completed"] = completed_events
+            read.finished["failed"] = failed_events
+            read.last_id = last_id or None
+            read.events_more = entries == self._first_page
+        if mode != "position" and not entries and not read.completed_new:
+            read.raw = row
+        return read
 
     async def _discover(self, prefix: str) -> tuple[tuple[str, ...], bool]:
         """Queue names under ``prefix`` by SCAN (never KEYS), cached ``discovery_interval``."""
@@ -585,7 +952,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             state = self._states.get((prefix, queue))
             values: list[str] = []
             if recent:
-                values.append(state.recent_since if state is not None else "-inf")
+                values.append(_recent_bound(state))
             if mode == "follow" and state is not None:
                 values.append(_after(state.stream_id or "0-0"))
             template = templates[mode]
@@ -680,15 +1047,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             next_run_ms=float(first_run[1]) if first_run else 0.0,
             overdue=0, active=list(active),
         )  # fmt: skip
-        recent = state.recent
-        if len(completed) == 2 and recent and completed[0] == recent[-1][0]:
-            pass  # only the newest job already sampled: nothing finished since (usual)
-        elif completed:
-            known = {job for job, _, _ in recent}
-            # Newest first, as [id, score, id, score, ...]; the newest already sampled
-            # comes back too (its score is the lower bound): skip what is known.
-            pairs = zip(completed[0::2], completed[1::2], strict=True)
-            read.completed_new = [(str(j), str(f)) for j, f in pairs if j not in known][::-1]
+        _take_completed(read, state, completed)
         if mode == "position":
             entries = replies[position] or []
             state.stream_id = entries[0][0] if entries else "0-0"
@@ -742,7 +1101,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             budget -= len(read.active)
         busy = [r for r in reads if r.active]
         finished = [r for r in reads if r.completed_new]
-        scheduled = [r for r in reads if r.next_run is not None]
+        scheduled = [r for r in reads if r.next_run is not None and not r.settled]
         if not waiting and not busy and not finished and not scheduled:
             return
         # A run is overdue when due before this cut-off (ms); only a queue whose earliest
@@ -861,6 +1220,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             *read.counts.values(), read.paused, read.exists, read.stalled, read.schedulers,
             read.overdue, read.next_run, workers_now, read.oldest, recent, counters,
         )  # fmt: skip
+        state.raw, state.workers = read.raw, workers_now
         if state.samples is not None and values == state.written:
             out.extend(state.samples)
             return
@@ -868,6 +1228,21 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._write_samples(out, read, workers_now, recent, counters)
         state.written = values
         state.samples = out.samples[start:]
+
+    def _write_kept(
+        self, out: Sink, target: tuple[str, str], workers: dict[tuple[str, str], int] | None
+    ) -> None:
+        """A queue whose script row is the one its kept samples were written from."""
+        state = self._states[target]
+        workers_now = None if workers is None else workers.get(target, 0)
+        if workers_now == state.workers and state.samples is not None:
+            out.extend(state.samples)
+            return
+        # Only the worker count moved: the row (nothing pending in it) gives the rest.
+        assert state.raw is not None
+        read = self._read_of_row(target[0], target[1], state.raw, "none")
+        assert read is not None  # a kept row is of a queue that exists or is listed
+        self._write_queue(out, read, workers)
 
     def _write_samples(
         self,
@@ -928,6 +1303,29 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         if self._logged.get(target) != why:
             self._logged[target] = why
             event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1], reason=why)
+
+
+def _recent_bound(state: _QueueState | None) -> str:
+    """The lower bound of the recent-jobs read: after the newest job already sampled.
+
+    Exclusive, so a scrape in which no job finished reads nothing. A job whose finishedOn
+    equals that newest one's but which lands in the set after this scrape is not sampled,
+    as no job is whose finishedOn (the worker's clock) is older than that: the quantiles
+    are of the jobs seen finishing, not a census.
+    """
+    if state is None or state.recent_since == "-inf":
+        return "-inf"
+    return f"({state.recent_since}"
+
+
+def _take_completed(read: _Read, state: _QueueState, completed: list[Any]) -> None:
+    """Set ``read.completed_new`` from the recent-jobs read (newest first, as
+    [id, score, id, score, ...]; usually empty), skipping jobs already sampled (a job
+    completed again after a retry comes back with a newer score)."""
+    if completed:
+        known = {job for job, _, _ in state.recent}
+        pairs = zip(completed[0::2], completed[1::2], strict=True)
+        read.completed_new = [(str(j), str(f)) for j, f in pairs if j not in known][::-1]
 
 
 def _nearest_rank(ordered: list[float], q: float) -> float:

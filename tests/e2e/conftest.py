@@ -111,6 +111,17 @@ def drill_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     return Bundle(out)
 
 
+def generate_for_config(config: Path, out: Path) -> None:
+    """``bundle generate --config`` with the drill factor: the bundle a new user gets for
+    their own config (each check kind's default alerts), drilled."""
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter.bundle", "generate", "--config", str(config),
+         "--output", str(out), "--drill-factor", DRILL_FACTOR],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def load_profile(profile: str) -> dict[str, Any]:
     data = yaml.safe_load((REPO / "profiles" / f"{profile}.yml").read_text())
     assert isinstance(data, dict)

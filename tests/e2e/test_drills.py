@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tests.e2e.conftest import (
     Bundle,
     ServiceApp,
     TcpServer,
+    generate_for_config,
     load_profile,
 )
 from tests.e2e.stack import REPO, Delivery, Stack
@@ -244,6 +246,92 @@ async def test_redis_down_pages_and_inhibits_queue_alerts(
     fixed = time.monotonic()
     redis_server.start()
     record_timing("page resolved", await assert_resolved(stack, down, fixed, check="redis"))
+
+
+class Scheduler:
+    """tests/redis/bullmq_driver.py ``scheduled``: a real job scheduler and the worker
+    running it, kept up; ``ask`` sends one command line and returns its JSON answer."""
+
+    def __init__(self, python: Path, url: str, queue: str, every_ms: int) -> None:
+        self.process = subprocess.Popen(
+            [str(python), str(BULLMQ_DRIVER), "scheduled", url, "bull", queue, "poll-sources",
+             str(every_ms)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def ask(self, command: str, timeout: float = 60) -> dict[str, Any]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None
+        assert stdout is not None
+        stdin.write(command + "\n")
+        stdin.flush()
+        ready, _, _ = select.select([stdout], [], [], timeout)
+        line = stdout.readline() if ready else ""
+        assert line, f"bullmq_driver.py scheduled: no answer to {command!r}"
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+async def test_repeatable_job_removed_pages_schedulers_overdue(
+    stack: Stack,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    bullmq_python: Path,
+    record_timing: Any,
+) -> None:
+    """Drill 2b: a repeatable job's pending run is removed while its worker runs: the
+    schedule stays and never advances again. The bullmq kind's default SchedulersOverdue
+    alert (``bundle generate --config``: no profile has it) pages at the warning receiver
+    once the run is more than ``schedule_grace`` late, and resolves when the job scheduler
+    is upserted again (the worker runs it and it advances)."""
+    slug, grace = "scheduled-ingest", 3.0
+    check = {"name": "ingest-queue", "kind": "bullmq", "url": redis_server.url,
+             "queues": ["ingest"], "schedule_grace": f"{grace:g}s"}  # fmt: skip
+    config = tmp_path / f"{slug}.yml"
+    config.write_text(yaml.safe_dump({"checks": [check]}, sort_keys=False))
+    out = tmp_path / "bundle"
+    generate_for_config(config, out)
+    alertmanager = yaml.safe_load((out / "alertmanager" / "alertmanager.yml").read_text())
+    overdue = "IngestQueueSchedulersOverdue"
+    scheduler = Scheduler(bullmq_python, redis_server.url, "ingest", 2000)
+    try:
+        assert scheduler.ask("runs") == {"runs": 2}  # the worker runs it: it advances
+        await stack.start([check], [out / "rules" / f"{slug}.rules.yml"], alertmanager)
+        await stack.wait_scraped()
+        await stack.wait_series('bullmq_queue_schedulers{check="ingest-queue"} == 1')
+        await assert_not_firing(stack, overdue)
+
+        fault = time.monotonic()
+        removed = scheduler.ask("remove")
+        assert removed["removed"].startswith("repeat:poll-sources:")
+        page = await stack.webhook.wait_for(overdue, since=fault, queue="ingest")
+        # Not before the removed run was due plus the grace: the threshold is the grace.
+        assert time.time() >= removed["due"] / 1000 + grace
+        assert (page.receiver, page.path_receiver) == (f"{slug}-warning", f"{slug}-warning")
+        assert page.labels["severity"] == "warning"
+        assert page.labels["check"] == "ingest-queue"
+        record_timing("page", page.received_at - fault)
+        # The worker is connected and nothing waits: only the schedule is wrong.
+        for quiet in ("IngestQueueNoWorkers", "IngestQueueJobsStalled", "IngestQueueFailing"):
+            assert not stack.webhook.matching(quiet, "firing"), quiet
+
+        fixed = time.monotonic()
+        assert scheduler.ask("reschedule") == {"schedulers": 1}
+        resolved = await stack.webhook.wait_for(overdue, "resolved", since=fixed)
+        record_timing("page resolved", resolved.received_at - fixed)
+    finally:
+        scheduler.close()
 
 
 async def test_health_component_error_then_service_down(

@@ -12,41 +12,16 @@ Timings are drilled (``--drill-factor``); thresholds stay as generated.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import DRILL_FACTOR, ServiceApp, TcpServer
-from tests.e2e.stack import REPO, Stack
+from tests.e2e.conftest import ServiceApp, TcpServer, generate_for_config
+from tests.e2e.stack import Stack
 
 SLUG = "corner-shop"  # the file name of the user's config: the bundle's name
-
-
-def _generate(config: Path, out: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter.bundle",
-            "generate",
-            "--config",
-            str(config),
-            "--output",
-            str(out),
-            "--drill-factor",
-            DRILL_FACTOR,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 async def test_new_user_config_pages_for_real_faults(
@@ -87,7 +62,7 @@ async def test_new_user_config_pages_for_real_faults(
     config = tmp_path / f"{SLUG}.yml"
     config.write_text(yaml.safe_dump({"checks": checks}, sort_keys=False))
     out = tmp_path / "bundle"
-    _generate(config, out)
+    generate_for_config(config, out)
     rules = [out / "rules" / f"{SLUG}.rules.yml", out / "rules" / "runbook-exporter.rules.yml"]
     alertmanager = yaml.safe_load((out / "alertmanager" / "alertmanager.yml").read_text())
     await stack.start(checks, rules, alertmanager)

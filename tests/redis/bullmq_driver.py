@@ -31,6 +31,14 @@ venv does not have).
                                                  bench writes the same plan directly)
     bullmq_driver.py schedule URL PREFIX QUEUE ID EVERY_MS
                                                  upsertJobScheduler; its getJobSchedulers()
+    bullmq_driver.py scheduled URL PREFIX QUEUE ID EVERY_MS
+                                                 a job scheduler and a worker running it,
+                                                 until stdin closes; one JSON line per
+                                                 stdin line: "runs" once it ran twice,
+                                                 "remove" its pending run removed by hand
+                                                 right after a run (the package refuses to
+                                                 remove a scheduler's job), "reschedule"
+                                                 upserted again
 """
 
 from __future__ import annotations
@@ -326,6 +334,55 @@ async def schedule(url: str, prefix: str, name: str, scheduler: str, every: int)
         await queue.close()
 
 
+# A scheduler's pending run (the package names it repeat:<scheduler>:<due ms>) removed the
+# way redis-cli would, in one step: the scheduler entry stays, nothing advances it again.
+REMOVE_PENDING = """
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local id = 'repeat:' .. ARGV[1] .. ':' .. due
+redis.call('ZREM', KEYS[2], id)
+redis.call('DEL', KEYS[3] .. id)
+return {id, due}
+"""
+
+
+async def scheduled(url: str, prefix: str, name: str, scheduler: str, every: int) -> None:
+    """A job scheduler and the worker running it, driven line by line from stdin."""
+    queue = Queue(name, opts(url, prefix))
+    runs = asyncio.Queue[int]()
+
+    async def process(job: Any, token: Any) -> Any:
+        return {"polled": 1}
+
+    loop = asyncio.get_running_loop()
+    worker = Worker(name, process, opts(url, prefix))
+    worker.on("completed", lambda *_: runs.put_nowait(1))
+    try:
+        await queue.upsertJobScheduler(scheduler, {"every": every})
+        while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+            answer: dict[str, Any]
+            if line == "runs":
+                for _ in range(2):
+                    await asyncio.wait_for(runs.get(), 60)
+                answer = {"runs": 2}
+            elif line == "remove":
+                while not runs.empty():
+                    runs.get_nowait()
+                await asyncio.wait_for(runs.get(), 60)  # the next run is a period away
+                keys = [f"{prefix}:{name}:{k}" for k in ("repeat", "delayed", "")]
+                job, due = await queue.client.eval(REMOVE_PENDING, 3, *keys, scheduler)
+                text = job.decode() if isinstance(job, bytes) else str(job)
+                answer = {"removed": text, "due": int(due)}
+            elif line == "reschedule":
+                await queue.upsertJobScheduler(scheduler, {"every": every})
+                answer = {"schedulers": len(await queue.getJobSchedulers())}
+            else:
+                answer = {"error": f"unknown command {line}"}
+            print(json.dumps(answer), flush=True)
+    finally:
+        await worker.close(force=True)
+        await queue.close()
+
+
 async def _result(command: str, url: str, prefix: str, rest: list[str]) -> dict[str, Any]:
     """Run a command that ends with one result; its fields for the JSON line."""
     if command == "populate":
@@ -360,6 +417,9 @@ def main(argv: list[str]) -> None:
         return
     if command == "serve":
         asyncio.run(serve(url, prefix, rest[0]))
+        return
+    if command == "scheduled":
+        asyncio.run(scheduled(url, prefix, rest[0], rest[1], int(rest[2])))
         return
     result = asyncio.run(_result(command, url, prefix, rest))
     print(json.dumps({"bullmq": version, "pid": os.getpid(), **result}), flush=True)
