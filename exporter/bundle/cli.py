@@ -235,8 +235,7 @@ def run_tests(args: argparse.Namespace) -> int:
 def _mutate(promtool: str, directory: Path) -> int:
     import tempfile
 
-    from exporter.bundle.guards import guards
-    from exporter.bundle.mutations import mutations, survivors
+    from exporter.bundle.mutations import counts, mutations, survivors
     from exporter.bundle.profile import load_profiles
 
     try:
@@ -248,8 +247,7 @@ def _mutate(promtool: str, directory: Path) -> int:
     mutants = mutations(profiles)
     with tempfile.TemporaryDirectory(prefix="bundle-mutants-") as scratch:
         survived = survivors(promtool, mutants, Path(scratch))
-    alerts = sum(len(p.alerts) for p in profiles)
-    guarded = sum(len(guards(p)) for p in profiles)
+    alerts, guarded = counts(profiles)
     print(
         f"{len(mutants)} mutants of {alerts} alerts and {guarded} missing-data guards: "
         f"{len(survived)} survived"

@@ -577,20 +577,39 @@ def _default_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
             "exp_alerts": [_expected(profile, alert, labels, fire_value)],
         }
     )
-    return [
+    from exporter.bundle.promtests import OTHER_SYSTEM
+    from exporter.bundle.render import threshold_text
+
+    shown = threshold_text(alert)
+    silent = [{"eval_time": quiet_at, "alertname": alert.name, "exp_alerts": []}]
+    tests = [
         {
-            "name": f"{alert.name}: quiet at {alert.op} {alert.threshold_text} not crossed",
+            "name": f"{alert.name}: quiet just short of {shown}",
             "interval": format_duration(STEP),
             "input_series": inputs("quiet"),
-            "alert_rule_test": [{"eval_time": quiet_at, "alertname": alert.name, "exp_alerts": []}],
+            "alert_rule_test": silent,
         },
         {
-            "name": f"{alert.name}: fires once for elapses past {alert.threshold_text}",
+            "name": f"{alert.name}: fires past {shown} once for elapses",
             "interval": format_duration(STEP),
             "input_series": inputs("fire"),
             "alert_rule_test": checks,
         },
     ]
+    system = profile.selector_system
+    if system:
+        # Isolation: the same fault in another system's series never fires this one.
+        own, other = f'system="{system}"', f'system="{OTHER_SYSTEM}"'
+        elsewhere = [{**i, "series": i["series"].replace(own, other)} for i in inputs("fire")]
+        tests.append(
+            {
+                "name": f"{alert.name}: quiet while only another system is past {shown}",
+                "interval": format_duration(STEP),
+                "input_series": elsewhere + inputs("quiet"),
+                "alert_rule_test": silent,
+            }
+        )
+    return tests
 
 
 def _failing_name(profile: Profile, check: CheckSpec[Any]) -> Generated | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from exporter.bundle.guards import guards
 from exporter.bundle.profile import Alert, Profile, number
 from exporter.bundle.promtests import STEP, tests_of
 from exporter.bundle.rules import all_alerts, rules_file
@@ -116,6 +117,17 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
             for kind, what, changed in changes
         )
     return out
+
+
+def counts(profiles: Sequence[Profile]) -> tuple[int, int]:
+    """(alerts with a threshold, missing-data guards) over ``profiles``: the guards are
+    guards.py's and the generated NoData/Absent alerts, which get the ``for`` mutant only."""
+    alerts = guarded = 0
+    for profile in profiles:
+        own = sum(_is_guard(profile, a) for a in profile.alerts)
+        alerts += len(profile.alerts) - own
+        guarded += own + len(guards(profile))
+    return alerts, guarded
 
 
 def mutations(profiles: Sequence[Profile]) -> list[Mutation]:

@@ -110,8 +110,9 @@ def test_generated_alerts_pass_their_promtool_tests(tmp_path: Path, system: str)
     slug = bundle.profile.slug
     checked = _promtool("check", "rules", f"rules/{slug}.rules.yml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = _promtool("test", "rules", f"{slug}.test.yml", cwd=tmp_path / "rules" / "tests")
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    if system:  # without one, the example bundle's tests run (tests/test_readme.py)
+        tested = _promtool("test", "rules", f"{slug}.test.yml", cwd=tmp_path / "rules" / "tests")
+        assert tested.returncode == 0, tested.stdout + tested.stderr
     rules = yaml.safe_load(files[f"rules/{slug}.rules.yml"])["groups"][0]["rules"]
     for rule in rules:  # every selector names the check (and the system when given)
         for check in re.findall(r'check="([^"]*)"', rule["expr"]):

@@ -16,9 +16,10 @@ import promql_parser
 import pytest
 import yaml
 
+from exporter.bundle.defaults import SOURCE
 from exporter.bundle.guards import guards
 from exporter.bundle.known import EXTERNAL_METRICS
-from exporter.bundle.mutations import FOR_LONGER, THRESHOLD_MOVES, mutations, survivors
+from exporter.bundle.mutations import FOR_LONGER, THRESHOLD_MOVES, counts, mutations, survivors
 from exporter.bundle.profile import Profile
 from exporter.bundle.promtests import expected_annotations, longest_range, promtool_tests
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
@@ -94,13 +95,12 @@ def test_every_mutant_of_every_alert_fails_its_tests(
     firing side, and its `for` one evaluation longer each fail its promtool tests. One
     promtool call for all mutants; the counts and the time are printed (pytest -rA)."""
     mutants = mutations(profiles)
-    alerts = sum(len(p.alerts) for p in profiles)
-    guarded = sum(len(guards(p)) for p in profiles)
+    alerts, guarded = counts(profiles)
     kinds = {kind: sum(m.kind == kind for m in mutants) for kind, *_ in THRESHOLD_MOVES}
     kinds[FOR_LONGER] = sum(m.kind == FOR_LONGER for m in mutants)
     # Every alert gets every mutant but the firing-side move of a `!=` alert; every
     # missing-data guard the `for` mutant.
-    unequal = sum(a.op == "!=" for p in profiles for a in p.alerts)
+    unequal = sum(a.op == "!=" for p in profiles for a in p.alerts if a.guarded is None)
     assert kinds["threshold 5% toward quiet"] == alerts
     assert kinds[FOR_LONGER] == alerts + guarded
     assert kinds["threshold 1% toward firing"] == alerts - unequal
@@ -122,14 +122,13 @@ def test_a_loose_test_lets_its_mutant_survive(profiles: list[Profile], tmp_path:
     threshold moved 5 % toward them."""
     profile = next(p for p in profiles if p.slug == "smart-city")
     alert = profile.alert("DiskFilling")
-    loose = replace(
-        alert.test,
-        series=(
-            replace(alert.test.series[0], quiet="(1 - threshold * 0.5) * 1000000000"),
-            *alert.test.series[1:],
-        ),
+    size, avail = alert.test.series  # the disk kind's inputs: size 1000, avail below it
+    loose = replace(alert.test, series=(size, replace(avail, quiet="1000 - threshold * 500")))
+    item = next(g for g in profile.generated if g.alert.name == alert.name)
+    loose_alert = replace(alert, test=loose)
+    loosened = replace(
+        profile, alerts=(loose_alert,), generated=(replace(item, alert=loose_alert),)
     )
-    loosened = replace(profile, alerts=(replace(alert, test=loose),))
     mutants = [m for m in mutations([loosened]) if m.kind != "threshold 1% toward firing"]
     survived = survivors(_promtool(), mutants, tmp_path)
     assert [(m.alert, m.kind) for m in survived] == [
@@ -178,7 +177,9 @@ def test_rules_use_only_declared_metrics(profiles: list[Profile]) -> None:
         for alert in profile.alerts:
             names = metric_names(alert.expr())
             assert names, alert.name
-            if alert.exporter.startswith("runbook-exporter"):  # its own or the defaults
+            if alert.exporter == SOURCE:  # the kinds' defaults; Absent reads Prometheus' up
+                unknown = names - EXPORTER_METRICS - EXTERNAL_METRICS["prometheus"]
+            elif alert.exporter == "runbook-exporter":
                 unknown = names - EXPORTER_METRICS
             else:
                 job = next(e for e in profile.exporters if e.job == alert.exporter)
@@ -272,12 +273,12 @@ def test_two_systems_in_one_prometheus_page_only_the_faulty_one(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_service_label_ties_a_down_job_to_its_health_check(
+def test_check_label_ties_a_down_job_to_its_health_check(
     profiles: list[Profile], bundle: Path, tmp_path: Path
 ) -> None:
-    """The `service` label the inhibitions require equal (docs/bundle.md): face-recognition's
-    job face-recognition-service and its health check face-recognition both carry
-    service="face-recognition" (label_replace in each query), as promtool evaluates them."""
+    """The label the inhibition requires equal (docs/bundle.md): face-recognition's job
+    face-recognition-service (ServiceDown's label_replace) and its health check both carry
+    check="face-recognition", as promtool evaluates them."""
     promtool = _promtool()
     profile = next(p for p in profiles if p.slug == "face-recognition")
     system = f'system="{profile.system}"'
@@ -301,14 +302,14 @@ def test_service_label_ties_a_down_job_to_its_health_check(
     for short, labels in (
         ("ServiceDown", {"job": "face-recognition-service", "instance": "fr:8000"}),
         (
-            "HealthCheckFailed",
-            {"check": "face-recognition", "instance": "exporter:9711", "job": "runbook-exporter"},
+            "FaceServiceHealthCheckNotOk",
+            {"instance": "exporter:9711", "job": "runbook-exporter"},
         ),
     ):
         alert = profile.alert(short)
         exp = {
             **labels,
-            "service": "face-recognition",
+            "check": "face-recognition",
             "system": profile.system,
             **alert_labels(profile, alert),
         }
