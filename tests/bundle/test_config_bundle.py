@@ -145,7 +145,7 @@ def test_every_kind_default_is_generated_with_firing_and_missing_data_tests() ->
                 and g.role == "default"
             )
             expected.append(name)
-            assert any(n.startswith(f"{name}: fires once") for n in names), name
+            assert any(n.startswith(f"{name}: fires past") for n in names), name
             assert any(n.startswith(f"{name}: quiet") for n in names), name
             # missing data: the check failing pages through its failing alert, and a
             # vanished series through a guard naming this alert
