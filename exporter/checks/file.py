@@ -17,7 +17,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from exporter.alerting import DefaultAlert, Panel, TestInput, stale
+from exporter.alerting import DefaultAlert, Panel, TestInput, dropped, stale
 from exporter.checks._blocking import OffLoop
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.families import FRESHNESS
@@ -209,15 +209,9 @@ KIND = Kind(
             reads="file_matches{$sel}",
             test=(TestInput("file_matches{$sel}", "gauge", "threshold + 1", "threshold"),),
         ),
-        DefaultAlert(
-            key="size_drop",
-            name="SizeDropped",
-            query="file_size_bytes{$sel} / max_over_time(file_size_bytes{$sel}[1d])",
-            op="<",
+        dropped(
+            "file_size_bytes{$sel}",
             threshold=0.5,
-            unit="ratio",
-            for_=0.0,
-            severity="warning",
             summary="{{ $labels.check }} is {value} of its largest size of the last day "
             "(warn below {threshold})",
             description=(
@@ -228,9 +222,6 @@ KIND = Kind(
                 "Compare the newest file with the previous one (size, line or row count).",
                 "Check the writer's log for errors during the last run; rerun it.",
             ),
-            reads="file_size_bytes{$sel}",
-            test=(TestInput("file_size_bytes{$sel}", "drop", "threshold", "threshold - 0.01"),),
-            settle=600.0,
         ),
         DefaultAlert(
             key="too_many",

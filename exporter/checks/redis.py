@@ -47,6 +47,11 @@ RDB_LAST_SAVE_TIME = Family(
     "Unix time of the last successful RDB save.",
     past_time=True,
 )
+RDB_CHANGES = Family(
+    "redis_rdb_changes_since_last_save",
+    "gauge",
+    "Writes since the last successful RDB save: what a restart without AOF would lose.",
+)
 AOF_ENABLED = Family("redis_aof_enabled", "gauge", "1 when the append-only file is enabled.")
 AOF_LAST_WRITE_SUCCESS = Family(
     "redis_aof_last_write_success", "gauge", "1 when the last write to the AOF succeeded."
@@ -77,6 +82,7 @@ _NUMBERS = (
     (REJECTED_CONNECTIONS, "rejected_connections"),
     (EVICTED_KEYS, "evicted_keys"),
     (RDB_LAST_SAVE_TIME, "rdb_last_save_time"),
+    (RDB_CHANGES, "rdb_changes_since_last_save"),
     (AOF_ENABLED, "aof_enabled"),
     (UPTIME, "uptime_in_seconds"),
 )
@@ -183,6 +189,7 @@ KIND = Kind(
         EVICTED_KEYS,
         RDB_LAST_BGSAVE_SUCCESS,
         RDB_LAST_SAVE_TIME,
+        RDB_CHANGES,
         AOF_ENABLED,
         AOF_LAST_WRITE_SUCCESS,
         AOF_LAST_REWRITE_SUCCESS,
@@ -317,6 +324,48 @@ KIND = Kind(
             reads="redis_aof_enabled{$sel}",
             test=(TestInput("redis_aof_enabled{$sel}", "gauge", "threshold + 1", "threshold"),),
             on=False,
+        ),
+        DefaultAlert(
+            key="unsaved_changes",
+            name="NotPersisted",
+            # Neither persistence is protecting the writes: AOF is off and the last good
+            # snapshot is old while writes have happened since (an idle server with an
+            # old snapshot loses nothing, so changes must be > 0).
+            # (and/unless keep the left side's value, the save time, and bind looser
+            # than the comparison the generator appends: hence the outer parentheses.)
+            query="time() - (redis_rdb_last_save_timestamp_seconds{$sel} "
+            "and (redis_rdb_changes_since_last_save{$sel} > 0) "
+            "unless (redis_aof_enabled{$sel} == 1))",
+            op=">",
+            threshold=2 * 3600.0,
+            unit="seconds",
+            for_=300.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }}: writes since a snapshot {value} old and no "
+            "AOF (limit {threshold})",
+            description=(
+                "Neither persistence covers the latest writes: the append-only file is "
+                "off and no RDB snapshot succeeded for longer than the limit although "
+                "data changed. A restart now loses them (queued jobs, schedules). The "
+                "default save points snapshot within an hour of any change."
+            ),
+            steps=(
+                "redis-cli INFO persistence: rdb_last_bgsave_status, "
+                "rdb_changes_since_last_save, aof_enabled.",
+                "redis-cli CONFIG GET save / appendonly: turn persistence on as the "
+                "runbook says (appendonly yes, or save points), then BGSAVE once.",
+            ),
+            reads="redis_rdb_last_save_timestamp_seconds{$sel}",
+            test=(
+                TestInput(
+                    "redis_rdb_last_save_timestamp_seconds{$sel}",
+                    "age",
+                    "threshold",
+                    "threshold * 1.01",
+                ),
+                TestInput("redis_rdb_changes_since_last_save{$sel}", "gauge", "5", "5"),
+                TestInput("redis_aof_enabled{$sel}", "gauge", "0", "0"),
+            ),
         ),
     ),
     panels=(

@@ -32,7 +32,12 @@ EXAMPLE_BUNDLE = ROOT / "examples" / "my-system"
 # to the checks, as the README shows.
 CONFIG: dict[str, Any] = {
     "checks": [
-        {"name": "api-health", "kind": "http", "url": "http://127.0.0.1:9/health"},
+        {
+            "name": "api-health",
+            "kind": "http",
+            "url": "http://127.0.0.1:9/health",
+            "alerts": {"value": {"above": 5000}, "value_drop": {"below": 0.9}},
+        },
         {"name": "mqtt_port", "kind": "tcp", "address": "127.0.0.1:1883"},
         {
             "name": "orders.db",
