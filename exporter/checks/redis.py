@@ -56,6 +56,26 @@ AOF_ENABLED = Family("redis_aof_enabled", "gauge", "1 when the append-only file 
 AOF_LAST_WRITE_SUCCESS = Family(
     "redis_aof_last_write_success", "gauge", "1 when the last write to the AOF succeeded."
 )
+AOF_CURRENT_SIZE = Family(
+    "redis_aof_current_size_bytes", "gauge", "Size of the append-only file now (AOF on only)."
+)
+AOF_BASE_SIZE = Family(
+    "redis_aof_base_size_bytes",
+    "gauge",
+    "Size of the AOF at the last rewrite or start (AOF on only); auto-aof-rewrite-percentage "
+    "grows from here.",
+)
+AOF_DELAYED_FSYNC = Family(
+    "redis_aof_delayed_fsync_total",
+    "counter",
+    "Times an appendfsync everysec fsync was still running after 2 s (the disk lags).",
+)
+MAXMEMORY_POLICY = Family(
+    "redis_maxmemory_policy_info",
+    "gauge",
+    "The maxmemory-policy (noeviction, allkeys-lru...); always 1.",
+    ("policy",),
+)
 AOF_LAST_REWRITE_SUCCESS = Family(
     "redis_aof_last_rewrite_success", "gauge", "1 when the last AOF rewrite succeeded."
 )
@@ -84,6 +104,9 @@ _NUMBERS = (
     (RDB_LAST_SAVE_TIME, "rdb_last_save_time"),
     (RDB_CHANGES, "rdb_changes_since_last_save"),
     (AOF_ENABLED, "aof_enabled"),
+    (AOF_CURRENT_SIZE, "aof_current_size"),
+    (AOF_BASE_SIZE, "aof_base_size"),
+    (AOF_DELAYED_FSYNC, "aof_delayed_fsync"),
     (UPTIME, "uptime_in_seconds"),
 )
 # (family, INFO field): 1 when the field says "ok".
@@ -150,6 +173,9 @@ def write_info(out: Sink, info: Mapping[str, Any]) -> None:
     for family, field in _STATUSES:
         if field in info:
             out.add(family, 1.0 if str(info[field]) == "ok" else 0.0)
+    policy = str(info.get("maxmemory_policy", ""))
+    if policy:
+        out.add(MAXMEMORY_POLICY, 1, policy=policy)
     role = str(info.get("role", ""))
     if role:
         out.add(ROLE_INFO, 1, role="replica" if role in ("slave", "replica") else role)
@@ -193,6 +219,10 @@ KIND = Kind(
         AOF_ENABLED,
         AOF_LAST_WRITE_SUCCESS,
         AOF_LAST_REWRITE_SUCCESS,
+        AOF_CURRENT_SIZE,
+        AOF_BASE_SIZE,
+        AOF_DELAYED_FSYNC,
+        MAXMEMORY_POLICY,
         ROLE_INFO,
         SERVER_INFO,
         UPTIME,
@@ -324,6 +354,63 @@ KIND = Kind(
             reads="redis_aof_enabled{$sel}",
             test=(TestInput("redis_aof_enabled{$sel}", "gauge", "threshold + 1", "threshold"),),
             on=False,
+        ),
+        DefaultAlert(
+            key="aof_rewrite_failing",
+            name="AofRewriteFailing",
+            query="redis_aof_last_rewrite_success{$sel}",
+            op="==",
+            threshold=0,
+            unit="bool",
+            for_=600.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }}: the last append-only-file rewrite failed",
+            description=(
+                "Without rewrites the AOF only grows (auto-aof-rewrite-percentage and "
+                "-min-size no longer take effect): the disk fills and a restart replays "
+                "all of it."
+            ),
+            steps=(
+                "Read the Redis log for the rewrite error (disk full, fork failed for memory).",
+                "Fix it, then redis-cli BGREWRITEAOF and watch aof_last_bgrewrite_status.",
+            ),
+            reads="redis_aof_last_rewrite_success{$sel}",
+            test=(
+                TestInput(
+                    "redis_aof_last_rewrite_success{$sel}", "gauge", "threshold + 1", "threshold"
+                ),
+            ),
+        ),
+        DefaultAlert(
+            key="evictions",
+            name="KeysEvicted",
+            query="increase(redis_evicted_keys_total{$sel}[15m])",
+            op=">",
+            threshold=None,
+            unit="count",
+            for_=0.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }} evicted {value} keys in 15 minutes "
+            "(limit {threshold})",
+            description=(
+                "Redis is at maxmemory and drops keys by its policy. For a cache that is "
+                "expected; for BullMQ queues (which need noeviction) it loses jobs."
+            ),
+            steps=(
+                "redis-cli INFO memory (used_memory, maxmemory_policy) and --bigkeys.",
+                "Raise maxmemory, trim what grows, or move queues to a noeviction server.",
+            ),
+            reads="redis_evicted_keys_total{$sel}",
+            test=(
+                # Just past the threshold (5 % of it would already be quiet), also at 0.
+                TestInput(
+                    "redis_evicted_keys_total{$sel}",
+                    "jump",
+                    "threshold",
+                    "threshold * 1.01 + 0.01",
+                ),
+            ),
+            settle=900.0,
         ),
         DefaultAlert(
             key="unsaved_changes",

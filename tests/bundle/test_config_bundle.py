@@ -63,7 +63,12 @@ CONFIG: dict[str, Any] = {
                 "paused": False,
             },
         },
-        {"name": "cache", "kind": "redis", "url": "redis://127.0.0.1:6379/1"},
+        {
+            "name": "cache",
+            "kind": "redis",
+            "url": "redis://127.0.0.1:6379/1",
+            "alerts": {"evictions": {"above": 10}},
+        },
         {
             "name": "engine",
             "kind": "sqlite",
