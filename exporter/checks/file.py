@@ -35,6 +35,13 @@ MATCHES = Family(
     "Entries of the check's type (regular files unless type says otherwise) matching the "
     "glob; for a path, 1 when it exists as that type and 0 when not.",
 )
+OLDEST = Family(
+    "file_oldest_timestamp_seconds",
+    "gauge",
+    "mtime of the oldest entry matching the glob (globs only): whether pruning keeps the "
+    "retention the runbook names.",
+    past_time=True,
+)
 
 # What an entry may be: a regular file, a directory, or either.
 TYPES = ("file", "directory", "any")
@@ -56,6 +63,7 @@ class _Found:
     mtime: float
     size: int
     problem: str = ""  # why a path that exists does not count (the wrong type)
+    oldest: float = 0.0  # mtime of the oldest match (globs only)
 
 
 def parse(reader: Reader) -> FileOptions:
@@ -131,6 +139,7 @@ def _stat_path(path: str, wanted: str, max_entries: int) -> _Found:
 def _newest(pattern: str, wanted: str, max_entries: int) -> _Found:
     matches = 0
     newest: tuple[str, os.stat_result] | None = None
+    oldest = 0.0
     for name in glob.iglob(pattern, recursive=True):
         try:
             info = os.stat(name)
@@ -141,12 +150,15 @@ def _newest(pattern: str, wanted: str, max_entries: int) -> _Found:
         matches += 1
         if newest is None or info.st_mtime > newest[1].st_mtime:
             newest = (name, info)
+        if matches == 1 or info.st_mtime < oldest:
+            oldest = info.st_mtime
     if newest is None:
         return _Found(matches=0, mtime=0.0, size=0)
     name, info = newest
     # Only the newest entry's size is computed: a directory walk per match would grow
     # with the retention (30 daily backups), not with what is reported.
-    return _Found(matches=matches, mtime=info.st_mtime, size=_size(name, info, max_entries))
+    size = _size(name, info, max_entries)
+    return _Found(matches=matches, mtime=info.st_mtime, size=size, oldest=oldest)
 
 
 class FileProbe(BaseProbe[FileOptions]):
@@ -164,6 +176,7 @@ class FileProbe(BaseProbe[FileOptions]):
             out.add(MATCHES, found.matches)
             if found.matches == 0:
                 raise CheckFailed(f"no {_what(options.type)} matches {options.glob}")
+            out.add(OLDEST, found.oldest)
         else:
             assert options.path is not None  # parse guarantees path or glob
             found = await self._off_loop.run(
@@ -182,7 +195,7 @@ KIND = Kind(
     "matching a glob.",
     parse=parse,
     probe=FileProbe,
-    families=(FRESHNESS, SIZE, MATCHES),
+    families=(FRESHNESS, SIZE, MATCHES, OLDEST),
     target="path",
     alerts=(
         # A daily job (backup, export) plus two hours of grace.
@@ -240,6 +253,32 @@ KIND = Kind(
             steps=("List the matching files oldest first; check the pruning step's log.",),
             reads="file_matches{$sel}",
             test=(TestInput("file_matches{$sel}", "gauge", "threshold", "threshold + 1"),),
+        ),
+        DefaultAlert(
+            key="retention",
+            name="RetentionExceeded",
+            query="time() - file_oldest_timestamp_seconds{$sel}",
+            op=">",
+            threshold=None,
+            unit="seconds",
+            for_=3600.0,
+            severity="info",
+            summary="the oldest match of {{ $labels.check }} is {value} old "
+            "(retention {threshold})",
+            description=(
+                "Pruning stopped: entries older than the retention are still there (the "
+                "cleanup step failed or was removed), so the volume keeps filling."
+            ),
+            steps=(
+                "List the matches oldest first (ls -ltr) and read the cleanup step's log.",
+                "Run the cleanup by hand, then fix it in the backup script or cron.",
+            ),
+            reads="file_oldest_timestamp_seconds{$sel}",
+            test=(
+                TestInput(
+                    "file_oldest_timestamp_seconds{$sel}", "age", "threshold", "threshold * 1.01"
+                ),
+            ),
         ),
     ),
     panels=(

@@ -50,7 +50,10 @@ CONFIG: dict[str, Any] = {
             "name": "nightly-backup",
             "kind": "file",
             "glob": "/var/backups/*.gz",
-            "alerts": {"stale": {"above": "25h", "for": "15m", "severity": "critical"}},
+            "alerts": {
+                "stale": {"above": "25h", "for": "15m", "severity": "critical"},
+                "retention": {"above": "31d"},
+            },
         },
         {"name": "data", "kind": "disk", "path": "/"},
         {

@@ -28,6 +28,7 @@ async def test_path_reports_mtime_and_size(tmp_path: Path) -> None:
     assert value(result, "freshness_timestamp_seconds", item=str(latest)) == T0 + 0.5
     assert value(result, "file_size_bytes") == 4321
     assert value(result, "file_matches") == 1
+    assert values(result, "file_oldest_timestamp_seconds") == {}  # a glob's only
 
 
 async def test_export_that_shrinks_and_ages_is_seen_on_the_next_run(tmp_path: Path) -> None:
@@ -67,6 +68,8 @@ async def test_glob_picks_the_newest_backup_and_counts_matches(tmp_path: Path) -
     assert value(result, "file_matches") == 4
     assert value(result, "file_size_bytes") == 777
     assert value(result, "freshness_timestamp_seconds", item="nightly-backup") == T0 + 10 * DAY
+    # The oldest match, for retention ("keep 30 days"): not the notes, not the directory.
+    assert value(result, "file_oldest_timestamp_seconds") == T0 + DAY
 
 
 async def test_recursive_glob(tmp_path: Path) -> None:
@@ -87,6 +90,7 @@ async def test_glob_without_matches_fails_and_counts_zero(tmp_path: Path) -> Non
     assert result.error == f"no regular file matches {pattern}"
     assert value(result, "file_matches") == 0
     assert values(result, "file_size_bytes") == {}
+    assert values(result, "file_oldest_timestamp_seconds") == {}
 
 
 @pytest.mark.parametrize(
@@ -145,6 +149,7 @@ async def test_directory_backups_newest_by_mtime_sized_by_their_files(tmp_path: 
     both = await run_check({**check, "type": "any"})
     assert value(both, "file_matches") == 3
     assert value(both, "freshness_timestamp_seconds", item=pattern) == T0 + 2 * DAY
+    assert value(both, "file_oldest_timestamp_seconds") == T0
 
 
 async def test_directory_glob_without_directories_fails_and_counts_zero(tmp_path: Path) -> None:
