@@ -61,7 +61,7 @@ CONFIG: dict[str, Any] = {
             "kind": "bullmq",
             "url": "redis://127.0.0.1:6379/0",
             "alerts": {
-                "failed_jobs": {"above": 0, "for": "15m"},
+                "failed_jobs": {"above": 3, "for": "15m"},
                 "oldest_waiting_age": {"above": "10m"},
                 "paused": False,
             },
