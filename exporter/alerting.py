@@ -250,6 +250,7 @@ def dropped(
     labels: tuple[tuple[str, str], ...] = (),
     key: str = "size_drop",
     name: str = "SizeDropped",
+    scope: str = "",
 ) -> DefaultAlert:
     """A value fell below ``threshold`` times its own largest of the last day: a backup
     or export that shrank, a record count that declined. ``series`` is the selector with
@@ -273,6 +274,7 @@ def dropped(
         test=(TestInput(selected, "drop", "threshold", "threshold - 0.01"),),
         labels=labels,
         settle=600.0,
+        scope=scope,
     )
 
 

@@ -916,6 +916,7 @@ KIND = Kind(
                 ),
             ),
             labels=(("item", "x"), ("field", "f")),
+            scope="item",
         ),
         dropped(
             "http_json_value{$sel}",
@@ -923,6 +924,7 @@ KIND = Kind(
             name="ValueDropped",
             threshold=None,
             labels=(("item", "x"), ("field", "f")),
+            scope="item",
             summary="{{ $labels.item }} {{ $labels.field }} of {{ $labels.check }} is {value} "
             "of its largest of the last day (warn below {threshold})",
             description=(
