@@ -381,6 +381,73 @@ KIND = Kind(
                 ),
             ),
         ),
+        # appendfsync everysec and auto-aof-rewrite-* (Redis' defaults: 100 %, 64mb):
+        # proposed for a runbook that writes them down, off otherwise.
+        DefaultAlert(
+            key="aof_fsync_delayed",
+            name="AofFsyncDelayed",
+            query="increase(redis_aof_delayed_fsync_total{$sel}[15m])",
+            op=">",
+            threshold=0,
+            unit="count",
+            for_=0.0,
+            severity="info",
+            summary="Redis {{ $labels.check }}: {value} AOF fsyncs ran late in 15 minutes",
+            description=(
+                "With appendfsync everysec an fsync still running after 2 s delays writes: "
+                "the disk under the AOF cannot keep up, and up to 2 s of writes are at risk."
+            ),
+            steps=("iostat -x 5 on the AOF's disk; look for other writers (backups, logs).",),
+            reads="redis_aof_delayed_fsync_total{$sel}",
+            test=(
+                TestInput(
+                    "redis_aof_delayed_fsync_total{$sel}",
+                    "jump",
+                    "threshold",
+                    "threshold * 1.01 + 0.01",
+                ),
+            ),
+            settle=900.0,
+            on=False,
+        ),
+        DefaultAlert(
+            key="aof_not_rewritten",
+            name="AofNotRewritten",
+            # Grown past `threshold` times its size after the last rewrite and past 64 MiB
+            # (auto-aof-rewrite-min-size) without a rewrite; the outer parentheses make the
+            # generator's comparison apply to the ratio, not to the size filter.
+            query="((redis_aof_current_size_bytes{$sel} / "
+            "clamp_min(redis_aof_base_size_bytes{$sel}, 1)) "
+            "and (redis_aof_current_size_bytes{$sel} > 67108864))",
+            op=">",
+            threshold=2,
+            unit="ratio",
+            for_=3600.0,
+            severity="info",
+            summary="Redis {{ $labels.check }}: the AOF is {value} of its size after the last "
+            "rewrite (rewrites at {threshold})",
+            description=(
+                "auto-aof-rewrite-percentage 100 should have rewritten the AOF by now: "
+                "rewrites are off, failing or blocked, and the file and restart time grow."
+            ),
+            steps=(
+                "redis-cli INFO persistence (aof_rewrite_scheduled, aof_last_bgrewrite_status) "
+                "and CONFIG GET auto-aof-rewrite-*.",
+                "redis-cli BGREWRITEAOF once the cause is fixed.",
+            ),
+            reads="redis_aof_current_size_bytes{$sel}",
+            test=(
+                TestInput(
+                    "redis_aof_current_size_bytes{$sel}",
+                    "gauge",
+                    "threshold * 100000000",
+                    "threshold * 101000000",
+                ),
+                TestInput("redis_aof_base_size_bytes{$sel}", "gauge", "100000000", "100000000"),
+            ),
+            value="threshold * 1.01",
+            on=False,
+        ),
         DefaultAlert(
             key="evictions",
             name="KeysEvicted",

@@ -70,7 +70,11 @@ CONFIG: dict[str, Any] = {
             "name": "cache",
             "kind": "redis",
             "url": "redis://127.0.0.1:6379/1",
-            "alerts": {"evictions": {"above": 10}},
+            "alerts": {
+                "evictions": {"above": 10},
+                "aof_fsync_delayed": True,
+                "aof_not_rewritten": {"above": 2.5},
+            },
         },
         {
             "name": "engine",
