@@ -240,6 +240,44 @@ def stale(
     )
 
 
+def dropped(
+    series: str,
+    *,
+    threshold: float | None,
+    summary: str,
+    description: str,
+    steps: tuple[str, ...],
+    labels: tuple[tuple[str, str], ...] = (),
+    key: str = "size_drop",
+    name: str = "SizeDropped",
+    scope: str = "",
+) -> DefaultAlert:
+    """A value fell below ``threshold`` times its own largest of the last day: a backup
+    or export that shrank, a record count that declined. ``series`` is the selector with
+    ``$sel``; ``labels`` are the labels its test series carries (and the alert keeps)."""
+    test_labels = "".join(f',{label}="{value}"' for label, value in labels)
+    selected = series.replace("{$sel}", "{$sel" + test_labels + "}")
+    return DefaultAlert(
+        key=key,
+        name=name,
+        # A largest of 0 gives NaN or +Inf, which never compares below the threshold.
+        query=f"{series} / max_over_time({series}[1d])",
+        op="<",
+        threshold=threshold,
+        unit="ratio",
+        for_=0.0,
+        severity="warning",
+        summary=summary,
+        description=description,
+        steps=steps,
+        reads=series,
+        test=(TestInput(selected, "drop", "threshold", "threshold - 0.01"),),
+        labels=labels,
+        settle=600.0,
+        scope=scope,
+    )
+
+
 def cert_expiring(family: str) -> DefaultAlert:
     """The default alert of a kind that reads a TLS certificate: ``family`` (the expiry
     as a Unix time) is less than 14 days ahead."""

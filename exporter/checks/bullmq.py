@@ -1534,11 +1534,13 @@ KIND = Kind(
             ),
             reads="bullmq_jobs_failed_total{$sel}",
             test=(
+                # Just past the threshold: one more job than 5 is 20 % past it, and a
+                # threshold moved 5 % would still fire (the mutation test).
                 TestInput(
                     'bullmq_jobs_failed_total{$sel,prefix="bull",queue="q"}',
                     "jump",
                     "threshold",
-                    "threshold + 1",
+                    "threshold * 1.01 + 0.01",
                 ),
             ),
             labels=(("prefix", "bull"), ("queue", "q")),

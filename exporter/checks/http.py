@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from exporter.alerting import DefaultAlert, Panel, TestInput, cert_expiring, stale
+from exporter.alerting import DefaultAlert, Panel, TestInput, cert_expiring, dropped, stale
 from exporter.checks._jsonpath import JsonPath, PathError, json_type
 from exporter.checks._net import (
     TlsOptions,
@@ -892,6 +892,52 @@ KIND = Kind(
         ),
         stale("freshness item", 3600.0),
         cert_expiring("http_probe_tls_cert_expiry_timestamp_seconds"),
+        DefaultAlert(
+            key="value",
+            name="Value",
+            query="http_json_value{$sel}",
+            op=">",
+            threshold=None,
+            unit="count",
+            for_=300.0,
+            severity="warning",
+            summary="{{ $labels.item }} {{ $labels.field }} of {{ $labels.check }} is {value} "
+            "(limit {threshold})",
+            description="A number the endpoint reports (the check's values) is past the "
+            "limit set in the config.",
+            steps=("Open the check's values in the config to see what the number counts.",),
+            reads="http_json_value{$sel}",
+            test=(
+                TestInput(
+                    'http_json_value{$sel,item="x",field="f"}',
+                    "gauge",
+                    "threshold",
+                    "threshold + 1",
+                ),
+            ),
+            labels=(("item", "x"), ("field", "f")),
+            scope="item",
+        ),
+        dropped(
+            "http_json_value{$sel}",
+            key="value_drop",
+            name="ValueDropped",
+            threshold=None,
+            labels=(("item", "x"), ("field", "f")),
+            scope="item",
+            summary="{{ $labels.item }} {{ $labels.field }} of {{ $labels.check }} is {value} "
+            "of its largest of the last day (warn below {threshold})",
+            description=(
+                "A number the endpoint reports fell against its own recent past: a record "
+                "count that should only grow (totalRecords) declined, so data was lost, "
+                "pruned or replaced by a smaller fallback."
+            ),
+            steps=(
+                "curl the endpoint and compare the number with the dashboard's last day.",
+                "Read the writer's log for the run where it fell (a connector that returned "
+                "fallback or partial data); rerun it when the source is back.",
+            ),
+        ),
     ),
     panels=(
         Panel("HTTP response time", 'http_probe_duration_seconds{check=~"$check"}', "seconds"),

@@ -47,9 +47,34 @@ RDB_LAST_SAVE_TIME = Family(
     "Unix time of the last successful RDB save.",
     past_time=True,
 )
+RDB_CHANGES = Family(
+    "redis_rdb_changes_since_last_save",
+    "gauge",
+    "Writes since the last successful RDB save: what a restart without AOF would lose.",
+)
 AOF_ENABLED = Family("redis_aof_enabled", "gauge", "1 when the append-only file is enabled.")
 AOF_LAST_WRITE_SUCCESS = Family(
     "redis_aof_last_write_success", "gauge", "1 when the last write to the AOF succeeded."
+)
+AOF_CURRENT_SIZE = Family(
+    "redis_aof_current_size_bytes", "gauge", "Size of the append-only file now (AOF on only)."
+)
+AOF_BASE_SIZE = Family(
+    "redis_aof_base_size_bytes",
+    "gauge",
+    "Size of the AOF at the last rewrite or start (AOF on only); auto-aof-rewrite-percentage "
+    "grows from here.",
+)
+AOF_DELAYED_FSYNC = Family(
+    "redis_aof_delayed_fsync_total",
+    "counter",
+    "Times an appendfsync everysec fsync was still running after 2 s (the disk lags).",
+)
+MAXMEMORY_POLICY = Family(
+    "redis_maxmemory_policy_info",
+    "gauge",
+    "The maxmemory-policy (noeviction, allkeys-lru...); always 1.",
+    ("policy",),
 )
 AOF_LAST_REWRITE_SUCCESS = Family(
     "redis_aof_last_rewrite_success", "gauge", "1 when the last AOF rewrite succeeded."
@@ -77,7 +102,11 @@ _NUMBERS = (
     (REJECTED_CONNECTIONS, "rejected_connections"),
     (EVICTED_KEYS, "evicted_keys"),
     (RDB_LAST_SAVE_TIME, "rdb_last_save_time"),
+    (RDB_CHANGES, "rdb_changes_since_last_save"),
     (AOF_ENABLED, "aof_enabled"),
+    (AOF_CURRENT_SIZE, "aof_current_size"),
+    (AOF_BASE_SIZE, "aof_base_size"),
+    (AOF_DELAYED_FSYNC, "aof_delayed_fsync"),
     (UPTIME, "uptime_in_seconds"),
 )
 # (family, INFO field): 1 when the field says "ok".
@@ -144,6 +173,9 @@ def write_info(out: Sink, info: Mapping[str, Any]) -> None:
     for family, field in _STATUSES:
         if field in info:
             out.add(family, 1.0 if str(info[field]) == "ok" else 0.0)
+    policy = str(info.get("maxmemory_policy", ""))
+    if policy:
+        out.add(MAXMEMORY_POLICY, 1, policy=policy)
     role = str(info.get("role", ""))
     if role:
         out.add(ROLE_INFO, 1, role="replica" if role in ("slave", "replica") else role)
@@ -183,9 +215,14 @@ KIND = Kind(
         EVICTED_KEYS,
         RDB_LAST_BGSAVE_SUCCESS,
         RDB_LAST_SAVE_TIME,
+        RDB_CHANGES,
         AOF_ENABLED,
         AOF_LAST_WRITE_SUCCESS,
         AOF_LAST_REWRITE_SUCCESS,
+        AOF_CURRENT_SIZE,
+        AOF_BASE_SIZE,
+        AOF_DELAYED_FSYNC,
+        MAXMEMORY_POLICY,
         ROLE_INFO,
         SERVER_INFO,
         UPTIME,
@@ -317,6 +354,172 @@ KIND = Kind(
             reads="redis_aof_enabled{$sel}",
             test=(TestInput("redis_aof_enabled{$sel}", "gauge", "threshold + 1", "threshold"),),
             on=False,
+        ),
+        DefaultAlert(
+            key="aof_rewrite_failing",
+            name="AofRewriteFailing",
+            query="redis_aof_last_rewrite_success{$sel}",
+            op="==",
+            threshold=0,
+            unit="bool",
+            for_=600.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }}: the last append-only-file rewrite failed",
+            description=(
+                "Without rewrites the AOF only grows (auto-aof-rewrite-percentage and "
+                "-min-size no longer take effect): the disk fills and a restart replays "
+                "all of it."
+            ),
+            steps=(
+                "Read the Redis log for the rewrite error (disk full, fork failed for memory).",
+                "Fix it, then redis-cli BGREWRITEAOF and watch aof_last_bgrewrite_status.",
+            ),
+            reads="redis_aof_last_rewrite_success{$sel}",
+            test=(
+                TestInput(
+                    "redis_aof_last_rewrite_success{$sel}", "gauge", "threshold + 1", "threshold"
+                ),
+            ),
+        ),
+        # appendfsync everysec and auto-aof-rewrite-* (Redis' defaults: 100 %, 64mb):
+        # proposed for a runbook that writes them down, off otherwise.
+        DefaultAlert(
+            key="aof_fsync_delayed",
+            name="AofFsyncDelayed",
+            query="increase(redis_aof_delayed_fsync_total{$sel}[15m])",
+            op=">",
+            threshold=0,
+            unit="count",
+            for_=0.0,
+            severity="info",
+            summary="Redis {{ $labels.check }}: {value} AOF fsyncs ran late in 15 minutes",
+            description=(
+                "With appendfsync everysec an fsync still running after 2 s delays writes: "
+                "the disk under the AOF cannot keep up, and up to 2 s of writes are at risk."
+            ),
+            steps=("iostat -x 5 on the AOF's disk; look for other writers (backups, logs).",),
+            reads="redis_aof_delayed_fsync_total{$sel}",
+            test=(
+                TestInput(
+                    "redis_aof_delayed_fsync_total{$sel}",
+                    "jump",
+                    "threshold",
+                    "threshold * 1.01 + 0.01",
+                ),
+            ),
+            settle=900.0,
+            on=False,
+        ),
+        DefaultAlert(
+            key="aof_not_rewritten",
+            name="AofNotRewritten",
+            # Grown past `threshold` times its size after the last rewrite and past 64 MiB
+            # (auto-aof-rewrite-min-size) without a rewrite; the outer parentheses make the
+            # generator's comparison apply to the ratio, not to the size filter.
+            query="((redis_aof_current_size_bytes{$sel} / "
+            "clamp_min(redis_aof_base_size_bytes{$sel}, 1)) "
+            "and (redis_aof_current_size_bytes{$sel} > 67108864))",
+            op=">",
+            threshold=2,
+            unit="ratio",
+            for_=3600.0,
+            severity="info",
+            summary="Redis {{ $labels.check }}: the AOF is {value} of its size after the last "
+            "rewrite (rewrites at {threshold})",
+            description=(
+                "auto-aof-rewrite-percentage 100 should have rewritten the AOF by now: "
+                "rewrites are off, failing or blocked, and the file and restart time grow."
+            ),
+            steps=(
+                "redis-cli INFO persistence (aof_rewrite_scheduled, aof_last_bgrewrite_status) "
+                "and CONFIG GET auto-aof-rewrite-*.",
+                "redis-cli BGREWRITEAOF once the cause is fixed.",
+            ),
+            reads="redis_aof_current_size_bytes{$sel}",
+            test=(
+                TestInput(
+                    "redis_aof_current_size_bytes{$sel}",
+                    "gauge",
+                    "threshold * 100000000",
+                    "threshold * 101000000",
+                ),
+                TestInput("redis_aof_base_size_bytes{$sel}", "gauge", "100000000", "100000000"),
+            ),
+            value="threshold * 1.01",
+            on=False,
+        ),
+        DefaultAlert(
+            key="evictions",
+            name="KeysEvicted",
+            query="increase(redis_evicted_keys_total{$sel}[15m])",
+            op=">",
+            threshold=None,
+            unit="count",
+            for_=0.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }} evicted {value} keys in 15 minutes "
+            "(limit {threshold})",
+            description=(
+                "Redis is at maxmemory and drops keys by its policy. For a cache that is "
+                "expected; for BullMQ queues (which need noeviction) it loses jobs."
+            ),
+            steps=(
+                "redis-cli INFO memory (used_memory, maxmemory_policy) and --bigkeys.",
+                "Raise maxmemory, trim what grows, or move queues to a noeviction server.",
+            ),
+            reads="redis_evicted_keys_total{$sel}",
+            test=(
+                # Just past the threshold (5 % of it would already be quiet), also at 0.
+                TestInput(
+                    "redis_evicted_keys_total{$sel}",
+                    "jump",
+                    "threshold",
+                    "threshold * 1.01 + 0.01",
+                ),
+            ),
+            settle=900.0,
+        ),
+        DefaultAlert(
+            key="unsaved_changes",
+            name="NotPersisted",
+            # Neither persistence is protecting the writes: AOF is off and the last good
+            # snapshot is old while writes have happened since (an idle server with an
+            # old snapshot loses nothing, so changes must be > 0).
+            # (and/unless keep the left side's value, the save time, and bind looser
+            # than the comparison the generator appends: hence the outer parentheses.)
+            query="time() - (redis_rdb_last_save_timestamp_seconds{$sel} "
+            "and (redis_rdb_changes_since_last_save{$sel} > 0) "
+            "unless (redis_aof_enabled{$sel} == 1))",
+            op=">",
+            threshold=2 * 3600.0,
+            unit="seconds",
+            for_=300.0,
+            severity="warning",
+            summary="Redis {{ $labels.check }}: writes since a snapshot {value} old and no "
+            "AOF (limit {threshold})",
+            description=(
+                "Neither persistence covers the latest writes: the append-only file is "
+                "off and no RDB snapshot succeeded for longer than the limit although "
+                "data changed. A restart now loses them (queued jobs, schedules). The "
+                "default save points snapshot within an hour of any change."
+            ),
+            steps=(
+                "redis-cli INFO persistence: rdb_last_bgsave_status, "
+                "rdb_changes_since_last_save, aof_enabled.",
+                "redis-cli CONFIG GET save / appendonly: turn persistence on as the "
+                "runbook says (appendonly yes, or save points), then BGSAVE once.",
+            ),
+            reads="redis_rdb_last_save_timestamp_seconds{$sel}",
+            test=(
+                TestInput(
+                    "redis_rdb_last_save_timestamp_seconds{$sel}",
+                    "age",
+                    "threshold",
+                    "threshold * 1.01",
+                ),
+                TestInput("redis_rdb_changes_since_last_save{$sel}", "gauge", "5", "5"),
+                TestInput("redis_aof_enabled{$sel}", "gauge", "0", "0"),
+            ),
         ),
     ),
     panels=(

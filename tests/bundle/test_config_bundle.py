@@ -32,7 +32,12 @@ EXAMPLE_BUNDLE = ROOT / "examples" / "my-system"
 # to the checks, as the README shows.
 CONFIG: dict[str, Any] = {
     "checks": [
-        {"name": "api-health", "kind": "http", "url": "http://127.0.0.1:9/health"},
+        {
+            "name": "api-health",
+            "kind": "http",
+            "url": "http://127.0.0.1:9/health",
+            "alerts": {"value": {"above": 5000}, "value_drop": {"below": 0.9}},
+        },
         {"name": "mqtt_port", "kind": "tcp", "address": "127.0.0.1:1883"},
         {
             "name": "orders.db",
@@ -45,7 +50,10 @@ CONFIG: dict[str, Any] = {
             "name": "nightly-backup",
             "kind": "file",
             "glob": "/var/backups/*.gz",
-            "alerts": {"stale": {"above": "25h", "for": "15m", "severity": "critical"}},
+            "alerts": {
+                "stale": {"above": "25h", "for": "15m", "severity": "critical"},
+                "retention": {"above": "31d"},
+            },
         },
         {"name": "data", "kind": "disk", "path": "/"},
         {
@@ -53,12 +61,21 @@ CONFIG: dict[str, Any] = {
             "kind": "bullmq",
             "url": "redis://127.0.0.1:6379/0",
             "alerts": {
-                "failed_jobs": {"above": 0, "for": "15m"},
+                "failed_jobs": {"above": 3, "for": "15m"},
                 "oldest_waiting_age": {"above": "10m"},
                 "paused": False,
             },
         },
-        {"name": "cache", "kind": "redis", "url": "redis://127.0.0.1:6379/1"},
+        {
+            "name": "cache",
+            "kind": "redis",
+            "url": "redis://127.0.0.1:6379/1",
+            "alerts": {
+                "evictions": {"above": 10},
+                "aof_fsync_delayed": True,
+                "aof_not_rewritten": {"above": 2.5},
+            },
+        },
         {
             "name": "engine",
             "kind": "sqlite",

@@ -28,6 +28,7 @@ async def test_path_reports_mtime_and_size(tmp_path: Path) -> None:
     assert value(result, "freshness_timestamp_seconds", item=str(latest)) == T0 + 0.5
     assert value(result, "file_size_bytes") == 4321
     assert value(result, "file_matches") == 1
+    assert values(result, "file_oldest_timestamp_seconds") == {}  # a glob's only
 
 
 async def test_export_that_shrinks_and_ages_is_seen_on_the_next_run(tmp_path: Path) -> None:
@@ -67,6 +68,8 @@ async def test_glob_picks_the_newest_backup_and_counts_matches(tmp_path: Path) -
     assert value(result, "file_matches") == 4
     assert value(result, "file_size_bytes") == 777
     assert value(result, "freshness_timestamp_seconds", item="nightly-backup") == T0 + 10 * DAY
+    # The oldest match, for retention ("keep 30 days"): not the notes, not the directory.
+    assert value(result, "file_oldest_timestamp_seconds") == T0 + DAY
 
 
 async def test_recursive_glob(tmp_path: Path) -> None:
@@ -87,6 +90,7 @@ async def test_glob_without_matches_fails_and_counts_zero(tmp_path: Path) -> Non
     assert result.error == f"no regular file matches {pattern}"
     assert value(result, "file_matches") == 0
     assert values(result, "file_size_bytes") == {}
+    assert values(result, "file_oldest_timestamp_seconds") == {}
 
 
 @pytest.mark.parametrize(
@@ -103,6 +107,100 @@ async def test_glob_without_matches_fails_and_counts_zero(tmp_path: Path) -> Non
     ],
 )
 def test_bad_options_are_reported_with_their_path(
+    options: dict[str, Any], problems: list[str]
+) -> None:
+    assert config_problems({"name": "f", "kind": "file", **options}) == problems
+
+
+def backup_dir(root: Path, name: str, files: dict[str, int], mtime: float) -> Path:
+    """A backup as rta-cctv's backup.sh writes it: a dated directory of dumps."""
+    folder = root / name
+    for relative, size in files.items():
+        write(folder / relative, size, mtime)
+    os.utime(folder, (mtime, mtime))
+    return folder
+
+
+async def test_directory_backups_newest_by_mtime_sized_by_their_files(tmp_path: Path) -> None:
+    root = tmp_path / "rta-cctv"
+    backup_dir(root, "20250123_020000", {"postgres.sql.gz": 900}, T0)
+    newest = backup_dir(
+        root,
+        "20250124_020000",
+        {"postgres.sql.gz": 1000, "grafana/grafana.db": 200, "loki/index/x": 30},
+        T0 + DAY,
+    )
+    # A symlink to a big file outside is not part of the backup's bytes.
+    write(tmp_path / "elsewhere" / "big", 10_000, T0)
+    (newest / "link").symlink_to(tmp_path / "elsewhere" / "big")
+    os.utime(newest, (T0 + DAY, T0 + DAY))
+    write(root / "backup.log", 5, T0 + 2 * DAY)  # a regular file: not a backup here
+    pattern = str(root / "*")
+    check = {"name": "backup", "kind": "file", "glob": pattern, "type": "directory"}
+    result = await run_check(check)
+    assert result.success, result.error
+    assert value(result, "file_matches") == 2
+    assert value(result, "freshness_timestamp_seconds", item=pattern) == T0 + DAY
+    assert value(result, "file_size_bytes") == 1230
+    # The default type still counts regular files only: the log is the one match.
+    files = await run_check({**check, "type": "file"})
+    assert value(files, "file_matches") == 1
+    assert value(files, "file_size_bytes") == 5
+    both = await run_check({**check, "type": "any"})
+    assert value(both, "file_matches") == 3
+    assert value(both, "freshness_timestamp_seconds", item=pattern) == T0 + 2 * DAY
+    assert value(both, "file_oldest_timestamp_seconds") == T0
+
+
+async def test_directory_glob_without_directories_fails_and_counts_zero(tmp_path: Path) -> None:
+    write(tmp_path / "backup.tar.gz", 5, T0)
+    pattern = str(tmp_path / "*")
+    result = await run_check(
+        {"name": "backup", "kind": "file", "glob": pattern, "type": "directory"}
+    )
+    assert not result.success
+    assert result.error == f"no directory matches {pattern}"
+    assert value(result, "file_matches") == 0
+
+
+async def test_path_of_the_wrong_type_is_a_failure_with_a_reason(tmp_path: Path) -> None:
+    folder = backup_dir(tmp_path, "20250124_020000", {"a": 7}, T0)
+    as_file = await run_check({"name": "f", "kind": "file", "path": str(folder)})
+    assert not as_file.success
+    assert as_file.error == f"{folder} is not a regular file"
+    assert value(as_file, "file_matches") == 0
+    as_dir = await run_check(
+        {"name": "f", "kind": "file", "path": str(folder), "type": "directory"}
+    )
+    assert as_dir.success, as_dir.error
+    assert value(as_dir, "file_size_bytes") == 7
+    assert value(as_dir, "freshness_timestamp_seconds", item=str(folder)) == T0
+
+
+async def test_directory_walk_is_bounded_by_max_entries(tmp_path: Path) -> None:
+    folder = backup_dir(tmp_path, "b", {f"part{n}": 1 for n in range(5)}, T0)
+    check = {"name": "f", "kind": "file", "path": str(folder), "type": "directory"}
+    within = await run_check({**check, "max_entries": 5})
+    assert within.success, within.error
+    assert value(within, "file_size_bytes") == 5
+    beyond = await run_check({**check, "max_entries": 4})
+    assert not beyond.success
+    assert beyond.error == (
+        f"more than 4 entries under {folder}: raise max_entries or watch a file inside it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "problems"),
+    [
+        (
+            {"glob": "/b/*", "type": "dir"},
+            ['checks[0].type: expected one of file, directory, any, got "dir"'],
+        ),
+        ({"glob": "/b/*", "max_entries": 0}, ["checks[0].max_entries: must be at least 1, got 0"]),
+    ],
+)
+def test_bad_type_options_are_reported_with_their_path(
     options: dict[str, Any], problems: list[str]
 ) -> None:
     assert config_problems({"name": "f", "kind": "file", **options}) == problems

@@ -40,9 +40,58 @@ async def test_memory_clients_persistence_and_role(
 async def test_aof_turned_on_is_reported(redis_server: RedisServer) -> None:
     with redis_server.client() as client:
         client.config_set("appendonly", "yes")
+        wait_until(
+            lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0,
+            what="the first AOF rewrite",
+        )
+        client.set("device:1:latest", "x" * 1000)
+        size = client.info("persistence")["aof_current_size"]
     result = await run_check({"name": "r", "kind": "redis", "url": redis_server.url})
     assert result.success, result.error
     assert value(result, "redis_aof_enabled") == 1
+    assert value(result, "redis_aof_current_size_bytes") == size > 1000
+    assert value(result, "redis_aof_base_size_bytes") < size
+    assert value(result, "redis_aof_delayed_fsync_total") == 0
+
+
+async def test_maxmemory_policy_is_reported(
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    server = redis_factory("--maxmemory-policy", "allkeys-lru")
+    result = await run_check({"name": "r", "kind": "redis", "url": server.url})
+    assert result.success, result.error
+    assert values(result, "redis_maxmemory_policy_info") == {(("policy", "allkeys-lru"),): 1}
+    # AOF off: its sizes are not reported at all rather than as 0.
+    assert values(result, "redis_aof_current_size_bytes") == {}
+
+
+async def test_failed_snapshot_and_unsaved_writes_are_reported(
+    redis_factory: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    server = redis_factory("--dir", str(gone))
+    # Redis writes its snapshot into its working directory: one that no longer exists
+    # makes BGSAVE fail, as a full or unmounted disk does.
+    gone.rmdir()
+    with server.client() as client:
+        client.set("job:1", "queued")
+        client.set("job:2", "queued")
+        last_save = client.lastsave().timestamp()
+        client.bgsave()
+        wait_until(
+            lambda: (
+                client.info("persistence")["rdb_bgsave_in_progress"] == 0
+                and client.info("persistence")["rdb_last_bgsave_status"] == "err"
+            ),
+            what="a failed BGSAVE",
+        )
+        result = await run_check({"name": "r", "kind": "redis", "url": server.url})
+    assert result.success, result.error
+    assert value(result, "redis_rdb_last_bgsave_success") == 0
+    assert value(result, "redis_rdb_changes_since_last_save") == 2
+    assert value(result, "redis_rdb_last_save_timestamp_seconds") == last_save
+    assert value(result, "redis_aof_enabled") == 0
 
 
 async def test_replica_role(redis_factory: Callable[..., RedisServer]) -> None:
