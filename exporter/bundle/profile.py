@@ -612,13 +612,14 @@ def _exporter_down(reader: Reader | None, prefix: str, severities: list[Severity
     )
 
 
-def _read_coverage(  # noqa: C901 - debt (issue 18): one check per coverage field; to be split by field
+def _read_coverage(
     reader: Reader,
     alerts: Mapping[str, Alert],
     severities: Mapping[str, Severity],
     receivers: Mapping[str, Receiver],
     evaluation_interval: float,
 ) -> Coverage:
+    """One ``bundle.coverage`` line; the numbers the runbook gives must be the bundle's."""
     section = reader.str("section")
     quote = reader.str("quote")
     kind = reader.choice("kind", COVERAGE_KINDS)
@@ -638,6 +639,36 @@ def _read_coverage(  # noqa: C901 - debt (issue 18): one check per coverage fiel
                 f"the runbook says {given['evaluation_interval']}"
                 f" but the rules evaluate every {format_duration(evaluation_interval)}",
             )
+    _coverage_targets(reader, names, levels, not_monitored, alerts, severities)
+    # The runbook's own numbers: every alert or severity the line names must carry them.
+    _bind_alert_numbers(reader, given, names, alerts)
+    _bind_routing(reader, given, levels, severities, receivers)
+    reader.done()
+    return Coverage(
+        section=section,
+        quote=quote,
+        kind=kind,
+        alerts=names,
+        severities=levels,
+        threshold=given["threshold"],
+        for_=given["for"],
+        response=given["response"],
+        channel=given["channel"],
+        evaluation_interval=given["evaluation_interval"],
+        note=note,
+        not_monitored=not_monitored,
+    )
+
+
+def _coverage_targets(
+    reader: Reader,
+    names: tuple[str, ...],
+    levels: tuple[str, ...],
+    not_monitored: str,
+    alerts: Mapping[str, Alert],
+    severities: Mapping[str, Severity],
+) -> None:
+    """A line names alerts or severities that exist, or says why it is not monitored."""
     if not names and not levels and not not_monitored:
         reader.error(
             None,
@@ -655,7 +686,15 @@ def _read_coverage(  # noqa: C901 - debt (issue 18): one check per coverage fiel
     for level in levels:
         if level not in severities:
             reader.error("severities", f'unknown severity "{level}" in this profile')
-    # The runbook's own numbers: every alert or severity the line names must carry them.
+
+
+def _bind_alert_numbers(
+    reader: Reader,
+    given: Mapping[str, str | None],
+    names: tuple[str, ...],
+    alerts: Mapping[str, Alert],
+) -> None:
+    """The line's threshold and ``for`` are those of every alert it names."""
     if given["threshold"] is not None:
         want, _, _ = _threshold(reader, "threshold")
         for name in names:
@@ -674,6 +713,16 @@ def _read_coverage(  # noqa: C901 - debt (issue 18): one check per coverage fiel
                     f"the runbook says {given['for']} but {name} has "
                     f"for {format_duration(alerts[name].for_)}",
                 )
+
+
+def _bind_routing(
+    reader: Reader,
+    given: Mapping[str, str | None],
+    levels: tuple[str, ...],
+    severities: Mapping[str, Severity],
+    receivers: Mapping[str, Receiver],
+) -> None:
+    """The line's response window and channel are those of every severity it names."""
     if given["response"] is not None:
         window = reader.duration("response")
         for level in levels:
@@ -685,32 +734,18 @@ def _read_coverage(  # noqa: C901 - debt (issue 18): one check per coverage fiel
                     f"{severities[level].response_text}",
                 )
     channel = given["channel"]
-    if channel is not None:
-        for level in levels:
-            if level not in severities:
-                continue
-            used = [receivers[r] for r in severities[level].receivers if r in receivers]
-            if not any(channel in (r.target, r.type) for r in used):
-                reader.error(
-                    "channel",
-                    f"the runbook names {channel} but {level} goes to "
-                    f"{', '.join(r.target or r.type for r in used)}",
-                )
-    reader.done()
-    return Coverage(
-        section=section,
-        quote=quote,
-        kind=kind,
-        alerts=names,
-        severities=levels,
-        threshold=given["threshold"],
-        for_=given["for"],
-        response=given["response"],
-        channel=channel,
-        evaluation_interval=given["evaluation_interval"],
-        note=note,
-        not_monitored=not_monitored,
-    )
+    if channel is None:
+        return
+    for level in levels:
+        if level not in severities:
+            continue
+        used = [receivers[r] for r in severities[level].receivers if r in receivers]
+        if not any(channel in (r.target, r.type) for r in used):
+            reader.error(
+                "channel",
+                f"the runbook names {channel} but {level} goes to "
+                f"{', '.join(r.target or r.type for r in used)}",
+            )
 
 
 def _snake(name: str) -> str:
