@@ -68,9 +68,7 @@ def test_a_moved_threshold_fails(bundle: Path, tmp_path: Path) -> None:
     rules.write_text(edited)
     result = _cli("--output", str(out), "--promtool", promtool)
     assert result.returncode == 1
-    # The firing test of DiskFilling (now a kind default's, named by defaults.py) fails.
-    assert "FAILED" in result.stdout + result.stderr
-    assert "SmartCityDiskFilling: fires once for elapses past 0.9" in result.stdout + result.stderr
+    assert "SmartCityDiskFilling: fires past 90%" in result.stdout + result.stderr
 
 
 def test_missing_promtool_is_a_clear_error(tmp_path: Path) -> None:
