@@ -271,7 +271,9 @@ def dropped(
         description=description,
         steps=steps,
         reads=series,
-        test=(TestInput(selected, "drop", "threshold", "threshold - 0.01"),),
+        # Firing just past the threshold (0.5 % of it), so a threshold moved 1 % toward
+        # firing fails the test (at "- 0.01" a 0.5 moved to 0.495 still fired).
+        test=(TestInput(selected, "drop", "threshold", "threshold * 0.995"),),
         labels=labels,
         settle=600.0,
         scope=scope,

@@ -143,6 +143,16 @@ def page(profile: Profile) -> str:
             f"`{receiver_name(profile, severity.name)}` | "
             f"{_cell(', '.join(_channels(profile, severity)))} |"
         )
+    if profile.assumptions:
+        lines += [
+            "",
+            "## Assumptions",
+            "",
+            "What this profile guesses about the system it watches; where a guess is "
+            "wrong, the alert built on it fails or stays silent (check these first).",
+            "",
+            *(f"- {_cell(text)}" for text in profile.assumptions),
+        ]
     lines += [
         "",
         "## Runbook line → alert → threshold → panel",

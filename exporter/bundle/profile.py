@@ -221,6 +221,10 @@ class Profile:
     # The ``system`` the generated alerts' selectors carry ("" for a config bundle
     # generated without --system).
     selector_system: str = ""
+    # What the profile guesses about the watched system (a table name, a label, a
+    # mailbox): ``bundle.assumptions``, listed on the runbook page so a wrong guess is
+    # found by reading, not only by a query failing.
+    assumptions: tuple[str, ...] = ()
 
     def severity(self, name: str) -> Severity:
         return next(s for s in self.severities if s.name == name)
@@ -999,6 +1003,9 @@ def read_bundle(bundle: Reader, slug: str, config: Config | None) -> Profile | N
     routing = _read_routing(bundle.mapping("routing", required=True))
     severity_names = {s.name for s in routing.severities}
     exporters = _read_exporters(bundle)
+    assumptions = bundle.str_list("assumptions", (), allow_single=False)
+    if any(not text.strip() for text in assumptions):
+        bundle.error("assumptions", "an assumption must say something (empty text)")
     generated = _generated(config, system, prefix, routing, bundle) if config is not None else []
     generated = _apply_runbook(bundle, generated, severity_names)
     checks = {c.name for c in config.checks} if config is not None else None
@@ -1054,6 +1061,7 @@ def read_bundle(bundle: Reader, slug: str, config: Config | None) -> Profile | N
         coverage=coverage,
         generated=tuple(generated),
         selector_system=system,
+        assumptions=assumptions,
     )
 
 

@@ -255,6 +255,30 @@ def test_bad_profiles_name_the_path(change: dict[str, object], message: str) -> 
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
 
 
+def test_assumptions_are_listed_on_the_runbook_page() -> None:
+    """``bundle.assumptions`` (a profile's guesses about the watched system) appear on its
+    runbook page under "## Assumptions", in order; a page without any has no heading."""
+    data = _minimal()
+    guesses = ["Table `fleet_alert` (guessed)", "Mailbox ops@example.com | a placeholder"]
+    _set(data, "bundle.assumptions", guesses)
+    page = generate([load_profile_data(data, "<test>", "t")])["docs/runbooks/t.md"]
+    listed = page.split("## Assumptions\n", 1)[1].split("\n## ", 1)[0]
+    bullets = [line for line in listed.splitlines() if line.startswith("- ")]
+    assert bullets == [
+        "- Table `fleet_alert` (guessed)",
+        "- Mailbox ops@example.com \\| a placeholder",
+    ]
+    plain = generate([load_profile_data(_minimal(), "<test>", "t")])["docs/runbooks/t.md"]
+    assert "## Assumptions" not in plain
+    for bad, message in (("one text", "expected a list of strings"), ([" "], "empty text")):
+        _set(data, "bundle.assumptions", bad)
+        with pytest.raises(ConfigError) as caught:
+            load_profile_data(data, "<test>", "t")
+        assert any(
+            p.startswith("bundle.assumptions: ") and message in p for p in caught.value.problems
+        ), caught.value.problems
+
+
 def test_a_prefix_used_twice_names_the_file_where_it_is(tmp_path: Path) -> None:
     shutil.copytree(PROFILES, tmp_path / "elsewhere")
     copy = tmp_path / "elsewhere" / "smart-city.yml"
