@@ -68,6 +68,13 @@ def _exporters(profile: Profile) -> list[str]:
     return lines
 
 
+def _assumptions(profile: Profile) -> list[str]:
+    """The profile's guesses about the watched system, each to be confirmed on site."""
+    if not profile.assumptions:
+        return []
+    return ["## Assumptions", "", *(f"- {_cell(text)}" for text in profile.assumptions), ""]
+
+
 def _dependency_text(profile: Profile, dependency: Dependency) -> str:
     """``RedisDown`` with the labels that must agree: where it is the cause."""
     same = [*ALWAYS_EQUAL, *dependency.equal]
@@ -130,6 +137,7 @@ def page(profile: Profile) -> str:
         "",
         *_exporters(profile),
         "",
+        *_assumptions(profile),
         "## Routing",
         "",
         _cell(profile.routing_notes),

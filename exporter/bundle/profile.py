@@ -215,6 +215,9 @@ class Profile:
     checks: tuple[tuple[str, str], ...]  # (name, kind) of the profile's exporter checks
     routing_notes: str
     coverage: tuple[Coverage, ...] = ()
+    # What the profile guesses about the watched system (a table's name, a label), listed
+    # on its runbook page so that an operator can confirm or correct each guess.
+    assumptions: tuple[str, ...] = ()
     # The alerts of the checks' kind defaults (exporter/bundle/defaults.py), which are
     # also in ``alerts``, with where each came from; their tests come from the defaults.
     generated: tuple[Generated, ...] = ()
@@ -964,6 +967,7 @@ def read_bundle(bundle: Reader, slug: str, config: Config | None) -> Profile | N
     routing = _read_routing(bundle.mapping("routing", required=True))
     severity_names = {s.name for s in routing.severities}
     exporters = _read_exporters(bundle)
+    assumptions = bundle.str_list("assumptions", (), allow_single=False)
     generated = _generated(config, system, prefix, routing, bundle) if config is not None else []
     generated = _apply_runbook(bundle, generated, severity_names)
     checks = {c.name for c in config.checks} if config is not None else None
@@ -1017,6 +1021,7 @@ def read_bundle(bundle: Reader, slug: str, config: Config | None) -> Profile | N
         checks=tuple((c.name, c.kind) for c in config.checks) if config is not None else (),
         routing_notes=routing.notes,
         coverage=coverage,
+        assumptions=assumptions,
         generated=tuple(generated),
         selector_system=system,
     )

@@ -157,6 +157,10 @@ BAD = [
         "bundle.alerts[0].test.series: needs at least one input series",
     ),
     (
+        {"assumptions": "table x"},
+        'bundle.assumptions: expected a list of strings, got "table x"',
+    ),
+    (
         {"routing.severities[0].receivers": ["nobody"]},
         'bundle.routing.severities[0].receivers: unknown receiver "nobody" (known: chat, pager)',
     ),
@@ -253,6 +257,19 @@ def test_bad_profiles_name_the_path(change: dict[str, object], message: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_profile_data(data, "<test>", "t")
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_assumptions_are_listed_on_the_runbook_page() -> None:
+    """Each guess about the watched system is a bullet under "## Assumptions", before
+    the routing; a profile without any has no such heading."""
+    data = _minimal()
+    _set(data, "bundle.assumptions", ["Table `fleet_alert` holds the alerts.", "Label `status`."])
+    page = generate([load_profile_data(data, "<test>", "t")])["docs/runbooks/t.md"]
+    section = page.split("## Assumptions\n\n", 1)[1].split("\n\n", 1)[0]
+    assert section == "- Table `fleet_alert` holds the alerts.\n- Label `status`."
+    assert page.index("## Assumptions") < page.index("## Routing")
+    plain = generate([load_profile_data(_minimal(), "<test>", "t")])["docs/runbooks/t.md"]
+    assert "## Assumptions" not in plain
 
 
 def test_a_prefix_used_twice_names_the_file_where_it_is(tmp_path: Path) -> None:
