@@ -271,7 +271,7 @@ def dropped(
         description=description,
         steps=steps,
         reads=series,
-        test=(TestInput(selected, "drop", "threshold", "threshold - 0.01"),),
+        test=(TestInput(selected, "drop", "threshold", "threshold * 0.995"),),
         labels=labels,
         settle=600.0,
         scope=scope,
