@@ -12,6 +12,7 @@ from aiohttp import web
 
 from exporter.bundle.profile import Profile
 from exporter.config import load_file
+from exporter.runner import CheckResult
 from tests.db.conftest import MONITOR_USER, PgCluster
 from tests.support import async_wait_until, run_checks, value, values
 from tests.web.conftest import Serve
@@ -196,7 +197,7 @@ def _database_check(slug: str, name: str, dsn: str, queries: set[str]) -> dict[s
     import yaml
 
     data = yaml.safe_load((PROFILES / f"{slug}.yml").read_text())
-    check = next(c for c in data["checks"] if c["name"] == name)
+    check: dict[str, Any] = next(c for c in data["checks"] if c["name"] == name)
     check["dsn"] = dsn
     check["queries"] = [q for q in check["queries"] if q["name"] in queries]
     # Its alert severities name the profile's bundle.routing, which is not loaded here.
@@ -205,7 +206,7 @@ def _database_check(slug: str, name: str, dsn: str, queries: set[str]) -> dict[s
     return check
 
 
-def _missing(result: Any) -> dict[str, float]:
+def _missing(result: CheckResult) -> dict[str, float]:
     """The schema rows of opsconductor's queries: label -> 1 when the object is missing."""
     assert result.success, result.error
     return {
