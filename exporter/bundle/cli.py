@@ -236,7 +236,7 @@ def _mutate(promtool: str, directory: Path) -> int:
     import tempfile
 
     from exporter.bundle.guards import guards
-    from exporter.bundle.mutations import is_guard, mutations, survivors
+    from exporter.bundle.mutations import mutations, survivors
     from exporter.bundle.profile import load_profiles
 
     try:
@@ -248,11 +248,8 @@ def _mutate(promtool: str, directory: Path) -> int:
     mutants = mutations(profiles)
     with tempfile.TemporaryDirectory(prefix="bundle-mutants-") as scratch:
         survived = survivors(promtool, mutants, Path(scratch))
-    # The kind defaults' guards (NoData, Absent) are among a profile's alerts; the
-    # hand-written alerts' guards come from guards().
-    generated_guards = sum(is_guard(p, a) for p in profiles for a in p.alerts)
-    alerts = sum(len(p.alerts) for p in profiles) - generated_guards
-    guarded = generated_guards + sum(len(guards(p)) for p in profiles)
+    alerts = sum(len(p.alerts) for p in profiles)
+    guarded = sum(len(guards(p)) for p in profiles)
     print(
         f"{len(mutants)} mutants of {alerts} alerts and {guarded} missing-data guards: "
         f"{len(survived)} survived"

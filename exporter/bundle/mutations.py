@@ -78,9 +78,9 @@ def _rule(profile: Profile, alert: Alert) -> tuple[dict[str, Any], dict[str, Any
     raise LookupError(f"{alert.name} is not in the rule file of {profile.slug}")
 
 
-def is_guard(profile: Profile, alert: Alert) -> bool:
-    """A generated missing-data or absent alert of ``profile.alerts``: ``== 1`` over
-    series that are there or not is no threshold either."""
+def _is_guard(profile: Profile, alert: Alert) -> bool:
+    """A generated missing-data or absent alert: ``== 1`` over series that are there or
+    not is no threshold either."""
     return any(g.alert.name == alert.name and g.role != "default" for g in profile.generated)
 
 
@@ -95,7 +95,7 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
             raise AssertionError(f"{alert.name}: the rule's expr is not {alert.expr()!r}")
         changes: list[tuple[str, str, dict[str, Any]]] = []
         tests = tests_of(profile, alert)
-        if alert.guarded is None and not is_guard(profile, alert):
+        if alert.guarded is None and not _is_guard(profile, alert):
             for kind, share, quiet_side in THRESHOLD_MOVES:
                 moved = moved_threshold(alert, share, quiet_side)
                 if moved is not None:
