@@ -19,8 +19,12 @@ EXTERNAL_METRICS: dict[str, set[str]] = {
         "container_cpu_usage_seconds_total",
         "container_memory_usage_bytes",
         "container_memory_working_set_bytes",
+        "container_spec_cpu_period",
+        "container_spec_cpu_quota",
         "container_spec_memory_limit_bytes",
         "container_start_time_seconds",
+        "machine_cpu_cores",
+        "machine_memory_bytes",
     },
     # The application's own /metrics (prom-client, prometheus_client, Go client).
     "app": {

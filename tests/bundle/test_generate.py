@@ -157,6 +157,10 @@ BAD = [
         "bundle.alerts[0].test.series: needs at least one input series",
     ),
     (
+        {"assumptions": "table x"},
+        'bundle.assumptions: expected a list of strings, got "table x"',
+    ),
+    (
         {"routing.severities[0].receivers": ["nobody"]},
         'bundle.routing.severities[0].receivers: unknown receiver "nobody" (known: chat, pager)',
     ),

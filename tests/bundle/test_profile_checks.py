@@ -12,6 +12,7 @@ from aiohttp import web
 
 from exporter.bundle.profile import Profile
 from exporter.config import load_file
+from exporter.runner import CheckResult
 from tests.db.conftest import MONITOR_USER, PgCluster
 from tests.support import async_wait_until, run_checks, value, values
 from tests.web.conftest import Serve
@@ -188,3 +189,96 @@ async def test_smart_city_vacuum_query_against_postgres(
 
 async def _below(read: Callable[[], Awaitable[float]], limit: float) -> bool:
     return await read() < limit
+
+
+def _database_check(slug: str, name: str, dsn: str, queries: set[str]) -> dict[str, Any]:
+    """A profile's database check as written, with only the DSN swapped and the named
+    queries kept (the others read tables this test does not build)."""
+    import yaml
+
+    data = yaml.safe_load((PROFILES / f"{slug}.yml").read_text())
+    check: dict[str, Any] = next(c for c in data["checks"] if c["name"] == name)
+    check["dsn"] = dsn
+    check["queries"] = [q for q in check["queries"] if q["name"] in queries]
+    # Its alert severities name the profile's bundle.routing, which is not loaded here.
+    del check["alerts"]
+    assert {q["name"] for q in check["queries"]} == queries
+    return check
+
+
+def _missing(result: CheckResult) -> dict[str, float]:
+    """The schema rows of opsconductor's queries: label -> 1 when the object is missing."""
+    assert result.success, result.error
+    return {
+        dict(labels)["label"]: sample
+        for labels, sample in values(result, "db_query_value").items()
+        if dict(labels)["column"] == "missing"
+    }
+
+
+async def test_opsconductor_schema_queries_against_postgres(pg_cluster: PgCluster) -> None:
+    """Migrations 058 and 066 are proven by their schema objects: on an empty database
+    every row reads missing; once the objects exist (owned by another role, read through
+    a grant as the monitoring role) every row reads present. When the escalation column
+    lives in another table than the guessed fleet_alert, only the assumed row reads
+    missing (066 is applied); dropping the 058 column turns its row only."""
+    pg_cluster.psql(
+        "DROP DATABASE IF EXISTS iotcloud; CREATE DATABASE iotcloud;", database="postgres"
+    )
+    queries = {"schema-migrations", "assumed-schema"}
+    check = _database_check(
+        "opsconductor-pulse", "iotcloud", pg_cluster.dsn(database="iotcloud"), queries
+    )
+    rows = {
+        "066/table escalation_policies",
+        "066/column next_escalation_at",
+        "066/column alert_rules.escalation_policy_id",
+        "058/column *decommission*",
+        "column fleet_alert.next_escalation_at",
+    }
+
+    (empty,) = await run_checks([check])
+    assert _missing(empty) == dict.fromkeys(rows, 1.0)
+
+    pg_cluster.psql(
+        "CREATE TABLE escalation_policies (id int);"
+        "CREATE TABLE alert_rules (id int, escalation_policy_id int);"
+        "CREATE TABLE fleet_alert (id int, status text, next_escalation_at timestamptz);"
+        "CREATE TABLE device (id int, decommissioned_at timestamptz);"
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {MONITOR_USER};",
+        database="iotcloud",
+    )
+    (applied,) = await run_checks([check])
+    assert _missing(applied) == dict.fromkeys(rows, 0.0)
+
+    pg_cluster.psql(
+        "CREATE TABLE alert (id int, next_escalation_at timestamptz);"
+        f"GRANT SELECT ON alert TO {MONITOR_USER};"
+        "DROP TABLE fleet_alert; ALTER TABLE device DROP COLUMN decommissioned_at;",
+        database="iotcloud",
+    )
+    (guess_wrong,) = await run_checks([check])
+    assert {label for label, missing in _missing(guess_wrong).items() if missing} == {
+        "058/column *decommission*",
+        "column fleet_alert.next_escalation_at",
+    }
+
+
+async def test_rta_cctv_cameras_query_against_postgres(pg_cluster: PgCluster) -> None:
+    """The runbook's integrity check `SELECT COUNT(*) FROM cameras` as the profile's
+    query: the row count, and a failed query (CamerasQueryFailing) without the table."""
+    pg_cluster.psql("DROP DATABASE IF EXISTS cctv; CREATE DATABASE cctv;", database="postgres")
+    check = _database_check("rta-cctv", "postgres", pg_cluster.dsn(database="cctv"), {"cameras"})
+
+    (no_table,) = await run_checks([check])
+    assert no_table.success
+    assert value(no_table, "db_query_success", query="cameras") == 0
+
+    pg_cluster.psql(
+        "CREATE TABLE cameras (id int); INSERT INTO cameras SELECT generate_series(1, 12);"
+        f"GRANT SELECT ON cameras TO {MONITOR_USER};",
+        database="cctv",
+    )
+    (counted,) = await run_checks([check])
+    assert value(counted, "db_query_success", query="cameras") == 1
+    assert value(counted, "db_query_value", query="cameras", column="cameras", label="") == 12
