@@ -231,9 +231,16 @@ def provisioning_files() -> dict[str, str]:
 
 
 def dashboard_files(profiles: list[Profile]) -> dict[str, str]:
-    files = {
-        f"dashboards/{p.slug}.json": json.dumps(build(p), indent=2, sort_keys=True) + "\n"
-        for p in profiles
-    }
+    from exporter.bundle.overview import overview
+
+    files: dict[str, str] = {}
+    for p in profiles:
+        files[f"dashboards/{p.slug}.json"] = json.dumps(build(p), indent=2, sort_keys=True) + "\n"
+        # Every check of the profile with its kind's panels, alerts or not (queues by
+        # state, ages against their thresholds, pools against their max, disks).
+        board = overview((kind for _, kind in p.checks), p.slug, p.title)
+        files[f"dashboards/{p.slug}-overview.json"] = (
+            json.dumps(board, indent=2, sort_keys=True) + "\n"
+        )
     files.update(provisioning_files())
     return files

@@ -902,7 +902,9 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
         f"{OUTPUT}/{slug}.yaml": rule_resource(f"runbook-exporter-{slug}", slug, groups, source),
         f"dashboards/{slug}.json": json.dumps(build(profile), indent=2, sort_keys=True) + "\n",
         f"dashboards/{slug}-overview.json": json.dumps(
-            overview(bundle.config, slug, profile.title), indent=2, sort_keys=True
+            overview((c.kind for c in bundle.config.checks), slug, profile.title),
+            indent=2,
+            sort_keys=True,
         )
         + "\n",
         f"docs/runbooks/{slug}.md": _page(bundle),

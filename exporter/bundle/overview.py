@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 from exporter.alerting import Panel
@@ -21,7 +22,6 @@ with warnings.catch_warnings():  # as in exporter/bundle/dashboards.py
     from grafana_foundation_sdk.models import dashboard as models
 from exporter.bundle.render import grafana_unit
 from exporter.checks import KINDS
-from exporter.config import Config
 
 WIDTH, HEIGHT = 12, 8
 
@@ -55,8 +55,8 @@ def _panel(panel_id: int, spec: Panel, x: int, y: int, runbook: str = "") -> tim
     return panel
 
 
-def overview(config: Config, slug: str, title: str) -> dict[str, Any]:
-    """The dashboard JSON (classic model) for the kinds ``config`` uses."""
+def overview(kinds: Iterable[str], slug: str, title: str) -> dict[str, Any]:
+    """The dashboard JSON (classic model) for the check kinds a config uses."""
     builder = (
         dash.Dashboard(f"{title} (overview)")
         .uid(f"overview-{slug}"[:40])
@@ -100,7 +100,7 @@ def overview(config: Config, slug: str, title: str) -> dict[str, Any]:
     panel_id += 1
     y += HEIGHT
     rows_start = 1000  # row ids after every panel id
-    for row, kind_name in enumerate(sorted({spec.kind for spec in config.checks})):
+    for row, kind_name in enumerate(sorted(set(kinds))):
         kind = KINDS[kind_name]
         if not kind.panels:
             continue

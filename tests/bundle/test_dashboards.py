@@ -200,3 +200,26 @@ def test_provisioning_points_grafana_at_the_dashboards(bundle: Path) -> None:
         (bundle / "dashboards/provisioning/datasources/prometheus.yml").read_text()
     )
     assert datasource["datasources"][0]["type"] == "prometheus"
+
+
+def test_every_profile_has_an_overview_of_its_checks_kinds(
+    bundle: Path, profiles: list[Profile]
+) -> None:
+    """Signals worth watching that no alert reads (queues by state, response times, pools
+    against their max) are drawn too: one overview per profile, a row per kind it uses,
+    every query over this exporter's metrics and selecting the `check` variable."""
+    for profile in profiles:
+        path = bundle / "dashboards" / f"{profile.slug}-overview.json"
+        data: dict[str, Any] = json.loads(path.read_text())
+        rows = [p["title"] for p in data["panels"] if p["type"] == "row"]
+        kinds = sorted({kind for _, kind in profile.checks})
+        assert [r.split()[0] for r in rows] == kinds, rows
+        for panel in (p for p in data["panels"] if p["type"] != "row"):
+            for target in panel["targets"]:
+                expr = _as_promql(target["expr"].replace("$check", ".+"))
+                names = {s.name for s in _selectors(promql_parser.parse(expr))}
+                if names == {"runbook_alert_threshold"}:  # the bundle's recorded thresholds
+                    continue
+                assert names, panel["title"]
+                assert names <= EXPORTER_METRICS, (panel["title"], names)
+                assert "$check" in target["expr"], panel["title"]
