@@ -198,8 +198,9 @@ async def test_bullmq_jobs_fail_pages(
     """Drill 1: a real BullMQ worker's connector runs fail → the consecutive-failures page.
 
     The warning about failed jobs left in the queue (its declared dependency on the
-    consecutive failures of that queue) is held back by Alertmanager while those fire; once the runs succeed again the page
-    resolves after its lookback window and the warning was never sent."""
+    consecutive failures of that queue) is held back by Alertmanager while those fire;
+    once the runs succeed again the page resolves after its lookback window and the
+    warning was never sent."""
     page = expected(drill_bundle, TRACKER, "IngestFailuresConsecutive")
     lingering = expected(drill_bundle, TRACKER, "IngestJobsFailed")
     await start_queue_drill(stack, drill_bundle, redis_server, bullmq_python)
