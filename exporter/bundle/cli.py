@@ -232,35 +232,13 @@ def run_tests(args: argparse.Namespace) -> int:
 
 
 def _promtool_in_parallel(promtool: str, files: list[Path]) -> bool:
-    """``promtool test rules`` over ``files``, one process per CPU (promtool evaluates a
-    file's tests on one core: five profiles take five times one); each process's output
-    is printed whole, in file order. True when any test failed."""
-    import os
-    import subprocess
+    """``promtool test rules`` over ``files`` in parallel (exporter.bundle.promtests),
+    each process's output printed whole. True when any test failed."""
+    from exporter.bundle.promtests import promtool_in_parallel
 
-    workers = max(1, min(len(files), os.cpu_count() or 1))
-    # Largest first, each to the least loaded worker: the files' sizes track their cost.
-    shares: list[list[Path]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for path in sorted(files, key=lambda f: f.stat().st_size, reverse=True):
-        index = loads.index(min(loads))
-        shares[index].append(path)
-        loads[index] += path.stat().st_size
-    running = [
-        subprocess.Popen(
-            [promtool, "test", "rules", *map(str, sorted(share))],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for share in shares
-    ]
-    failed = False
-    for process in running:
-        out, err = process.communicate()
-        sys.stdout.write(out)
-        sys.stderr.write(err)
-        failed = failed or process.returncode != 0
+    failed, out, err = promtool_in_parallel(promtool, files)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
     sys.stdout.flush()
     return failed
 
