@@ -278,6 +278,14 @@ class RawRedis:
         self._ssl_context: ssl.SSLContext | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Connections made so far: state a server keeps per connection (client tracking)
+        # holds only while this number stays the same.
+        self.dials = 0
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (it may still turn out dead on the next write)."""
+        return self._writer is not None
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """Send ``commands`` in one write and return one reply per command."""
@@ -370,6 +378,35 @@ class RawRedis:
         except OSError as exc:
             raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
 
+    async def exchange(self, commands: Sequence[Command], done: Callable[[Any], bool]) -> list[Any]:
+        """Send ``commands`` and read replies until one satisfies ``done``: for a
+        connection that also receives messages it did not ask for (a subscribed one).
+
+        Connects first if needed; never redials a kept connection (what it received is
+        state of that connection), and closes it on any failure.
+        """
+        if self._writer is None:
+            await self._connect()
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            raise rexc.ConnectionError("not connected")
+        try:
+            writer.write(pack(commands))
+            await writer.drain()
+            replies = ReplyReader(reader)
+            out: list[Any] = []
+            while True:
+                (reply,) = await replies.take(1)
+                out.append(reply)
+                if done(reply):
+                    return out
+        except OSError as exc:
+            await self.close()
+            raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
     async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
         if self._writer is None:
             await self._connect()
@@ -409,6 +446,7 @@ class RawRedis:
         except OSError as exc:
             raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
         self._reader, self._writer = reader, writer
+        self.dials += 1
         setup: list[Command] = []
         password = self.options.password or params.get("password")
         username = self.options.username or params.get("username")

@@ -10,7 +10,9 @@ read commands only, so the numbers are the script's without its side effect: on 
 with one read-only server-side script per batch of queues (``EVALSHA_RO``, which the server
 refuses to let write; it answers a compact row per queue), else (older servers, an ACL
 without the scripting commands, ``server_script: false``) with the same reads pipelined in
-one MULTI/EXEC per batch. Either way one round trip, consistent within a batch.
+one MULTI/EXEC per batch. Either way one round trip, consistent within a batch. With the
+script, Redis' client tracking (``track_changes``, exporter/checks/_redis_tracking.py)
+tells which queues changed since they were read: the others keep their samples unread.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from exporter.checks._redis_conn import (
     parse_conn,
     reason,
 )
+from exporter.checks._redis_tracking import ChangeTracking
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
 from exporter.fields import Reader, describe
 from exporter.logs import event
@@ -82,6 +85,9 @@ STALLED_BUDGET = 100_000  # lock checks per scrape over all queues
 # After the server refused the script (not Redis >= 7, ACL), the pipelined reads are used;
 # the script is tried again after this long (an upgrade or ACL change is picked up).
 SCRIPT_RETRY = 600.0
+# With change tracking, a queue is read again after this long whatever the invalidations
+# say: a bound on any staleness the tracking could not see (seconds).
+REFRESH_AGE = 300.0
 
 JOBS = Family(
     "bullmq_queue_jobs",
@@ -203,6 +209,7 @@ class BullmqOptions:
     schedule_grace: float
     recent_jobs: int
     server_script: bool  # read with the read-only script when the server allows it
+    track_changes: bool  # read only the queues Redis' client tracking reports changed
 
 
 def parse(reader: Reader) -> BullmqOptions:
@@ -220,6 +227,7 @@ def parse(reader: Reader) -> BullmqOptions:
     grace = reader.duration("schedule_grace", DEFAULT_SCHEDULE_GRACE, positive=False)
     recent_jobs = reader.int("recent_jobs", DEFAULT_RECENT_JOBS, minimum=0)
     server_script = reader.bool("server_script", True)
+    track_changes = reader.bool("track_changes", True)
     if reader.has("queues"):
         for key in ("discover_id_keys", "max_queues", "discovery_interval"):
             if reader.has(key):
@@ -236,6 +244,7 @@ def parse(reader: Reader) -> BullmqOptions:
         schedule_grace=float(grace),
         recent_jobs=int(recent_jobs),
         server_script=bool(server_script),
+        track_changes=bool(track_changes),
     )
 
 
@@ -287,6 +296,12 @@ class _QueueState:
     # (with the same worker count), without parsing it.
     raw: list[Any] | None = None
     workers: int | None = None
+    # The script's last row of this queue, pending parts included: what the samples are
+    # rebuilt from when only the worker count moved on a queue not read (change tracking).
+    row: list[Any] | None = None
+    # The events stream was not read to its end (a burst beyond the scrape's share of
+    # time): read again on the next scrape, whatever change tracking says.
+    behind: bool = False
 
 
 @dataclass
@@ -504,20 +519,31 @@ class _ScriptTrip:
         self.unknown = False  # NOSCRIPT: the server does not have the script yet
         self.refusal: Exception | None = None
 
-    def parts(self, command: tuple[str, ...]) -> Iterator[tuple[bytes, int]]:
-        # Packed one batch at a time as the round trip is written.
+    def parts(self, call: tuple[str, str], head: tuple[str, ...]) -> Iterator[tuple[bytes, int]]:
+        """``call``: the command and the script's SHA-1 or text; ``head``: the ARGV
+        shared by every batch. Packed one batch at a time as the round trip is written."""
         if self.with_clients:
             yield pack_text([("CLIENT", "LIST")]).encode(), 1
+        tracked = self.probe._tracking.active
         for start in self.starts:
-            args, modes = self.probe._script_args(self.targets[start : start + BATCH_QUEUES])
+            batch = self.targets[start : start + BATCH_QUEUES]
+            args, modes = self.probe._script_args(batch)
             self.modes.append(modes)
-            yield pack_text([(*command, *args)]).encode("utf-8", "surrogateescape"), 1
+            commands: list[tuple[str, ...]] = [(*call, "0", *head, *args)]
+            if tracked:
+                # Keys a script builds are not tracked (and declared KEYS cost the server
+                # a tracking update per key per call inside it: quadratic); one EXISTS of
+                # every key the script reads makes the server track them, before it runs.
+                commands.insert(0, ("EXISTS", *_tracked_keys(batch)))
+            yield pack_text(commands).encode("utf-8", "surrogateescape"), len(commands)
 
     async def take(self, replies: list[Any]) -> None:
         from redis import exceptions as rexc
 
         index, self.parsed = self.parsed, self.parsed + 1
-        (reply,) = replies
+        reply = replies[-1]
+        if len(replies) == 2 and isinstance(replies[0], Exception):
+            self.probe._tracking.drop()  # not tracked: nothing read counts as unchanged
         if index < 0:
             self.clients = reply
             return
@@ -553,9 +579,51 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._follow_queues = FOLLOW_QUEUES_PER_TRIP
         self._samples_base: tuple[tuple[str, str], ...] = ()
         self._script_refused_at: float | None = None  # loop time of the last refusal
+        self._tracking = ChangeTracking(spec.options.conn, self._queues_of, spec.name)
 
     async def close(self) -> None:
         await self._redis.close()
+        await self._tracking.close()
+
+    def _queues_of(self, key: str) -> Iterator[tuple[str, str]]:
+        """The queue a key belongs to, under each prefix it starts with (queue names
+        have no ':')."""
+        for prefix in self.options.prefixes:
+            if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1] == ":":
+                yield prefix, key[len(prefix) + 1 :].split(":", 1)[0]
+
+    async def _unread(self, targets: list[tuple[str, str]], now_ms: int) -> list[tuple[str, str]]:
+        """The targets to read this scrape: all of them, unless the script route and
+        change tracking hold; then those changed since their last read (or never read),
+        those whose figures move with time alone and those read REFRESH_AGE ago."""
+        options = self.options
+        if (
+            not options.track_changes
+            or not options.server_script
+            or self._script_refused_at is not None
+            or not await self._tracking.sync(self._redis)
+        ):
+            return targets
+        tracking, states = self._tracking, self._states
+        cutoff = now_ms - options.schedule_grace * 1000
+        stale = asyncio.get_running_loop().time() - REFRESH_AGE
+        unread: list[tuple[str, str]] = []
+        for target in targets:
+            state = states.get(target)
+            row = None if state is None or state.samples is None else state.row
+            if (
+                state is None
+                or row is None
+                or not tracking.unchanged(target)
+                or state.behind
+                # Active jobs: a lock expires without a key the tracked EXISTS names.
+                or int(row[4]) > 0
+                # An earliest scheduled run past the grace: overdue ones grow with time.
+                or (row[17] and float(row[17]) < cutoff)
+                or tracking.read_at(target) <= stale
+            ):
+                unread.append(target)
+        return unread
 
     async def collect(self, out: Sink) -> None:
         from redis import exceptions as rexc
@@ -591,40 +659,52 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         problems: list[str] = []
         clients: Any = None
         now_ms = int(time.time() * 1000)
+        read_at = loop.time()
+        unread = await self._unread(targets, now_ms)
         group = BATCH_QUEUES * PIPELINED_BATCHES
         # The script checks locks batch by batch: each gets an equal share of the budget.
-        lock_checks = STALLED_BUDGET // max(-(-len(targets) // BATCH_QUEUES), 1)
-        for start in range(0, len(targets), group):
-            batch = targets[start : start + group]
+        lock_checks = STALLED_BUDGET // max(-(-len(unread) // BATCH_QUEUES), 1)
+        found: dict[tuple[str, str], Any] = {}
+        for start in range(0, max(len(unread), 1), group):
+            batch = unread[start : start + group]
             # CLIENT LIST rides along with the first batch, outside its MULTI: an ACL
             # denial of it must not abort the counts.
-            with_clients = options.workers and start == 0
+            with_clients = options.workers and start == 0 and bool(targets)
+            if not batch and not with_clients:
+                break
             outcomes, listed = await self._read_group(batch, now_ms, with_clients, lock_checks)
             if with_clients:
                 clients = listed
-            for target, outcome in zip(batch, outcomes, strict=True):
-                prefix, queue = target
-                if isinstance(outcome, _Read):
-                    reads.append(outcome)
-                    order.append(outcome)
-                    if outcome.exists:
-                        self._logged.pop(target, None)
-                    else:
-                        self._log_once(
-                            target,
-                            "no keys yet (not created, or misspelled?)",
-                            "bullmq listed queue not found",
-                            logging.INFO,
-                        )
-                elif outcome is None:
-                    continue  # a discovered queue deleted since discovery
-                elif isinstance(outcome, _Skip):
-                    skipped[prefix] += 1
-                    self._log_once(target, str(outcome), "bullmq queue skipped", _LOG)
-                    if options.queues:
-                        problems.append(f"{prefix}:{queue}: {outcome}")
+            found.update(zip(batch, outcomes, strict=True))
+        if self._tracking.active:
+            for target in unread:
+                self._tracking.mark_read(target, read_at)
+            self._tracking.settle(self._redis)
+        for target in targets:
+            # Not read: unchanged since its last read, as client tracking reports.
+            outcome = found.get(target, target)
+            prefix, queue = target
+            if isinstance(outcome, _Read):
+                reads.append(outcome)
+                order.append(outcome)
+                if outcome.exists:
+                    self._logged.pop(target, None)
                 else:
-                    order.append(target)
+                    self._log_once(
+                        target,
+                        "no keys yet (not created, or misspelled?)",
+                        "bullmq listed queue not found",
+                        logging.INFO,
+                    )
+            elif outcome is None:
+                continue  # a discovered queue deleted since discovery
+            elif isinstance(outcome, _Skip):
+                skipped[prefix] += 1
+                self._log_once(target, str(outcome), "bullmq queue skipped", _LOG)
+                if options.queues:
+                    problems.append(f"{prefix}:{queue}: {outcome}")
+            else:
+                order.append(target)
         await self._follow_streams(reads, events_until)
         await self._second_trip(reads, now_ms)
 
@@ -653,6 +733,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         seen = {(i.prefix, i.queue) if isinstance(i, _Read) else i for i in order}
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]
+            self._tracking.forget(key)
         targeted = set(targets)
         for key in [k for k in self._logged if k not in targeted]:
             del self._logged[key]
@@ -724,12 +805,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             str(lock_checks),
         )
         trip = _ScriptTrip(self, targets, with_clients)
-        await self._redis.execute_parts(
-            trip.parts(("EVALSHA_RO", SCRIPT_SHA, "0", *head)), trip.take
-        )
+        await self._redis.execute_parts(trip.parts(("EVALSHA_RO", SCRIPT_SHA), head), trip.take)
         if trip.unknown and not trip.outcomes:
             trip = _ScriptTrip(self, targets, with_clients)
-            await self._redis.execute_parts(trip.parts(("EVAL_RO", SCRIPT, "0", *head)), trip.take)
+            await self._redis.execute_parts(trip.parts(("EVAL_RO", SCRIPT), head), trip.take)
         if trip.refusal is not None:
             raise _ScriptRefused(first_line(trip.refusal))
         if trip.unknown:
@@ -741,13 +820,14 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         args: list[str] = []
         modes: list[str] = []
         for target in batch:
+            base = f"{target[0]}:{target[1]}:"
             mode = self._events_mode(target)
             state = self._states.get(target)
             if mode == "follow" and state is not None:
                 after = _after(state.stream_id or "0-0")
             else:
                 after = "-" if mode == "position" else ""
-            args += (f"{target[0]}:{target[1]}:", _recent_bound(state), after)
+            args += (base, _recent_bound(state), after)
             modes.append(mode)
         return args, modes
 
@@ -790,6 +870,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         state = self._states.get((prefix, queue))
         if state is None:
             state = self._states[(prefix, queue)] = _QueueState()
+        state.row = row
         counts = {
             "waiting": waiting, "paused": paused_jobs, "active": active, "delayed": delayed,
             "prioritized": prioritized, "waiting-children": children, "completed": done,
@@ -1082,9 +1163,11 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 return
             for read, page in zip(trip, pages, strict=True):
                 if isinstance(page, Exception) or not isinstance(page, list):
+                    read.events_more = False
                     continue  # the stream went away meanwhile: what was read counts
                 _count_events(read, page)
-                if len(page) == page_size:
+                read.events_more = len(page) == page_size
+                if read.events_more:
                     pending.append(read)
 
     async def _second_trip(self, reads: list[_Read], now_ms: int) -> None:  # noqa: C901 - debt (issue 18): the bullmq second round trip; hot path kept flat for speed
@@ -1205,6 +1288,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         options = self.options
         recent = self._update_timings(read, state) if options.recent_jobs else None
         counters: tuple[int, ...] = ()
+        state.behind = read.events_more
         if options.counters != "off":
             if read.last_id is not None:
                 state.stream_id = read.last_id
@@ -1239,8 +1323,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             out.extend(state.samples)
             return
         # Only the worker count moved: the row (nothing pending in it) gives the rest.
-        assert state.raw is not None
-        read = self._read_of_row(target[0], target[1], state.raw, "none")
+        assert state.row is not None
+        # Mode "none": the events and jobs it counted are already in the state.
+        read = self._read_of_row(target[0], target[1], state.row, "none")
         assert read is not None  # a kept row is of a queue that exists or is listed
         self._write_queue(out, read, workers)
 
@@ -1303,6 +1388,22 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         if self._logged.get(target) != why:
             self._logged[target] = why
             event(level, msg, check=self.spec.name, prefix=target[0], queue=target[1], reason=why)
+
+
+# The keys SCRIPT reads of every queue (it builds them from the queue's base); the job
+# hashes and locks it reads besides are not tracked (see BullmqProbe._unread).
+_TRACKED_SUFFIXES = (
+    "meta", "id", "wait", "paused", "active", "completed", "failed", "delayed",
+    "prioritized", "waiting-children", "repeat", "metrics:completed", "metrics:failed",
+    "events",
+)  # fmt: skip
+
+
+def _tracked_keys(batch: Sequence[tuple[str, str]]) -> Iterator[str]:
+    for prefix, queue in batch:
+        base = f"{prefix}:{queue}:"
+        for suffix in _TRACKED_SUFFIXES:
+            yield base + suffix
 
 
 def _recent_bound(state: _QueueState | None) -> str:

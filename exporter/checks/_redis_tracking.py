@@ -1,0 +1,234 @@
+"""Which items a check read still hold what it read: Redis client-side caching.
+
+A connection in tracking mode (``CLIENT TRACKING ON``, Redis >= 6) makes the server
+remember every key it reads; when such a key is modified, deleted, expired or evicted, or
+the database flushed, the server sends an invalidation naming it, once (the key is
+forgotten until it is read again). With RESP2 the invalidations go to another connection
+subscribed to ``__redis__:invalidate`` (``REDIRECT <its client id>``). This module keeps
+that second connection and turns the invalidations into items (for the bullmq kind: the
+queues whose keys they name) that must be read again; an item read while tracking held
+and named by no invalidation since is unchanged.
+
+Only reads that name their keys are tracked: plain commands, commands inside
+``MULTI``/``EXEC``, and scripts' declared ``KEYS``, not keys a script builds from ``ARGV``
+(and on Redis 7.0 each command inside a script re-tracks all its declared keys: a
+script declaring thousands is quadratic). A multi-key ``EXISTS`` before such a script
+makes the server track its keys for one lookup each.
+
+Why it is exact, not a guess:
+
+* Before each scrape's reads, :meth:`ChangeTracking.sync` sends ``PING`` on the
+  subscribed connection and reads up to its answer. The server sends an invalidation while
+  it runs the write, so every write it ran before that ``PING`` is in what was read; a
+  write it runs later is reported by the next scrape's sync (as any write landing just
+  after a read is).
+* Tracking is a property of one connection. When the reading connection was redialled
+  (``RawRedis.dials`` moved), the subscribed one was lost, or an invalidation could not be
+  read, every item counts as changed and tracking is set up again; both connections must
+  reach the same server (the ``run_id`` of ``INFO server`` is compared: with Sentinel,
+  two dials around a failover may not).
+* A server or ACL that refuses any step (Redis < 6, ``CLIENT TRACKING`` or ``SUBSCRIBE``
+  denied) leaves every item read on every scrape; the refusal is retried after
+  ``RETRY`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any
+
+from redis import exceptions as rexc
+
+from exporter.checks._redis_conn import RawRedis, RedisConnOptions, first_line
+from exporter.logs import event
+
+CHANNEL = "__redis__:invalidate"
+RETRY = 600.0  # seconds before a refused setup is tried again
+# What an ACL user needs for tracking besides the reads (Redis 7 gives new users no
+# channel at all).
+NEEDS = f"+client|id +client|tracking +subscribe +ping +info &{CHANNEL}"
+_RUN_ID = re.compile(r"^run_id:(\w+)", re.MULTILINE)
+
+
+class TrackingRefused(Exception):
+    """The server or the ACL refused a step of setting up client tracking."""
+
+
+class ChangeTracking:
+    """The invalidations of one reading connection, turned into items to read again.
+
+    ``items_of`` names the items a key belongs to (none for keys of nothing the check
+    reads). A check calls :meth:`sync` before its reads and reads every item for which
+    :meth:`unchanged` is false; :meth:`mark_read` records an item read on the tracked
+    connection; :meth:`settle` after the reads drops everything when that connection was
+    redialled meanwhile (its reads were not tracked).
+    """
+
+    def __init__(
+        self,
+        options: RedisConnOptions,
+        items_of: Callable[[str], Iterable[Hashable]],
+        check: str,
+    ) -> None:
+        self._subscriber = RawRedis(options)
+        self._items_of = items_of
+        self._check = check
+        self._read_at: dict[Hashable, float] = {}  # item -> loop time of its tracked read
+        self._dial: int | None = None  # the reading connection's dial that is tracked
+        self._refused_at: float | None = None
+        self._refusal: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether this scrape's reads are tracked (after :meth:`sync`)."""
+        return self._dial is not None
+
+    async def sync(self, reading: RawRedis) -> bool:
+        """Bring in every invalidation sent so far; set tracking up when it is not (then
+        every item counts as changed). False: tracking is off (refused), read everything.
+
+        Connection errors of the reading connection propagate (the scrape fails as it
+        would on its first read); the subscribed connection's only turn tracking off
+        until the next sync.
+        """
+        loop = asyncio.get_running_loop()
+        if self._refused_at is not None and loop.time() - self._refused_at < RETRY:
+            return False
+        if self._dial is not None and self._subscriber.connected:
+            # Both connections alive now means alive since tracking was set up: a closed
+            # connection stays closed. A dead reading connection is redialled here, which
+            # moves its dial count: the server forgot what it tracked.
+            await reading.execute([("PING",)])
+            if reading.dials == self._dial:
+                try:
+                    replies = await self._subscriber.exchange([("PING",)], _is_pong)
+                except rexc.RedisError:
+                    pass  # the subscribed connection is gone: set it up again
+                else:
+                    if not isinstance(replies[-1], Exception):
+                        self._take(replies)
+                        return True
+                    await self._subscriber.close()
+                    self._forget()
+                    self._refuse(first_line(replies[-1]))
+                    return False
+        return await self._set_up(reading)
+
+    def unchanged(self, item: Hashable) -> bool:
+        """Read while tracking held, and named by no invalidation since."""
+        return item in self._read_at
+
+    def read_at(self, item: Hashable) -> float:
+        """Loop time of the item's last tracked read."""
+        return self._read_at[item]
+
+    def mark_read(self, item: Hashable, at: float) -> None:
+        if self._dial is not None:
+            self._read_at[item] = at
+
+    def settle(self, reading: RawRedis) -> None:
+        """After the reads: when the reading connection was redialled during them, they
+        were not tracked, so nothing read counts as unchanged."""
+        if self._dial is not None and reading.dials != self._dial:
+            self._forget()
+
+    def drop(self) -> None:
+        """Count every item as changed and set tracking up again on the next sync."""
+        self._forget()
+
+    def forget(self, item: Hashable) -> None:
+        self._read_at.pop(item, None)
+
+    async def close(self) -> None:
+        await self._subscriber.close()
+
+    def _forget(self) -> None:
+        self._read_at.clear()
+        self._dial = None
+
+    def _take(self, replies: list[Any]) -> None:
+        for reply in replies:
+            if not (isinstance(reply, list) and len(reply) == 3 and reply[0] == "message"):
+                continue
+            keys = reply[2]
+            if keys is None:  # FLUSHALL / FLUSHDB: every key
+                self._read_at.clear()
+                continue
+            for key in [keys] if isinstance(keys, str) else keys:
+                for item in self._items_of(key):
+                    self._read_at.pop(item, None)
+
+    async def _set_up(self, reading: RawRedis) -> bool:
+        self._forget()
+        await self._subscriber.close()
+        subscribing = [("CLIENT", "ID"), ("INFO", "server"), ("SUBSCRIBE", CHANNEL)]
+        try:
+            subscribed = await self._subscriber.exchange(
+                subscribing, lambda reply: isinstance(reply, Exception) or _is_subscribed(reply)
+            )
+            client_id, info, _ = _replies(subscribed, subscribing)
+        except TrackingRefused as exc:
+            await self._subscriber.close()
+            self._refuse(str(exc))
+            return False
+        except rexc.RedisError:
+            # No second connection now (maxclients?): read everything, try next scrape.
+            await self._subscriber.close()
+            return False
+        tracking = [("CLIENT", "TRACKING", "OFF"),
+                    ("CLIENT", "TRACKING", "ON", "REDIRECT", str(client_id)),
+                    ("INFO", "server")]  # fmt: skip
+        replies = await reading.execute(tracking)
+        try:
+            _, _, reading_info = _replies(replies, tracking)
+        except TrackingRefused as exc:
+            await self._subscriber.close()
+            self._refuse(str(exc))
+            return False
+        if _run_id(info) != _run_id(reading_info):
+            # Two dials reached two servers (a failover between them): try next scrape.
+            await self._subscriber.close()
+            return False
+        self._dial = reading.dials
+        self._refused_at = self._refusal = None
+        return True
+
+    def _refuse(self, why: str) -> None:
+        self._refused_at = asyncio.get_running_loop().time()
+        if why != self._refusal:
+            self._refusal = why
+            event(
+                logging.INFO,
+                "bullmq change tracking refused, reading every queue on every scrape",
+                check=self._check,
+                reason=why,
+                needs=NEEDS,
+            )
+
+
+def _replies(replies: list[Any], commands: Sequence[tuple[str, ...]]) -> list[Any]:
+    """One reply per command; an error reply is a refusal, named by its command."""
+    for command, reply in zip(commands, replies, strict=False):
+        if isinstance(reply, Exception):
+            what = " ".join(command[:2] if command[0] == "CLIENT" else command)
+            raise TrackingRefused(f"{what}: {first_line(reply)}")
+    if len(replies) < len(commands):
+        raise TrackingRefused("unexpected reply")
+    return replies[: len(commands)]
+
+
+def _is_pong(reply: Any) -> bool:
+    # In RESP2's subscribed mode PING answers ["pong", ""]; an error ends the read too.
+    return isinstance(reply, Exception) or (isinstance(reply, list) and reply[:1] == ["pong"])
+
+
+def _is_subscribed(reply: Any) -> bool:
+    return isinstance(reply, list) and reply[:1] == ["subscribe"]
+
+
+def _run_id(info: Any) -> str | None:
+    match = _RUN_ID.search(info) if isinstance(info, str) else None
+    return match[1] if match else None

@@ -1,0 +1,207 @@
+"""Change tracking: a queue whose keys did not change is not read, and no change is missed.
+
+Two probes read the same real Redis: one with ``track_changes`` (the default), one that
+reads every queue on every scrape (``track_changes: false``); after every step both must
+export the very same samples. Which queues a scrape read comes from Redis' own
+``INFO commandstats``: the script sends five ``ZCARD`` per queue it reads. Changes are made
+by the official bullmq package (its ``Queue.add``), by hand where the point is a write the
+tracking cannot see (a lock key), or by nothing at all (time passing a schedule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+import redis
+
+from bench.bullmq_data import Plan, queue_names, write_queues
+from exporter.checks import bullmq as kind
+from exporter.checks.bullmq import BullmqProbe
+from exporter.samples import Sink
+from tests.redis.conftest import require_bullmq
+from tests.redis.test_bullmq_script import exported, jobs, one, probe, scrape
+from tests.servers import RedisServer
+
+QUIET = Plan(waiting=3, active=0, delayed=1, prioritized=1, waiting_children=0, completed=2)
+ZCARDS_PER_QUEUE = 5  # completed, failed, delayed, prioritized, waiting-children
+
+
+def queues_read(calls: dict[str, tuple[int, int]]) -> int:
+    zcards, _ = calls.get("zcard", (0, 0))
+    assert zcards % ZCARDS_PER_QUEUE == 0, calls
+    return zcards // ZCARDS_PER_QUEUE
+
+
+async def both(tracked: BullmqProbe, full: BullmqProbe, client: redis.Redis) -> tuple[Sink, int]:
+    """Scrape both probes; their samples must be equal. The tracked one's sink and how
+    many queues it read."""
+    by_tracking, calls = await scrape(tracked, client)
+    by_reading, _ = await scrape(full, client)
+    assert exported(by_tracking) == exported(by_reading)
+    return by_tracking, queues_read(calls)
+
+
+def reading_connection(client: redis.Redis) -> str:
+    """The address of the probe's reading connection: the one that has tracking on."""
+    (found,) = [
+        c["addr"]
+        for c in client.client_list()
+        if "t" in c["flags"] and c["id"] != str(client.client_id())
+    ]
+    return str(found)
+
+
+async def test_only_changed_queues_are_read_and_no_change_is_missed(
+    redis_server: RedisServer,
+) -> None:
+    bullmq = require_bullmq("v6")
+    url = redis_server.url
+    names = queue_names(12)
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    write_queues(stats, "bull", names, QUIET)
+    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
+    try:
+        _, read = await both(tracked, full, stats)
+        assert read == len(names)  # nothing known yet: every queue
+        _, read = await both(tracked, full, stats)
+        assert read == 0  # nothing changed
+
+        bullmq.run("add", url, "bull", names[3], "2")
+        sink, read = await both(tracked, full, stats)
+        assert read == 1
+        oracle = bullmq.run("counts", url, "bull", names[3])["counts"][names[3]]
+        assert jobs(sink, names[3])["waiting"] == oracle["waiting"] == QUIET.waiting + 2
+
+        # The connection that takes the invalidations is lost, and a change lands while
+        # it is: every queue is read again (tracking is set up anew).
+        stats.client_kill_filter(_type="pubsub")
+        bullmq.run("add", url, "bull", names[5], "1")
+        _, read = await both(tracked, full, stats)
+        assert read == len(names)
+        _, read = await both(tracked, full, stats)
+        assert read == 0
+
+        # The reading connection is lost (the server forgets what it tracked).
+        stats.client_kill(reading_connection(stats))
+        bullmq.run("add", url, "bull", names[6], "1")
+        _, read = await both(tracked, full, stats)
+        assert read == len(names)
+
+        # FLUSHDB invalidates every key: the queues are gone from both.
+        stats.flushdb()
+        sink, read = await both(tracked, full, stats)
+        assert read == len(names)
+        assert not [s for s in sink.samples if s.family.name == "bullmq_queue_jobs"]
+    finally:
+        stats.close()
+        await tracked.close()
+        await full.close()
+
+
+async def test_queues_with_active_jobs_are_read_every_scrape(redis_server: RedisServer) -> None:
+    """A worker that dies leaves its lock to expire: no key the tracking sees changes, and
+    the job must still show as stalled on the next scrape."""
+    url = redis_server.url
+    names = queue_names(3)
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    write_queues(stats, "bull", names, QUIET)
+    stats.rpush(f"bull:{names[1]}:active", "held")
+    stats.set(f"bull:{names[1]}:held:lock", "worker-token")
+    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
+    try:
+        await both(tracked, full, stats)
+        sink, read = await both(tracked, full, stats)
+        assert read == 1  # the queue with an active job
+        assert one(sink, "bullmq_queue_stalled_jobs", names[1]) == 0
+        stats.delete(f"bull:{names[1]}:held:lock")  # as its expiry would
+        sink, read = await both(tracked, full, stats)
+        assert read == 1
+        assert one(sink, "bullmq_queue_stalled_jobs", names[1]) == 1
+    finally:
+        stats.close()
+        await tracked.close()
+        await full.close()
+
+
+async def test_a_schedule_falls_overdue_with_no_write(redis_server: RedisServer) -> None:
+    """Overdue is a matter of time: a queue whose earliest run passes the grace is read
+    again although none of its keys changed."""
+    url = redis_server.url
+    (name,) = queue_names(1)
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    write_queues(stats, "bull", [name], QUIET)
+    due = int(time.time() * 1000) + 1500
+    stats.zadd(f"bull:{name}:repeat", {"poll::::1000": due})
+    tracked = probe({"url": url, "schedule_grace": "0s"})
+    try:
+        sink, _ = await scrape(tracked, stats)
+        assert one(sink, "bullmq_queue_schedulers_overdue", name) == 0
+        _, calls = await scrape(tracked, stats)
+        assert queues_read(calls) == 0  # not due yet: nothing to read
+        deadline = time.monotonic() + 30
+        while one(sink, "bullmq_queue_schedulers_overdue", name) == 0:
+            assert time.monotonic() < deadline, "the overdue run never showed"
+            await asyncio.sleep(0.1)  # a scrape interval, not a synchronisation
+            sink, _ = await scrape(tracked, stats)
+        assert time.time() * 1000 > due
+    finally:
+        stats.close()
+        await tracked.close()
+
+
+async def test_queues_are_read_again_after_the_refresh_age(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = redis_server.url
+    names = queue_names(4)
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    write_queues(stats, "bull", names, QUIET)
+    tracked = probe({"url": url})
+    try:
+        await scrape(tracked, stats)
+        _, calls = await scrape(tracked, stats)
+        assert queues_read(calls) == 0
+        monkeypatch.setattr(kind, "REFRESH_AGE", 0.0)
+        _, calls = await scrape(tracked, stats)
+        assert queues_read(calls) == len(names)
+    finally:
+        stats.close()
+        await tracked.close()
+
+
+async def test_refused_tracking_reads_every_queue_and_says_so_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL user with no channel permission (Redis 7's default for new users) cannot
+    subscribe to the invalidations: every scrape reads every queue, as without tracking."""
+    caplog.set_level(logging.INFO, logger="runbook_exporter")
+    url = redis_server.url
+    names = queue_names(3)
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    write_queues(stats, "bull", names, QUIET)
+    stats.acl_setuser(
+        "monitor", enabled=True, passwords=["+watch-only"], keys=["~*"],
+        commands=["+@read", "+multi", "+exec", "+ping", "+info", "+client|list", "+client|id",
+                  "+client|tracking", "+subscribe", "+evalsha_ro", "+eval_ro"],
+    )  # fmt: skip
+    tracked = probe({"url": url, "username": "monitor", "password": "watch-only"})
+    try:
+        for _ in range(3):
+            _, calls = await scrape(tracked, stats)
+            assert queues_read(calls) == len(names)
+    finally:
+        stats.close()
+        await tracked.close()
+    (refused,) = [
+        r for r in caplog.records
+        if r.getMessage() == "bullmq change tracking refused, reading every queue on every scrape"
+    ]  # fmt: skip
+    fields = refused.__dict__["fields"]
+    assert fields["reason"] == (
+        "SUBSCRIBE __redis__:invalidate: NOPERM this user has no permissions to access one of "
+        "the channels used as arguments"
+    )
+    assert "&__redis__:invalidate" in fields["needs"]
