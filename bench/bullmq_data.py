@@ -168,3 +168,17 @@ def _waiting_jobs(
         pipe.lpush(waiting_list, str(jid))  # LPUSH: the oldest job is at the tail
     if plan.waiting and not paused:
         pipe.zadd(f"{base}marker", {"0": 0})
+
+
+def add_waiting(client: redis.Redis, prefix: str, names: list[str], tag: str) -> None:
+    """One more waiting job (id ``tag``) in each named queue, written as ``Queue.add``
+    writes one: the job hash, its ``added`` event, the id pushed on the wait list (the
+    paused list of a paused queue)."""
+    now = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        base = f"{prefix}:{name}:"
+        _job(pipe, base, tag, now)
+        paused = is_paused(int(name.rsplit("-", 1)[1]))
+        pipe.lpush(f"{base}paused" if paused else f"{base}wait", tag)
+    pipe.execute()
