@@ -49,7 +49,7 @@ CHANNEL = "__redis__:invalidate"
 RETRY = 600.0  # seconds before a refused setup is tried again
 # What an ACL user needs for tracking besides the reads (Redis 7 gives new users no
 # channel at all).
-NEEDS = f"+client|id +client|tracking +subscribe +ping +info &{CHANNEL}"
+NEEDS = f"+client|id +client|tracking +client|caching +subscribe +ping +info &{CHANNEL}"
 _RUN_ID = re.compile(r"^run_id:(\w+)", re.MULTILINE)
 
 
@@ -77,6 +77,11 @@ class ChangeTracking:
         self._items_of = items_of
         self._check = check
         self._read_at: dict[Hashable, float] = {}  # item -> loop time of its tracked read
+        # Items whose keys the server tracks, but for the keys named by invalidations
+        # since (the server forgets a key once it reports it): only those need tracking
+        # again when the item is read.
+        self._tracked: set[Hashable] = set()
+        self._lapsed: dict[Hashable, set[str]] = {}
         self._dial: int | None = None  # the reading connection's dial that is tracked
         self._refused_at: float | None = None
         self._refusal: str | None = None
@@ -125,6 +130,19 @@ class ChangeTracking:
         """Loop time of the item's last tracked read."""
         return self._read_at[item]
 
+    def lapsed(self, item: Hashable) -> set[str] | None:
+        """The item's keys the server stopped tracking (reported changed since they were
+        tracked); None: all of them, the item was never tracked since tracking was set up."""
+        if item not in self._tracked:
+            return None
+        return self._lapsed.get(item, set())
+
+    def tracking(self, item: Hashable) -> None:
+        """The item's keys (``lapsed``) are being read on the tracked connection now."""
+        if self._dial is not None:
+            self._tracked.add(item)
+            self._lapsed.pop(item, None)
+
     def mark_read(self, item: Hashable, at: float) -> None:
         if self._dial is not None:
             self._read_at[item] = at
@@ -141,12 +159,16 @@ class ChangeTracking:
 
     def forget(self, item: Hashable) -> None:
         self._read_at.pop(item, None)
+        self._tracked.discard(item)
+        self._lapsed.pop(item, None)
 
     async def close(self) -> None:
         await self._subscriber.close()
 
     def _forget(self) -> None:
         self._read_at.clear()
+        self._tracked.clear()
+        self._lapsed.clear()
         self._dial = None
 
     def _take(self, replies: list[Any]) -> None:
@@ -156,10 +178,14 @@ class ChangeTracking:
             keys = reply[2]
             if keys is None:  # FLUSHALL / FLUSHDB: every key
                 self._read_at.clear()
+                self._tracked.clear()
+                self._lapsed.clear()
                 continue
             for key in [keys] if isinstance(keys, str) else keys:
                 for item in self._items_of(key):
                     self._read_at.pop(item, None)
+                    if item in self._tracked:
+                        self._lapsed.setdefault(item, set()).add(key)
 
     async def _set_up(self, reading: RawRedis) -> bool:
         self._forget()
@@ -179,7 +205,7 @@ class ChangeTracking:
             await self._subscriber.close()
             return False
         tracking = [("CLIENT", "TRACKING", "OFF"),
-                    ("CLIENT", "TRACKING", "ON", "REDIRECT", str(client_id)),
+                    ("CLIENT", "TRACKING", "ON", "REDIRECT", str(client_id), "OPTIN"),
                     ("INFO", "server")]  # fmt: skip
         replies = await reading.execute(tracking)
         try:

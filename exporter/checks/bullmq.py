@@ -530,11 +530,14 @@ class _ScriptTrip:
             args, modes = self.probe._script_args(batch)
             self.modes.append(modes)
             commands: list[tuple[str, ...]] = [(*call, "0", *head, *args)]
-            if tracked:
+            keys = self.probe._keys_to_track(batch) if tracked else []
+            if keys:
                 # Keys a script builds are not tracked (and declared KEYS cost the server
                 # a tracking update per key per call inside it: quadratic); one EXISTS of
-                # every key the script reads makes the server track them, before it runs.
-                commands.insert(0, ("EXISTS", *_tracked_keys(batch)))
+                # the keys the script reads makes the server track them, before it runs.
+                # Tracking is opt-in (OPTIN): nothing else this connection reads (job
+                # hashes, locks, pages of events) fills the server's tracking table.
+                commands[:0] = [("CLIENT", "CACHING", "YES"), ("EXISTS", *keys)]
             yield pack_text(commands).encode("utf-8", "surrogateescape"), len(commands)
 
     async def take(self, replies: list[Any]) -> None:
@@ -542,7 +545,7 @@ class _ScriptTrip:
 
         index, self.parsed = self.parsed, self.parsed + 1
         reply = replies[-1]
-        if len(replies) == 2 and isinstance(replies[0], Exception):
+        if any(isinstance(r, Exception) for r in replies[:-1]):
             self.probe._tracking.drop()  # not tracked: nothing read counts as unchanged
         if index < 0:
             self.clients = reply
@@ -584,6 +587,20 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     async def close(self) -> None:
         await self._redis.close()
         await self._tracking.close()
+
+    def _keys_to_track(self, batch: Sequence[tuple[str, str]]) -> list[str]:
+        """The keys of ``batch`` the server does not track (yet, or any more)."""
+        tracking = self._tracking
+        keys: list[str] = []
+        for target in batch:
+            base = f"{target[0]}:{target[1]}:"
+            lapsed = tracking.lapsed(target)
+            if lapsed is None:
+                keys += [base + suffix for suffix in _TRACKED_SUFFIXES]
+            else:
+                keys += [key for key in lapsed if key[len(base) :] in _TRACKED_SET]
+            tracking.tracking(target)
+        return keys
 
     def _queues_of(self, key: str) -> Iterator[tuple[str, str]]:
         """The queue a key belongs to, under each prefix it starts with (queue names
@@ -1399,11 +1416,7 @@ _TRACKED_SUFFIXES = (
 )  # fmt: skip
 
 
-def _tracked_keys(batch: Sequence[tuple[str, str]]) -> Iterator[str]:
-    for prefix, queue in batch:
-        base = f"{prefix}:{queue}:"
-        for suffix in _TRACKED_SUFFIXES:
-            yield base + suffix
+_TRACKED_SET = frozenset(_TRACKED_SUFFIXES)
 
 
 def _recent_bound(state: _QueueState | None) -> str:

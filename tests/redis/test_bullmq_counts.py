@@ -20,9 +20,9 @@ from tests.support import run_check, running, value, values
 # Commands a scrape may send besides those the server itself flags "readonly": the
 # MULTI/EXEC that batches reads, connection setup, and CLIENT LIST (for the workers).
 # Commands that touch no data: transactions, server and connection state (client tracking:
-# CLIENT ID, CLIENT TRACKING and SUBSCRIBE on the connection that takes the invalidations).
+# CLIENT ID, CLIENT TRACKING, CLIENT CACHING, and SUBSCRIBE for the invalidations).
 NOT_DATA = {"multi", "exec", "ping", "info", "client|list", "client|setinfo", "hello", "select",
-            "auth", "client|id", "client|tracking", "subscribe"}  # fmt: skip
+            "auth", "client|id", "client|tracking", "client|caching", "subscribe"}  # fmt: skip
 
 
 def jobs(result: CheckResult, queue: str) -> dict[str, float]:

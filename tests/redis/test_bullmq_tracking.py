@@ -74,6 +74,12 @@ async def test_only_changed_queues_are_read_and_no_change_is_missed(
         assert read == 1
         oracle = bullmq.run("counts", url, "bull", names[3])["counts"][names[3]]
         assert jobs(sink, names[3])["waiting"] == oracle["waiting"] == QUIET.waiting + 2
+        # The same keys change again: the server reported them once and forgot them, so
+        # reading the queue must have had them tracked anew.
+        bullmq.run("add", url, "bull", names[3], "1")
+        sink, read = await both(tracked, full, stats)
+        assert read == 1
+        assert jobs(sink, names[3])["waiting"] == QUIET.waiting + 3
 
         # The connection that takes the invalidations is lost, and a change lands while
         # it is: every queue is read again (tracking is set up anew).
@@ -185,7 +191,7 @@ async def test_refused_tracking_reads_every_queue_and_says_so_once(
     stats.acl_setuser(
         "monitor", enabled=True, passwords=["+watch-only"], keys=["~*"],
         commands=["+@read", "+multi", "+exec", "+ping", "+info", "+client|list", "+client|id",
-                  "+client|tracking", "+subscribe", "+evalsha_ro", "+eval_ro"],
+                  "+client|tracking", "+client|caching", "+subscribe", "+evalsha_ro", "+eval_ro"],
     )  # fmt: skip
     tracked = probe({"url": url, "username": "monitor", "password": "watch-only"})
     try:
