@@ -302,6 +302,9 @@ class _QueueState:
     # The events stream was not read to its end (a burst beyond the scrape's share of
     # time): read again on the next scrape, whatever change tracking says.
     behind: bool = False
+    # Loop time at which an active job's lock can expire first (-inf: every scrape, some
+    # locks were not read; None: no lock expires), from the script's row.
+    lock_due: float | None = None
 
 
 @dataclass
@@ -392,7 +395,9 @@ _REPLY_KEYS_WITH_METRICS = (*_KEYS, "events")
 #   completed, failed, schedulers, overdue, stalled, completed events, failed events,
 #   events read (integers), then the last event id read, the score of the earliest
 #   scheduled run, the next job's timestamp, the metrics:completed and metrics:failed
-#   counts (strings, or nil), then id, score, ... of the jobs completed after ``since``.
+#   counts (strings, or nil), the milliseconds until the earliest of its active jobs'
+#   locks expires (0: none will, -1: not every lock was read), then id, score, ... of the
+#   jobs completed after ``since``.
 # A queue whose reads raised an error (a key of the wrong type) is nil: it is read again
 # through the pipelined route, which names the key.
 # ARGV: overdue cut-off (ms), recent_jobs, events page size, "1" to read the metrics
@@ -438,7 +443,7 @@ local function read_queue(b, since, after)
     waiting, paused, active, rcall('ZCARD', b .. 'delayed'),
     rcall('ZCARD', b .. 'prioritized'), rcall('ZCARD', b .. 'waiting-children'),
     completed, rcall('ZCARD', b .. 'failed'), 0, 0, 0, 0, 0, 0,
-    false, false, false, false, false}
+    false, false, false, false, false, 0}
   local first = optional and rcall('ZRANGE', r, 0, 0, 'WITHSCORES') or {}
   if first[1] then
     row[11] = rcall('ZCARD', r)
@@ -447,17 +452,23 @@ local function read_queue(b, since, after)
       row[12] = rcall('ZCOUNT', r, '-inf', '(' .. cutoff)
     end
   end
-  if active > 0 and budget > 0 then
-    local ids = rcall('LRANGE', b .. 'active', 0, math.min(999, budget - 1))
-    budget = budget - #ids
-    local locks = {}
-    for k = 1, #ids do locks[k] = b .. ids[k] .. ':lock' end
-    if rcall('EXISTS', unpack(locks)) < #ids then
-      local stalled = 0
-      for k = 1, #locks do
-        if rcall('EXISTS', locks[k]) == 0 then stalled = stalled + 1 end
+  if active > 0 then
+    row[22] = -1
+    if budget > 0 then
+      local ids = rcall('LRANGE', b .. 'active', 0, math.min(999, budget - 1))
+      budget = budget - #ids
+      -- A job whose lock is gone is stalled; the soonest lock expiry is when one can be.
+      local stalled, soonest = 0, 0
+      for k = 1, #ids do
+        local ttl = rcall('PTTL', b .. ids[k] .. ':lock')
+        if ttl == -2 then
+          stalled = stalled + 1
+        elseif ttl >= 0 and (soonest == 0 or ttl < soonest) then
+          soonest = math.max(ttl, 1)
+        end
       end
       row[13] = stalled
+      if #ids == active then row[22] = soonest end
     end
   end
   if after == '-' then
@@ -482,7 +493,7 @@ local function read_queue(b, since, after)
   if recent > 0 and completed > 0 then
     local jobs = rcall('ZREVRANGEBYSCORE', b .. 'completed', '+inf', since, 'WITHSCORES',
                        'LIMIT', 0, recent)
-    for k = 1, #jobs do row[21 + k] = jobs[k] end
+    for k = 1, #jobs do row[22 + k] = jobs[k] end
   end
   return row
 end
@@ -582,6 +593,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._follow_queues = FOLLOW_QUEUES_PER_TRIP
         self._samples_base: tuple[tuple[str, str], ...] = ()
         self._script_refused_at: float | None = None  # loop time of the last refusal
+        self._read_started = 0.0  # loop time at which this scrape's reads were sent
         self._tracking = ChangeTracking(spec.options.conn, self._queues_of, spec.name)
 
     async def close(self) -> None:
@@ -623,7 +635,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             return targets
         tracking, states = self._tracking, self._states
         cutoff = now_ms - options.schedule_grace * 1000
-        stale = asyncio.get_running_loop().time() - REFRESH_AGE
+        now = asyncio.get_running_loop().time()
+        stale = now - REFRESH_AGE
         unread: list[tuple[str, str]] = []
         for target in targets:
             state = states.get(target)
@@ -633,8 +646,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 or row is None
                 or not tracking.unchanged(target)
                 or state.behind
-                # Active jobs: a lock expires without a key the tracked EXISTS names.
-                or int(row[4]) > 0
+                # An active job's lock can have expired (no key the tracking names
+                # changes then): a stalled job shows when it can, not a refresh later.
+                or (state.lock_due is not None and state.lock_due <= now)
                 # An earliest scheduled run past the grace: overdue ones grow with time.
                 or (row[17] and float(row[17]) < cutoff)
                 or tracking.read_at(target) <= stale
@@ -676,7 +690,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         problems: list[str] = []
         clients: Any = None
         now_ms = int(time.time() * 1000)
-        read_at = loop.time()
+        read_at = self._read_started = loop.time()
         unread = await self._unread(targets, now_ms)
         group = BATCH_QUEUES * PIPELINED_BATCHES
         # The script checks locks batch by batch: each gets an equal share of the budget.
@@ -857,6 +871,14 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             if row is None:
                 outcomes.append(_AGAIN)
                 continue
+            try:
+                # When a lock can expire next (relative, so not part of the row compared).
+                lock_ttl, row[_LOCK_TTL] = int(row[_LOCK_TTL]), 0
+            except (TypeError, ValueError, IndexError) as exc:
+                outcomes.append(
+                    _Skip(f"{target[0]}:{target[1]}: unexpected reply ({type(exc).__name__})")
+                )
+                continue
             state = states.get(target)
             if (
                 state is not None
@@ -864,10 +886,14 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 and row == state.raw
                 and state.samples is not None
             ):
+                state.lock_due = _lock_due(self._read_started, lock_ttl)
                 outcomes.append(target)  # the same row as the kept samples were made of
                 continue
             try:
                 outcomes.append(self._read_of_row(target[0], target[1], row, mode))
+                state = states.get(target)
+                if state is not None:
+                    state.lock_due = _lock_due(self._read_started, lock_ttl)
             except (TypeError, ValueError, IndexError, AttributeError) as exc:
                 # Not what the script answers: a broken or hostile server.
                 outcomes.append(
@@ -881,7 +907,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
          done, failed, schedulers, overdue, stalled, completed_events, failed_events,
          entries) = (int(number) for number in row[:16])  # fmt: skip
         last_id, first_run, stamp, metric_completed, metric_failed = row[16:21]
-        completed = row[21:]
+        completed = row[_LOCK_TTL + 1 :]
         if not exists and not self.options.queues:
             return None  # neither meta nor id: obliterated since discovery
         state = self._states.get((prefix, queue))
@@ -1417,6 +1443,15 @@ _TRACKED_SUFFIXES = (
 
 
 _TRACKED_SET = frozenset(_TRACKED_SUFFIXES)
+_LOCK_TTL = 21  # the script row's milliseconds until an active job's lock can expire
+
+
+def _lock_due(read_at: float, lock_ttl: int) -> float | None:
+    """When (loop time) a queue's earliest lock can expire, from the script's answer;
+    counted from before the read was sent, so never later than the lock's expiry."""
+    if lock_ttl < 0:
+        return -math.inf  # some locks were not read: read the queue on every scrape
+    return read_at + lock_ttl / 1000 if lock_ttl else None
 
 
 def _recent_bound(state: _QueueState | None) -> str:
