@@ -594,6 +594,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._samples_base: tuple[tuple[str, str], ...] = ()
         self._script_refused_at: float | None = None  # loop time of the last refusal
         self._read_started = 0.0  # loop time at which this scrape's reads were sent
+        # The client names of each target's workers, for the targets they were made for.
+        self._worker_names: tuple[list[tuple[str, str]], dict[str, tuple[str, str]]] = ([], {})
         self._tracking = ChangeTracking(spec.options.conn, self._queues_of, spec.name)
 
     async def close(self) -> None:
@@ -747,7 +749,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                     "+client|list in the user's ACL, or set workers: false"
                 )
             else:
-                workers = _workers(clients, targets)
+                if self._worker_names[0] != targets:  # changes with discovery only
+                    self._worker_names = (targets, _worker_names(targets))
+                workers = _workers(clients, self._worker_names[1])
         for index, item in enumerate(order):
             if index and not index % BATCH_QUEUES:
                 await asyncio.sleep(0)  # let other work run between slices of queues
@@ -1493,18 +1497,22 @@ def _count_events(read: _Read, page: list[Any]) -> None:
         read.last_id = entry_id
 
 
-def _workers(listing: Any, queues: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Connections per queue named as BullMQ names its workers' connections.
-
-    Node BullMQ names them ``<prefix>:<base64 of the queue name>``, the Python package
-    ``<prefix>:<queue name>``; a worker given a name appends ``:w:<name>``. This counts
-    the connections ``Queue.getWorkers()`` returns, from one CLIENT LIST for all queues.
-    """
+def _worker_names(queues: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """The client names BullMQ gives the workers of each queue: Node BullMQ
+    ``<prefix>:<base64 of the queue name>``, the Python package ``<prefix>:<queue name>``
+    (a worker given a name appends ``:w:<name>``, see :func:`_workers`)."""
     names: dict[str, tuple[str, str]] = {}
     for prefix, queue in queues:
         names[f"{prefix}:{queue}"] = (prefix, queue)
         encoded = base64.b64encode(queue.encode("utf-8", "surrogateescape")).decode("ascii")
         names[f"{prefix}:{encoded}"] = (prefix, queue)
+    return names
+
+
+def _workers(listing: Any, names: dict[str, tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Connections per queue named as BullMQ names its workers' connections
+    (:func:`_worker_names`): the connections ``Queue.getWorkers()`` returns, from one
+    CLIENT LIST for all queues."""
     found: dict[tuple[str, str], int] = {}
     text = listing if isinstance(listing, str) else ""
     for line in text.splitlines():
