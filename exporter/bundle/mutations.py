@@ -68,14 +68,25 @@ def moved_threshold(alert: Alert, share: float, quiet_side: bool) -> float | Non
     return alert.threshold - delta if down else alert.threshold + delta
 
 
-def _rule(profile: Profile, alert: Alert) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The alert's group (without rules) and rule as the generated rule file has them."""
+def _rules(profile: Profile) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each alert's group (without rules) and rule as the generated rule file has them,
+    by alert name: the file rendered and read once per profile, not once per alert."""
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for group in yaml.safe_load(rules_file(profile))["groups"]:
+        head = {k: v for k, v in group.items() if k != "rules"}
         for rule in group["rules"]:
-            if rule.get("alert") == alert.name:
-                head = {k: v for k, v in group.items() if k != "rules"}
-                return head, rule
-    raise LookupError(f"{alert.name} is not in the rule file of {profile.slug}")
+            if "alert" in rule:
+                out.setdefault(rule["alert"], (head, rule))
+    return out
+
+
+def _rule(
+    rules: dict[str, tuple[dict[str, Any], dict[str, Any]]], profile: Profile, alert: Alert
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The alert's group (without rules) and rule (the first of that name, as before)."""
+    if alert.name not in rules:
+        raise LookupError(f"{alert.name} is not in the rule file of {profile.slug}")
+    return rules[alert.name]
 
 
 def _is_guard(profile: Profile, alert: Alert) -> bool:
@@ -89,8 +100,9 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
     missing-data guard (a guard's ``> 0`` over series that are there or not is no
     threshold: moving it changes nothing)."""
     out: list[Mutation] = []
+    rules = _rules(profile)
     for alert in all_alerts(profile):
-        group, rule = _rule(profile, alert)
+        group, rule = _rule(rules, profile, alert)
         if rule["expr"] != alert.expr():  # the mutation would not hit the real rule
             raise AssertionError(f"{alert.name}: the rule's expr is not {alert.expr()!r}")
         changes: list[tuple[str, str, dict[str, Any]]] = []
