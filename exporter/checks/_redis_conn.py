@@ -393,13 +393,7 @@ class RawRedis:
         try:
             writer.write(pack(commands))
             await writer.drain()
-            replies = ReplyReader(reader)
-            out: list[Any] = []
-            while True:
-                (reply,) = await replies.take(1)
-                out.append(reply)
-                if done(reply):
-                    return out
+            return await ReplyReader(reader).take_until(done)
         except OSError as exc:
             await self.close()
             raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
@@ -618,6 +612,13 @@ class ReplyReader:
 
     async def take(self, count: int) -> list[Any]:
         """The next ``count`` replies."""
+        return await self._read(count, None)
+
+    async def take_until(self, done: Callable[[Any], bool]) -> list[Any]:
+        """Replies up to and including the first one ``done`` accepts."""
+        return await self._read(None, done)
+
+    async def _read(self, count: int | None, done: Callable[[Any], bool] | None) -> list[Any]:
         import hiredis
 
         parser, reader, limit = self._parser, self._reader, self._limit
@@ -625,11 +626,14 @@ class ReplyReader:
         gets, append = parser.gets, out.append  # tens of thousands of calls per round trip
         remaining = count
         try:
-            while remaining:
+            while remaining != 0:
                 reply = gets()
                 if reply is not False:
                     append(reply)
-                    remaining -= 1
+                    if remaining is not None:
+                        remaining -= 1
+                    elif done is not None and done(reply):
+                        break
                     continue
                 chunk = await reader.read(READ_SIZE)
                 if not chunk:

@@ -181,11 +181,15 @@ class ChangeTracking:
                 self._tracked.clear()
                 self._lapsed.clear()
                 continue
+            read_at, tracked, lapsed = self._read_at, self._tracked, self._lapsed
             for key in [keys] if isinstance(keys, str) else keys:
                 for item in self._items_of(key):
-                    self._read_at.pop(item, None)
-                    if item in self._tracked:
-                        self._lapsed.setdefault(item, set()).add(key)
+                    read_at.pop(item, None)
+                    if item in tracked:
+                        if item in lapsed:
+                            lapsed[item].add(key)
+                        else:
+                            lapsed[item] = {key}
 
     async def _set_up(self, reading: RawRedis) -> bool:
         self._forget()

@@ -616,12 +616,14 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             tracking.tracking(target)
         return keys
 
-    def _queues_of(self, key: str) -> Iterator[tuple[str, str]]:
+    def _queues_of(self, key: str) -> list[tuple[str, str]]:
         """The queue a key belongs to, under each prefix it starts with (queue names
         have no ':')."""
-        for prefix in self.options.prefixes:
-            if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1] == ":":
-                yield prefix, key[len(prefix) + 1 :].split(":", 1)[0]
+        return [
+            (prefix, key[len(prefix) + 1 :].split(":", 1)[0])
+            for prefix in self.options.prefixes
+            if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1] == ":"
+        ]
 
     async def _unread(self, targets: list[tuple[str, str]], now_ms: int) -> list[tuple[str, str]]:
         """The targets to read this scrape: all of them, unless the script route and
