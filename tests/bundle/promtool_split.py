@@ -26,17 +26,17 @@ from exporter.fields import format_duration, parse_duration
 RULES_WRITE = ("ALERTS", "ALERTS_FOR_STATE")  # what an alerting rule writes
 
 
-def _walk(node: object) -> list[object]:
-    """Every node of a parsed PromQL expression."""
+def walk(node: object) -> list[object]:
+    """Every node of a parsed PromQL expression (tests/bundle reads selectors with it)."""
     if isinstance(node, promql_parser.MatrixSelector):
-        return [node, *_walk(node.vector_selector)]
+        return [node, *walk(node.vector_selector)]
     children: list[object] = []
     for attribute in ("lhs", "rhs", "expr", "param"):
         child = getattr(node, attribute, None)
         if child is not None and not isinstance(child, str | int | float):
             children.append(child)
     children.extend(getattr(node, "args", None) or [])
-    return [node, *(n for child in children for n in _walk(child))]
+    return [node, *(n for child in children for n in walk(child))]
 
 
 def _selectors(expr: str) -> list[promql_parser.VectorSelector]:
@@ -44,7 +44,7 @@ def _selectors(expr: str) -> list[promql_parser.VectorSelector]:
     one ``{``, and so do the braces inside string arguments and label values; a node the
     walk does not know would leave a selector out and fail here."""
     parsed = promql_parser.parse(expr)
-    nodes = _walk(parsed)
+    nodes = walk(parsed)
     found = [n for n in nodes if isinstance(n, promql_parser.VectorSelector)]
     strings = [n.val for n in nodes if isinstance(n, promql_parser.StringLiteral)]
     values = [m.value for s in found for m in s.matchers.matchers]

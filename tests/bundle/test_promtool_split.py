@@ -133,6 +133,6 @@ def test_a_selector_the_walk_cannot_see_is_an_error(monkeypatch: pytest.MonkeyPa
     text = {"alert": "S", "expr": 'label_replace(a, "m", "x{}", "", "") > 0'}
     split(SUITE, {"groups": [{"name": "g", "rules": [text]}]})
     # A node the walk does not go into hides its selectors: an error, not a smaller part.
-    monkeypatch.setattr(promtool_split, "_walk", lambda node: [node])
+    monkeypatch.setattr(promtool_split, "walk", lambda node: [node])
     with pytest.raises(AssertionError, match="selectors missed"):
         split(SUITE, RULES)

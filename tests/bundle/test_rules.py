@@ -25,6 +25,7 @@ from exporter.bundle.promtests import expected_annotations, longest_range, promt
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
+from tests.bundle.promtool_split import walk
 from tests.support import require_binary
 
 EXPORTER_METRICS = {family.name for kind in KINDS.values() for family in kind.families} | {
@@ -151,17 +152,7 @@ def test_drill_scales_windows_not_values(profiles: list[Profile]) -> None:
 
 
 def _selectors(node: object) -> list[promql_parser.VectorSelector]:
-    if isinstance(node, promql_parser.VectorSelector):
-        return [node]
-    if isinstance(node, promql_parser.MatrixSelector):
-        return [node.vector_selector]
-    children: list[object] = []
-    for attribute in ("lhs", "rhs", "expr", "param"):
-        child = getattr(node, attribute, None)
-        if child is not None and not isinstance(child, str | int | float):
-            children.append(child)
-    children.extend(getattr(node, "args", None) or [])
-    return [s for child in children for s in _selectors(child)]
+    return [n for n in walk(node) if isinstance(n, promql_parser.VectorSelector)]
 
 
 def metric_names(query: str) -> set[str]:
