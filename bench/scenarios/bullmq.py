@@ -196,18 +196,10 @@ def versus_node(
         (f"Node BullMQ {node.version}: getJobCounts() over all queues (Promise.all)", counts),
         (f"Node BullMQ {node.version}: exportPrometheusMetrics() over all queues", exports),
     ]  # fmt: skip
-    section.extra.append(
-        f"Side by side, {size} queues, one run, interleaved ({ctx.repeat} rounds, medians):\n\n"
-        + table(
-            ["reader", "wall (ours: check duration)", "÷ Node getJobCounts()",
-             "Redis commands", "Redis CPU", "Redis read events"],
-            [[label, f"{median([t.ms for t in runs]):,.1f} ms",
-              f"{median([t.ms for t in runs]) / counts_ms:.2f}×",
-              f"{median([t.commands for t in runs]):,.0f}",
-              f"{median([t.server_cpu_ms for t in runs]):,.1f} ms",
-              f"{median([t.reads for t in runs]):,.0f}"] for label, runs in rows],
-        )
-    )  # fmt: skip
+    section.extra.append(_versus_table(
+        f"Side by side, {size} queues, one run, interleaved ({ctx.repeat} rounds, medians)",
+        rows, counts_ms,
+    ))  # fmt: skip
     ours_ms = median([t.ms for t in mine["script"]])
     ratio_counts = ours_ms / counts_ms
     trips = median([t.reads for t in mine["script"]])
@@ -286,20 +278,11 @@ def versus_node_changes(
     rows = [(f"runbook-exporter bullmq check, {labels[case]}", mine[case]) for case in cases]
     rows.append((f"Node BullMQ {node.version}: getJobCounts() over all queues (Promise.all)",
                  counts))  # fmt: skip
-    section.extra.append(
+    section.extra.append(_versus_table(
         f"Side by side on the issue's queues ({size} queues, 3 waiting, 1 delayed, 1 "
         f"prioritized each, every tenth paused), one run, interleaved ({ctx.repeat} rounds, "
-        "medians):\n\n"
-        + table(
-            ["reader", "wall (ours: check duration)", "÷ Node getJobCounts()",
-             "Redis commands", "Redis CPU", "Redis read events"],
-            [[label, f"{median([t.ms for t in runs]):,.1f} ms",
-              f"{median([t.ms for t in runs]) / counts_ms:.2f}×",
-              f"{median([t.commands for t in runs]):,.0f}",
-              f"{median([t.server_cpu_ms for t in runs]):,.1f} ms",
-              f"{median([t.reads for t in runs]):,.0f}"] for label, runs in rows],
-        )
-    )  # fmt: skip
+        "medians)", rows, counts_ms,
+    ))  # fmt: skip
     for case in cases[:3]:
         ours_ms = median([t.ms for t in mine[case]])
         section.targets.append(Target(
@@ -308,6 +291,19 @@ def versus_node_changes(
             f"{ours_ms / counts_ms:.2f}× ({ours_ms:,.1f} ms vs {counts_ms:,.1f} ms)",
             ours_ms / counts_ms <= GOAL_NODE_RATIO,
         ))  # fmt: skip
+
+
+def _versus_table(title: str, rows: list[tuple[str, list[Timing]]], counts_ms: float) -> str:
+    """Readers side by side: medians, and the ratio to Node's getJobCounts()."""
+    return f"{title}:\n\n" + table(
+        ["reader", "wall (ours: check duration)", "÷ Node getJobCounts()",
+         "Redis commands", "Redis CPU", "Redis read events"],
+        [[label, f"{median([t.ms for t in runs]):,.1f} ms",
+          f"{median([t.ms for t in runs]) / counts_ms:.2f}×",
+          f"{median([t.commands for t in runs]):,.0f}",
+          f"{median([t.server_cpu_ms for t in runs]):,.1f} ms",
+          f"{median([t.reads for t in runs]):,.0f}"] for label, runs in rows],
+    )  # fmt: skip
 
 
 def _collection_ms(url: str) -> Callable[[], float]:
