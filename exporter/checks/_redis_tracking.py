@@ -147,6 +147,10 @@ class ChangeTracking:
         if self._dial is not None:
             self._read_at[item] = at
 
+    def changed(self, item: Hashable) -> None:
+        """Count the item as changed (read it next time), as an invalidation would."""
+        self._read_at.pop(item, None)
+
     def settle(self, reading: RawRedis) -> None:
         """After the reads: when the reading connection was redialled during them, they
         were not tracked, so nothing read counts as unchanged."""
