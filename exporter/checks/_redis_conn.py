@@ -278,6 +278,9 @@ class RawRedis:
         self._ssl_context: ssl.SSLContext | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # The parser of :meth:`exchange`, kept for the connection's life: a read can bring
+        # messages past the reply that ends an exchange, and they belong to the next one.
+        self._unsolicited: ReplyReader | None = None
         # Connections made so far: state a server keeps per connection (client tracking)
         # holds only while this number stays the same.
         self.dials = 0
@@ -383,17 +386,22 @@ class RawRedis:
         connection that also receives messages it did not ask for (a subscribed one).
 
         Connects first if needed; never redials a kept connection (what it received is
-        state of that connection), and closes it on any failure.
+        state of that connection), and closes it on any failure. What arrived after the
+        reply ``done`` accepts (messages pushed meanwhile, read in the same chunk) is kept
+        for the next exchange, not dropped.
         """
         if self._writer is None:
             await self._connect()
         reader, writer = self._reader, self._writer
         if reader is None or writer is None:
             raise rexc.ConnectionError("not connected")
+        if self._unsolicited is None:
+            self._unsolicited = ReplyReader(reader)
+        replies = self._unsolicited
         try:
             writer.write(pack(commands))
             await writer.drain()
-            return await ReplyReader(reader).take_until(done)
+            return await replies.take_until(done, restart_limit=True)
         except OSError as exc:
             await self.close()
             raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
@@ -496,6 +504,7 @@ class RawRedis:
 
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
+        self._unsolicited = None
         if writer is not None:
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
@@ -614,8 +623,14 @@ class ReplyReader:
         """The next ``count`` replies."""
         return await self._read(count, None)
 
-    async def take_until(self, done: Callable[[Any], bool]) -> list[Any]:
-        """Replies up to and including the first one ``done`` accepts."""
+    async def take_until(
+        self, done: Callable[[Any], bool], *, restart_limit: bool = False
+    ) -> list[Any]:
+        """Replies up to and including the first one ``done`` accepts; those parsed past
+        it stay for the next call. ``restart_limit``: the byte limit counts from here (a
+        long-lived connection's exchanges are each a round trip)."""
+        if restart_limit:
+            self._received = 0
         return await self._read(None, done)
 
     async def _read(self, count: int | None, done: Callable[[Any], bool] | None) -> list[Any]:

@@ -21,7 +21,8 @@ Why it is exact, not a guess:
   subscribed connection and reads up to its answer. The server sends an invalidation while
   it runs the write, so every write it ran before that ``PING`` is in what was read; a
   write it runs later is reported by the next scrape's sync (as any write landing just
-  after a read is).
+  after a read is), even when its invalidation came in the same read as the ``PONG``
+  (``RawRedis.exchange`` keeps what it parsed past the reply it waited for).
 * Tracking is a property of one connection. When the reading connection was redialled
   (``RawRedis.dials`` moved), the subscribed one was lost, or an invalidation could not be
   read, every item counts as changed and tracking is set up again; both connections must
@@ -146,6 +147,10 @@ class ChangeTracking:
     def mark_read(self, item: Hashable, at: float) -> None:
         if self._dial is not None:
             self._read_at[item] = at
+
+    def changed(self, item: Hashable) -> None:
+        """Count the item as changed (read it next time), as an invalidation would."""
+        self._read_at.pop(item, None)
 
     def settle(self, reading: RawRedis) -> None:
         """After the reads: when the reading connection was redialled during them, they
