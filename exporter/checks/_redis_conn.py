@@ -247,6 +247,16 @@ def first_line(exc: BaseException) -> str:
 Command = Sequence[str | int]
 
 
+# Error replies that say "not now" (a script running too long, a dataset loading, a
+# replica without its master), not "never": a failed scrape, not a refused feature.
+TRANSIENT_ERRORS = ("BUSY", "LOADING", "MASTERDOWN")
+
+
+def transient(reply: object) -> bool:
+    """Whether ``reply`` is an error reply the server would not give a moment later."""
+    return isinstance(reply, rexc.ResponseError) and str(reply).startswith(TRANSIENT_ERRORS)
+
+
 class ProtocolViolation(rexc.ConnectionError):
     """The server's reply broke RESP or the reader's bounds; asking again would not help."""
 

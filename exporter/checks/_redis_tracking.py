@@ -43,7 +43,7 @@ from typing import Any
 
 from redis import exceptions as rexc
 
-from exporter.checks._redis_conn import RawRedis, RedisConnOptions, first_line
+from exporter.checks._redis_conn import RawRedis, RedisConnOptions, first_line, transient
 from exporter.logs import event
 
 CHANNEL = "__redis__:invalidate"
@@ -119,7 +119,8 @@ class ChangeTracking:
                         return True
                     await self._subscriber.close()
                     self._forget()
-                    self._refuse(first_line(replies[-1]))
+                    if not transient(replies[-1]):
+                        self._refuse(first_line(replies[-1]))
                     return False
         return await self._set_up(reading)
 
@@ -247,6 +248,8 @@ class ChangeTracking:
 def _replies(replies: list[Any], commands: Sequence[tuple[str, ...]]) -> list[Any]:
     """One reply per command; an error reply is a refusal, named by its command."""
     for command, reply in zip(commands, replies, strict=False):
+        if transient(reply):
+            raise reply  # not a refusal: set up again on the next scrape
         if isinstance(reply, Exception):
             what = " ".join(command[:2] if command[0] == "CLIENT" else command)
             raise TrackingRefused(f"{what}: {first_line(reply)}")

@@ -42,6 +42,7 @@ from exporter.checks._redis_conn import (
     pack_text,
     parse_conn,
     reason,
+    transient,
 )
 from exporter.checks._redis_tracking import ChangeTracking
 from exporter.checks.base import BaseProbe, CheckFailed, CheckSpec, Kind
@@ -566,6 +567,8 @@ class _ScriptTrip:
                 self.unknown = True
             elif "user_script" in str(reply):
                 raise reply  # the script itself failed: a defect, not a refusal
+            elif transient(reply):
+                raise reply  # BUSY, LOADING: this scrape fails, the script is not refused
             else:
                 self.refusal = reply
             return

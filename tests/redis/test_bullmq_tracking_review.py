@@ -8,9 +8,10 @@ such sequence; the tracked probe must keep agreeing with the full reader.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -33,6 +34,38 @@ def until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
     while not check():
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def busy(stats: redis.Redis, spinner: redis.Redis) -> Iterator[None]:
+    """Redis answering BUSY (a read-only script of another client spinning past
+    ``lua-time-limit``, which must be set low) until the block ends (SCRIPT KILL)."""
+
+    def spin() -> None:
+        # Read-only, so SCRIPT KILL ends it; 30 s at most if the kill never comes.
+        with contextlib.suppress(rexc.ResponseError):
+            spinner.eval(
+                "local stop = tonumber(redis.call('TIME')[1]) + 30 "
+                "while tonumber(redis.call('TIME')[1]) < stop do end",
+                0,
+            )
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+
+    def answers_busy() -> bool:
+        try:
+            stats.ping()
+        except rexc.ResponseError as exc:
+            return str(exc).startswith("BUSY")
+        return False
+
+    try:
+        until("the server busy", answers_busy)
+        yield
+    finally:
+        stats.script_kill()
+        thread.join()
 
 
 def pings(client: redis.Redis) -> int:
@@ -136,31 +169,8 @@ async def test_a_scrape_that_fails_after_its_reads_leaves_no_queue_counted_as_re
         real_second_trip = tracked._second_trip
 
         async def second_trip_while_busy(reads: list[Any], now_ms: int) -> None:
-            def spin() -> None:
-                # Read-only, so SCRIPT KILL ends it; 30 s at most if the kill never comes.
-                with contextlib.suppress(rexc.ResponseError):
-                    spinner.eval(
-                        "local stop = tonumber(redis.call('TIME')[1]) + 30 "
-                        "while tonumber(redis.call('TIME')[1]) < stop do end",
-                        0,
-                    )
-
-            thread = threading.Thread(target=spin)
-            thread.start()
-
-            def busy() -> bool:
-                try:
-                    stats.ping()
-                except rexc.ResponseError as exc:
-                    return str(exc).startswith("BUSY")
-                return False
-
-            try:
-                until("the server busy", busy)
+            with busy(stats, spinner):
                 await real_second_trip(reads, now_ms)
-            finally:
-                stats.script_kill()
-                thread.join()
 
         monkeypatch.setattr(tracked, "_second_trip", second_trip_while_busy)
         with pytest.raises(CheckFailed, match="BUSY"):
@@ -266,3 +276,35 @@ async def test_a_worker_appearing_on_a_queue_not_read_keeps_every_other_figure(
         stats.close()
         await tracked.close()
         await full.close()
+
+
+async def test_a_busy_server_fails_the_scrape_and_refuses_nothing(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BUSY (or LOADING after a restart) says "not now": the scrape fails with that
+    reason, and neither the script nor change tracking counts as refused (a refusal
+    would read with pipelined commands, or every queue, for the next 10 minutes and log
+    an ACL hint that points on-call at the wrong thing)."""
+    caplog.set_level(logging.INFO, logger="runbook_exporter")
+    url = redis_server.url
+    names = queue_names(3)
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    write_queues(stats, "bull", names, QUIET)
+    stats.config_set("lua-time-limit", 10)
+    tracked = probe({"url": url})
+    spinner = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        await scrape(tracked, stats)
+        with busy(stats, spinner), pytest.raises(CheckFailed, match=r": BUSY Redis is busy"):
+            await tracked.collect(Sink("q"))
+        _, calls = await scrape(tracked, stats)
+        assert calls["evalsha_ro"][0] >= 1  # the script route, at once
+        assert "multi" not in calls
+        _, calls = await scrape(tracked, stats)
+        assert "evalsha_ro" not in calls  # tracking set up again: nothing changed
+    finally:
+        spinner.close()
+        stats.close()
+        await tracked.close()
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused == []
