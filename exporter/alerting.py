@@ -106,8 +106,9 @@ class Panel:
     query: str
     unit: str
     legend: str = "{{check}}"
-    # Alert name suffix (``Stale``, ``PoolNearMax``) whose thresholds the panel draws
-    # beside the signal, from the bundle's ``runbook_alert_threshold`` recording rules.
+    # The name of this kind's DefaultAlert (``Stale``, ``PoolNearMax``) whose alerts'
+    # thresholds the panel draws beside the signal, from the bundle's
+    # ``runbook_alert_threshold`` recording rules (labelled ``default="<kind>:<name>"``).
     thresholds: str = ""
 
 

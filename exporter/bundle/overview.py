@@ -2,7 +2,8 @@
 each kind of the config declares (queues by state, freshness ages, pools against their
 max, disks ...), selected by a ``check`` variable instead of fixed names, so it keeps
 working when checks are added or renamed. Where a panel names an alert (``thresholds``)
-it draws that alert's thresholds from the ``runbook_alert_threshold`` recording rules."""
+it draws the thresholds of the alerts made from that kind default, from the
+``runbook_alert_threshold`` recording rules."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from exporter.checks import KINDS
 WIDTH, HEIGHT = 12, 8
 
 
-def _panel(panel_id: int, spec: Panel, x: int, y: int, runbook: str = "") -> timeseries.Panel:
+def _panel(
+    panel_id: int, spec: Panel, x: int, y: int, runbook: str = "", kind: str = ""
+) -> timeseries.Panel:
     panel = (
         timeseries.Panel()
         .id(panel_id)
@@ -44,7 +47,9 @@ def _panel(panel_id: int, spec: Panel, x: int, y: int, runbook: str = "") -> tim
         .grid_pos(models.GridPos(h=HEIGHT, w=WIDTH, x=x, y=y))
     )
     if spec.thresholds:  # the alerts' own thresholds, as the bundle's rules record them
-        selector = f'alertname=~".*{spec.thresholds}",runbook="{runbook}"'
+        # By the kind default the alerts were made from, for the selected checks: an
+        # alert renamed in the config (``name: HourlySourceLagging``) keeps its line.
+        selector = f'default="{kind}:{spec.thresholds}",runbook="{runbook}",check=~"$check"'
         panel = panel.with_target(
             prometheus.Dataquery()
             .ref_id("B")
@@ -112,7 +117,7 @@ def overview(kinds: Iterable[str], slug: str, title: str) -> dict[str, Any]:
         y += 1
         for position, panel in enumerate(kind.panels):
             x = (position % 2) * WIDTH
-            builder = builder.with_panel(_panel(panel_id, panel, x, y, slug))
+            builder = builder.with_panel(_panel(panel_id, panel, x, y, slug, kind_name))
             panel_id += 1
             if position % 2 == 1 or position == len(kind.panels) - 1:
                 y += HEIGHT

@@ -54,15 +54,25 @@ def rule(profile: Profile, alert: Alert) -> dict[str, Any]:
 
 def recording_rules(profile: Profile) -> list[dict[str, Any]]:
     """Each alert's threshold as a series, so dashboards and ad-hoc queries can compare
-    against the number the alert uses instead of a copy of it."""
-    return [
-        {
+    against the number the alert uses instead of a copy of it. An alert made by a kind's
+    default also names its check and that default (``default="<kind>:<Name>"``): the
+    overview dashboard draws a kind's thresholds by those, whatever the alert is called."""
+    made = {
+        g.alert.name: g for g in profile.generated if g.role == "default" and g.default is not None
+    }
+    rules: list[dict[str, Any]] = []
+    for alert in profile.alerts:
+        labels = {"alertname": alert.name, "runbook": profile.slug}
+        generated = made.get(alert.name)
+        if generated is not None and generated.default is not None:
+            labels["check"] = generated.check.name
+            labels["default"] = f"{generated.check.kind}:{generated.default.name}"
+        rules.append({
             "record": "runbook_alert_threshold",
             "expr": f"vector({number(alert.threshold)})",
-            "labels": {"alertname": alert.name, "runbook": profile.slug},
-        }
-        for alert in profile.alerts
-    ]
+            "labels": labels,
+        })  # fmt: skip
+    return rules
 
 
 def all_alerts(profile: Profile) -> list[Alert]:

@@ -223,3 +223,41 @@ def test_every_profile_has_an_overview_of_its_checks_kinds(
                 assert names, panel["title"]
                 assert names <= EXPORTER_METRICS, (panel["title"], names)
                 assert "$check" in target["expr"], panel["title"]
+
+
+def test_overview_threshold_lines_find_every_alert_made_from_their_default(
+    bundle: Path, profiles: list[Profile]
+) -> None:
+    """A kind's panel draws the thresholds of the alerts made from its default, by the
+    recorded ``default`` label: an alert renamed in the profile (HourlySourceLagging is
+    the http kind's Stale) keeps its line, and no other alert's line is drawn."""
+    renamed = 0
+    for profile in profiles:
+        rules = yaml.safe_load((bundle / "rules" / f"{profile.slug}.rules.yml").read_text())
+        recorded = [
+            r["labels"] for g in rules["groups"] for r in g["rules"]
+            if r.get("record") == "runbook_alert_threshold"
+        ]  # fmt: skip
+        board = json.loads((bundle / "dashboards" / f"{profile.slug}-overview.json").read_text())
+        for panel in (p for p in board["panels"] if p["type"] != "row"):
+            for target in panel["targets"]:
+                if not target["expr"].startswith("runbook_alert_threshold"):
+                    continue
+                (selector,) = _selectors(
+                    promql_parser.parse(target["expr"].replace("$check", ".+"))
+                )
+                equal = promql_parser.MatchOp.Equal
+                wanted = {m.name: m.value for m in selector.matchers.matchers if m.op == equal}
+                drawn = {
+                    labels["alertname"] for labels in recorded
+                    if all(labels.get(k) == v for k, v in wanted.items())
+                }  # fmt: skip
+                kind, name = wanted["default"].split(":")
+                made = {
+                    g.alert.name for g in profile.generated
+                    if g.role == "default" and g.default is not None
+                    and g.check.kind == kind and g.default.name == name
+                }  # fmt: skip
+                assert drawn == made, (profile.slug, panel["title"])
+                renamed += sum(1 for alert in made if not alert.endswith(name))
+    assert renamed  # the case this guards: alerts not named after their default
