@@ -5,8 +5,10 @@ writer the bench cross-checks against the real package), then scrapes them
 through the real runner and reports, per N: the first scrape (SCAN discovery + positioning
 on the event streams), the median and worst of later scrapes (wall time), the exporter
 process' CPU time per scrape (less sensitive to a busy machine), and the Redis commands
-one scrape sends (from INFO commandstats deltas), once per read route (the read-only
-script, the default on Redis >= 7, and the pipelined reads of ``server_script: false``).
+one scrape sends (from INFO commandstats deltas), once per read route: the read-only
+script with change tracking (the defaults on Redis >= 7: the data does not change, so a
+later scrape reads no queue), the script reading every queue (``track_changes: false``)
+and the pipelined reads of ``server_script: false``.
 
     .venv/bin/python bench/bullmq_scale.py                     # starts its own redis-server
     .venv/bin/python bench/bullmq_scale.py --url redis://127.0.0.1:6379/15 --sizes 10 100
@@ -58,6 +60,14 @@ def count_round_trips() -> None:
         await original_parts(self, *args)
 
     _redis_conn.RawRedis._send_parts = counted_parts  # type: ignore[method-assign,assignment]
+    # exchange: the change-tracking connection's sync (one write, replies up to its PONG).
+    original_exchange = _redis_conn.RawRedis.exchange
+
+    async def counted_exchange(self: _redis_conn.RawRedis, *args: Any) -> list[Any]:
+        ROUND_TRIPS[0] += 1
+        return await original_exchange(self, *args)
+
+    _redis_conn.RawRedis.exchange = counted_exchange  # type: ignore[method-assign,assignment]
 
 
 # The job counts the numbers in docs/kinds/bullmq.md were measured with.
@@ -73,7 +83,14 @@ def commands(client: redis.Redis) -> int:
     )
 
 
-async def measure(url: str, queues: int, rounds: int, script: bool) -> dict[str, Any]:
+ROUTES: dict[str, dict[str, bool]] = {
+    "tracked": {},
+    "script": {"track_changes": False},
+    "pipelined": {"server_script": False},
+}
+
+
+async def measure(url: str, queues: int, rounds: int, route: str) -> dict[str, Any]:
     with redis.Redis.from_url(url) as client:
         client.flushdb()
         write_queues(client, "bull", queue_names(queues), PLAN)
@@ -88,7 +105,7 @@ async def measure(url: str, queues: int, rounds: int, script: bool) -> dict[str,
                         "url": url,
                         "timeout": "30s",
                         "max_queues": max(queues, 1),
-                        "server_script": script,
+                        **ROUTES[route],
                     }
                 ]
             },
@@ -123,7 +140,7 @@ async def measure(url: str, queues: int, rounds: int, script: bool) -> dict[str,
     finally:
         await runner.close()
     return {
-        "route": "script" if script else "pipelined",
+        "route": route,
         "queues": queues,
         "cold_ms": cold * 1000,
         "warm_median_ms": statistics.median(timings) * 1000,
@@ -156,11 +173,7 @@ async def main() -> None:
         if url is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             url = stack.enter_context(redis_server(workdir)).url
-        rows = [
-            await measure(url, n, args.rounds, script)
-            for n in args.sizes
-            for script in (True, False)
-        ]
+        rows = [await measure(url, n, args.rounds, route) for n in args.sizes for route in ROUTES]
     print(
         f"{'route':>9} {'queues':>7} {'first scrape':>13} {'later (median)':>15} "
         f"{'later (max)':>12} "
