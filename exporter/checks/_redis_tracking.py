@@ -31,6 +31,9 @@ Why it is exact, not a guess:
 * A server or ACL that refuses any step (Redis < 6, ``CLIENT TRACKING`` or ``SUBSCRIBE``
   denied) leaves every item read on every scrape; the refusal is retried after
   ``RETRY`` seconds.
+* Redis drops a closed connection's entries from its tracking table only when each key
+  changes; keys that never change keep one entry per connection that ever tracked them.
+  Past ``MAX_TRACKED_CONNECTIONS`` reading connections on one server, tracking stays off.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ from exporter.logs import event
 
 CHANNEL = "__redis__:invalidate"
 RETRY = 600.0  # seconds before a refused setup is tried again
+# Redis forgets a closed connection's tracked keys only when each key changes (lazily),
+# so every new reading connection leaves about 50 bytes per tracked key that stays the
+# same in the server's memory. Past this many reading connections tracked on one server
+# (one run_id: a restart empties the table), tracking stays off for the check's life.
+MAX_TRACKED_CONNECTIONS = 10
 # What an ACL user needs for tracking besides the reads (Redis 7 gives new users no
 # channel at all).
 NEEDS = f"+client|id +client|tracking +client|caching +subscribe +ping +info &{CHANNEL}"
@@ -86,6 +94,10 @@ class ChangeTracking:
         self._dial: int | None = None  # the reading connection's dial that is tracked
         self._refused_at: float | None = None
         self._refusal: str | None = None
+        # The server (run_id) and its reading connections (dial numbers) tracked so far.
+        self._server: str | None = None
+        self._connections: set[int] = set()
+        self._worn_out = False
 
     @property
     def active(self) -> bool:
@@ -101,6 +113,8 @@ class ChangeTracking:
         until the next sync.
         """
         loop = asyncio.get_running_loop()
+        if self._worn_out:
+            return False
         if self._refused_at is not None and loop.time() - self._refused_at < RETRY:
             return False
         if self._dial is not None and self._subscriber.connected:
@@ -224,9 +238,27 @@ class ChangeTracking:
             await self._subscriber.close()
             self._refuse(str(exc))
             return False
-        if _run_id(info) != _run_id(reading_info):
+        server = _run_id(info)
+        if server != _run_id(reading_info):
             # Two dials reached two servers (a failover between them): try next scrape.
             await self._subscriber.close()
+            return False
+        if server != self._server:
+            self._server, self._connections = server, set()
+        self._connections.add(reading.dials)
+        if len(self._connections) > MAX_TRACKED_CONNECTIONS:
+            # Nothing was tracked on this connection yet (OPTIN): stop before it is.
+            await self._subscriber.close()
+            self._worn_out = True
+            event(
+                logging.WARNING,
+                "bullmq change tracking turned off, reading every queue on every scrape",
+                check=self._check,
+                reason=f"the reading connection was dialled {len(self._connections)} times "
+                "on this Redis server, and Redis keeps what each closed connection tracked "
+                "until the keys change; see why the connection drops (scrape timeouts?), or "
+                "set track_changes: false",
+            )
             return False
         self._dial = reading.dials
         self._refused_at = self._refusal = None

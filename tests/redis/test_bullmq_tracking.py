@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from bench.bullmq_data import Plan, queue_names, write_queues
+from exporter.checks import _redis_tracking as tracking_module
 from exporter.checks import bullmq as kind
 from exporter.checks.bullmq import BullmqProbe
 from exporter.samples import Sink
@@ -223,3 +224,42 @@ async def test_refused_tracking_reads_every_queue_and_says_so_once(
         "the channels used as arguments"
     )
     assert "&__redis__:invalidate" in fields["needs"]
+
+
+async def test_tracking_stops_before_closed_connections_pile_up_in_redis(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis keeps a closed connection's tracked keys until each key changes (its own
+    ``tracking_total_items`` shows it): every redial of the reading connection leaves the
+    unchanged queues' keys tracked once more. Past MAX_TRACKED_CONNECTIONS on one server
+    the check stops tracking, before a new connection adds to that, and says so once."""
+    caplog.set_level(logging.INFO, logger="runbook_exporter")
+    monkeypatch.setattr(tracking_module, "MAX_TRACKED_CONNECTIONS", 2)
+    url = redis_server.url
+    names = queue_names(3)
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    write_queues(stats, "bull", names, QUIET)
+    tracked = probe({"url": url})
+    keys = len(names) * 14  # the keys the script reads of each queue
+
+    def items() -> int:
+        return int(stats.info("stats")["tracking_total_items"])
+
+    try:
+        seen = []
+        for _ in range(3):
+            await scrape(tracked, stats)
+            await scrape(tracked, stats)
+            seen.append(items())
+            stats.client_kill(reading_connection(stats))
+        assert seen == [keys, 2 * keys, 2 * keys]
+        for _ in range(2):
+            _, calls = await scrape(tracked, stats)
+            assert queues_read(calls) == len(names)
+        assert items() == 2 * keys
+    finally:
+        stats.close()
+        await tracked.close()
+    (off,) = [r for r in caplog.records if "change tracking turned off" in r.getMessage()]
+    assert off.levelno == logging.WARNING
+    assert "dialled 3 times" in off.__dict__["fields"]["reason"]
