@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -86,8 +87,9 @@ STALLED_BUDGET = 100_000  # lock checks per scrape over all queues
 # After the server refused the script (not Redis >= 7, ACL), the pipelined reads are used;
 # the script is tried again after this long (an upgrade or ACL change is picked up).
 SCRIPT_RETRY = 600.0
-# With change tracking, a queue is read again after this long whatever the invalidations
-# say: a bound on any staleness the tracking could not see (seconds).
+# With change tracking, a queue is read again at the latest this long after its last read
+# whatever the invalidations say (seconds; each queue from half of it, see
+# _refresh_after): a bound on any staleness the tracking could not see.
 REFRESH_AGE = 300.0
 
 JOBS = Family(
@@ -633,7 +635,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     async def _unread(self, targets: list[tuple[str, str]], now_ms: int) -> list[tuple[str, str]]:
         """The targets to read this scrape: all of them, unless the script route and
         change tracking hold; then those changed since their last read (or never read),
-        those whose figures move with time alone and those read REFRESH_AGE ago."""
+        those whose figures move with time alone and those read long enough ago
+        (:func:`_refresh_after`)."""
         options = self.options
         if (
             not options.track_changes
@@ -645,7 +648,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         tracking, states = self._tracking, self._states
         cutoff = now_ms - options.schedule_grace * 1000
         now = asyncio.get_running_loop().time()
-        stale = now - REFRESH_AGE
         unread: list[tuple[str, str]] = []
         for target in targets:
             state = states.get(target)
@@ -660,7 +662,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 or (state.lock_due is not None and state.lock_due <= now)
                 # An earliest scheduled run past the grace: overdue ones grow with time.
                 or (row[17] and float(row[17]) < cutoff)
-                or tracking.read_at(target) <= stale
+                or now - tracking.read_at(target) >= _refresh_after(target)
             ):
                 unread.append(target)
         return unread
@@ -1463,6 +1465,14 @@ _TRACKED_SUFFIXES = (
 
 _TRACKED_SET = frozenset(_TRACKED_SUFFIXES)
 _LOCK_TTL = 21  # the script row's milliseconds until an active job's lock can expire
+
+
+def _refresh_after(target: tuple[str, str]) -> float:
+    """How long after its last read a queue is read again whatever change tracking says:
+    between half of REFRESH_AGE and all of it, fixed per queue by its name, so that the
+    queues read together on the first scrape are not all read again on the same one."""
+    spread = zlib.crc32(f"{target[0]}:{target[1]}".encode("utf-8", "surrogateescape"))
+    return REFRESH_AGE * (0.5 + 0.5 * spread / 2**32)
 
 
 def _lock_due(read_at: float, lock_ttl: int) -> float | None:

@@ -263,3 +263,16 @@ async def test_tracking_stops_before_closed_connections_pile_up_in_redis(
     (off,) = [r for r in caplog.records if "change tracking turned off" in r.getMessage()]
     assert off.levelno == logging.WARNING
     assert "dialled 3 times" in off.__dict__["fields"]["reason"]
+
+
+def test_refreshes_are_spread_over_the_second_half_of_the_refresh_age() -> None:
+    """Queues read together (the first scrape reads them all) are read again on different
+    scrapes: per queue between half of REFRESH_AGE and all of it, evenly."""
+    after = sorted(kind._refresh_after(("bull", name)) for name in queue_names(1000))
+    assert after[0] >= kind.REFRESH_AGE / 2
+    assert after[-1] <= kind.REFRESH_AGE
+    window = kind.REFRESH_AGE / 20  # 15 s, a common scrape interval
+    for start in range(10):
+        low = kind.REFRESH_AGE / 2 + start * window
+        share = sum(1 for a in after if low <= a < low + window) / len(after)
+        assert 0.05 <= share <= 0.15, (start, share)
