@@ -9,16 +9,19 @@ that second connection and turns the invalidations into items (for the bullmq ki
 queues whose keys they name) that must be read again; an item read while tracking held
 and named by no invalidation since is unchanged.
 
-Only reads that name their keys are tracked: plain commands, commands inside
-``MULTI``/``EXEC``, and scripts' declared ``KEYS``, not keys a script builds from ``ARGV``
-(and on Redis 7.0 each command inside a script re-tracks all its declared keys: a
-script declaring thousands is quadratic). A multi-key ``EXISTS`` before such a script
-makes the server track its keys for one lookup each.
+The reading connection tracks opt-in (``OPTIN``): only the command right after a
+``CLIENT CACHING YES`` has its keys remembered, so the check chooses them and nothing else
+it reads fills the server's table. Only reads that name their keys are tracked (plain
+commands, ``MULTI``/``EXEC``, scripts' declared ``KEYS``; not keys a script builds from
+``ARGV``, and on Redis 7.0 each command inside a script re-tracks all its declared keys: a
+script declaring thousands is quadratic), so the bullmq kind sends one multi-key
+``EXISTS`` of the keys its script reads right before it, in the same round trip.
 
 Why it is exact, not a guess:
 
-* Before each scrape's reads, :meth:`ChangeTracking.sync` sends ``PING`` on the
-  subscribed connection and reads up to its answer. The server sends an invalidation while
+* Before each scrape's reads, :meth:`ChangeTracking.sync` sends ``PING`` on the reading
+  connection (alive now means alive since it was set up), then on the subscribed one, and
+  reads up to that answer. The server sends an invalidation while
   it runs the write, so every write it ran before that ``PING`` is in what was read; a
   write it runs later is reported by the next scrape's sync (as any write landing just
   after a read is), even when its invalidation came in the same read as the ``PONG``
