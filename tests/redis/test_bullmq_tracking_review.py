@@ -191,7 +191,7 @@ async def test_a_scrape_that_fails_after_its_reads_leaves_no_queue_counted_as_re
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Redis sends no invalidation for SWAPDB (7.0): the swapped-in queues show after "
+    reason="Redis sends no invalidation for SWAPDB (7.0): the swapped-in queues show within "
     "REFRESH_AGE; see docs/kinds/bullmq.md, Change tracking",
 )
 async def test_a_swapped_in_database_is_read(redis_server: RedisServer) -> None:
