@@ -74,9 +74,12 @@ class ChangeTracking:
 
     ``items_of`` names the items a key belongs to (none for keys of nothing the check
     reads). A check calls :meth:`sync` before its reads and reads every item for which
-    :meth:`unchanged` is false; :meth:`mark_read` records an item read on the tracked
-    connection; :meth:`settle` after the reads drops everything when that connection was
-    redialled meanwhile (its reads were not tracked).
+    :meth:`unchanged` is false; before reading an item it has the server track the keys
+    :meth:`lapsed` names (all of them when None) and calls :meth:`track`;
+    :meth:`mark_read` records an item read on the tracked connection, :meth:`changed` one
+    whose read did not count (a failed scrape); :meth:`settle` after the reads drops
+    everything when that connection was redialled meanwhile (its reads were not
+    tracked).
     """
 
     def __init__(
@@ -135,7 +138,7 @@ class ChangeTracking:
                         self._take(replies)
                         return True
                     await self._subscriber.close()
-                    self._forget()
+                    self._reset()
                     if not transient(replies[-1]):
                         self._refuse(first_line(replies[-1]))
                     return False
@@ -156,7 +159,7 @@ class ChangeTracking:
             return None
         return self._lapsed.get(item, set())
 
-    def tracking(self, item: Hashable) -> None:
+    def track(self, item: Hashable) -> None:
         """The item's keys (``lapsed``) are being read on the tracked connection now."""
         if self._dial is not None:
             self._tracked.add(item)
@@ -174,13 +177,14 @@ class ChangeTracking:
         """After the reads: when the reading connection was redialled during them, they
         were not tracked, so nothing read counts as unchanged."""
         if self._dial is not None and reading.dials != self._dial:
-            self._forget()
+            self._reset()
 
-    def drop(self) -> None:
+    def reset(self) -> None:
         """Count every item as changed and set tracking up again on the next sync."""
-        self._forget()
+        self._reset()
 
     def forget(self, item: Hashable) -> None:
+        """Nothing is kept about ``item`` any more (the check no longer reads it)."""
         self._read_at.pop(item, None)
         self._tracked.discard(item)
         self._lapsed.pop(item, None)
@@ -188,7 +192,7 @@ class ChangeTracking:
     async def close(self) -> None:
         await self._subscriber.close()
 
-    def _forget(self) -> None:
+    def _reset(self) -> None:
         self._read_at.clear()
         self._tracked.clear()
         self._lapsed.clear()
@@ -215,7 +219,7 @@ class ChangeTracking:
                             lapsed[item] = {key}
 
     async def _set_up(self, reading: RawRedis) -> bool:
-        self._forget()
+        self._reset()
         await self._subscriber.close()
         subscribing = [("CLIENT", "ID"), ("INFO", "server"), ("SUBSCRIBE", CHANNEL)]
         try:

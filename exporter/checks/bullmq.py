@@ -10,9 +10,11 @@ read commands only, so the numbers are the script's without its side effect: on 
 with one read-only server-side script per batch of queues (``EVALSHA_RO``, which the server
 refuses to let write; it answers a compact row per queue), else (older servers, an ACL
 without the scripting commands, ``server_script: false``) with the same reads pipelined in
-one MULTI/EXEC per batch. Either way one round trip, consistent within a batch. With the
-script, Redis' client tracking (``track_changes``, exporter/checks/_redis_tracking.py)
-tells which queues changed since they were read: the others keep their samples unread.
+one MULTI/EXEC per batch. Either way one round trip for the reads (the pipelined route
+adds one or two for job timestamps and locks), consistent within a batch. With the
+script, Redis' client tracking (``track_changes``, exporter/checks/_redis_tracking.py;
+two PINGs before the reads) tells which queues changed since they were read: the others
+keep their samples unread.
 """
 
 from __future__ import annotations
@@ -560,7 +562,7 @@ class _ScriptTrip:
         index, self.parsed = self.parsed, self.parsed + 1
         reply = replies[-1]
         if any(isinstance(r, Exception) for r in replies[:-1]):
-            self.probe._tracking.drop()  # not tracked: nothing read counts as unchanged
+            self.probe._tracking.reset()  # not tracked: nothing read counts as unchanged
         if index < 0:
             self.clients = reply
             return
@@ -610,7 +612,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         await self._tracking.close()
 
     def _keys_to_track(self, batch: Sequence[tuple[str, str]]) -> list[str]:
-        """The keys of ``batch`` the server does not track (yet, or any more)."""
+        """The keys of ``batch`` the server does not track (yet, or any more), for the
+        ``EXISTS`` sent before the batch's script; the queues count as tracked from that
+        round trip on."""
         tracking = self._tracking
         keys: list[str] = []
         for target in batch:
@@ -620,7 +624,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 keys += [base + suffix for suffix in _TRACKED_SUFFIXES]
             else:
                 keys += [key for key in lapsed if key[len(base) :] in _TRACKED_SET]
-            tracking.tracking(target)
+            tracking.track(target)
         return keys
 
     def _queues_of(self, key: str) -> list[tuple[str, str]]:
@@ -632,11 +636,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1] == ":"
         ]
 
-    async def _unread(self, targets: list[tuple[str, str]], now_ms: int) -> list[tuple[str, str]]:
-        """The targets to read this scrape: all of them, unless the script route and
-        change tracking hold; then those changed since their last read (or never read),
-        those whose figures move with time alone and those read long enough ago
-        (:func:`_refresh_after`)."""
+    async def _to_read(self, targets: list[tuple[str, str]], now_ms: int) -> list[tuple[str, str]]:
+        """The targets to read this scrape, in order; syncs change tracking first (a round
+        trip on each connection). All of them without the script route (off or refused)
+        or without tracking (off, refused, just set up); else those never read or changed
+        since (an invalidation, a failed scrape), those whose events stream was not read to
+        its end, those whose figures move with time alone (a lock due, a scheduled run past
+        the grace) and those read long enough ago (:func:`_refresh_after`)."""
         options = self.options
         if (
             not options.track_changes
@@ -648,7 +654,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         tracking, states = self._tracking, self._states
         cutoff = now_ms - options.schedule_grace * 1000
         now = asyncio.get_running_loop().time()
-        unread: list[tuple[str, str]] = []
+        chosen: list[tuple[str, str]] = []
         for target in targets:
             state = states.get(target)
             row = None if state is None or state.samples is None else state.row
@@ -664,8 +670,8 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 or (row[17] and float(row[17]) < cutoff)
                 or now - tracking.read_at(target) >= _refresh_after(target)
             ):
-                unread.append(target)
-        return unread
+                chosen.append(target)
+        return chosen
 
     async def collect(self, out: Sink) -> None:
         from redis import exceptions as rexc
@@ -709,13 +715,13 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         clients: Any = None
         now_ms = int(time.time() * 1000)
         read_at = self._read_started = loop.time()
-        unread = self._reading = await self._unread(targets, now_ms)
+        to_read = self._reading = await self._to_read(targets, now_ms)
         group = BATCH_QUEUES * PIPELINED_BATCHES
         # The script checks locks batch by batch: each gets an equal share of the budget.
-        lock_checks = STALLED_BUDGET // max(-(-len(unread) // BATCH_QUEUES), 1)
+        lock_checks = STALLED_BUDGET // max(-(-len(to_read) // BATCH_QUEUES), 1)
         found: dict[tuple[str, str], Any] = {}
-        for start in range(0, max(len(unread), 1), group):
-            batch = unread[start : start + group]
+        for start in range(0, max(len(to_read), 1), group):
+            batch = to_read[start : start + group]
             # CLIENT LIST rides along with the first batch, outside its MULTI: an ACL
             # denial of it must not abort the counts.
             with_clients = options.workers and start == 0 and bool(targets)
@@ -726,7 +732,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 clients = listed
             found.update(zip(batch, outcomes, strict=True))
         if self._tracking.active:
-            for target in unread:
+            for target in to_read:
                 self._tracking.mark_read(target, read_at)
             self._tracking.settle(self._redis)
         for target in targets:
@@ -886,6 +892,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
     def _parse_rows(
         self, batch: Sequence[tuple[str, str]], modes: list[str], rows: list[Any]
     ) -> list[Any]:
+        """One outcome per queue of a batch's script reply (see :meth:`_script_batches`).
+        Each row's lock TTL is taken out (set to 0 in place) before the row is compared
+        with, or kept as, the queue's last: it changes on every read and is relative."""
         outcomes: list[Any] = []
         states = self._states
         for target, mode, row in zip(batch, modes, rows, strict=True):
@@ -1455,7 +1464,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
 
 
 # The keys SCRIPT reads of every queue (it builds them from the queue's base); the job
-# hashes and locks it reads besides are not tracked (see BullmqProbe._unread).
+# hashes and locks it reads besides are not tracked (see BullmqProbe._to_read).
 _TRACKED_SUFFIXES = (
     "meta", "id", "wait", "paused", "active", "completed", "failed", "delayed",
     "prioritized", "waiting-children", "repeat", "metrics:completed", "metrics:failed",
