@@ -601,8 +601,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         self._samples_base: tuple[tuple[str, str], ...] = ()
         self._script_refused_at: float | None = None  # loop time of the last refusal
         self._read_started = 0.0  # loop time at which this scrape's reads were sent
-        # The queues this scrape reads, until their samples are written (see collect).
-        self._reading: list[tuple[str, str]] = []
         # The client names of each target's workers, for the targets they were made for.
         self._worker_names: tuple[list[tuple[str, str]], dict[str, tuple[str, str]]] = ([], {})
         self._tracking = ChangeTracking(spec.options.conn, self._queues_of, spec.name)
@@ -670,6 +668,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 or (row[17] and float(row[17]) < cutoff)
                 or now - tracking.read_at(target) >= _refresh_after(target)
             ):
+                # Counted as read only once its samples are written (end of _collect): a
+                # scrape failing before that (BUSY, a timeout) may have moved its state.
+                tracking.changed(target)
                 chosen.append(target)
         return chosen
 
@@ -680,13 +681,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             await self._collect(out)
         except rexc.RedisError as exc:
             raise CheckFailed(reason(exc, self.options.conn.where)) from None
-        finally:
-            # A scrape that failed between its reads and its samples (BUSY, a timeout)
-            # wrote none of them, but may have marked the queues read and moved their
-            # state (lock_due, row): they count as changed, and the next scrape reads them.
-            for target in self._reading:
-                self._tracking.changed(target)
-            self._reading = []
 
     async def _collect(self, out: Sink) -> None:  # noqa: C901 - debt (issue 18): the bullmq scrape pipeline; hot path kept flat for speed (bench)
         options = self.options
@@ -715,7 +709,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         clients: Any = None
         now_ms = int(time.time() * 1000)
         read_at = self._read_started = loop.time()
-        to_read = self._reading = await self._to_read(targets, now_ms)
+        to_read = await self._to_read(targets, now_ms)
         group = BATCH_QUEUES * PIPELINED_BATCHES
         # The script checks locks batch by batch: each gets an equal share of the budget.
         lock_checks = STALLED_BUDGET // max(-(-len(to_read) // BATCH_QUEUES), 1)
@@ -731,10 +725,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             if with_clients:
                 clients = listed
             found.update(zip(batch, outcomes, strict=True))
-        if self._tracking.active:
-            for target in to_read:
-                self._tracking.mark_read(target, read_at)
-            self._tracking.settle(self._redis)
         for target in targets:
             # Not read: unchanged since its last read, as client tracking reports.
             outcome = found.get(target, target)
@@ -781,7 +771,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 self._write_queue(out, item, workers)
             else:
                 self._write_kept(out, item, workers)
-        self._reading = []  # their samples are written
+        if self._tracking.active:  # their samples are written: they count as read
+            for target in to_read:
+                self._tracking.mark_read(target, read_at)
+            self._tracking.settle(self._redis)
         reported = [item.prefix if isinstance(item, _Read) else item[0] for item in order]
         for prefix in options.prefixes:
             out.add(QUEUES, reported.count(prefix), prefix=prefix)
