@@ -17,7 +17,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from redis import exceptions as rexc
@@ -35,6 +35,8 @@ from exporter.checks._redis_limits import (
 from exporter.checks.base import once_more_if_kept
 from exporter.fields import Reader
 from exporter.redact import MAX_REASON, REDACTOR
+
+_T = TypeVar("_T")
 
 SCHEMES = ("redis", "rediss", "unix")
 # Two connections cover a pipeline plus a PING racing it; the runner is single-flight.
@@ -362,12 +364,17 @@ class RawRedis:
         sent: list[tuple[bytes, int]],
         deliver: Callable[[list[Any]], Awaitable[None]],
     ) -> None:
+        await self._dialled(lambda: self._send_parts(parts, sent, deliver))
+
+    async def _dialled(self, step: Callable[[], Awaitable[_T]]) -> _T:
+        """``step`` on this connection, dialled first when there is none; any failure
+        closes it: half-read replies (a timeout, a cancelled scrape) leave the stream
+        unusable."""
         if self._writer is None:
             await self._connect()
         try:
-            await self._send_parts(parts, sent, deliver)
+            return await step()
         except BaseException:
-            # Half-read replies (a timeout, a cancelled scrape) leave the stream unusable.
             await self.close()
             raise
 
@@ -400,43 +407,31 @@ class RawRedis:
         reply ``done`` accepts (messages pushed meanwhile, read in the same chunk) is kept
         for the next exchange, not dropped.
         """
-        if self._writer is None:
-            await self._connect()
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None:
-            raise rexc.ConnectionError("not connected")
-        if self._unsolicited is None:
-            self._unsolicited = ReplyReader(reader)
-        replies = self._unsolicited
-        try:
-            writer.write(pack(commands))
-            await writer.drain()
-            return await replies.take_until(done, restart_limit=True)
-        except OSError as exc:
-            await self.close()
-            raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
-        except BaseException:
-            await self.close()
-            raise
+
+        def replies(reader: asyncio.StreamReader) -> Awaitable[list[Any]]:
+            if self._unsolicited is None:
+                self._unsolicited = ReplyReader(reader)
+            return self._unsolicited.take_until(done, restart_limit=True)
+
+        return await self._dialled(lambda: self._send_then(pack(commands), replies))
 
     async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
-        if self._writer is None:
-            await self._connect()
-        try:
-            return await self._send(payload, count)
-        except BaseException:
-            # Half-read replies (a timeout, a cancelled scrape) leave the stream unusable.
-            await self.close()
-            raise
+        return await self._dialled(lambda: self._send(payload, count))
 
     async def _send(self, payload: bytes, count: int) -> list[Any]:
+        return await self._send_then(payload, lambda reader: read_replies(reader, count))
+
+    async def _send_then(
+        self, payload: bytes, read: Callable[[asyncio.StreamReader], Awaitable[list[Any]]]
+    ) -> list[Any]:
+        """Write ``payload``, then ``read`` the replies; OS errors as ConnectionError."""
         reader, writer = self._reader, self._writer
         if reader is None or writer is None:
             raise rexc.ConnectionError("not connected")
         try:
             writer.write(payload)
             await writer.drain()
-            return await read_replies(reader, count)
+            return await read(reader)
         except OSError as exc:
             raise rexc.ConnectionError(f"{exc.strerror or exc}") from exc
 
