@@ -221,41 +221,38 @@ class ChangeTracking:
     async def _set_up(self, reading: RawRedis) -> bool:
         self._reset()
         await self._subscriber.close()
+        try:
+            started = await self._start(reading)
+        except TrackingRefused as exc:
+            self._refuse(str(exc))
+            started = False
+        if not started:
+            await self._subscriber.close()
+        return started
+
+    async def _start(self, reading: RawRedis) -> bool:
+        """Subscribe, then turn tracking on for ``reading``, redirected to the subscriber.
+        False: not now (every item is read this scrape); TrackingRefused: not allowed."""
         subscribing = [("CLIENT", "ID"), ("INFO", "server"), ("SUBSCRIBE", CHANNEL)]
         try:
             subscribed = await self._subscriber.exchange(
                 subscribing, lambda reply: isinstance(reply, Exception) or _is_subscribed(reply)
             )
             client_id, info, _ = _replies(subscribed, subscribing)
-        except TrackingRefused as exc:
-            await self._subscriber.close()
-            self._refuse(str(exc))
-            return False
         except rexc.RedisError:
-            # No second connection now (maxclients?): read everything, try next scrape.
-            await self._subscriber.close()
-            return False
+            return False  # no second connection now (maxclients?): try next scrape
         tracking = [("CLIENT", "TRACKING", "OFF"),
                     ("CLIENT", "TRACKING", "ON", "REDIRECT", str(client_id), "OPTIN"),
                     ("INFO", "server")]  # fmt: skip
-        replies = await reading.execute(tracking)
-        try:
-            _, _, reading_info = _replies(replies, tracking)
-        except TrackingRefused as exc:
-            await self._subscriber.close()
-            self._refuse(str(exc))
-            return False
+        _, _, reading_info = _replies(await reading.execute(tracking), tracking)
         server = _run_id(info)
         if server != _run_id(reading_info):
-            # Two dials reached two servers (a failover between them): try next scrape.
-            await self._subscriber.close()
-            return False
+            return False  # two dials reached two servers (a failover between them)
         if server != self._server:
             self._server, self._connections = server, set()
         self._connections.add(reading.dials)
         if len(self._connections) > MAX_TRACKED_CONNECTIONS:
             # Nothing was tracked on this connection yet (OPTIN): stop before it is.
-            await self._subscriber.close()
             self._worn_out = True
             event(
                 logging.WARNING,
