@@ -7,12 +7,14 @@ inside the side venvs made by scripts/test-setup.d/bullmq.sh, one per BullMQ lay
 
 from __future__ import annotations
 
+import inspect
 import json
 import select
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -117,3 +119,29 @@ def require_bullmq(layout: str) -> Bullmq:
 def bullmq(request: pytest.FixtureRequest) -> Bullmq:
     """The official bullmq package, once per layout (2.26.x: v5, 3.x: v6)."""
     return require_bullmq(request.param)
+
+
+_Thing = TypeVar("_Thing")
+
+
+class Closing(Protocol):
+    """Hands back what it is given, and closes it when the test ends."""
+
+    def __call__(self, thing: _Thing) -> _Thing: ...
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[Closing]:
+    """Closes the clients and probes a test hands it, last first, when the test ends
+    (``close()`` awaited when it is a coroutine), so tests need no try/finally."""
+    things: list[Any] = []
+
+    def keep(thing: _Thing) -> _Thing:
+        things.append(thing)
+        return thing
+
+    yield keep
+    for thing in reversed(things):
+        closed = thing.close()
+        if inspect.isawaitable(closed):
+            await closed

@@ -22,7 +22,7 @@ from exporter.checks import _redis_tracking as tracking_module
 from exporter.checks import bullmq as kind
 from exporter.checks.bullmq import BullmqProbe
 from exporter.samples import Sink
-from tests.redis.conftest import require_bullmq
+from tests.redis.conftest import Closing, require_bullmq
 from tests.redis.test_bullmq_script import exported, jobs, one, probe, scrape
 from tests.servers import RedisServer
 
@@ -45,6 +45,12 @@ async def both(tracked: BullmqProbe, full: BullmqProbe, client: redis.Redis) -> 
     return by_tracking, queues_read(calls)
 
 
+def tracked_and_full(closing: Closing, url: str) -> tuple[BullmqProbe, BullmqProbe]:
+    """A probe with change tracking (the default) and one reading every queue, both
+    closed when the test ends."""
+    return closing(probe({"url": url})), closing(probe({"url": url, "track_changes": False}))
+
+
 def reading_connection(client: redis.Redis) -> str:
     """The address of the probe's reading connection: the one that has tracking on."""
     (found,) = [
@@ -57,59 +63,56 @@ def reading_connection(client: redis.Redis) -> str:
 
 async def test_only_changed_queues_are_read_and_no_change_is_missed(
     redis_server: RedisServer,
+    closing: Closing,
 ) -> None:
     bullmq = require_bullmq("v6")
     url = redis_server.url
     names = queue_names(12)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
-    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
-    try:
-        _, read = await both(tracked, full, stats)
-        assert read == len(names)  # nothing known yet: every queue
-        _, read = await both(tracked, full, stats)
-        assert read == 0  # nothing changed
+    tracked, full = tracked_and_full(closing, url)
+    _, read = await both(tracked, full, stats)
+    assert read == len(names)  # nothing known yet: every queue
+    _, read = await both(tracked, full, stats)
+    assert read == 0  # nothing changed
 
-        bullmq.run("add", url, "bull", names[3], "2")
-        sink, read = await both(tracked, full, stats)
-        assert read == 1
-        oracle = bullmq.run("counts", url, "bull", names[3])["counts"][names[3]]
-        assert jobs(sink, names[3])["waiting"] == oracle["waiting"] == QUIET.waiting + 2
-        # The same keys change again: the server reported them once and forgot them, so
-        # reading the queue must have had them tracked anew.
-        bullmq.run("add", url, "bull", names[3], "1")
-        sink, read = await both(tracked, full, stats)
-        assert read == 1
-        assert jobs(sink, names[3])["waiting"] == QUIET.waiting + 3
+    bullmq.run("add", url, "bull", names[3], "2")
+    sink, read = await both(tracked, full, stats)
+    assert read == 1
+    oracle = bullmq.run("counts", url, "bull", names[3])["counts"][names[3]]
+    assert jobs(sink, names[3])["waiting"] == oracle["waiting"] == QUIET.waiting + 2
+    # The same keys change again: the server reported them once and forgot them, so
+    # reading the queue must have had them tracked anew.
+    bullmq.run("add", url, "bull", names[3], "1")
+    sink, read = await both(tracked, full, stats)
+    assert read == 1
+    assert jobs(sink, names[3])["waiting"] == QUIET.waiting + 3
 
-        # The connection that takes the invalidations is lost, and a change lands while
-        # it is: every queue is read again (tracking is set up anew).
-        stats.client_kill_filter(_type="pubsub")
-        bullmq.run("add", url, "bull", names[5], "1")
-        _, read = await both(tracked, full, stats)
-        assert read == len(names)
-        _, read = await both(tracked, full, stats)
-        assert read == 0
+    # The connection that takes the invalidations is lost, and a change lands while
+    # it is: every queue is read again (tracking is set up anew).
+    stats.client_kill_filter(_type="pubsub")
+    bullmq.run("add", url, "bull", names[5], "1")
+    _, read = await both(tracked, full, stats)
+    assert read == len(names)
+    _, read = await both(tracked, full, stats)
+    assert read == 0
 
-        # The reading connection is lost (the server forgets what it tracked).
-        stats.client_kill(reading_connection(stats))
-        bullmq.run("add", url, "bull", names[6], "1")
-        _, read = await both(tracked, full, stats)
-        assert read == len(names)
+    # The reading connection is lost (the server forgets what it tracked).
+    stats.client_kill(reading_connection(stats))
+    bullmq.run("add", url, "bull", names[6], "1")
+    _, read = await both(tracked, full, stats)
+    assert read == len(names)
 
-        # FLUSHDB invalidates every key: the queues are gone from both.
-        stats.flushdb()
-        sink, read = await both(tracked, full, stats)
-        assert read == len(names)
-        assert not [s for s in sink.samples if s.family.name == "bullmq_queue_jobs"]
-    finally:
-        stats.close()
-        await tracked.close()
-        await full.close()
+    # FLUSHDB invalidates every key: the queues are gone from both.
+    stats.flushdb()
+    sink, read = await both(tracked, full, stats)
+    assert read == len(names)
+    assert not [s for s in sink.samples if s.family.name == "bullmq_queue_jobs"]
 
 
 async def test_a_lock_that_expires_shows_its_stalled_job_with_no_write_tracked(
     redis_server: RedisServer,
+    closing: Closing,
 ) -> None:
     """A worker that dies leaves its job's lock to expire: none of the keys the tracking
     names changes, yet the stalled job must show once the lock is gone. The queue is
@@ -117,103 +120,92 @@ async def test_a_lock_that_expires_shows_its_stalled_job_with_no_write_tracked(
     on every scrape before that; a lock with no expiry never makes it read."""
     url = redis_server.url
     names = queue_names(3)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
     for name, lock_ms in ((names[1], 1500), (names[2], None)):
         stats.rpush(f"bull:{name}:active", "held")
         stats.set(f"bull:{name}:held:lock", "worker-token", px=lock_ms)
-    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
-    try:
+    tracked, full = tracked_and_full(closing, url)
+    sink, read = await both(tracked, full, stats)
+    assert read == len(names)
+    assert one(sink, "bullmq_queue_stalled_jobs", names[1]) == 0
+    sink, read = await both(tracked, full, stats)
+    if stats.pttl(f"bull:{names[1]}:held:lock") > 0:  # (a loaded machine may be late)
+        assert read == 0  # no lock can have expired yet
+    deadline = time.monotonic() + 30
+    while one(sink, "bullmq_queue_stalled_jobs", names[1]) == 0:
+        assert time.monotonic() < deadline, "the stalled job never showed"
+        await asyncio.sleep(0.1)  # a scrape interval, not a synchronisation
         sink, read = await both(tracked, full, stats)
-        assert read == len(names)
-        assert one(sink, "bullmq_queue_stalled_jobs", names[1]) == 0
-        sink, read = await both(tracked, full, stats)
-        if stats.pttl(f"bull:{names[1]}:held:lock") > 0:  # (a loaded machine may be late)
-            assert read == 0  # no lock can have expired yet
-        deadline = time.monotonic() + 30
-        while one(sink, "bullmq_queue_stalled_jobs", names[1]) == 0:
-            assert time.monotonic() < deadline, "the stalled job never showed"
-            await asyncio.sleep(0.1)  # a scrape interval, not a synchronisation
-            sink, read = await both(tracked, full, stats)
-        assert read == 1  # that queue alone
-        assert one(sink, "bullmq_queue_stalled_jobs", names[2]) == 0
-        _, read = await both(tracked, full, stats)
-        assert read == 0  # stalled until a worker moves it: nothing left to expire
-    finally:
-        stats.close()
-        await tracked.close()
-        await full.close()
+    assert read == 1  # that queue alone
+    assert one(sink, "bullmq_queue_stalled_jobs", names[2]) == 0
+    _, read = await both(tracked, full, stats)
+    assert read == 0  # stalled until a worker moves it: nothing left to expire
 
 
-async def test_a_schedule_falls_overdue_with_no_write(redis_server: RedisServer) -> None:
+async def test_a_schedule_falls_overdue_with_no_write(
+    redis_server: RedisServer, closing: Closing
+) -> None:
     """Overdue is a matter of time: a queue whose earliest run passes the grace is read
     again although none of its keys changed."""
     url = redis_server.url
     (name,) = queue_names(1)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", [name], QUIET)
     due = int(time.time() * 1000) + 1500
     stats.zadd(f"bull:{name}:repeat", {"poll::::1000": due})
-    tracked = probe({"url": url, "schedule_grace": "0s"})
-    try:
+    tracked = closing(probe({"url": url, "schedule_grace": "0s"}))
+    sink, _ = await scrape(tracked, stats)
+    assert one(sink, "bullmq_queue_schedulers_overdue", name) == 0
+    _, calls = await scrape(tracked, stats)
+    assert queues_read(calls) == 0  # not due yet: nothing to read
+    deadline = time.monotonic() + 30
+    while one(sink, "bullmq_queue_schedulers_overdue", name) == 0:
+        assert time.monotonic() < deadline, "the overdue run never showed"
+        await asyncio.sleep(0.1)  # a scrape interval, not a synchronisation
         sink, _ = await scrape(tracked, stats)
-        assert one(sink, "bullmq_queue_schedulers_overdue", name) == 0
-        _, calls = await scrape(tracked, stats)
-        assert queues_read(calls) == 0  # not due yet: nothing to read
-        deadline = time.monotonic() + 30
-        while one(sink, "bullmq_queue_schedulers_overdue", name) == 0:
-            assert time.monotonic() < deadline, "the overdue run never showed"
-            await asyncio.sleep(0.1)  # a scrape interval, not a synchronisation
-            sink, _ = await scrape(tracked, stats)
-        assert time.time() * 1000 > due
-    finally:
-        stats.close()
-        await tracked.close()
+    assert time.time() * 1000 > due
 
 
 async def test_queues_are_read_again_after_the_refresh_age(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    closing: Closing,
 ) -> None:
     url = redis_server.url
     names = queue_names(4)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
-    tracked = probe({"url": url})
-    try:
-        await scrape(tracked, stats)
-        _, calls = await scrape(tracked, stats)
-        assert queues_read(calls) == 0
-        monkeypatch.setattr(kind, "REFRESH_AGE", 0.0)
-        _, calls = await scrape(tracked, stats)
-        assert queues_read(calls) == len(names)
-    finally:
-        stats.close()
-        await tracked.close()
+    tracked = closing(probe({"url": url}))
+    await scrape(tracked, stats)
+    _, calls = await scrape(tracked, stats)
+    assert queues_read(calls) == 0
+    monkeypatch.setattr(kind, "REFRESH_AGE", 0.0)
+    _, calls = await scrape(tracked, stats)
+    assert queues_read(calls) == len(names)
 
 
 async def test_refused_tracking_reads_every_queue_and_says_so_once(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    closing: Closing,
 ) -> None:
     """An ACL user with no channel permission (Redis 7's default for new users) cannot
     subscribe to the invalidations: every scrape reads every queue, as without tracking."""
     caplog.set_level(logging.INFO, logger="runbook_exporter")
     url = redis_server.url
     names = queue_names(3)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
     stats.acl_setuser(
         "monitor", enabled=True, passwords=["+watch-only"], keys=["~*"],
         commands=["+@read", "+multi", "+exec", "+ping", "+info", "+client|list", "+client|id",
                   "+client|tracking", "+client|caching", "+subscribe", "+evalsha_ro", "+eval_ro"],
     )  # fmt: skip
-    tracked = probe({"url": url, "username": "monitor", "password": "watch-only"})
-    try:
-        for _ in range(3):
-            _, calls = await scrape(tracked, stats)
-            assert queues_read(calls) == len(names)
-    finally:
-        stats.close()
-        await tracked.close()
+    tracked = closing(probe({"url": url, "username": "monitor", "password": "watch-only"}))
+    for _ in range(3):
+        _, calls = await scrape(tracked, stats)
+        assert queues_read(calls) == len(names)
     (refused,) = [
         r for r in caplog.records
         if r.getMessage() == "bullmq change tracking refused, reading every queue on every scrape"
@@ -227,7 +219,10 @@ async def test_refused_tracking_reads_every_queue_and_says_so_once(
 
 
 async def test_tracking_stops_before_closed_connections_pile_up_in_redis(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    closing: Closing,
 ) -> None:
     """Redis keeps a closed connection's tracked keys until each key changes (its own
     ``tracking_total_items`` shows it): every redial of the reading connection leaves the
@@ -237,29 +232,25 @@ async def test_tracking_stops_before_closed_connections_pile_up_in_redis(
     monkeypatch.setattr(tracking_module, "MAX_TRACKED_CONNECTIONS", 2)
     url = redis_server.url
     names = queue_names(3)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
-    tracked = probe({"url": url})
+    tracked = closing(probe({"url": url}))
     keys = len(names) * 14  # the keys the script reads of each queue
 
     def items() -> int:
         return int(stats.info("stats")["tracking_total_items"])
 
-    try:
-        seen = []
-        for _ in range(3):
-            await scrape(tracked, stats)
-            await scrape(tracked, stats)
-            seen.append(items())
-            stats.client_kill(reading_connection(stats))
-        assert seen == [keys, 2 * keys, 2 * keys]
-        for _ in range(2):
-            _, calls = await scrape(tracked, stats)
-            assert queues_read(calls) == len(names)
-        assert items() == 2 * keys
-    finally:
-        stats.close()
-        await tracked.close()
+    seen = []
+    for _ in range(3):
+        await scrape(tracked, stats)
+        await scrape(tracked, stats)
+        seen.append(items())
+        stats.client_kill(reading_connection(stats))
+    assert seen == [keys, 2 * keys, 2 * keys]
+    for _ in range(2):
+        _, calls = await scrape(tracked, stats)
+        assert queues_read(calls) == len(names)
+    assert items() == 2 * keys
     (off,) = [r for r in caplog.records if "change tracking turned off" in r.getMessage()]
     assert off.levelno == logging.WARNING
     assert "dialled 3 times" in off.__dict__["fields"]["reason"]

@@ -22,9 +22,9 @@ from bench.bullmq_data import queue_names, write_queues
 from exporter.checks._redis_conn import Command
 from exporter.checks.base import CheckFailed
 from exporter.samples import Sink
-from tests.redis.conftest import require_bullmq
+from tests.redis.conftest import Closing, require_bullmq
 from tests.redis.test_bullmq_script import jobs, one, probe, scrape
-from tests.redis.test_bullmq_tracking import QUIET, both
+from tests.redis.test_bullmq_tracking import QUIET, both, tracked_and_full
 from tests.servers import RedisServer
 
 
@@ -84,7 +84,9 @@ def output_flushed(client: redis.Redis, client_id: str) -> bool:
 
 
 async def test_an_invalidation_read_together_with_the_sync_pong_is_not_lost(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    closing: Closing,
 ) -> None:
     """A job is added right after the server answered the sync's PING on the subscribed
     connection, before the probe reads that answer: the PONG and the invalidation then
@@ -94,55 +96,52 @@ async def test_an_invalidation_read_together_with_the_sync_pong_is_not_lost(
     bullmq = require_bullmq("v6")
     url = redis_server.url
     names = queue_names(2)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
-    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
-    try:
-        await both(tracked, full, stats)
-        _, read = await both(tracked, full, stats)
-        assert read == 0
+    tracked, full = tracked_and_full(closing, url)
+    await both(tracked, full, stats)
+    _, read = await both(tracked, full, stats)
+    assert read == 0
 
-        subscriber = tracked._tracking._subscriber
-        real_exchange = subscriber.exchange
-        sub_id = subscriber_id(stats)
-        armed = [True]
+    subscriber = tracked._tracking._subscriber
+    real_exchange = subscriber.exchange
+    sub_id = subscriber_id(stats)
+    armed = [True]
 
-        async def exchange(commands: Sequence[Command], done: Callable[[Any], bool]) -> list[Any]:
-            if not (armed and list(commands) == [("PING",)]):
-                return await real_exchange(commands, done)
-            armed.clear()
-            writer = subscriber._writer
-            assert writer is not None
-            real_write = writer.write
-            before = pings(stats)
+    async def exchange(commands: Sequence[Command], done: Callable[[Any], bool]) -> list[Any]:
+        if not (armed and list(commands) == [("PING",)]):
+            return await real_exchange(commands, done)
+        armed.clear()
+        writer = subscriber._writer
+        assert writer is not None
+        real_write = writer.write
+        before = pings(stats)
 
-            def write(data: bytes) -> None:
-                # Synchronous, so the event loop reads nothing meanwhile: the server
-                # answers the PING, then runs the official package's add, and both
-                # replies wait in the socket for the probe's one read.
-                real_write(data)
-                until("the subscribed connection's PING run", lambda: pings(stats) > before)
-                bullmq.run("add", url, "bull", names[0], "1")
-                until("the invalidation sent", lambda: output_flushed(stats, sub_id))
+        def write(data: bytes) -> None:
+            # Synchronous, so the event loop reads nothing meanwhile: the server
+            # answers the PING, then runs the official package's add, and both
+            # replies wait in the socket for the probe's one read.
+            real_write(data)
+            until("the subscribed connection's PING run", lambda: pings(stats) > before)
+            bullmq.run("add", url, "bull", names[0], "1")
+            until("the invalidation sent", lambda: output_flushed(stats, sub_id))
 
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(writer, "write", write)
-                return await real_exchange(commands, done)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(writer, "write", write)
+            return await real_exchange(commands, done)
 
-        monkeypatch.setattr(subscriber, "exchange", exchange)
-        await scrape(tracked, stats)  # the add landed after its sync point: either is fine
-        assert not armed
-        sink, read = await both(tracked, full, stats)
-        assert jobs(sink, names[0])["waiting"] == QUIET.waiting + 1
-        assert read == 1
-    finally:
-        stats.close()
-        await tracked.close()
-        await full.close()
+    monkeypatch.setattr(subscriber, "exchange", exchange)
+    await scrape(tracked, stats)  # the add landed after its sync point: either is fine
+    assert not armed
+    sink, read = await both(tracked, full, stats)
+    assert jobs(sink, names[0])["waiting"] == QUIET.waiting + 1
+    assert read == 1
 
 
 async def test_a_scrape_that_fails_after_its_reads_leaves_no_queue_counted_as_read(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    closing: Closing,
 ) -> None:
     """Another client's long script (an obliterate or clean of a big queue, an operator's
     Lua) makes Redis answer BUSY to the second round trip of a scrape whose script trip
@@ -154,39 +153,33 @@ async def test_a_scrape_that_fails_after_its_reads_leaves_no_queue_counted_as_re
     url = redis_server.url
     names = queue_names(2)
     done, stalled = names
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
     stats.rpush(f"bull:{stalled}:active", "held")
     stats.set(f"bull:{stalled}:held:lock", "worker-token", px=300)
     stats.config_set("lua-time-limit", 10)  # BUSY after 10 ms of a script
-    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
-    spinner = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        await both(tracked, full, stats)
-        until("the lock expired", lambda: stats.exists(f"bull:{stalled}:held:lock") == 0)
-        bullmq.run("finish", url, "bull", done, "1", "0", "keep")
+    tracked, full = tracked_and_full(closing, url)
+    spinner = closing(redis.Redis.from_url(url, decode_responses=True))
+    await both(tracked, full, stats)
+    until("the lock expired", lambda: stats.exists(f"bull:{stalled}:held:lock") == 0)
+    bullmq.run("finish", url, "bull", done, "1", "0", "keep")
 
-        real_second_trip = tracked._second_trip
+    real_second_trip = tracked._second_trip
 
-        async def second_trip_while_busy(reads: list[Any], now_ms: int) -> None:
-            with busy(stats, spinner):
-                await real_second_trip(reads, now_ms)
+    async def second_trip_while_busy(reads: list[Any], now_ms: int) -> None:
+        with busy(stats, spinner):
+            await real_second_trip(reads, now_ms)
 
-        monkeypatch.setattr(tracked, "_second_trip", second_trip_while_busy)
-        with pytest.raises(CheckFailed, match="BUSY"):
-            await tracked.collect(Sink("q"))
-        monkeypatch.undo()
+    monkeypatch.setattr(tracked, "_second_trip", second_trip_while_busy)
+    with pytest.raises(CheckFailed, match="BUSY"):
+        await tracked.collect(Sink("q"))
+    monkeypatch.undo()
 
-        sink, read = await both(tracked, full, stats)
-        oracle = bullmq.run("counts", url, "bull", done)["counts"][done]
-        assert jobs(sink, done)["completed"] == oracle["completed"] > QUIET.completed
-        assert one(sink, "bullmq_queue_stalled_jobs", stalled) == 1
-        assert read == 2
-    finally:
-        spinner.close()
-        stats.close()
-        await tracked.close()
-        await full.close()
+    sink, read = await both(tracked, full, stats)
+    oracle = bullmq.run("counts", url, "bull", done)["counts"][done]
+    assert jobs(sink, done)["completed"] == oracle["completed"] > QUIET.completed
+    assert one(sink, "bullmq_queue_stalled_jobs", stalled) == 1
+    assert read == 2
 
 
 @pytest.mark.xfail(
@@ -194,61 +187,53 @@ async def test_a_scrape_that_fails_after_its_reads_leaves_no_queue_counted_as_re
     reason="Redis sends no invalidation for SWAPDB (7.0): the swapped-in queues show within "
     "REFRESH_AGE; see docs/kinds/bullmq.md, Change tracking",
 )
-async def test_a_swapped_in_database_is_read(redis_server: RedisServer) -> None:
+async def test_a_swapped_in_database_is_read(redis_server: RedisServer, closing: Closing) -> None:
     """An operator loads a restored copy into database 1 and swaps it in (SWAPDB 0 1):
     every key of database 0 changed, yet the server reports none of them."""
     url = redis_server.url
     names = queue_names(2)
-    stats = redis.Redis.from_url(url, decode_responses=True)
-    restored = redis.Redis.from_url(url.removesuffix("/0") + "/1", decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
+    restored = closing(redis.Redis.from_url(url.removesuffix("/0") + "/1", decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
     write_queues(restored, "bull", names, QUIET)
     restored.lpush(f"bull:{names[0]}:wait", "restored")
-    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
-    try:
-        await both(tracked, full, stats)
-        await both(tracked, full, stats)
-        stats.swapdb(0, 1)
-        sink, _ = await both(tracked, full, stats)
-        assert jobs(sink, names[0])["waiting"] == QUIET.waiting + 1
-    finally:
-        restored.close()
-        stats.close()
-        await tracked.close()
-        await full.close()
+    tracked, full = tracked_and_full(closing, url)
+    await both(tracked, full, stats)
+    await both(tracked, full, stats)
+    stats.swapdb(0, 1)
+    sink, _ = await both(tracked, full, stats)
+    assert jobs(sink, names[0])["waiting"] == QUIET.waiting + 1
 
 
-async def test_a_restart_that_loses_a_write_is_read_again(redis_server: RedisServer) -> None:
+async def test_a_restart_that_loses_a_write_is_read_again(
+    redis_server: RedisServer, closing: Closing
+) -> None:
     """Redis restarts from its last snapshot: a job added after it is gone, and no
     invalidation says so. The redialled reading connection sets tracking up anew."""
     bullmq = require_bullmq("v6")
     url = redis_server.url
     names = queue_names(2)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
-    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
-    try:
-        stats.save()
-        bullmq.run("add", url, "bull", names[0], "2")
-        sink, _ = await both(tracked, full, stats)
-        assert jobs(sink, names[0])["waiting"] == QUIET.waiting + 2
-        _, read = await both(tracked, full, stats)
-        assert read == 0
-        stats.close()
-        redis_server.kill()
-        redis_server.start()
-        stats = redis.Redis.from_url(url, decode_responses=True)
-        sink, read = await both(tracked, full, stats)
-        assert jobs(sink, names[0])["waiting"] == QUIET.waiting
-        assert read == len(names)
-    finally:
-        stats.close()
-        await tracked.close()
-        await full.close()
+    tracked, full = tracked_and_full(closing, url)
+    stats.save()
+    bullmq.run("add", url, "bull", names[0], "2")
+    sink, _ = await both(tracked, full, stats)
+    assert jobs(sink, names[0])["waiting"] == QUIET.waiting + 2
+    _, read = await both(tracked, full, stats)
+    assert read == 0
+    stats.close()
+    redis_server.kill()
+    redis_server.start()
+    stats = redis.Redis.from_url(url, decode_responses=True)
+    sink, read = await both(tracked, full, stats)
+    assert jobs(sink, names[0])["waiting"] == QUIET.waiting
+    assert read == len(names)
 
 
 async def test_a_worker_appearing_on_a_queue_not_read_keeps_every_other_figure(
     redis_server: RedisServer,
+    closing: Closing,
 ) -> None:
     """Only the worker count moves on a queue whose last read counted events and new
     completed jobs: its samples are rebuilt from that read's row, which must not count
@@ -256,30 +241,26 @@ async def test_a_worker_appearing_on_a_queue_not_read_keeps_every_other_figure(
     bullmq = require_bullmq("v6")
     url = redis_server.url
     names = queue_names(2)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
-    tracked, full = probe({"url": url}), probe({"url": url, "track_changes": False})
-    worker = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        await both(tracked, full, stats)
-        bullmq.run("finish", url, "bull", names[0], "2", "1", "keep")
-        await both(tracked, full, stats)
-        worker.client_setname(f"bull:{names[0]}")  # how the Python package names it
-        sink, read = await both(tracked, full, stats)
-        assert read == 0
-        assert one(sink, "bullmq_queue_workers", names[0]) == 1
-        worker.close()
-        _, read = await both(tracked, full, stats)
-        assert read == 0
-    finally:
-        worker.close()
-        stats.close()
-        await tracked.close()
-        await full.close()
+    tracked, full = tracked_and_full(closing, url)
+    worker = closing(redis.Redis.from_url(url, decode_responses=True))
+    await both(tracked, full, stats)
+    bullmq.run("finish", url, "bull", names[0], "2", "1", "keep")
+    await both(tracked, full, stats)
+    worker.client_setname(f"bull:{names[0]}")  # how the Python package names it
+    sink, read = await both(tracked, full, stats)
+    assert read == 0
+    assert one(sink, "bullmq_queue_workers", names[0]) == 1
+    worker.close()
+    _, read = await both(tracked, full, stats)
+    assert read == 0
 
 
 async def test_a_busy_server_fails_the_scrape_and_refuses_nothing(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    closing: Closing,
 ) -> None:
     """BUSY (or LOADING after a restart) says "not now": the scrape fails with that
     reason, and neither the script nor change tracking counts as refused (a refusal
@@ -288,23 +269,18 @@ async def test_a_busy_server_fails_the_scrape_and_refuses_nothing(
     caplog.set_level(logging.INFO, logger="runbook_exporter")
     url = redis_server.url
     names = queue_names(3)
-    stats = redis.Redis.from_url(url, decode_responses=True)
+    stats = closing(redis.Redis.from_url(url, decode_responses=True))
     write_queues(stats, "bull", names, QUIET)
     stats.config_set("lua-time-limit", 10)
-    tracked = probe({"url": url})
-    spinner = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        await scrape(tracked, stats)
-        with busy(stats, spinner), pytest.raises(CheckFailed, match=r": BUSY Redis is busy"):
-            await tracked.collect(Sink("q"))
-        _, calls = await scrape(tracked, stats)
-        assert calls["evalsha_ro"][0] >= 1  # the script route, at once
-        assert "multi" not in calls
-        _, calls = await scrape(tracked, stats)
-        assert "evalsha_ro" not in calls  # tracking set up again: nothing changed
-    finally:
-        spinner.close()
-        stats.close()
-        await tracked.close()
+    tracked = closing(probe({"url": url}))
+    spinner = closing(redis.Redis.from_url(url, decode_responses=True))
+    await scrape(tracked, stats)
+    with busy(stats, spinner), pytest.raises(CheckFailed, match=r": BUSY Redis is busy"):
+        await tracked.collect(Sink("q"))
+    _, calls = await scrape(tracked, stats)
+    assert calls["evalsha_ro"][0] >= 1  # the script route, at once
+    assert "multi" not in calls
+    _, calls = await scrape(tracked, stats)
+    assert "evalsha_ro" not in calls  # tracking set up again: nothing changed
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert refused == []
