@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -53,6 +53,31 @@ def require_binary(name: str, debian_package: str) -> str:
     if found is None:
         unavailable(f"{name} not found: apt-get install -y {debian_package}")
     return found
+
+
+def promtool_test(
+    promtool: str,
+    path: Path,
+    rule_files: list[str],
+    evaluation_interval: str,
+    series: Sequence[object],
+    checks: Sequence[object],
+) -> subprocess.CompletedProcess[str]:
+    """Write a promtool rule-test file at ``path`` with one test (``series`` in, the
+    ``checks`` alert_rule_test expected, 1m apart) and run ``promtool test rules`` on it."""
+    import yaml
+
+    suite = {
+        "rule_files": rule_files,
+        "evaluation_interval": evaluation_interval,
+        "tests": [
+            {"interval": "1m", "input_series": list(series), "alert_rule_test": list(checks)}
+        ],
+    }
+    path.write_text(yaml.safe_dump(suite))
+    return subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
 
 
 def unavailable(message: str) -> NoReturn:

@@ -7,17 +7,15 @@ threshold."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from exporter.bundle.profile import Alert, Profile
 from exporter.bundle.promtests import expected_annotations
 from exporter.bundle.rules import alert_labels
-from tests.support import require_binary
+from tests.support import promtool_test, require_binary
 
 GIB = 1024**3
 
@@ -80,15 +78,13 @@ def test_containers_without_limits_are_judged_against_the_machine(
         }
         for alert, name in ((cpu, prefix + "cpu-fire"), (memory, prefix + "mem-fire"))
     ]
-    suite = {
-        "rule_files": [str(bundle / "rules" / f"{slug}.rules.yml")],
-        "evaluation_interval": f"{int(profile.evaluation_interval)}s",
-        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
-    }
-    path = tmp_path / "containers.yml"
-    path.write_text(yaml.safe_dump(suite))
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    result = promtool_test(
+        promtool,
+        tmp_path / "containers.yml",
+        [str(bundle / "rules" / f"{slug}.rules.yml")],
+        f"{int(profile.evaluation_interval)}s",
+        series,
+        checks,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

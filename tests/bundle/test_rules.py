@@ -26,7 +26,7 @@ from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
 from tests.bundle.promtool_split import walk
-from tests.support import require_binary
+from tests.support import promtool_test, require_binary
 
 EXPORTER_METRICS = {family.name for kind in KINDS.values() for family in kind.families} | {
     CHECK_SUCCESS.name,
@@ -250,15 +250,13 @@ def test_two_systems_in_one_prometheus_page_only_the_faulty_one(
         }
         for p in profiles
     ]
-    suite = {
-        "rule_files": sorted(str(f) for f in (bundle / "rules").glob("*.rules.yml")),
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
-    }
-    path = tmp_path / "two-systems.yml"
-    path.write_text(yaml.safe_dump(suite))
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    result = promtool_test(
+        promtool,
+        tmp_path / "two-systems.yml",
+        sorted(str(f) for f in (bundle / "rules").glob("*.rules.yml")),
+        "1m",
+        series,
+        checks,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -315,15 +313,13 @@ def test_check_label_ties_a_down_job_to_its_health_check(
                 ],
             }
         )
-    suite = {
-        "rule_files": [str(bundle / "rules" / "face-recognition.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
-    }
-    path = tmp_path / "service.yml"
-    path.write_text(yaml.safe_dump(suite))
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    result = promtool_test(
+        promtool,
+        tmp_path / "service.yml",
+        [str(bundle / "rules" / "face-recognition.rules.yml")],
+        "1m",
+        series,
+        checks,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
