@@ -91,7 +91,7 @@ class ChangeTracking:
         self._subscriber = RawRedis(options)
         self._items_of = items_of
         self._check = check
-        self._read_at: dict[Hashable, float] = {}  # item -> loop time of its tracked read
+        self._unchanged: set[Hashable] = set()  # read while tracked, not reported since
         # Items whose keys the server tracks, but for the keys named by invalidations
         # since (the server forgets a key once it reports it): only those need tracking
         # again when the item is read.
@@ -146,11 +146,7 @@ class ChangeTracking:
 
     def unchanged(self, item: Hashable) -> bool:
         """Read while tracking held, and named by no invalidation since."""
-        return item in self._read_at
-
-    def read_at(self, item: Hashable) -> float:
-        """Loop time of the item's last tracked read."""
-        return self._read_at[item]
+        return item in self._unchanged
 
     def lapsed(self, item: Hashable) -> set[str] | None:
         """The item's keys the server stopped tracking (reported changed since they were
@@ -165,13 +161,13 @@ class ChangeTracking:
             self._tracked.add(item)
             self._lapsed.pop(item, None)
 
-    def mark_read(self, item: Hashable, at: float) -> None:
+    def mark_read(self, item: Hashable) -> None:
         if self._dial is not None:
-            self._read_at[item] = at
+            self._unchanged.add(item)
 
     def changed(self, item: Hashable) -> None:
         """Count the item as changed (read it next time), as an invalidation would."""
-        self._read_at.pop(item, None)
+        self._unchanged.discard(item)
 
     def settle(self, reading: RawRedis) -> None:
         """After the reads: when the reading connection was redialled during them, they
@@ -185,7 +181,7 @@ class ChangeTracking:
 
     def forget(self, item: Hashable) -> None:
         """Nothing is kept about ``item`` any more (the check no longer reads it)."""
-        self._read_at.pop(item, None)
+        self._unchanged.discard(item)
         self._tracked.discard(item)
         self._lapsed.pop(item, None)
 
@@ -193,7 +189,7 @@ class ChangeTracking:
         await self._subscriber.close()
 
     def _reset(self) -> None:
-        self._read_at.clear()
+        self._unchanged.clear()
         self._tracked.clear()
         self._lapsed.clear()
         self._dial = None
@@ -204,14 +200,14 @@ class ChangeTracking:
                 continue
             keys = reply[2]
             if keys is None:  # FLUSHALL / FLUSHDB: every key
-                self._read_at.clear()
+                self._unchanged.clear()
                 self._tracked.clear()
                 self._lapsed.clear()
                 continue
-            read_at, tracked, lapsed = self._read_at, self._tracked, self._lapsed
+            unchanged, tracked, lapsed = self._unchanged, self._tracked, self._lapsed
             for key in [keys] if isinstance(keys, str) else keys:
                 for item in self._items_of(key):
-                    read_at.pop(item, None)
+                    unchanged.discard(item)
                     if item in tracked:
                         if item in lapsed:
                             lapsed[item].add(key)

@@ -307,6 +307,8 @@ class _QueueState:
     # The events stream was not read to its end (a burst beyond the scrape's share of
     # time): read again on the next scrape, whatever change tracking says.
     behind: bool = False
+    # Loop time after which change tracking reads the queue anyway (_refresh_after).
+    refresh_due: float = 0.0
     # Loop time at which an active job's lock can expire first (-inf: every scrape, some
     # locks were not read; None: no lock expires), from the script's row.
     lock_due: float | None = None
@@ -666,7 +668,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 or (state.lock_due is not None and state.lock_due <= now)
                 # An earliest scheduled run past the grace: overdue ones grow with time.
                 or (row[17] and float(row[17]) < cutoff)
-                or now - tracking.read_at(target) >= _refresh_after(target)
+                or state.refresh_due <= now
             ):
                 # Counted as read only once its samples are written (end of _collect): a
                 # scrape failing before that (BUSY, a timeout) may have moved its state.
@@ -773,7 +775,10 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 self._write_kept(out, item, workers)
         if self._tracking.active:  # their samples are written: they count as read
             for target in to_read:
-                self._tracking.mark_read(target, read_at)
+                self._tracking.mark_read(target)
+                kept = self._states.get(target)  # none for a queue gone or skipped
+                if kept is not None:
+                    kept.refresh_due = read_at + _refresh_after(target)
             self._tracking.settle(self._redis)
         reported = [item.prefix if isinstance(item, _Read) else item[0] for item in order]
         for prefix in options.prefixes:
