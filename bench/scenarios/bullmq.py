@@ -167,15 +167,7 @@ def versus_node(
                 )
                 urls[route] = f"{exporter.base}/metrics"
                 verify_ours(fetch(urls[route]), size, plan)
-            first = node.run("counts")["counts"]
-            want = {name: plan.counts(is_paused(i)) for i, name in enumerate(names)}
-            for name in names:
-                got = {state: first[name].get(state, 0) for state in want[name]}
-                # getJobCounts() leaves "paused" out where the v6 layout has no such list.
-                if {k: v for k, v in got.items() if k != "paused"} != {
-                    k: v for k, v in want[name].items() if k != "paused"
-                }:
-                    raise RuntimeError(f"Node BullMQ counts {name} as {first[name]}")
+            verify_node(node.run("counts")["counts"], names, plan)
             node.run("export")
             for _ in range(ctx.repeat):
                 for route, url in urls.items():
@@ -249,12 +241,7 @@ def versus_node_changes(
                 )
                 urls[tag] = f"{exporter.base}/metrics"
                 verify_ours(fetch(urls[tag]), size, ISSUE_PLAN)
-            first = node.run("counts")["counts"]
-            for i, name in enumerate(names):
-                want = ISSUE_PLAN.counts(is_paused(i))
-                if any(first[name].get(state, 0) != n for state, n in want.items()
-                       if state != "paused"):  # fmt: skip
-                    raise RuntimeError(f"Node BullMQ counts {name} as {first[name]}")
+            verify_node(node.run("counts")["counts"], names, ISSUE_PLAN)
             fetch(urls["tracked"])  # settle: the first scrapes positioned the streams
             for round_ in range(ctx.repeat):
                 mine["none changed"].append(timed(stats, _collection_ms(urls["tracked"])))
@@ -370,6 +357,15 @@ def verify_ours(body: bytes, size: int, plan: Plan) -> None:
         wrong = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:5]
         raise RuntimeError(f"bullmq check counts differ from the data written: {wrong} "
                            f"({len(got)} samples, want {len(want)})")  # fmt: skip
+
+
+def verify_node(counts: dict[str, dict[str, int]], names: list[str], plan: Plan) -> None:
+    """Node BullMQ's getJobCounts() per queue equals the counts written (but "paused",
+    which getJobCounts() leaves out where the v6 layout has no such list)."""
+    for i, name in enumerate(names):
+        want = plan.counts(is_paused(i))
+        if any(counts[name].get(state, 0) != n for state, n in want.items() if state != "paused"):
+            raise RuntimeError(f"Node BullMQ counts {name} as {counts[name]}")
 
 
 def verify_redis_exporter(body: bytes, size: int) -> None:
