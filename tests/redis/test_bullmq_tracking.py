@@ -45,6 +45,17 @@ async def both(tracked: BullmqProbe, full: BullmqProbe, client: redis.Redis) -> 
     return by_tracking, queues_read(calls)
 
 
+def quiet_queues(
+    closing: Closing, server: RedisServer, count: int
+) -> tuple[str, list[str], redis.Redis]:
+    """``count`` queues written with the QUIET plan into the test's Redis: its URL, their
+    names and a client of it (closed when the test ends)."""
+    stats = closing(redis.Redis.from_url(server.url, decode_responses=True))
+    names = queue_names(count)
+    write_queues(stats, "bull", names, QUIET)
+    return server.url, names, stats
+
+
 def tracked_and_full(closing: Closing, url: str) -> tuple[BullmqProbe, BullmqProbe]:
     """A probe with change tracking (the default) and one reading every queue, both
     closed when the test ends."""
@@ -66,10 +77,7 @@ async def test_only_changed_queues_are_read_and_no_change_is_missed(
     closing: Closing,
 ) -> None:
     bullmq = require_bullmq("v6")
-    url = redis_server.url
-    names = queue_names(12)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 12)
     tracked, full = tracked_and_full(closing, url)
     _, read = await both(tracked, full, stats)
     assert read == len(names)  # nothing known yet: every queue
@@ -118,10 +126,7 @@ async def test_a_lock_that_expires_shows_its_stalled_job_with_no_write_tracked(
     names changes, yet the stalled job must show once the lock is gone. The queue is
     read again when its earliest lock can expire (its TTL, as the script reads it), not
     on every scrape before that; a lock with no expiry never makes it read."""
-    url = redis_server.url
-    names = queue_names(3)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 3)
     for name, lock_ms in ((names[1], 1500), (names[2], None)):
         stats.rpush(f"bull:{name}:active", "held")
         stats.set(f"bull:{name}:held:lock", "worker-token", px=lock_ms)
@@ -175,10 +180,7 @@ async def test_queues_are_read_again_after_the_refresh_age(
     """Unchanged queues are read again, each between half of REFRESH_AGE and all of it
     after its last read (4 s here), and not before."""
     monkeypatch.setattr(kind, "REFRESH_AGE", 4.0)
-    url = redis_server.url
-    names = queue_names(4)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 4)
     tracked = closing(probe({"url": url}))
     await scrape(tracked, stats)
     read_at = time.monotonic()  # (after the read: the refreshes are later than this)
@@ -206,10 +208,7 @@ async def test_refused_tracking_reads_every_queue_and_says_so_once(
     """An ACL user with no channel permission (Redis 7's default for new users) cannot
     subscribe to the invalidations: every scrape reads every queue, as without tracking."""
     caplog.set_level(logging.INFO, logger="runbook_exporter")
-    url = redis_server.url
-    names = queue_names(3)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 3)
     stats.acl_setuser(
         "monitor", enabled=True, passwords=["+watch-only"], keys=["~*"],
         commands=["+@read", "+multi", "+exec", "+ping", "+info", "+client|list", "+client|id",
@@ -243,10 +242,7 @@ async def test_tracking_stops_before_closed_connections_pile_up_in_redis(
     the check stops tracking, before a new connection adds to that, and says so once."""
     caplog.set_level(logging.INFO, logger="runbook_exporter")
     monkeypatch.setattr(tracking_module, "MAX_TRACKED_CONNECTIONS", 2)
-    url = redis_server.url
-    names = queue_names(3)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 3)
     tracked = closing(probe({"url": url}))
     keys = len(names) * 14  # the keys the script reads of each queue
 

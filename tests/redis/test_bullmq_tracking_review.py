@@ -24,7 +24,7 @@ from exporter.checks.base import CheckFailed
 from exporter.samples import Sink
 from tests.redis.conftest import Closing, require_bullmq
 from tests.redis.test_bullmq_script import jobs, one, probe, scrape
-from tests.redis.test_bullmq_tracking import QUIET, both, tracked_and_full
+from tests.redis.test_bullmq_tracking import QUIET, both, quiet_queues, tracked_and_full
 from tests.servers import RedisServer
 
 
@@ -94,10 +94,7 @@ async def test_an_invalidation_read_together_with_the_sync_pong_is_not_lost(
     the next one must read the queue (the server reports a key once, then forgets it:
     an invalidation dropped is a queue never read again until REFRESH_AGE)."""
     bullmq = require_bullmq("v6")
-    url = redis_server.url
-    names = queue_names(2)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 2)
     tracked, full = tracked_and_full(closing, url)
     await both(tracked, full, stats)
     _, read = await both(tracked, full, stats)
@@ -211,10 +208,7 @@ async def test_a_restart_that_loses_a_write_is_read_again(
     """Redis restarts from its last snapshot: a job added after it is gone, and no
     invalidation says so. The redialled reading connection sets tracking up anew."""
     bullmq = require_bullmq("v6")
-    url = redis_server.url
-    names = queue_names(2)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 2)
     tracked, full = tracked_and_full(closing, url)
     stats.save()
     bullmq.run("add", url, "bull", names[0], "2")
@@ -239,10 +233,7 @@ async def test_a_worker_appearing_on_a_queue_not_read_keeps_every_other_figure(
     completed jobs: its samples are rebuilt from that read's row, which must not count
     them again."""
     bullmq = require_bullmq("v6")
-    url = redis_server.url
-    names = queue_names(2)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, names, stats = quiet_queues(closing, redis_server, 2)
     tracked, full = tracked_and_full(closing, url)
     worker = closing(redis.Redis.from_url(url, decode_responses=True))
     await both(tracked, full, stats)
@@ -267,10 +258,7 @@ async def test_a_busy_server_fails_the_scrape_and_refuses_nothing(
     would read with pipelined commands, or every queue, for the next 10 minutes and log
     an ACL hint that points on-call at the wrong thing)."""
     caplog.set_level(logging.INFO, logger="runbook_exporter")
-    url = redis_server.url
-    names = queue_names(3)
-    stats = closing(redis.Redis.from_url(url, decode_responses=True))
-    write_queues(stats, "bull", names, QUIET)
+    url, _, stats = quiet_queues(closing, redis_server, 3)
     stats.config_set("lua-time-limit", 10)
     tracked = closing(probe({"url": url}))
     spinner = closing(redis.Redis.from_url(url, decode_responses=True))
