@@ -168,7 +168,7 @@ def _resolve(
         name = (plain.name if plain else None) or base + declared.name
         out.append(_Resolved(main, (), excluded, name))
     for setting in scoped:
-        start = main if main is not None else _apply(declared, plain) or declared
+        start = main if main is not None else declared
         resolved = _apply(replace(start, on=True), setting)
         if resolved is None or resolved.threshold is None:
             continue
