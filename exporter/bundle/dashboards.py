@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 with warnings.catch_warnings():
@@ -230,17 +231,24 @@ def provisioning_files() -> dict[str, str]:
     }
 
 
-def dashboard_files(profiles: list[Profile]) -> dict[str, str]:
+def profile_dashboards(profile: Profile, kinds: Iterable[str]) -> dict[str, str]:
+    """The profile's alert dashboard and the overview of the check ``kinds`` it uses
+    (every check with its kind's panels, alerts or not: queues by state, ages against
+    their thresholds, pools against their max, disks)."""
     from exporter.bundle.overview import overview
 
+    board = overview(kinds, profile.slug, profile.title)
+    return {
+        f"dashboards/{profile.slug}.json": json.dumps(build(profile), indent=2, sort_keys=True)
+        + "\n",
+        f"dashboards/{profile.slug}-overview.json": json.dumps(board, indent=2, sort_keys=True)
+        + "\n",
+    }
+
+
+def dashboard_files(profiles: list[Profile]) -> dict[str, str]:
     files: dict[str, str] = {}
     for p in profiles:
-        files[f"dashboards/{p.slug}.json"] = json.dumps(build(p), indent=2, sort_keys=True) + "\n"
-        # Every check of the profile with its kind's panels, alerts or not (queues by
-        # state, ages against their thresholds, pools against their max, disks).
-        board = overview((kind for _, kind in p.checks), p.slug, p.title)
-        files[f"dashboards/{p.slug}-overview.json"] = (
-            json.dumps(board, indent=2, sort_keys=True) + "\n"
-        )
+        files.update(profile_dashboards(p, (kind for _, kind in p.checks)))
     files.update(provisioning_files())
     return files

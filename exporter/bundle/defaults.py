@@ -168,7 +168,7 @@ def _resolve(
         name = (plain.name if plain else None) or base + declared.name
         out.append(_Resolved(main, (), excluded, name))
     for setting in scoped:
-        start = main if main is not None else _apply(declared, plain) or declared
+        start = main if main is not None else declared
         resolved = _apply(replace(start, on=True), setting)
         if resolved is None or resolved.threshold is None:
             continue
@@ -881,14 +881,11 @@ def _static_route(profile: Profile) -> dict[str, Any]:
 
 def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[str, str]:
     """Every file of a config's bundle, ``{relative path: text}``."""
-    import json
-
     from exporter.bundle.alertmanager import alertmanager_files
     from exporter.bundle.alertmanager import config as alertmanager_config
-    from exporter.bundle.dashboards import build, provisioning_files
+    from exporter.bundle.dashboards import profile_dashboards, provisioning_files
     from exporter.bundle.generic import generic_files
     from exporter.bundle.kubernetes import OUTPUT, rule_resource
-    from exporter.bundle.overview import overview
     from exporter.bundle.render import GENERATED, dump_yaml
     from exporter.bundle.rules import rule_groups
 
@@ -900,13 +897,7 @@ def bundle_files(bundle: ConfigBundle, webhook_url: str | None = None) -> dict[s
     files = {
         rules_path: dump_yaml({"groups": groups}, source),
         f"{OUTPUT}/{slug}.yaml": rule_resource(f"runbook-exporter-{slug}", slug, groups, source),
-        f"dashboards/{slug}.json": json.dumps(build(profile), indent=2, sort_keys=True) + "\n",
-        f"dashboards/{slug}-overview.json": json.dumps(
-            overview((c.kind for c in bundle.config.checks), slug, profile.title),
-            indent=2,
-            sort_keys=True,
-        )
-        + "\n",
+        **profile_dashboards(profile, (c.kind for c in bundle.config.checks)),
         f"docs/runbooks/{slug}.md": _page(bundle),
     }
     if not bundle.drill:

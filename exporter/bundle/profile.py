@@ -910,9 +910,9 @@ def _read_alerts(
     paths: dict[str, str],
 ) -> list[Alert]:
     """``bundle.alerts``: the alerts over other exporters' metrics (and any the kinds'
-    defaults cannot say), then ``<Prefix>ExporterDown``."""
+    defaults cannot say), then ``<Prefix>ExporterDown``. ``paths`` gets where each was
+    read (``bundle.alerts[2]``)."""
     alerts: list[Alert] = []
-    seen: dict[str, str] = {}
     exporter_jobs = {"runbook-exporter", *(e.job for e in exporters)}
     for entry in bundle.mappings("alerts"):
         alert = _read_alert(entry, prefix, {s.name for s in severities})
@@ -925,10 +925,9 @@ def _read_alerts(
                 "runbook fields under bundle.exporter_down",
             )
             continue
-        if alert.short in seen:
-            entry.error("name", f'duplicate alert "{alert.short}", first at {seen[alert.short]}')
+        if alert.short in paths:
+            entry.error("name", f'duplicate alert "{alert.short}", first at {paths[alert.short]}')
             continue
-        seen[alert.short] = entry.path
         paths[alert.short] = entry.path
         for name in check_names(alert.query) if checks is not None else ():
             if checks is not None and name not in checks:

@@ -336,11 +336,11 @@ def promtool_in_parallel(
     # Largest first, each to the least loaded worker: a file's size tracks its cost.
     shares: list[list[Path]] = [[] for _ in range(workers)]
     loads = [0] * workers
-    sized = sorted(files, key=lambda f: (cwd / f if cwd else f).stat().st_size, reverse=True)
-    for path in sized:
+    sizes = {f: (cwd / f if cwd else f).stat().st_size for f in files}
+    for path in sorted(files, key=sizes.__getitem__, reverse=True):
         index = loads.index(min(loads))
         shares[index].append(path)
-        loads[index] += (cwd / path if cwd else path).stat().st_size
+        loads[index] += sizes[path]
     running = [
         subprocess.Popen(
             [promtool, "test", "rules", *map(str, sorted(share))],
