@@ -451,7 +451,7 @@ _SETTING_KEYS = "above/below/equal, for, severity, name, enabled"
 def parse_alert_settings(
     reader: Reader,
     defaults: tuple[DefaultAlert, ...],
-    severities: tuple[str, ...] = SEVERITIES,
+    severities: tuple[str, ...],
 ) -> tuple[AlertSetting, ...]:
     """The check's ``alerts:`` mapping, validated against its kind's default alerts.
 

@@ -451,7 +451,7 @@ def _severity_names(data: Mapping[object, object]) -> tuple[str, ...]:
 
 
 def _parse_check(
-    check: Reader, names: dict[str, str], severities: tuple[str, ...] = SEVERITIES
+    check: Reader, names: dict[str, str], severities: tuple[str, ...]
 ) -> CheckSpec[object] | None:
     name, kind_name, timeout, min_interval, max_future_skew, labels = read_check_common(
         check, names
