@@ -168,7 +168,7 @@ def build(profile: Profile) -> dict[str, Any]:
     row_id = len(profile.alerts) + 1
     # The missing-data guards (NoData, Absent) have no signal of their own to draw: the
     # panel of the alert they stand in for shows the gap.
-    guards = {g.alert.name for g in profile.generated if g.role != "default"}
+    guards = profile.guard_names
     for severity in profile.severities:
         members = [
             (i, a)

@@ -92,7 +92,7 @@ def _rule(
 def _is_guard(profile: Profile, alert: Alert) -> bool:
     """A generated missing-data or absent alert: ``== 1`` over series that are there or
     not is no threshold either."""
-    return any(g.alert.name == alert.name and g.role != "default" for g in profile.generated)
+    return alert.name in profile.guard_names
 
 
 def profile_mutations(profile: Profile) -> list[Mutation]:

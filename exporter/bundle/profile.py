@@ -14,6 +14,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,12 @@ class Profile:
 
     def severity(self, name: str) -> Severity:
         return next(s for s in self.severities if s.name == name)
+
+    @cached_property
+    def guard_names(self) -> frozenset[str]:
+        """The names of the generated missing-data guards (NoData, Absent): ``== 1`` over
+        series that are there or not, no threshold and no signal of their own."""
+        return frozenset(g.alert.name for g in self.generated if g.role != "default")
 
     def alert(self, short: str) -> Alert:
         return next(a for a in self.alerts if a.short == short)
