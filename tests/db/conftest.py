@@ -7,6 +7,7 @@ ports only (no Unix sockets).
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -170,6 +171,22 @@ def pgbouncer(pg: PgCluster) -> Iterator[Bouncer]:
         bouncer.remove()
 
 
+# PyMongo 4.20 (pool_shared._async_create_connection) closes a socket it is connecting
+# only on OSError or a timeout, not on cancellation: a client closed while one of its
+# monitors is reconnecting (the hung/restarted peer tests) leaves that socket to the
+# garbage collector, whose ResourceWarning then fails whichever test is running (CI run of
+# stop 21: an unrelated mongodb test). The exporter is unaffected in service (the finalizer
+# closes the descriptor; ResourceWarning is ignored by default). Tests that use the peer
+# ignore exactly that warning and collect at teardown, so none reaches a later test.
+PYMONGO_CONNECT_LEAK = "ignore:unclosed <socket.socket:ResourceWarning"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "peer" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.filterwarnings(PYMONGO_CONNECT_LEAK))
+
+
 @pytest.fixture
 async def peer() -> AsyncIterator[MongoPeer]:
     """The MongoDB wire-protocol peer on a free loopback port (no mongod on the registries)."""
@@ -179,6 +196,7 @@ async def peer() -> AsyncIterator[MongoPeer]:
         yield server
     finally:
         await server.stop()
+        gc.collect()  # finalise sockets PyMongo dropped while this test's filter applies
 
 
 def query_failures(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
