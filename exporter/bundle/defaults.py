@@ -577,7 +577,7 @@ def _default_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
             "exp_alerts": [_expected(profile, alert, labels, fire_value)],
         }
     )
-    from exporter.bundle.promtests import OTHER_SYSTEM
+    from exporter.bundle.promtests import decoy_tests
     from exporter.bundle.render import threshold_text
 
     shown = threshold_text(alert)
@@ -596,20 +596,7 @@ def _default_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
             "alert_rule_test": checks,
         },
     ]
-    system = profile.selector_system
-    if system:
-        # Isolation: the same fault in another system's series never fires this one.
-        own, other = f'system="{system}"', f'system="{OTHER_SYSTEM}"'
-        elsewhere = [{**i, "series": i["series"].replace(own, other)} for i in inputs("fire")]
-        tests.append(
-            {
-                "name": f"{alert.name}: quiet while only another system is past {shown}",
-                "interval": format_duration(STEP),
-                "input_series": elsewhere + inputs("quiet"),
-                "alert_rule_test": silent,
-            }
-        )
-    return tests
+    return [*tests, *decoy_tests(alert, inputs("quiet"), inputs("fire"), silent)]
 
 
 def _failing_name(profile: Profile, check: CheckSpec[Any]) -> Generated | None:

@@ -24,6 +24,7 @@ from exporter.bundle.profile import (
     AlertTest,
     Profile,
 )
+from exporter.bundle.promql import MATCHER
 from exporter.bundle.render import op_text, threshold_text
 
 # Series present whenever the exporter is scraped (or Prometheus' own): a "down" alert
@@ -31,7 +32,6 @@ from exporter.bundle.render import op_text, threshold_text
 ALWAYS_PRESENT = {"runbook_exporter_check_success", "http_probe_up", "up"}
 GUARD_SUFFIX = "NoData"
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^{}]*)\}")
-_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"')
 _ALTERNATIVES = re.compile(r"[A-Za-z0-9_.:/-]+(?:\|[A-Za-z0-9_.:/-]+)*")
 
 
@@ -72,7 +72,7 @@ def _label_combinations(matchers: str) -> list[list[tuple[str, str]]]:
     each alternative of an ``=~"a|b"``; the system label and other matchers left out."""
     fixed: list[tuple[str, str]] = []
     choices: list[tuple[str, list[str]]] = []
-    for name, op, value in _MATCHER.findall(matchers):
+    for name, op, value in MATCHER.findall(matchers):
         if name == SYSTEM_LABEL:
             continue
         if op == "=":

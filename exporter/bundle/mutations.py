@@ -5,7 +5,11 @@ the quiet side, and ``for`` one evaluation interval longer (what issue 15 asks),
 threshold moved 1 % toward the quiet side and 1 % toward the firing side, which fail only
 when the quiet and the firing inputs sit within 1 % of the threshold. A move is at least
 the signal's smallest step, 1, for counts and booleans, where a smaller move changes
-nothing. A missing-data guard gets the ``for`` mutant only. Each mutant is
+nothing. And every label matcher dropped (from every selector that has it: one side of
+``a{check="x"} / b{check="x"}`` alone selects the same series, so dropping it there is no
+change any test could see), which the isolation tests
+(:func:`exporter.bundle.promtests.decoy_tests`) fail. A missing-data guard gets the
+``for`` mutant only (its matchers are the guarded alert's). Each mutant is
 written as a rule file with that one rule, next to a test file with that alert's tests
 from :func:`exporter.bundle.promtests.alert_tests`, and promtool runs all of them in one
 call. A mutant whose tests still pass *survives*: the tests do not pin that number.
@@ -25,6 +29,7 @@ import yaml
 
 from exporter.bundle.guards import guards
 from exporter.bundle.profile import Alert, Profile, number
+from exporter.bundle.promql import label_matchers, without_matcher
 from exporter.bundle.promtests import STEP, promtool_in_parallel, tests_of
 from exporter.bundle.rules import all_alerts, rules_file
 from exporter.fields import format_duration
@@ -32,6 +37,7 @@ from exporter.fields import format_duration
 # Units whose values are whole numbers: a move smaller than 1 cannot change the outcome.
 INTEGER_UNITS = ("count", "bool")
 FOR_LONGER = "for one evaluation longer"
+MATCHER_DROPPED = "label matcher dropped"
 # (name, share of the threshold, toward the quiet side?) of each threshold mutant
 THRESHOLD_MOVES = (
     ("threshold 5% toward quiet", 0.05, True),
@@ -46,8 +52,8 @@ class Mutation:
 
     profile: str
     alert: str
-    kind: str  # a name of THRESHOLD_MOVES, or "for one evaluation longer"
-    what: str  # "> 0.01 -> > 0.0095", "5m -> 5m15s"
+    kind: str  # a name of THRESHOLD_MOVES, FOR_LONGER or MATCHER_DROPPED
+    what: str  # "> 0.01 -> > 0.0095", "5m -> 5m15s", 'check="redis" (2 selectors)'
     rules: dict[str, Any]  # a rule file holding the mutated rule only
     tests: list[dict[str, Any]]  # the alert's promtool tests
 
@@ -113,6 +119,7 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
                 if moved is not None:
                     what = f"{alert.op} {number(alert.threshold)} -> {alert.op} {number(moved)}"
                     changes.append((kind, what, {**rule, "expr": alert.expr(moved)}))
+            changes.extend(_matchers_dropped(rule))
         longer = alert.for_ + profile.evaluation_interval
         what = f"{format_duration(alert.for_)} -> {format_duration(longer)}"
         changes.append((FOR_LONGER, what, {**rule, "for": format_duration(longer)}))
@@ -127,6 +134,22 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
             )
             for kind, what, changed in changes
         )
+    return out
+
+
+def _matchers_dropped(rule: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """One mutant per distinct label matcher of the rule, dropped wherever it appears."""
+    by_text: dict[str, list[int]] = {}
+    matchers = label_matchers(rule["expr"])
+    for index, matcher in enumerate(matchers):
+        by_text.setdefault(rule["expr"][matcher.start : matcher.end], []).append(index)
+    out = []
+    for text, indexes in by_text.items():
+        expr = rule["expr"]
+        for index in reversed(indexes):  # from the end: earlier positions stay valid
+            expr = without_matcher(expr, matchers[index])
+        where = f" ({len(indexes)} selectors)" if len(indexes) > 1 else ""
+        out.append((MATCHER_DROPPED, f"{text}{where}", {**rule, "expr": expr}))
     return out
 
 

@@ -1,7 +1,11 @@
-"""A small PromQL scanner shared by the rules and the dashboards: add label matchers to
-every series selector of a query (and keep a label through its aggregations)."""
+"""A small PromQL scanner shared by the rules, their tests and the dashboards: add label
+matchers to every series selector of a query (and keep a label through its aggregations),
+and find the label matchers a query has."""
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 _KEYWORDS = {"bool", "and", "or", "unless", "offset", "inf", "nan", "atan2"}
 _AGGREGATIONS = {
@@ -122,3 +126,76 @@ def scoped(query: str, matchers: str, keep: str | None = None) -> str:  # noqa: 
             out.append(char)
             i += 1
     return "".join(out)
+
+
+# One label matcher inside a selector's braces: name, operator, the value as written
+# (PromQL string escapes, so a regex's backslashes are doubled).
+MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def unquoted(value: str) -> str:
+    r"""A string without its backslash escapes: a PromQL literal's ``\\-`` -> ``\-``, a
+    regex's ``\-`` -> ``-``."""
+    return _ESCAPE.sub(r"\1", value)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher of a query, with its place in the query text."""
+
+    label: str
+    op: str
+    value: str  # as written in the query
+    start: int  # query[start:end] is the matcher
+    end: int
+
+    def matches(self, value: str) -> bool:
+        """Whether a series whose label has ``value`` ("" when it lacks it) is selected."""
+        wanted = unquoted(self.value)
+        if self.op in ("=", "!="):
+            equal = value == wanted
+        else:  # Prometheus anchors its regexes; re.fullmatch reads these the same way
+            equal = re.fullmatch(wanted, value) is not None
+        return equal if self.op in ("=", "=~") else not equal
+
+    def rejected_value(self) -> str | None:
+        """A label value this matcher does not select: for a negative matcher one of the
+        values it excludes (``fstype!~"tmpfs|overlay"`` -> tmpfs; ``name!=""`` -> "",
+        the label absent), else "decoy"; None when there is none (``=~".*"``)."""
+        candidates = ["decoy", "decoy-0"]
+        if self.op in ("!=", "!~"):  # each alternative as plain text: escapes gone
+            candidates[:0] = [unquoted(unquoted(part)) for part in self.value.split("|")]
+        for candidate in candidates:
+            if not self.matches(candidate):
+                return candidate
+        return None
+
+
+def label_matchers(query: str) -> list[Matcher]:
+    """Every label matcher inside the braces of ``query``'s series selectors, in order;
+    string literals (a label_replace's arguments) are skipped."""
+    out: list[Matcher] = []
+    i = 0
+    while i < len(query):
+        char = query[i]
+        if char in "\"'`":
+            i = query.index(char, i + 1) + 1 if char == "`" else _string_end(query, i)
+        elif char == "{":
+            close = _closing(query, i, "{", "}")
+            for match in MATCHER.finditer(query, i + 1, close - 1):
+                out.append(Matcher(match[1], match[2], match[3], match.start(), match.end()))
+            i = close
+        else:
+            i += 1
+    return out
+
+
+def without_matcher(query: str, matcher: Matcher) -> str:
+    """``query`` with ``matcher`` removed from its selector (and the comma it leaves)."""
+    head, tail = query[: matcher.start].rstrip(), query[matcher.end :].lstrip()
+    if tail.startswith(","):
+        tail = tail[1:].lstrip()
+    elif head.endswith(","):
+        head = head[:-1].rstrip()
+    return f"{head}{tail}" if head.endswith("{") or tail.startswith("}") else f"{head} {tail}"

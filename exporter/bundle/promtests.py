@@ -8,7 +8,10 @@ expected labels and annotations (runbook_url included). So moving a threshold 5 
 the quiet side or lengthening ``for`` by one evaluation fails them
 (:mod:`exporter.bundle.mutations` proves it for every alert). Inputs are written in
 terms of the threshold, so the numbers in the tests come from the same place as the
-numbers in the rules.
+numbers in the rules. And one isolation test per label matcher of the rule
+(:func:`decoy_tests`): the firing inputs with that label set to a value the matcher
+rejects (another system, ``check="decoy"``) stay silent, so dropping any matcher fails
+a test too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from exporter.bundle.profile import (
     fill,
     number,
 )
+from exporter.bundle.promql import MATCHER, Matcher, label_matchers, unquoted
 from exporter.bundle.render import GENERATED, dump_yaml, threshold_text, value_text
 from exporter.bundle.rules import alert_annotations, alert_labels, runbook_url
 from exporter.fields import format_duration, parse_duration
@@ -38,6 +42,8 @@ _DURATION = r"[0-9]+[smhdwy][0-9smhdwy]*"
 LOOKS_BACK = re.compile(rf"\[({_DURATION})(?::(?:{_DURATION})?)?\]|\boffset\s+({_DURATION})")
 # The system label the isolation tests give the inputs of a system that is not this one.
 OTHER_SYSTEM = "another-system"
+# The selector of an ``absent(...)``: group 1 is the selector's text.
+_ABSENT = re.compile(r"\babsent\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*\{[^{}]*\})\s*\)")
 
 
 def with_labels(series: str, labels: dict[str, str]) -> str:
@@ -144,30 +150,27 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
         {"eval_time": format_duration(at), "alertname": alert.name, "exp_alerts": []}
         for at in sorted({fires_at, late})
     ]
-    quiet = {
-        "name": f"{alert.name}: quiet just short of {threshold_text(alert)}",
-        "interval": format_duration(STEP),
-        "input_series": _inputs(alert, "quiet", steps, profile.system),
-        "alert_rule_test": silent,
-    }
+    quiet_inputs = _inputs(alert, "quiet", steps, profile.system)
+    fire_inputs = _inputs(alert, "fire", steps, profile.system)
     # Another system's healthy series alongside: they must not change the outcome.
-    fire = {
-        "name": f"{alert.name}: fires past {threshold_text(alert)} once for elapses",
-        "interval": format_duration(STEP),
-        "input_series": _inputs(alert, "fire", steps, profile.system)
-        + _inputs(alert, "quiet", steps, OTHER_SYSTEM),
-        "alert_rule_test": _fires_at(profile, alert, fires_at, [exp_labels]),
-    }
-    # Isolation: the same fault in another system's series never fires this system's
-    # alert (exp_alerts lists every alert of that name: none).
-    isolated = {
-        "name": f"{alert.name}: quiet while only another system is past {threshold_text(alert)}",
-        "interval": format_duration(STEP),
-        "input_series": _inputs(alert, "fire", steps, OTHER_SYSTEM)
-        + _inputs(alert, "quiet", steps, profile.system),
-        "alert_rule_test": silent,
-    }
-    tests = [quiet, fire, isolated]
+    beside = fire_inputs + _inputs(alert, "quiet", steps, OTHER_SYSTEM)
+    tests: list[dict[str, Any]] = [
+        {
+            "name": f"{alert.name}: quiet just short of {threshold_text(alert)}",
+            "interval": format_duration(STEP),
+            "input_series": quiet_inputs,
+            "alert_rule_test": silent,
+        },
+        {
+            "name": f"{alert.name}: fires past {threshold_text(alert)} once for elapses",
+            "interval": format_duration(STEP),
+            "input_series": beside,
+            "alert_rule_test": _fires_at(profile, alert, fires_at, [exp_labels]),
+        },
+        *decoy_tests(alert, quiet_inputs, fire_inputs, silent),
+    ]
+    if _ABSENT.search(alert.expr()) and alert.test.absent_labels is None:
+        tests += absent_tests(profile, alert, beside, fires_at, exp_labels, silent)
     if alert.test.absent_labels is not None:
         # No series of this system at all (the target is gone): it fires all the same.
         labels = {
@@ -181,6 +184,116 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
                 "interval": format_duration(STEP),
                 "input_series": _inputs(alert, "quiet", steps, OTHER_SYSTEM),
                 "alert_rule_test": _fires_at(profile, alert, alert.for_, [labels]),
+            }
+        )
+    return tests
+
+
+def _relabelled(series: str, matcher: Matcher, value: str) -> str | None:
+    """An input series (``name{a="b"}``) with ``matcher``'s label set to ``value`` (left
+    out when ""); None when the series lacks the label or the matcher does not select it."""
+    if not series.endswith("}"):
+        return None
+    brace = series.index("{")
+    labels = {m[1]: m[3] for m in MATCHER.finditer(series, brace)}
+    if matcher.label not in labels or not matcher.matches(labels[matcher.label]):
+        return None
+    labels[matcher.label] = value
+    if not value:
+        del labels[matcher.label]
+    body = ",".join(f'{name}="{text}"' for name, text in labels.items())
+    return f"{series[:brace]}{{{body}}}"
+
+
+def decoy_tests(
+    alert: Alert,
+    quiet: list[dict[str, str]],
+    fire: list[dict[str, str]],
+    silent: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Isolation, one test per label matcher of the rule: the firing inputs with that
+    label set to a value the matcher rejects, beside the quiet inputs, stay silent
+    (exp_alerts lists every alert of that name: none). The system label's value is
+    another system's; any other label's is one its matcher rejects (``check="decoy"``,
+    ``fstype="tmpfs"`` for ``fstype!~"tmpfs|..."``). The rule without that matcher fires
+    on them: the mutation test's dropped-matcher mutants prove each one fails."""
+    shown = threshold_text(alert)
+    tests: list[dict[str, Any]] = []
+    seen: set[tuple[str, ...]] = set()
+    matchers = label_matchers(alert.expr())
+    # the system's test first, as it was before the other labels had one
+    matchers.sort(key=lambda m: m.label != SYSTEM_LABEL)
+    for matcher in matchers:
+        value = OTHER_SYSTEM if matcher.label == SYSTEM_LABEL else matcher.rejected_value()
+        if value is None:
+            continue
+        moved = [
+            {**each, "series": series}
+            for each in fire
+            if (series := _relabelled(each["series"], matcher, value)) is not None
+        ]
+        key = tuple(each["series"] for each in moved)
+        if not moved or key in seen:
+            continue
+        seen.add(key)
+        if matcher.label == SYSTEM_LABEL:
+            where = "another system"
+        else:
+            where = f'{matcher.label}="{value}"' if value else f"a series without {matcher.label}"
+        tests.append(
+            {
+                "name": f"{alert.name}: quiet while only {where} is past {shown}",
+                "interval": format_duration(STEP),
+                "input_series": moved + quiet,
+                "alert_rule_test": silent,
+            }
+        )
+    return tests
+
+
+def absent_tests(
+    profile: Profile,
+    alert: Alert,
+    fire: list[dict[str, str]],
+    fires_at: float,
+    fired: dict[str, str],
+    silent: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The isolation tests of a rule that fires on ``absent(...)`` selectors only
+    (targets that must exist, while something else holds): another value of a label
+    does not stand for the one a matcher selects. The firing inputs with the series a
+    matcher selects relabelled: inside an ``absent()`` that target is now missing too
+    and fires as well, labelled by the selector's equality matchers (what absent()
+    returns); anywhere else the condition no longer holds and nothing fires."""
+    expr = alert.expr()
+    inside = [(m.start(1), m.end(1)) for m in _ABSENT.finditer(expr)]
+    tests: list[dict[str, Any]] = []
+    for matcher in label_matchers(expr):
+        value = matcher.rejected_value()
+        if matcher.label == SYSTEM_LABEL or value is None:
+            continue
+        moved = [
+            {**each, "series": _relabelled(each["series"], matcher, value) or each["series"]}
+            for each in fire
+        ]
+        if moved == fire:
+            continue
+        where = f'{matcher.label}="{value}" stands for {expr[matcher.start : matcher.end]}'
+        span = next(((a, b) for a, b in inside if a <= matcher.start < b), None)
+        if span is None:
+            checks, outcome = silent, "quiet"
+        else:
+            target = {m.label: unquoted(m.value) for m in label_matchers(expr[span[0] : span[1]])}
+            labels = {**target, **alert_labels(profile, alert)}
+            if labels == fired:  # the target the firing inputs already lack
+                continue
+            checks, outcome = _fires_at(profile, alert, fires_at, [fired, labels]), "fires"
+        tests.append(
+            {
+                "name": f"{alert.name}: {outcome} when {where}",
+                "interval": format_duration(STEP),
+                "input_series": moved,
+                "alert_rule_test": checks,
             }
         )
     return tests

@@ -99,7 +99,7 @@ def test_a_moved_threshold_fails(bundle: Path, tmp_path: Path) -> None:
     shipped = out / "rules" / "tests" / "smart-city.test.yml"
     suite = yaml.safe_load(shipped.read_text())
     suite["tests"] = [t for t in suite["tests"] if t["name"].startswith(f"{alert.name}: ")]
-    assert len(suite["tests"]) == 3  # quiet, firing, isolation
+    assert len(suite["tests"]) == 4  # quiet, firing, isolation (another system, check)
     shipped.write_text(yaml.safe_dump(suite))
     result = _cli("--output", str(out), "--promtool", promtool)
     assert result.returncode == 1
@@ -143,7 +143,9 @@ def test_mutate_reports_the_mutants_of_a_profile(bundle: Path, tmp_path: Path) -
     profile = load_profiles(profiles)[0]
     alerts, guarded = counts([profile])
     assert not any(a.op == "!=" for a in profile.alerts)  # so four mutants each
+    # and one per label matcher: system="t" and check="..." in each alert's selector
+    matchers = 2 * alerts
     assert result.stdout.splitlines()[-1] == (
-        f"{4 * alerts + guarded} mutants of {alerts} alerts and {guarded} missing-data "
-        "guards: 0 survived"
+        f"{4 * alerts + guarded + matchers} mutants of {alerts} alerts and {guarded} "
+        "missing-data guards: 0 survived"
     )

@@ -19,7 +19,14 @@ import yaml
 from exporter.bundle.defaults import SOURCE
 from exporter.bundle.guards import guards
 from exporter.bundle.known import EXTERNAL_METRICS
-from exporter.bundle.mutations import FOR_LONGER, THRESHOLD_MOVES, counts, mutations, survivors
+from exporter.bundle.mutations import (
+    FOR_LONGER,
+    MATCHER_DROPPED,
+    THRESHOLD_MOVES,
+    counts,
+    mutations,
+    survivors,
+)
 from exporter.bundle.profile import Profile
 from exporter.bundle.promtests import expected_annotations, longest_range, promtool_tests
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
@@ -92,18 +99,21 @@ def test_every_mutant_of_every_alert_fails_its_tests(
     profiles: list[Profile], tmp_path: Path
 ) -> None:
     """For every alert: its threshold 5 % (and 1 %) toward the quiet side, 1 % toward the
-    firing side, and its `for` one evaluation longer each fail its promtool tests. One
-    promtool call for all mutants; the counts and the time are printed (pytest -rA)."""
+    firing side, its `for` one evaluation longer and each of its label matchers dropped
+    fail its promtool tests. One promtool call for all mutants; the counts and the time
+    are printed (pytest -rA)."""
     mutants = mutations(profiles)
     alerts, guarded = counts(profiles)
     kinds = {kind: sum(m.kind == kind for m in mutants) for kind, *_ in THRESHOLD_MOVES}
     kinds[FOR_LONGER] = sum(m.kind == FOR_LONGER for m in mutants)
+    kinds[MATCHER_DROPPED] = sum(m.kind == MATCHER_DROPPED for m in mutants)
     # Every alert gets every mutant but the firing-side move of a `!=` alert; every
     # missing-data guard the `for` mutant.
     unequal = sum(a.op == "!=" for p in profiles for a in p.alerts if a.guarded is None)
     assert kinds["threshold 5% toward quiet"] == alerts
     assert kinds[FOR_LONGER] == alerts + guarded
     assert kinds["threshold 1% toward firing"] == alerts - unequal
+    assert kinds[MATCHER_DROPPED] > alerts  # every alert's system="..." and more
     started = time.monotonic()
     survived = survivors(_promtool(), mutants, tmp_path)
     seconds = time.monotonic() - started
@@ -135,6 +145,38 @@ def test_a_loose_test_lets_its_mutant_survive(profiles: list[Profile], tmp_path:
         (alert.name, "threshold 5% toward quiet"),
         (alert.name, "threshold 1% toward quiet"),
     ]
+
+
+def test_without_isolation_tests_dropped_matchers_survive(
+    profiles: list[Profile], tmp_path: Path
+) -> None:
+    """The matcher mutants are killed by the isolation tests (promtests.decoy_tests)
+    alone: SmartCityQueueBacklog's quiet and firing tests pass with any of its matchers
+    gone, and each of its isolation tests fails the mutant of its own label."""
+    profile = next(p for p in profiles if p.slug == "smart-city")
+    mutants = [
+        m
+        for m in mutations([profile])
+        if m.alert == "SmartCityQueueBacklog" and m.kind == MATCHER_DROPPED
+    ]
+    assert [m.what for m in mutants] == [
+        'check="queues"',
+        'system="smart-city"',
+        'state="waiting"',
+    ]
+    isolation = [t["name"] for t in mutants[0].tests if "quiet while only" in t["name"]]
+    assert isolation == [
+        "SmartCityQueueBacklog: quiet while only another system is past 1000",
+        'SmartCityQueueBacklog: quiet while only check="decoy" is past 1000',
+        'SmartCityQueueBacklog: quiet while only state="decoy" is past 1000',
+    ]
+    bare = [replace(m, tests=[t for t in m.tests if t["name"] not in isolation]) for m in mutants]
+    assert survivors(_promtool(), bare, tmp_path) == bare
+    by_label = dict(zip(["system", "check", "state"], isolation, strict=True))
+    for mutant in mutants:
+        test = by_label[mutant.what.split("=")[0]]
+        alone = replace(mutant, tests=[t for t in mutant.tests if t["name"] == test])
+        assert survivors(_promtool(), [alone], tmp_path) == [], test
 
 
 def test_drill_scales_windows_not_values(profiles: list[Profile]) -> None:
