@@ -7,12 +7,13 @@ when the quiet and the firing inputs sit within 1 % of the threshold. A move is 
 the signal's smallest step, 1, for counts and booleans, where a smaller move changes
 nothing. And every label matcher dropped (from every selector that has it: one side of
 ``a{check="x"} / b{check="x"}`` alone selects the same series, so dropping it there is no
-change any test could see), which the isolation tests
-(:func:`exporter.bundle.promtests.decoy_tests`) fail. A missing-data guard gets the
-``for`` mutant only (its matchers are the guarded alert's). Each mutant is
-written as a rule file with that one rule, next to a test file with that alert's tests
-from :func:`exporter.bundle.promtests.alert_tests`, and promtool runs all of them in one
-call. A mutant whose tests still pass *survives*: the tests do not pin that number.
+change any test could see), run against the isolation tests only
+(:func:`exporter.bundle.promtests.decoy_tests`); the other mutants against the rest. A
+missing-data guard gets the ``for`` mutant only (its matchers are the guarded alert's).
+Each mutant is written as a rule file with that one rule, next to a test file with those
+of the alert's tests (:func:`exporter.bundle.promtests.tests_of`), and promtool runs all
+of them in one call. A mutant whose tests still pass *survives*: the tests do not pin
+that number or matcher.
 Annotations are not mutated (they print the threshold, and a test that fails only on the
 text would prove nothing about the value).
 """
@@ -30,7 +31,7 @@ import yaml
 from exporter.bundle.guards import guards
 from exporter.bundle.profile import Alert, Profile, number
 from exporter.bundle.promql import label_matchers, without_matcher
-from exporter.bundle.promtests import STEP, promtool_in_parallel, tests_of
+from exporter.bundle.promtests import STEP, is_isolation, promtool_in_parallel, tests_of
 from exporter.bundle.rules import all_alerts, rules_file
 from exporter.fields import format_duration
 
@@ -123,6 +124,11 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
         longer = alert.for_ + profile.evaluation_interval
         what = f"{format_duration(alert.for_)} -> {format_duration(longer)}"
         changes.append((FOR_LONGER, what, {**rule, "for": format_duration(longer)}))
+        # Each mutant against the tests written to kill it: a dropped matcher against the
+        # isolation tests, a moved number against the others (half the promtool work of
+        # every mutant against every test, and a stronger claim).
+        isolation = [t for t in tests if is_isolation(t)]
+        others = [t for t in tests if not is_isolation(t)]
         out.extend(
             Mutation(
                 profile=profile.slug,
@@ -130,7 +136,7 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
                 kind=kind,
                 what=what,
                 rules={"groups": [{**group, "rules": [changed]}]},
-                tests=tests,
+                tests=isolation if kind == MATCHER_DROPPED else others,
             )
             for kind, what, changed in changes
         )

@@ -42,6 +42,9 @@ _DURATION = r"[0-9]+[smhdwy][0-9smhdwy]*"
 LOOKS_BACK = re.compile(rf"\[({_DURATION})(?::(?:{_DURATION})?)?\]|\boffset\s+({_DURATION})")
 # The system label the isolation tests give the inputs of a system that is not this one.
 OTHER_SYSTEM = "another-system"
+# In the name of every isolation test (decoy_tests, absent_tests) and no other: the
+# mutation test runs a dropped-matcher mutant against these, the others against the rest.
+ISOLATION = (" while only ", " stands for ")
 # The selector of an ``absent(...)``: group 1 is the selector's text.
 _ABSENT = re.compile(r"\babsent\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*\{[^{}]*\})\s*\)")
 
@@ -242,7 +245,7 @@ def decoy_tests(
             where = f'{matcher.label}="{value}"' if value else f"a series without {matcher.label}"
         tests.append(
             {
-                "name": f"{alert.name}: quiet while only {where} is past {shown}",
+                "name": f"{alert.name}: quiet{ISOLATION[0]}{where} is past {shown}",
                 "interval": format_duration(STEP),
                 "input_series": moved + quiet,
                 "alert_rule_test": silent,
@@ -278,7 +281,7 @@ def absent_tests(
         ]
         if moved == fire:
             continue
-        where = f'{matcher.label}="{value}" stands for {expr[matcher.start : matcher.end]}'
+        where = f'{matcher.label}="{value}"{ISOLATION[1]}{expr[matcher.start : matcher.end]}'
         span = next(((a, b) for a, b in inside if a <= matcher.start < b), None)
         if span is None:
             checks, outcome = silent, "quiet"
@@ -297,6 +300,11 @@ def absent_tests(
             }
         )
     return tests
+
+
+def is_isolation(test: dict[str, Any]) -> bool:
+    """Whether a promtool test is one of decoy_tests' or absent_tests'."""
+    return any(part in test["name"] for part in ISOLATION)
 
 
 def _fires_at(
@@ -390,7 +398,7 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
         },
         silent("quiet while the exporter is down (ExporterDown pages)", [up(0, profile.system)]),
         silent(
-            "quiet while only another system's series are missing",
+            "quiet while another system's series alone are missing",
             [up(1, profile.system), *data(profile.system), up(1, OTHER_SYSTEM)],
         ),
     ]
