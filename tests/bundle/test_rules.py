@@ -28,7 +28,13 @@ from exporter.bundle.mutations import (
     survivors,
 )
 from exporter.bundle.profile import Profile
-from exporter.bundle.promtests import expected_annotations, longest_range, promtool_tests
+from exporter.bundle.promtests import (
+    expected_annotations,
+    is_isolation,
+    longest_range,
+    promtool_tests,
+    tests_of,
+)
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
@@ -150,9 +156,9 @@ def test_a_loose_test_lets_its_mutant_survive(profiles: list[Profile], tmp_path:
 def test_without_isolation_tests_dropped_matchers_survive(
     profiles: list[Profile], tmp_path: Path
 ) -> None:
-    """The matcher mutants are killed by the isolation tests (promtests.decoy_tests)
-    alone: SmartCityQueueBacklog's quiet and firing tests pass with any of its matchers
-    gone, and each of its isolation tests fails the mutant of its own label."""
+    """The matcher mutants run against the isolation tests (promtests.decoy_tests), and
+    need them: SmartCityQueueBacklog's quiet and firing tests pass with any of its
+    matchers gone, and each of its isolation tests fails the mutant of its own label."""
     profile = next(p for p in profiles if p.slug == "smart-city")
     mutants = [
         m
@@ -164,13 +170,23 @@ def test_without_isolation_tests_dropped_matchers_survive(
         'system="smart-city"',
         'state="waiting"',
     ]
-    isolation = [t["name"] for t in mutants[0].tests if "quiet while only" in t["name"]]
-    assert isolation == [
-        "SmartCityQueueBacklog: quiet while only another system is past 1000",
-        'SmartCityQueueBacklog: quiet while only check="decoy" is past 1000',
-        'SmartCityQueueBacklog: quiet while only state="decoy" is past 1000',
+    every = tests_of(profile, profile.alert("QueueBacklog"))
+    isolation = [t["name"] for t in every if is_isolation(t)]
+    assert (
+        isolation
+        == [t["name"] for t in mutants[0].tests]
+        == [
+            "SmartCityQueueBacklog: quiet while only another system is past 1000",
+            'SmartCityQueueBacklog: quiet while only check="decoy" is past 1000',
+            'SmartCityQueueBacklog: quiet while only state="decoy" is past 1000',
+        ]
+    )
+    others = [t for t in every if not is_isolation(t)]
+    assert [t["name"] for t in others] == [
+        "SmartCityQueueBacklog: quiet just short of 1000",
+        "SmartCityQueueBacklog: fires past 1000 once for elapses",
     ]
-    bare = [replace(m, tests=[t for t in m.tests if t["name"] not in isolation]) for m in mutants]
+    bare = [replace(m, tests=others) for m in mutants]
     assert survivors(_promtool(), bare, tmp_path) == bare
     by_label = dict(zip(["system", "check", "state"], isolation, strict=True))
     for mutant in mutants:
