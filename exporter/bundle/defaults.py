@@ -31,6 +31,7 @@ from exporter.alerting import AlertSetting, DefaultAlert, kind_alerts
 from exporter.bundle.profile import (
     LABEL_REF,
     SLUG,
+    SYSTEM_LABEL,
     Alert,
     AlertTest,
     Generated,
@@ -615,16 +616,15 @@ def _failing_name(profile: Profile, check: CheckSpec[Any]) -> Generated | None:
 
 def _missing_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
     """The missing-data cases: the check fails (its series go), or one series vanishes."""
+    from exporter.bundle.promtests import OTHER_JOB_UP, OTHER_TARGET, with_labels
+
     alert = item.alert
     sel = selector(item.check, profile.selector_system)
     success = f'runbook_exporter_check_success{{{sel},kind="{item.check.kind}"}}'
     out: list[dict[str, Any]] = []
     if item.role == "absent":
-        up = (
-            f'up{{job="{EXPORTER_JOB}",instance="exporter:9469"'
-            + (f',system="{profile.selector_system}"' if profile.selector_system else "")
-            + "}"
-        )
+        system_label = {SYSTEM_LABEL: profile.selector_system} if profile.selector_system else {}
+        up = with_labels("up", {"job": EXPORTER_JOB, "instance": "exporter:9469", **system_label})
         labels = dict(alert.test.labels)
         out.append(
             {
@@ -642,6 +642,18 @@ def _missing_tests(profile: Profile, item: Generated) -> list[dict[str, Any]]:
                         "alertname": alert.name,
                         "exp_alerts": [_expected(profile, alert, labels, 1.0)],
                     },
+                ],
+            }
+        )
+        # Another job's target up and the exporter's gone: ExporterDown pages, not this.
+        other = with_labels("up", {**OTHER_TARGET, **system_label})
+        out.append(
+            {
+                "name": f"{alert.name}: {OTHER_JOB_UP}",
+                "interval": format_duration(STEP),
+                "input_series": [{"series": other, "values": "1x20"}],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": alert.name, "exp_alerts": []}
                 ],
             }
         )

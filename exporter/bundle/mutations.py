@@ -9,7 +9,8 @@ nothing. And every label matcher dropped (from every selector that has it: one s
 ``a{check="x"} / b{check="x"}`` alone selects the same series, so dropping it there is no
 change any test could see), run against the isolation tests only
 (:func:`exporter.bundle.promtests.decoy_tests`); the other mutants against the rest. A
-missing-data guard gets the ``for`` mutant only (its matchers are the guarded alert's).
+missing-data guard gets the ``for`` and the matcher mutants (its ``> 0`` over series that
+are there or not is no threshold).
 Each mutant is written as a rule file with that one rule, next to a test file with those
 of the alert's tests (:func:`exporter.bundle.promtests.tests_of`), and promtool runs all
 of them in one call. A mutant whose tests still pass *survives*: the tests do not pin
@@ -103,8 +104,8 @@ def _is_guard(profile: Profile, alert: Alert) -> bool:
 
 
 def profile_mutations(profile: Profile) -> list[Mutation]:
-    """The mutants of every alert of a profile, and the ``for`` mutant of every
-    missing-data guard (a guard's ``> 0`` over series that are there or not is no
+    """The mutants of every alert of a profile, and the ``for`` and matcher mutants of
+    every missing-data guard (a guard's ``> 0`` over series that are there or not is no
     threshold: moving it changes nothing)."""
     out: list[Mutation] = []
     rules = _rules(profile)
@@ -114,21 +115,23 @@ def profile_mutations(profile: Profile) -> list[Mutation]:
             raise AssertionError(f"{alert.name}: the rule's expr is not {alert.expr()!r}")
         changes: list[tuple[str, str, dict[str, Any]]] = []
         tests = tests_of(profile, alert)
-        if alert.guarded is None and not _is_guard(profile, alert):
+        guard = alert.guarded is not None or _is_guard(profile, alert)
+        if not guard:
             for kind, share, quiet_side in THRESHOLD_MOVES:
                 moved = moved_threshold(alert, share, quiet_side)
                 if moved is not None:
                     what = f"{alert.op} {number(alert.threshold)} -> {alert.op} {number(moved)}"
                     changes.append((kind, what, {**rule, "expr": alert.expr(moved)}))
-            changes.extend(_matchers_dropped(rule))
+        changes.extend(_matchers_dropped(rule))
         longer = alert.for_ + profile.evaluation_interval
         what = f"{format_duration(alert.for_)} -> {format_duration(longer)}"
         changes.append((FOR_LONGER, what, {**rule, "for": format_duration(longer)}))
-        # Each mutant against the tests written to kill it: a dropped matcher against the
-        # isolation tests, a moved number against the others (half the promtool work of
-        # every mutant against every test, and a stronger claim).
-        isolation = [t for t in tests if is_isolation(t)]
-        others = [t for t in tests if not is_isolation(t)]
+        # Each mutant of an alert against the tests written to kill it: a dropped matcher
+        # against the isolation tests, a moved number against the others (half the
+        # promtool work of every mutant against every test, and a stronger claim). A
+        # guard's few tests are all about which series are there: all of them.
+        isolation = [t for t in tests if guard or is_isolation(t)]
+        others = [t for t in tests if guard or not is_isolation(t)]
         out.extend(
             Mutation(
                 profile=profile.slug,

@@ -17,6 +17,7 @@ a test too.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -329,24 +330,28 @@ def _fires_at(
     return checks
 
 
-# The exporter instance the guard tests scrape.
+# The exporter instance the guard tests scrape, and another job's target beside it.
 EXPORTER_TARGET = {"instance": "exporter:9711", "job": EXPORTER_JOB}
+OTHER_TARGET = {"instance": "node:9100", "job": "node-exporter"}
+OTHER_JOB_UP = f"quiet{ISOLATION[0]}another job's target is up (ExporterDown pages)"
 
 
 def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
     """promtool tests of a missing-data guard: quiet while every series it needs is
     there; firing (one alert per missing series, ``missing`` naming it) when the check
     fails and the series are gone; quiet when the exporter itself is down (ExporterDown
-    pages) and when only another system's series are missing."""
+    pages) and when only another system's series are missing. Isolation (each label
+    matcher of the guard needed): quiet while only another job's target is up, and
+    firing while only series with another value of a label it requires are there."""
     required = required_of(profile, guard_alert)
     end = guard_alert.for_ + 2 * STEP
     steps = int(end // STEP) + 2
     at_end = format_duration(end)
     checks = sorted({v for r in required for k, v in r.labels if k == "check"})
 
-    def up(value: int, system: str) -> dict[str, str]:
-        target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
-        return {"series": with_labels("up", target), "values": f"{value}+0x{steps}"}
+    def up(value: int, system: str, target: dict[str, str] = EXPORTER_TARGET) -> dict[str, str]:
+        labels = {**target, SYSTEM_LABEL: system}
+        return {"series": with_labels("up", labels), "values": f"{value}+0x{steps}"}
 
     def data(system: str) -> list[dict[str, str]]:
         target = {**EXPORTER_TARGET, SYSTEM_LABEL: system}
@@ -382,6 +387,30 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
         }
         for r in required
     ]
+    relabelled = []
+    for label in dict.fromkeys(k for r in required for k, _ in r.labels):
+        decoy = [
+            replace(r, labels=tuple((k, "decoy" if k == label else v) for k, v in r.labels))
+            for r in required
+        ]
+        target = {**EXPORTER_TARGET, SYSTEM_LABEL: profile.system}
+        inputs = {d.selector(**target): f"1+0x{steps}" for d in decoy}  # one per series
+        relabelled.append(
+            {
+                "name": f'{guard_alert.name}: fires{ISOLATION[0]}{label}="decoy" series are there',
+                "interval": format_duration(STEP),
+                "input_series": [
+                    up(1, profile.system),
+                    *({"series": k, "values": v} for k, v in inputs.items()),
+                ],
+                "alert_rule_test": _fires_at(
+                    profile,
+                    guard_alert,
+                    guard_alert.for_,
+                    [f for f, r in zip(fired, required, strict=True) if label in dict(r.labels)],
+                ),
+            }
+        )
     return [
         silent("quiet while its series are there", [up(1, profile.system), *data(profile.system)]),
         {
@@ -401,6 +430,8 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
             "quiet while another system's series alone are missing",
             [up(1, profile.system), *data(profile.system), up(1, OTHER_SYSTEM)],
         ),
+        silent(OTHER_JOB_UP, [up(0, profile.system), up(1, profile.system, OTHER_TARGET)]),
+        *relabelled,
     ]
 
 

@@ -143,8 +143,10 @@ def test_mutate_reports_the_mutants_of_a_profile(bundle: Path, tmp_path: Path) -
     profile = load_profiles(profiles)[0]
     alerts, guarded = counts([profile])
     assert not any(a.op == "!=" for a in profile.alerts)  # so four mutants each
-    # and one per label matcher: system="t" and check="..." in each alert's selector
-    matchers = 2 * alerts
+    # and one per label matcher: system="t" and check="..." in each alert's selector,
+    # the Absent guard's check, system and job="runbook-exporter"
+    assert guarded == 1
+    matchers = 2 * alerts + 3
     assert result.stdout.splitlines()[-1] == (
         f"{4 * alerts + guarded + matchers} mutants of {alerts} alerts and {guarded} "
         "missing-data guards: 0 survived"
