@@ -164,7 +164,9 @@ class Matcher:
         values it excludes (``fstype!~"tmpfs|overlay"`` -> tmpfs; ``name!=""`` -> "",
         the label absent), else "decoy"; None when there is none (``=~".*"``)."""
         candidates = ["decoy", "decoy-0"]
-        if self.op in ("!=", "!~"):  # each alternative as plain text: escapes gone
+        if self.op == "!=":  # the one value it excludes, "|" and all
+            candidates[:0] = [unquoted(self.value)]
+        elif self.op == "!~":  # each alternative as plain text: escapes gone
             candidates[:0] = [unquoted(unquoted(part)) for part in self.value.split("|")]
         for candidate in candidates:
             if not self.matches(candidate):

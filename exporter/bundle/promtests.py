@@ -193,6 +193,11 @@ def alert_tests(profile: Profile, alert: Alert) -> list[dict[str, Any]]:
     return tests
 
 
+def _labels(series: str) -> dict[str, str]:
+    """An input series' labels, as written."""
+    return {m[1]: m[3] for m in MATCHER.finditer(series, series.find("{") + 1)}
+
+
 def _relabelled(series: str, matcher: Matcher, value: str) -> str | None:
     """An input series (``name{a="b"}``) with ``matcher``'s label set to ``value`` (left
     out when ""); None when the series lacks the label or the matcher does not select it."""
@@ -228,7 +233,9 @@ def decoy_tests(
     # the system's test first, as it was before the other labels had one
     matchers.sort(key=lambda m: m.label != SYSTEM_LABEL)
     for matcher in matchers:
-        value = OTHER_SYSTEM if matcher.label == SYSTEM_LABEL else matcher.rejected_value()
+        value = matcher.rejected_value()
+        if matcher.label == SYSTEM_LABEL and not matcher.matches(OTHER_SYSTEM):
+            value = OTHER_SYSTEM  # else this system is called that: "decoy" then
         if value is None:
             continue
         moved = [
@@ -240,6 +247,11 @@ def decoy_tests(
         if not moved or key in seen:
             continue
         seen.add(key)
+        # Firing series without the label (NoWorkers' bullmq_queue_workers 0 beside the
+        # relabelled jobs) stay as they fire, and the quiet ones stay out: their quiet
+        # twins would silence the rule whatever the matcher.
+        kept = [each for each in fire if matcher.label not in _labels(each["series"])]
+        beside = kept if kept else quiet
         if matcher.label == SYSTEM_LABEL:
             where = "another system"
         else:
@@ -248,7 +260,7 @@ def decoy_tests(
             {
                 "name": f"{alert.name}: quiet{ISOLATION[0]}{where} is past {shown}",
                 "interval": format_duration(STEP),
-                "input_series": moved + quiet,
+                "input_series": moved + beside,
                 "alert_rule_test": silent,
             }
         )

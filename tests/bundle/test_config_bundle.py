@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,12 @@ import pytest
 import yaml
 
 from exporter.alerting import kind_alerts
+from exporter.bundle import promtests
 from exporter.bundle.cli import main as bundle_main
 from exporter.bundle.defaults import ConfigBundle, bundle_files, config_bundle, selector
-from exporter.bundle.promtests import promtool_in_parallel
+from exporter.bundle.mutations import MATCHER_DROPPED, profile_mutations, survivors
+from exporter.bundle.promtests import OTHER_SYSTEM, promtool_in_parallel
+from exporter.bundle.rules import all_alerts
 from exporter.checks import KINDS
 from exporter.config import load_data
 from exporter.fields import ConfigError
@@ -247,6 +251,33 @@ def test_tests_fail_when_a_threshold_or_for_moves(tmp_path: Path) -> None:
     print(f"{mutated} mutations of {len(rules['groups'][0]['rules'])} alerts, {survived} survived")
     assert mutated >= 60
     assert survived == 0
+
+
+@pytest.mark.parametrize("system", ["", "smart-city"])
+def test_each_dropped_matcher_fails_the_isolation_tests_alone(tmp_path: Path, system: str) -> None:
+    """Every label matcher of every generated alert, dropped, fails the alert's
+    isolation tests without its quiet and firing tests (bullmq NoWorkers'
+    state=~"waiting|prioritized" passed: the quiet bullmq_queue_workers 1 beside the
+    relabelled jobs kept it silent whatever the state)."""
+    mutants = []
+    for mutant in profile_mutations(_bundle(system).profile):
+        if mutant.kind == MATCHER_DROPPED:
+            isolation = [t for t in mutant.tests if "quiet while only" in t["name"]]
+            mutants.append(replace(mutant, tests=isolation))
+    assert len(mutants) > 50
+    survived = survivors(require_binary("promtool", "prometheus"), mutants, tmp_path)
+    assert [(m.alert, m.what) for m in survived] == []
+
+
+def test_no_test_feeds_a_series_twice_when_the_system_is_the_decoys() -> None:
+    """--system another-system (the isolation tests' other system): the system's
+    isolation test feeds another value, not each firing series next to its quiet twin
+    (promtool takes the last, and the test passes whatever the rule)."""
+    profile = _bundle(OTHER_SYSTEM).profile
+    for alert in all_alerts(profile):
+        for test in promtests.tests_of(profile, alert):
+            series = [each["series"] for each in test["input_series"]]
+            assert len(series) == len(set(series)), test["name"]
 
 
 def test_amtool_routes_generated_alerts_by_severity(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def test_without_matcher_drops_that_one_only(profiles: list[Profile]) -> None:
         ('x{state!~"client_.*"}', "client_.*"),
         ('x{version=~"[0-5]\\\\..*"}', "decoy"),
         ('x{status!="200"}', "200"),
+        ('x{queue!="a|b"}', "a|b"),  # one value, not alternatives
         ('x{a=~".*"}', None),  # selects every value
     ],
 )
