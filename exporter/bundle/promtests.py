@@ -221,11 +221,13 @@ def decoy_tests(
     silent: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Isolation, one test per label matcher of the rule: the firing inputs with that
-    label set to a value the matcher rejects, beside the quiet inputs, stay silent
-    (exp_alerts lists every alert of that name: none). The system label's value is
-    another system's; any other label's is one its matcher rejects (``check="decoy"``,
-    ``fstype="tmpfs"`` for ``fstype!~"tmpfs|..."``). The rule without that matcher fires
-    on them: the mutation test's dropped-matcher mutants prove each one fails."""
+    label set to a value the matcher rejects stay silent (exp_alerts lists every alert
+    of that name: none). Firing inputs without the label stay as they are; when there
+    are none the quiet inputs go beside (an absent() in the rule sees its series). The
+    system label's value is another system's ("decoy" for a system called that); any
+    other label's is one its matcher rejects (``check="decoy"``, ``fstype="tmpfs"`` for
+    ``fstype!~"tmpfs|..."``). The rule without that matcher fires on them: the mutation
+    test's dropped-matcher mutants prove each one fails."""
     shown = threshold_text(alert)
     tests: list[dict[str, Any]] = []
     seen: set[tuple[str, ...]] = set()

@@ -34,7 +34,7 @@ from exporter.bundle.promtests import (
     longest_range,
     promtool_tests,
 )
-from exporter.bundle.promtests import tests_of as tests_of_alert  # not collected by pytest
+from exporter.bundle.promtests import tests_of as alert_tests_of  # a test_* name would be collected
 from exporter.bundle.rules import alert_labels, all_alerts, drill, rules_file
 from exporter.checks import KINDS
 from exporter.families import CHECK_DURATION, CHECK_SUCCESS
@@ -170,7 +170,7 @@ def test_without_isolation_tests_dropped_matchers_survive(
         'system="smart-city"',
         'state="waiting"',
     ]
-    every = tests_of_alert(profile, profile.alert("QueueBacklog"))
+    every = alert_tests_of(profile, profile.alert("QueueBacklog"))
     isolation = [t["name"] for t in every if is_isolation(t)]
     assert (
         isolation
