@@ -132,6 +132,9 @@ def scoped(query: str, matchers: str, keep: str | None = None) -> str:  # noqa: 
 # (PromQL string escapes, so a regex's backslashes are doubled).
 MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(.)")
+# Label values the isolation tests give a series so that a matcher does not select it:
+# the first one that differs from (or is rejected by) the matcher's own.
+DECOYS = ("decoy", "decoy-0")
 
 
 def unquoted(value: str) -> str:
@@ -163,7 +166,7 @@ class Matcher:
         """A label value this matcher does not select: for a negative matcher one of the
         values it excludes (``fstype!~"tmpfs|overlay"`` -> tmpfs; ``name!=""`` -> "",
         the label absent), else "decoy"; None when there is none (``=~".*"``)."""
-        candidates = ["decoy", "decoy-0"]
+        candidates = list(DECOYS)
         if self.op == "!=":  # the one value it excludes, "|" and all
             candidates[:0] = [unquoted(self.value)]
         elif self.op == "!~":  # each alternative as plain text: escapes gone

@@ -32,7 +32,7 @@ from exporter.bundle.profile import (
     fill,
     number,
 )
-from exporter.bundle.promql import MATCHER, Matcher, label_matchers, unquoted
+from exporter.bundle.promql import DECOYS, MATCHER, Matcher, label_matchers, unquoted
 from exporter.bundle.render import GENERATED, dump_yaml, threshold_text, value_text
 from exporter.bundle.rules import alert_annotations, alert_labels, runbook_url
 from exporter.fields import format_duration, parse_duration
@@ -203,15 +203,14 @@ def _relabelled(series: str, matcher: Matcher, value: str) -> str | None:
     out when ""); None when the series lacks the label or the matcher does not select it."""
     if not series.endswith("}"):
         return None
-    brace = series.index("{")
-    labels = {m[1]: m[3] for m in MATCHER.finditer(series, brace)}
+    labels = _labels(series)
     if matcher.label not in labels or not matcher.matches(labels[matcher.label]):
         return None
     labels[matcher.label] = value
     if not value:
         del labels[matcher.label]
     body = ",".join(f'{name}="{text}"' for name, text in labels.items())
-    return f"{series[:brace]}{{{body}}}"
+    return f"{series[: series.index('{')]}{{{body}}}"
 
 
 def decoy_tests(
@@ -404,14 +403,19 @@ def guard_tests(profile: Profile, guard_alert: Alert) -> list[dict[str, Any]]:
     relabelled = []
     for label in dict.fromkeys(k for r in required for k, _ in r.labels):
         decoy = [
-            replace(r, labels=tuple((k, "decoy" if k == label else v) for k, v in r.labels))
+            replace(
+                r,
+                labels=tuple(
+                    (k, next(d for d in DECOYS if d != v) if k == label else v) for k, v in r.labels
+                ),
+            )
             for r in required
         ]
         target = {**EXPORTER_TARGET, SYSTEM_LABEL: profile.system}
         inputs = {d.selector(**target): f"1+0x{steps}" for d in decoy}  # one per series
         relabelled.append(
             {
-                "name": f'{guard_alert.name}: fires{ISOLATION[0]}{label}="decoy" series are there',
+                "name": f"{guard_alert.name}: fires{ISOLATION[0]}another {label}'s series exist",
                 "interval": format_duration(STEP),
                 "input_series": [
                     up(1, profile.system),
