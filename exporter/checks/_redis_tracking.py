@@ -138,7 +138,7 @@ class ChangeTracking:
                         self._take(replies)
                         return True
                     await self._subscriber.close()
-                    self._reset()
+                    self.reset()
                     if not transient(replies[-1]):
                         self._refuse(first_line(replies[-1]))
                     return False
@@ -173,11 +173,7 @@ class ChangeTracking:
         """After the reads: when the reading connection was redialled during them, they
         were not tracked, so nothing read counts as unchanged."""
         if self._dial is not None and reading.dials != self._dial:
-            self._reset()
-
-    def reset(self) -> None:
-        """Count every item as changed and set tracking up again on the next sync."""
-        self._reset()
+            self.reset()
 
     def forget(self, item: Hashable) -> None:
         """Nothing is kept about ``item`` any more (the check no longer reads it)."""
@@ -188,11 +184,16 @@ class ChangeTracking:
     async def close(self) -> None:
         await self._subscriber.close()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
+        """Count every item as changed and set tracking up again on the next sync."""
+        self._forget_all()
+        self._dial = None
+
+    def _forget_all(self) -> None:
+        """Every item changed (tracking itself stays set up)."""
         self._unchanged.clear()
         self._tracked.clear()
         self._lapsed.clear()
-        self._dial = None
 
     def _take(self, replies: list[Any]) -> None:
         for reply in replies:
@@ -200,9 +201,7 @@ class ChangeTracking:
                 continue
             keys = reply[2]
             if keys is None:  # FLUSHALL / FLUSHDB: every key
-                self._unchanged.clear()
-                self._tracked.clear()
-                self._lapsed.clear()
+                self._forget_all()
                 continue
             unchanged, tracked, lapsed = self._unchanged, self._tracked, self._lapsed
             for key in [keys] if isinstance(keys, str) else keys:
@@ -215,7 +214,7 @@ class ChangeTracking:
                             lapsed[item] = {key}
 
     async def _set_up(self, reading: RawRedis) -> bool:
-        self._reset()
+        self.reset()
         await self._subscriber.close()
         try:
             started = await self._start(reading)
