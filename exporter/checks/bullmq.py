@@ -307,7 +307,9 @@ class _QueueState:
     # The events stream was not read to its end (a burst beyond the scrape's share of
     # time): read again on the next scrape, whatever change tracking says.
     behind: bool = False
-    # Loop time after which change tracking reads the queue anyway (_refresh_after).
+    # Seconds after a read at which change tracking reads the queue anyway, fixed per
+    # queue (_refresh_after), and the loop time that comes to.
+    refresh_after: float = 0.0
     refresh_due: float = 0.0
     # Loop time at which an active job's lock can expire first (-inf: every scrape, some
     # locks were not read; None: no lock expires), from the script's row.
@@ -636,7 +638,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1] == ":"
         ]
 
-    async def _to_read(self, targets: list[tuple[str, str]], now_ms: int) -> list[tuple[str, str]]:
+    async def _to_read(
+        self, targets: list[tuple[str, str]], now_ms: int, now: float
+    ) -> list[tuple[str, str]]:
         """The targets to read this scrape, in order; syncs change tracking first (a round
         trip on each connection). All of them without the script route (off or refused)
         or without tracking (off, refused, just set up); else those never read or changed
@@ -653,7 +657,6 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             return targets
         tracking, states = self._tracking, self._states
         cutoff = now_ms - options.schedule_grace * 1000
-        now = asyncio.get_running_loop().time()
         chosen: list[tuple[str, str]] = []
         for target in targets:
             state = states.get(target)
@@ -711,7 +714,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         clients: Any = None
         now_ms = int(time.time() * 1000)
         read_at = self._read_started = loop.time()
-        to_read = await self._to_read(targets, now_ms)
+        to_read = await self._to_read(targets, now_ms, read_at)
         group = BATCH_QUEUES * PIPELINED_BATCHES
         # The script checks locks batch by batch: each gets an equal share of the budget.
         lock_checks = STALLED_BUDGET // max(-(-len(to_read) // BATCH_QUEUES), 1)
@@ -778,7 +781,7 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
                 self._tracking.mark_read(target)
                 kept = self._states.get(target)  # none for a queue gone or skipped
                 if kept is not None:
-                    kept.refresh_due = read_at + _refresh_after(target)
+                    kept.refresh_due = read_at + kept.refresh_after
             self._tracking.settle(self._redis)
         reported = [item.prefix if isinstance(item, _Read) else item[0] for item in order]
         for prefix in options.prefixes:
@@ -940,7 +943,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
             return None  # neither meta nor id: obliterated since discovery
         state = self._states.get((prefix, queue))
         if state is None:
-            state = self._states[(prefix, queue)] = _QueueState()
+            state = self._states[(prefix, queue)] = _QueueState(
+                refresh_after=_refresh_after((prefix, queue))
+            )
         state.row = row
         counts = {
             "waiting": waiting, "paused": paused_jobs, "active": active, "delayed": delayed,
@@ -1191,7 +1196,9 @@ class BullmqProbe(BaseProbe[BullmqOptions]):
         # Not setdefault: its default would build a fresh state per queue on every scrape.
         state = self._states.get((prefix, queue))
         if state is None:
-            state = self._states[(prefix, queue)] = _QueueState()
+            state = self._states[(prefix, queue)] = _QueueState(
+                refresh_after=_refresh_after((prefix, queue))
+            )
         read = _Read(
             prefix=prefix, queue=queue, exists=exists, counts=counts,
             paused=paused_field is not None, next_job=next_job, metrics=metrics,
